@@ -1,0 +1,149 @@
+"""Readers on tiny fixture files: good input parses, each kind of bad input names file and line."""
+
+import gzip
+import zipfile
+
+import pytest
+
+from data_prep import readers
+from data_prep.errors import DataError
+from data_prep.tagsets import read_tag_map
+
+CATS = "ca01 news\ncb01 editorial\n"
+CA01 = ("\n\n\tThe/at Fulton/np-tl County/nn-tl said/vbd ./.\n\n"
+        "\tIt/pps was/bedz ./.\n")
+CB01 = "\n\n\tWe/ppss agree/vb ./.\n"
+BROWN_MAP = ("AT\tDET\nNP-TL\tNOUN\nNN-TL\tNOUN\nVBD\tVERB\n.\t.\nPPS\tPRON\nBEDZ\tVERB\n"
+             "PPSS\tPRON\nVB\tVERB\n")
+
+
+def make_brown(tmp_path, ca01=CA01):
+    path = tmp_path / "brown.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("brown/cats.txt", CATS)
+        z.writestr("brown/ca01", ca01)
+        z.writestr("brown/cb01", CB01)
+    mp = tmp_path / "en-brown.map"
+    mp.write_text(BROWN_MAP)
+    return path, read_tag_map(mp)
+
+
+def test_brown_reads_sentences_genres_and_universal_tags(tmp_path):
+    path, tag_map = make_brown(tmp_path)
+    rows = list(readers.read_brown(path, tag_map))
+    assert [r["doc_id"] for r in rows] == ["ca01", "ca01", "cb01"]
+    assert rows[0]["genre"] == "news" and rows[2]["genre"] == "editorial"
+    assert rows[0]["words"] == ["The", "Fulton", "County", "said", "."]
+    assert rows[0]["pos"] == ["DET", "NOUN", "NOUN", "VERB", "."]
+    assert rows[0]["xpos"][1] == "NP-TL"  # nltk upper-cases Brown tags
+
+
+def test_brown_token_without_tag_names_file_and_line(tmp_path):
+    path, tag_map = make_brown(tmp_path, ca01="\n\n\tThe/at Fulton/np-tl\n\n\tIt was/bedz\n")
+    with pytest.raises(DataError, match=r"brown/ca01:5: token 'It' has no tag"):
+        list(readers.read_brown(path, tag_map))
+
+
+def test_brown_tag_missing_from_mapping(tmp_path):
+    path, tag_map = make_brown(tmp_path, ca01="\n\tThe/at dog/zz ./.\n")
+    with pytest.raises(DataError, match=r"ca01:2: tag 'ZZ' of 'dog' is missing from"):
+        list(readers.read_brown(path, tag_map, "en-brown.map"))
+
+
+def test_malformed_tag_map(tmp_path):
+    mp = tmp_path / "bad.map"
+    mp.write_text("AT\tDET\nNN NOUN\n")
+    with pytest.raises(DataError, match=r"bad.map:2: malformed mapping"):
+        read_tag_map(mp)
+
+
+CONLLU = """# sent_id = s1
+# text = Don't go.
+1-2\tDon't\t_\t_\t_\t_\t_\t_\t_\t_
+1\tDo\tdo\tAUX\tVBP\t_\t3\taux\t_\t_
+2\tn't\tnot\tPART\tRB\t_\t3\tadvmod\t_\t_
+3\tgo\tgo\tVERB\tVB\t_\t0\troot\t_\t_
+4\t.\t.\tPUNCT\t.\t_\t3\tpunct\t_\t_
+
+# sent_id = s2
+1\tYes\tyes\tINTJ\tUH\t_\t0\troot\t_\t_
+
+"""
+
+
+def write_gz(path, text):
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+def test_conllu_skips_multiword_lines_and_maps_upos(tmp_path):
+    rows = list(readers.read_conllu(write_gz(tmp_path / "t.conllu.gz", CONLLU), "ewt", "test"))
+    assert [r["sent_id"] for r in rows] == ["s1", "s2"]
+    assert rows[0]["words"] == ["Do", "n't", "go", "."]
+    assert rows[0]["upos"] == ["AUX", "PART", "VERB", "PUNCT"]
+    assert rows[0]["pos"] == ["VERB", "PRT", "VERB", "."]
+    assert rows[1]["xpos"] == ["UH"]
+
+
+def test_conllu_malformed_line(tmp_path):
+    bad = CONLLU.replace("3\tgo\tgo\tVERB\tVB\t_\t0\troot\t_\t_", "3 go go VERB")
+    path = tmp_path / "t.conllu"
+    path.write_text(bad)
+    with pytest.raises(DataError, match=r"t.conllu:6: malformed CoNLL-U line"):
+        list(readers.read_conllu(path, "ewt", "test"))
+
+
+def test_conllu_empty_sentence(tmp_path):
+    path = tmp_path / "t.conllu"
+    path.write_text(CONLLU + "# sent_id = s3\n# text = \n\n")
+    with pytest.raises(DataError, match=r"t.conllu:12: empty sentence"):
+        list(readers.read_conllu(path, "ewt", "test"))
+
+
+def test_parallel_files_of_different_length(tmp_path):
+    en = write_gz(tmp_path / "x.en.gz", "a b\nc d\ne f\n")
+    de = write_gz(tmp_path / "x.de.gz", "a b\nc d\n")
+    with pytest.raises(DataError, match=r"x.de.gz:3: parallel files differ in length"):
+        readers.read_parallel(en, de)
+
+
+def test_parallel_empty_sentence(tmp_path):
+    en = write_gz(tmp_path / "x.en.gz", "a b\n\n")
+    de = write_gz(tmp_path / "x.de.gz", "a b\nc\n")
+    with pytest.raises(DataError, match=r"x.en.gz:2: empty sentence"):
+        readers.read_parallel(en, de)
+    assert readers.read_parallel(en, de, max_pairs=1) == [("a b", "a b")]
+
+
+PMB = """# newdoc id = p00/d0001
+# raw sent = Alfred Nobel slept.
+Alfred~Nobel\tAlfred~Nobel\talfred~nobel\tPER\tn\tO\t[]
+slept\tslept\tsleep\tEXS\ts\\np\tsleep.v.01\t[]
+.\t.\t.\tNIL\t.\tO\t[]
+
+# newdoc id = p00/d0002
+# raw sent = Hi.
+Hi\tHi\thi\tGRE\ts\tO\t[]
+"""
+
+
+def test_pmb_splits_multiword_tokens_keeping_the_tag(tmp_path):
+    rows = list(readers.read_pmb(write_gz(tmp_path / "train.conll.gz", PMB), "train"))
+    assert rows[0]["words"] == ["Alfred", "Nobel", "slept", "."]
+    assert rows[0]["semtag"] == ["PER", "PER", "EXS", "NIL"]
+    assert rows[1]["doc_id"] == "p00/d0002" and rows[1]["semtag"] == ["GRE"]
+
+
+def test_pmb_malformed_line(tmp_path):
+    path = tmp_path / "t.conll"
+    path.write_text(PMB.replace("slept\tslept\tsleep\tEXS", "slept EXS"))
+    with pytest.raises(DataError, match=r"t.conll:4: malformed PMB line"):
+        list(readers.read_pmb(path, "train"))
+
+
+def test_pmb_empty_sentence(tmp_path):
+    path = tmp_path / "t.conll"
+    path.write_text("# raw sent = \n\n" + PMB)
+    with pytest.raises(DataError, match=r"t.conll:1: empty sentence"):
+        list(readers.read_pmb(path, "train"))

@@ -1,0 +1,71 @@
+"""`python -m pipeline experiment=smoke stages=[prepare]` on the mirror, then again from cache."""
+
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from pipeline.runtime import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def smoke(mirror, tmp_path_factory):
+    art = tmp_path_factory.mktemp("artifacts")
+    args = ["experiment=smoke", "stages=[prepare]", f"mirror={mirror}", f"artifacts_dir={art}"]
+    first = run(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    return art, args, first
+
+
+def prepared_dir(art):
+    (d,) = [p for p in (art / "smoke" / "prepare").iterdir() if not p.name.endswith(".partial")]
+    return d
+
+
+def test_smoke_prepare_writes_tables_and_fairseq_bins(smoke):
+    art, _, first = smoke
+    d = prepared_dir(art)
+    assert "corpus statistics" in first.stderr + first.stdout
+    table = pd.read_parquet(d / "sentences.parquet")
+    assert {"brown", "ewt", "pud_en", "pud_de", "pmb"} <= set(table.corpus)
+    brown = table[table.corpus == "brown"]
+    assert set(brown.split) == {"train", "valid", "test", "probe"}
+    assert brown.genre.nunique() == 15  # every genre survives sub-sampling
+    # document-level split: no document in two splits
+    assert brown.groupby("doc_id").split.nunique().max() == 1
+    for name in ("lm", "pos", "topic", "semtag", "semtag_words"):
+        assert (d / "lm" / "bin" / name / "train.bin").stat().st_size > 0
+    assert (d / "nmt" / "bin" / "train.en-de.en.bin").is_file()
+    assert (d / "nmt" / "spm.model").is_file()
+    tokens = pd.read_parquet(d / "probe_tokens.parquet")
+    assert set(tokens.probe) == {"brown_probe", "ewt_test", "pud"}
+    pud = tokens[tokens.probe == "pud"]
+    assert set(pud.side) == {"source", "target"}
+    # both PUD sides cover the same sentences
+    ids = pud.groupby("side").sent_id.unique()
+    assert list(ids["source"]) == list(ids["target"])
+    # target-aligned tags are the next token's input-aligned tags within a sentence
+    for _, sent in pud.groupby(["side", "sent_id"]):
+        assert list(sent.pos_target[:-1]) == list(sent.pos[1:])
+        assert sent.pos_target.iloc[-1] == "</s>"
+    stats = pd.read_csv(d / "stats.csv")
+    assert (stats.sentences > 0).all()
+
+
+def test_second_run_is_cached_and_fast(smoke):
+    _, args, _ = smoke
+    start = time.perf_counter()
+    again = run(*args)
+    seconds = time.perf_counter() - start
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "stage prepare: cached" in again.stderr + again.stdout
+    assert seconds < 10, f"cached prepare took {seconds:.1f} s"
