@@ -43,11 +43,20 @@ def _prepare(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     return {"stats_csv": str(out / "stats.csv"), "rows": len(summary["stats"])}
 
 
+def _train(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
+    from pipeline.train import run_train
+
+    return run_train(cfg, out, inputs)
+
+
 REGISTRY: dict[str, Stage] = {
     s.name: s
     for s in (
         Stage("prepare", ("data",), run=_prepare),
-        Stage("train", ("data", "train", "seed"), ("prepare",), pending="issue #5"),
+        # threads and parallel jobs do not change results, so they are not in the key
+        Stage("train", ("model", "seed", "train.device", "train.schedule",
+                        "train.max_valid_steps", "train.fairseq"), ("prepare",), run=_train,
+              resumable=True),
         Stage("extract", ("extract",), ("train", "prepare"), pending="issue #4"),
         Stage("analyze", ("analysis",), ("extract",), pending="issue #6"),
         Stage("plot", ("plot",), ("analyze",), pending="issue #6"),
@@ -56,8 +65,12 @@ REGISTRY: dict[str, Stage] = {
 
 
 def _config_of(cfg: DictConfig, keys: tuple[str, ...]) -> dict:
-    return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k])
-            else cfg[k] for k in keys}
+    """The values of (possibly dotted) config keys, as plain data."""
+    values = {}
+    for k in keys:
+        v = OmegaConf.select(cfg, k)
+        values[k] = OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+    return values
 
 
 def stage_location(cfg: DictConfig, name: str, keys: dict[str, str]) -> tuple[str, Path]:

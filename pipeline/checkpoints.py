@@ -1,0 +1,56 @@
+"""checkpoints.csv per model, and loading a checkpoint only after its sha256 is verified."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+
+CSV = "checkpoints.csv"
+COLUMNS = ["step", "epoch", "tokens_seen", "train_loss", "valid_loss", "valid_ppl", "bytes",
+           "sha256", "file"]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing or no longer matches its recorded sha256."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_table(model_dir: Path) -> pd.DataFrame:
+    path = Path(model_dir) / CSV
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: the model was not trained")
+    return pd.read_csv(path)
+
+
+def verify(model_dir: Path, steps: list[int] | None = None) -> pd.DataFrame:
+    """Check every (or the given) checkpoint against checkpoints.csv; raise naming the path."""
+    table = read_table(model_dir)
+    rows = table if steps is None else table[table.step.isin(steps)]
+    for row in rows.itertuples():
+        path = Path(model_dir) / "checkpoints" / row.file
+        if not path.is_file():
+            raise CheckpointError(f"{path}: checkpoint listed in {CSV} is missing")
+        got = sha256_file(path)
+        if got != row.sha256:
+            raise CheckpointError(f"{path}: sha256 {got} does not match {CSV} ({row.sha256}); "
+                                  "the file changed after training: refusing to use it")
+    return table
+
+
+def checkpoint_path(model_dir: Path, step: int) -> Path:
+    """The verified path of the analysis checkpoint at `step`."""
+    table = verify(model_dir, [step])
+    match = table[table.step == step]
+    if match.empty:
+        raise CheckpointError(f"{model_dir}: no checkpoint at step {step} "
+                              f"(have {list(table.step)})")
+    return Path(model_dir) / "checkpoints" / match.file.iloc[0]

@@ -1,0 +1,115 @@
+"""Final evaluation: LM test perplexity, tagger next-tag accuracy (over word tags, not sentence
+ends) beside the majority-class baseline, NMT BLEU on Multi30k test2016 (sacrebleu on detokenised fairseq-generate output)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.runtime import REPO_ROOT, import_fairseq, subprocess_env
+
+
+def load_model(checkpoint: Path, overrides: dict):
+    """Load one of our checkpoints with its task (only for checkpoints the pipeline wrote)."""
+    import_fairseq()
+    from fairseq import checkpoint_utils
+
+    import pipeline.fairseq_plugin  # noqa: F401  registers the tagging task and tagger model
+
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+        [str(checkpoint)], arg_overrides=overrides)
+    return models[0].eval(), cfg, task
+
+
+def stream_overrides(spec: dict, prepared: Path) -> dict:
+    """Point an LM/tagger checkpoint at this prepare stage's binarised streams."""
+    bins = prepared / "lm" / "bin"
+    overrides = {"data": str(bins / spec["words"])}
+    if spec["kind"] == "tagger":
+        overrides["tags_data"] = str(bins / spec["tags"])
+    return overrides
+
+
+def stream_eval(checkpoint: Path, overrides: dict, split: str = "test") -> dict:
+    """Token-level loss and accuracy of an LM or tagger on a split (no dropout, no grad)."""
+    import torch
+
+    model, cfg, task = load_model(checkpoint, overrides)
+    task.load_dataset(split)
+    pad, eos = task.target_dictionary.pad(), task.target_dictionary.eos()
+    itr = task.get_batch_iterator(dataset=task.dataset(split), max_sentences=64,
+                                  num_workers=0).next_epoch_itr(shuffle=False)
+    nll = correct = n = n_words = 0
+    counts = np.zeros(len(task.target_dictionary), dtype=np.int64)
+    with torch.no_grad():
+        for sample in itr:
+            lprobs = model.get_normalized_probs(model(**sample["net_input"]), log_probs=True)
+            target = sample["target"]
+            mask = target != pad
+            nll -= lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)[mask].sum().item()
+            n += int(mask.sum())
+            words = mask & (target != eos)  # accuracy over word tags, not sentence ends
+            correct += (lprobs.argmax(-1) == target)[words].sum().item()
+            n_words += int(words.sum())
+            counts += np.bincount(target[words].numpy(), minlength=len(counts))
+    return {"loss_bits": nll / n / math.log(2), "accuracy": correct / n_words, "tokens": n,
+            "word_tokens": n_words, "target_counts": counts,
+            "dictionary": task.target_dictionary}
+
+
+def majority_tag(tags_dir: Path) -> int:
+    """The most frequent tag id in a binarised training tag stream."""
+    import_fairseq()
+    from fairseq.data import Dictionary, data_utils
+
+    dictionary = Dictionary.load(str(tags_dir / "dict.txt"))
+    data = data_utils.load_indexed_dataset(str(tags_dir / "train"), dictionary)
+    counts = np.zeros(len(dictionary), dtype=np.int64)
+    for i in range(len(data)):
+        counts += np.bincount(data[i].numpy(), minlength=len(counts))
+    counts[: dictionary.nspecial] = 0  # <s> <pad> </s> <unk> are not tags
+    return int(counts.argmax())
+
+
+def bleu(checkpoint: Path, prepared: Path, beam: int, device: str) -> float:
+    """Detokenised BLEU of beam search on the prepared test set (Multi30k test2016)."""
+    import sacrebleu
+
+    args = [str(prepared / "nmt" / "bin"), "--path", str(checkpoint), "--gen-subset", "test",
+            "--beam", str(beam), "--batch-size", "64", "--post-process", "sentencepiece",
+            "--user-dir", str(Path(REPO_ROOT) / "pipeline" / "fairseq_plugin"),
+            "--results-path", str(checkpoint.parent.parent / "generate")]
+    if device == "cpu":
+        args.append("--cpu")
+    cmd = [sys.executable, "-c", "from fairseq_cli.generate import cli_main; cli_main()", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
+    if result.returncode != 0:
+        raise RuntimeError(f"fairseq-generate failed:\n{result.stderr[-3000:]}")
+    hyps = {}
+    with open(checkpoint.parent.parent / "generate" / "generate-test.txt", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("D-"):
+                key, _, text = line.rstrip("\n").split("\t", 2)
+                hyps[int(key[2:])] = text
+    refs = (prepared / "nmt" / "text" / "ref.test.de").read_text(encoding="utf-8").splitlines()
+    if len(hyps) != len(refs):
+        raise RuntimeError(f"fairseq-generate gave {len(hyps)} hypotheses for {len(refs)} refs")
+    return sacrebleu.corpus_bleu([hyps[i] for i in range(len(refs))], [refs]).score
+
+
+def evaluate_model(spec: dict, checkpoint: Path, prepared: Path, train: dict) -> dict:
+    """The final-model metrics the issue asks for, per model kind."""
+    if spec["kind"] == "nmt":
+        return {"test_bleu": round(bleu(checkpoint, prepared, spec["beam"], train["device"]), 2)}
+    result = stream_eval(checkpoint, stream_overrides(spec, prepared))
+    if spec["kind"] == "lm":
+        return {"test_ppl": round(2 ** result["loss_bits"], 2)}
+    majority = majority_tag(prepared / "lm" / "bin" / spec["tags"])
+    baseline = result["target_counts"][majority] / result["word_tokens"]
+    return {"test_accuracy": round(result["accuracy"], 4),
+            "majority_baseline": round(float(baseline), 4),
+            "majority_tag": result["dictionary"][majority]}
