@@ -98,7 +98,7 @@ def test_aggregate_by_tag_statistics():
     tags = rng.choice(["NN", "DT", "VB"], size=3000, p=[0.5, 0.3, 0.2])
     values = rng.normal(0.3, 0.05, size=3000) + (tags == "DT") * 0.1
     values[rng.choice(3000, 40, replace=False)] = np.nan
-    table = aggregate_by_tag(values, tags, n_boot=400, seed=0)
+    table = aggregate_by_tag(values, tags, n_boot=2000, seed=0)
     assert list(table.columns) == [
         "tag",
         "mean",
@@ -117,8 +117,8 @@ def test_aggregate_by_tag_statistics():
         assert row.median == pytest.approx(np.median(finite), abs=1e-12)
         half_width = 1.96 * finite.std() / np.sqrt(finite.size)  # normal-theory 95% CI
         assert row.ci_low < row.mean < row.ci_high
-        assert (row.ci_high - row.ci_low) / 2 == pytest.approx(half_width, rel=0.2)
-    again = aggregate_by_tag(values, tags, n_boot=400, seed=0)
+        assert (row.ci_high - row.ci_low) / 2 == pytest.approx(half_width, rel=0.1)
+    again = aggregate_by_tag(values, tags, n_boot=2000, seed=0)
     pd.testing.assert_frame_equal(table, again)
 
 

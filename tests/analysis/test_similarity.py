@@ -229,13 +229,14 @@ def test_biased_cka_matches_gram_definition():
 )
 def test_svd_gram_and_streaming_routes_agree(seed, metric, chunk):
     x, y = related(seed)
-    svd = METRICS[metric](x, y, method="svd")
-    gram = METRICS[metric](x, y, method="gram")
+    svd = METRICS[metric](x, y, method="svd")  # tall SVD of each side
+    gram = METRICS[metric](x, y, method="gram")  # eigh of the Gram blocks
+    gram_bases = METRICS[metric](sim.basis(x, method="gram"), sim.basis(y, method="gram"))
     acc = sim.GramAccumulator()
     for lo in range(0, len(x), chunk):
         acc.update(x[lo : lo + chunk], y[lo : lo + chunk])
     stream = getattr(acc, metric)()
-    for res in (gram, stream):
+    for res in (gram, gram_bases, stream):
         assert (res.k_a, res.k_b) == (svd.k_a, svd.k_b)
         assert res.value == pytest.approx(svd.value, abs=1e-9)
         np.testing.assert_allclose(res.rhos, svd.rhos, atol=1e-9)

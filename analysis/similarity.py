@@ -1,0 +1,1054 @@
+"""Representation similarity: CCA, SVCCA, PWCCA and linear CKA on tokens × dims arrays.
+
+Conventions (measured failure modes in ../shared/NUMERICS.md):
+
+- Inputs are **tokens × dims** (rows are tokens, columns are units), numpy arrays or torch
+  tensors. Torch tensors stay on their device for the heavy products; results come back as
+  numpy/float on the CPU.
+- Every unit is centred over tokens (twice, so huge constant offsets leave no residue), and
+  everything is accumulated in float64 whatever the input dtype.
+- Subspaces are truncated at the numerical rank: singular values below ``rtol * s_max`` count
+  as zero (default ``rtol=1e-6``, about the float32 rounding floor of activations). Dead,
+  constant and duplicated units are therefore harmless. Canonical correlations are clipped to
+  [0, 1].
+- Routes (``method=``): "gram" eigendecomposes the float64 dims × dims Gram blocks (fast,
+  bound by matrix products), "svd" takes a tall SVD of each side (most accurate), and "auto"
+  (default) uses the Gram route unless a kept direction is weaker than 1e-4·s_max or
+  tokens <= dims. :class:`GramAccumulator` is the same Gram route, streamed.
+- A representation's orthonormal token-space basis (:class:`Basis`) is computed once and can
+  be reused for every pair: a pair then costs one ``k_a × tokens × k_b`` product plus a small
+  SVD. :func:`pairwise` does this for lists of representations.
+- CCA-family metrics refuse tokens ≤ dims (every canonical correlation is then 1) unless
+  ``allow_underdetermined=True``; CCA stays biased upward while tokens are only a few times
+  the dims, so compare with :func:`shuffled_baseline` at the same (dims, tokens).
+
+Values are similarities in [0, 1] (debiased CKA can be slightly negative); 1 − value is the
+matching distance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+Array = np.ndarray | torch.Tensor
+Rule = Literal["s2", "s"]
+
+DEFAULT_RTOL = 1e-6
+# The Gram route (eigh of the dims × dims Gram) is used only when every kept direction has
+# s >= _GRAM_SAFE * s_max: its error grows like eps * (s_max / s)^2, i.e. <= ~2e-8 here.
+_GRAM_SAFE = 1e-4
+# pairwise() concatenates the cached bases into blocks of at most this many bytes.
+_BLOCK_BYTES = 256 * 2**20
+
+_CCA_FAMILY = ("cca", "svcca", "pwcca")
+_METRICS = ("cca", "svcca", "pwcca", "cka")
+
+
+@dataclass(frozen=True, eq=False)
+class Basis:
+    """Centred, orthonormal token-space basis of one representation (an SVD x_c = U S Vᵀ).
+
+    ``u`` (tokens × k) and ``v`` (dims × k) hold the leading ``k`` directions in float64 on the
+    input's device; ``s`` holds every singular value above the numerical rank (CPU, float64),
+    so a truncation rule can be re-applied.
+    """
+
+    u: torch.Tensor
+    v: torch.Tensor
+    s: np.ndarray
+    s_dev: torch.Tensor = dataclasses.field(repr=False)
+    rank: int
+    n_tokens: int
+    n_dims: int
+    method: str
+
+    @property
+    def k(self) -> int:
+        """Number of directions stored in ``u`` and ``v``."""
+        return int(self.u.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.u.device
+
+
+@dataclass(frozen=True, eq=False)
+class SimilarityResult:
+    """One similarity value and how it was obtained.
+
+    ``k_a``/``k_b`` are the dimensions that entered the comparison (for CKA: all units),
+    ``rank_a``/``rank_b`` the numerical ranks (None where not computed), ``rhos`` the canonical
+    correlations (descending, clipped to [0, 1]) and ``weights`` the PWCCA weights.
+    """
+
+    metric: str
+    value: float
+    k_a: int
+    k_b: int
+    n_tokens: int
+    rank_a: int | None = None
+    rank_b: int | None = None
+    rhos: np.ndarray | None = None
+    weights: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Baseline:
+    """Chance level of a metric: values after shuffling the token pairing of one side."""
+
+    metric: str
+    mean: float
+    std: float
+    values: np.ndarray
+    n_tokens: int
+    k_a: int
+    k_b: int
+
+
+# --------------------------------------------------------------------------- input handling
+
+
+def _as_tensor(x: Array, name: str) -> torch.Tensor:
+    """Return ``x`` as a torch tensor (no copy where possible) after shape checks."""
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+    else:
+        arr = np.asarray(x)
+        if not arr.flags.writeable or any(step < 0 for step in arr.strides):
+            arr = arr.copy()  # torch.from_numpy rejects both
+        if arr.dtype.kind not in "fiub":
+            raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+        t = torch.from_numpy(arr)
+    if t.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (tokens × dims), got shape {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 tokens): nothing to compare")
+    if t.shape[1] == 0:
+        raise ValueError(f"{name} has 0 dims")
+    return t
+
+
+def _centred(x: Array, name: str) -> torch.Tensor:
+    """float64 copy of ``x`` with every unit centred over tokens; rejects NaN/inf."""
+    xc = _as_tensor(x, name).to(torch.float64, copy=True)
+    mean = xc.mean(0)
+    _check_finite(mean, xc, name)
+    xc -= mean
+    xc -= xc.mean(0)  # second pass removes the rounding residue of large offsets
+    return xc
+
+
+def _check_finite(col_sums: torch.Tensor, x: torch.Tensor, name: str) -> None:
+    """Raise on NaN/inf; the column sums (computed anyway) are finite iff every value is."""
+    if bool(torch.isfinite(col_sums).all()):
+        return
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or inf; clean or drop those tokens first")
+    raise ValueError(f"{name} has values too large to sum in float64; rescale it")
+
+
+def _max_abs(x: torch.Tensor) -> float:
+    """Largest |x| (0.0 for an all-zero or empty tensor)."""
+    if x.numel() == 0:
+        return 0.0
+    lo, hi = torch.aminmax(x)
+    return max(-float(lo), float(hi))
+
+
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b. On the CPU via numpy: its BLAS is ~1.5x faster than torch's for these tall,
+    skinny products and computes xᵀx with syrk (half the flops)."""
+    if a.device.type != "cpu":
+        return a @ b
+    return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
+
+
+def _shape(x: Array | Basis, name: str) -> tuple[int, int]:
+    if isinstance(x, Basis):
+        return x.n_tokens, x.n_dims
+    t = _as_tensor(x, name)
+    return int(t.shape[0]), int(t.shape[1])
+
+
+def _check_pair(
+    a: Array | Basis,
+    b: Array | Basis,
+    metric: str,
+    k: int | None = None,
+    allow_underdetermined: bool = False,
+) -> int:
+    """Validate a pair (same token count, enough tokens for CCA); return the token count."""
+    (na, da), (nb, db) = _shape(a, "a"), _shape(b, "b")
+    if na != nb:
+        raise ValueError(
+            f"a has {na} tokens and b has {nb}: both must hold the same tokens in the same order"
+        )
+    if metric in _CCA_FAMILY:
+        _check_tokens(na, da, db, metric, k, allow_underdetermined)
+    return na
+
+
+def _check_tokens(n_tokens: int, da: int, db: int, metric: str, k: int | None, allow: bool) -> None:
+    """Refuse CCA when tokens <= dims: after centring every canonical correlation is then 1."""
+    d = max(da, db) if k is None else max(min(k, da), min(k, db))
+    if n_tokens <= d and not allow:
+        raise ValueError(
+            f"{metric} needs more tokens than dimensions, got {n_tokens} tokens for "
+            f"{da} and {db} dims (every canonical correlation would be 1). Use more tokens "
+            f"(>=10x dims recommended), reduce with k=<fewer than {n_tokens}>, or use "
+            f"linear_cka; pass allow_underdetermined=True to compute it anyway."
+        )
+
+
+# --------------------------------------------------------------------------- truncation
+
+
+def _rank(s: np.ndarray, rtol: float) -> int:
+    """Number of singular values above ``rtol * s_max`` (s descending)."""
+    if s.size == 0 or s[0] <= 0:
+        return 0
+    return int(np.count_nonzero(s > rtol * s[0]))
+
+
+def n_keep(
+    s: np.ndarray, variance: float | None = None, rule: Rule = "s2", k: int | None = None
+) -> int:
+    """Directions to keep from singular values ``s`` (descending, above the numerical rank).
+
+    ``k`` fixes the count (capped at ``len(s)``). Otherwise ``variance`` keeps the smallest m
+    whose cumulative share reaches it, with the share computed from s² (``rule="s2"``, the true
+    variance) or from s (``rule="s"``, SVCCA paper appendix A / google tutorial). Neither:
+    keep all (the numerical rank). Fractions are computed in float64.
+    """
+    s = np.asarray(s, dtype=np.float64)
+    rank = int(s.size)
+    if k is not None:
+        if int(k) < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        return min(int(k), rank)
+    if variance is None or rank == 0:
+        return rank
+    if not 0.0 < variance <= 1.0:
+        raise ValueError(f"variance must be in (0, 1], got {variance}")
+    if s[0] <= 0:
+        return 0
+    s = s / s[0]  # scale free: s² of huge or tiny data would overflow or underflow
+    if rule == "s2":
+        w = s * s
+    elif rule == "s":
+        w = s
+    else:
+        raise ValueError(f"rule must be 's2' (sum of s^2) or 's' (sum of s), got {rule!r}")
+    frac = np.cumsum(w) / w.sum()
+    return min(int(np.searchsorted(frac, variance, side="left")) + 1, rank)
+
+
+# --------------------------------------------------------------------------- bases
+
+
+def basis(
+    x: Array,
+    *,
+    variance: float | None = None,
+    rule: Rule = "s2",
+    k: int | None = None,
+    rtol: float = DEFAULT_RTOL,
+    method: Literal["auto", "svd", "gram"] = "auto",
+) -> Basis:
+    """Orthonormal basis of the centred representation ``x`` (tokens × dims), computed once.
+
+    Keeps the directions chosen by :func:`n_keep` (default: the numerical rank). ``method``:
+    ``"svd"`` is a tall SVD (most accurate); ``"gram"`` an eigh of the float64 dims × dims Gram
+    then U = X_c V / s (3–5× faster); ``"auto"`` takes the Gram route unless a kept direction is
+    weaker than 1e-4·s_max or tokens <= dims, where it falls back to the SVD.
+    """
+    if method not in ("auto", "svd", "gram"):
+        raise ValueError(f"method must be 'auto', 'svd' or 'gram', got {method!r}")
+    xc = _centred(x, "x")
+    n_tokens, n_dims = xc.shape
+    use_gram = method == "gram" or (method == "auto" and n_tokens > n_dims)
+    scale = 1.0
+    if use_gram:
+        gram, scale = _self_gram(xc)
+        s_dev, vecs, s_all, rank, kk = _eig_side(gram, variance, rule, k, rtol)
+        if method == "auto" and not _well_conditioned(s_all, kk):
+            use_gram = False
+        else:
+            v = vecs[:, :kk].contiguous()
+            u = _mm(xc, v)
+            u /= s_dev[:kk]
+    if not use_gram:
+        u_full, s_dev, vh = torch.linalg.svd(xc, full_matrices=False)
+        s_all = s_dev.cpu().numpy()
+        rank = _rank(s_all, rtol)
+        kk = n_keep(s_all[:rank], variance, rule, k)
+        u = u_full[:, :kk].contiguous()
+        v = vh[:kk].T.contiguous()
+        del u_full
+    if scale != 1.0:  # report the singular values of x_c itself
+        s_dev, s_all = s_dev * scale, s_all * scale
+    return Basis(
+        u=u,
+        v=v,
+        s=s_all[:rank].copy(),
+        s_dev=s_dev[:rank].contiguous(),
+        rank=rank,
+        n_tokens=int(n_tokens),
+        n_dims=int(n_dims),
+        method="gram" if use_gram else "svd",
+    )
+
+
+def _self_gram(xc: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """xcᵀxc in float64. If the squares under/overflow, xc is first divided in place by its
+    largest |value|, which is returned (else 1.0); every metric here is scale invariant."""
+    with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+        gram = _mm(xc.T, xc)
+    if 1e-250 < float(gram.trace()) < 1e250:
+        return gram, 1.0
+    scale = _max_abs(xc) or 1.0
+    xc /= scale
+    return _mm(xc.T, xc), scale
+
+
+def _eig_side(c: torch.Tensor, variance, rule, k, rtol):
+    """Eigen-decomposition of a centred Gram block: s (descending, device), V, s on the CPU,
+    numerical rank and the number of directions to keep."""
+    lam, vecs = torch.linalg.eigh(c)
+    s = lam.flip(0).clamp_min(0).sqrt()
+    s_np = s.cpu().numpy()
+    rank = _rank(s_np, rtol)
+    return s, vecs.flip(1), s_np, rank, n_keep(s_np[:rank], variance, rule, k)
+
+
+def _well_conditioned(s: np.ndarray, kk: int) -> bool:
+    """Whether the Gram route is accurate for the kept directions (see _GRAM_SAFE)."""
+    return kk == 0 or s[kk - 1] >= _GRAM_SAFE * s[0]
+
+
+def _from_blocks(metric, caa, cbb, cab, n, variance, rule, k, rtol, safe: bool):
+    """CCA-family result from centred Gram blocks: U_aᵀU_b = S_a⁻¹V_aᵀ C_ab V_b S_b⁻¹.
+
+    With ``safe``, returns None when a kept direction is too weak for this route.
+    """
+    sa, va, sa_np, ra, ka = _eig_side(caa, variance, rule, k, rtol)
+    sb, vb, sb_np, rb, kb = _eig_side(cbb, variance, rule, k, rtol)
+    if safe and not (_well_conditioned(sa_np, ka) and _well_conditioned(sb_np, kb)):
+        return None
+    sa, va, sb, vb = sa[:ka], va[:, :ka], sb[:kb], vb[:, :kb]
+    m = (va / sa).T @ cab @ (vb / sb)
+    if metric == "pwcca":
+        return _pwcca_result(m, sa, va, sb, vb, n, ra, rb)
+    return _cca_result(metric, m, n, ka, kb, ra, rb)
+
+
+def _get_basis(
+    x: Array | Basis,
+    variance: float | None,
+    rule: Rule,
+    k: int | None,
+    rtol: float,
+    method: str,
+    name: str,
+) -> tuple[Basis, int]:
+    """Basis of ``x`` (reused if given) and the number of its directions the metric needs."""
+    if not isinstance(x, Basis):
+        x = basis(x, variance=variance, rule=rule, k=k, rtol=rtol, method=method)
+    kk = n_keep(x.s, variance, rule, k)
+    if kk > x.k:
+        raise ValueError(
+            f"basis {name} stores {x.k} directions but this metric needs {kk}: build it with "
+            f"basis(x) (full rank) or with the same variance/rule/k as the metric"
+        )
+    return x, kk
+
+
+# --------------------------------------------------------------------------- per-pair kernels
+
+
+def _rhos(m: torch.Tensor) -> np.ndarray:
+    """Canonical correlations = singular values of U_aᵀU_b, clipped to [0, 1]."""
+    if min(m.shape) == 0:
+        return np.zeros(0)
+    return torch.linalg.svdvals(m).clamp(0.0, 1.0).cpu().numpy()
+
+
+def _cca_result(metric: str, m: torch.Tensor, n: int, ka: int, kb: int, ra, rb) -> SimilarityResult:
+    rhos = _rhos(m)
+    value = float(rhos.mean()) if rhos.size else float("nan")
+    return SimilarityResult(metric, value, ka, kb, n, ra, rb, rhos=rhos)
+
+
+def _pwcca_result(
+    m: torch.Tensor,
+    sa: torch.Tensor,
+    va: torch.Tensor,
+    sb: torch.Tensor,
+    vb: torch.Tensor,
+    n: int,
+    ra,
+    rb,
+) -> SimilarityResult:
+    """PWCCA (Morcos et al. 2018): ρ weighted by α_i = Σ_j |<h_i, x_j>| on the smaller side.
+
+    h_i are the unit-norm canonical variates of the side with fewer kept dims (a on ties) and
+    x_j its centred units; <h_i, x_j> = (P_iᵀ S_k V_kᵀ)_j since U_kᵀ X_c = S_k V_kᵀ.
+    """
+    ka, kb = m.shape
+    if min(ka, kb) == 0:
+        return SimilarityResult("pwcca", float("nan"), ka, kb, n, ra, rb, np.zeros(0), np.zeros(0))
+    p, rho, qh = torch.linalg.svd(m, full_matrices=False)
+    if ka <= kb:
+        proj = p.T @ (sa[:, None] * va.T)
+    else:
+        proj = qh @ (sb[:, None] * vb.T)
+    alpha = proj.abs().sum(1)
+    alpha = alpha / alpha.sum()
+    rho = rho.clamp(0.0, 1.0)
+    value = float((alpha * rho).sum())
+    return SimilarityResult(
+        "pwcca", value, ka, kb, n, ra, rb, rho.cpu().numpy(), alpha.cpu().numpy()
+    )
+
+
+def _debias(xty: float, rr: float, sq_x: float, sq_y: float, n: int) -> float:
+    """Unbiased HSIC numerator (Song et al. 2007) in Kornblith's feature-space form.
+
+    ``rr`` = Σ_t ‖x_t‖²‖y_t‖² and ``sq`` = ‖X‖²_F over centred token vectors.
+    """
+    return xty - n / (n - 2.0) * rr + sq_x * sq_y / ((n - 1.0) * (n - 2.0))
+
+
+def _cka_value(xty, xx, yy, n: int, debiased: bool = False, extra: dict | None = None) -> float:
+    """CKA = ‖XᵀY‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F) from float64 scalars, optionally debiased."""
+    xty, xx, yy = float(xty), float(xx), float(yy)
+    if debiased:
+        if n < 4:
+            raise ValueError(f"debiased CKA needs at least 4 tokens, got {n}")
+        e = {key: float(val) for key, val in (extra or {}).items()}
+        xty = _debias(xty, e["rr_xy"], e["sq_x"], e["sq_y"], n)
+        xx = _debias(xx, e["rr_xx"], e["sq_x"], e["sq_x"], n)
+        yy = _debias(yy, e["rr_yy"], e["sq_y"], e["sq_y"], n)
+    denom = xx * yy
+    if not denom > 0:
+        return float("nan")
+    return xty / float(np.sqrt(denom))
+
+
+def _cka_extra(rx: torch.Tensor, ry: torch.Tensor) -> dict:
+    """Row-norm terms of debiased CKA from squared norms of centred token vectors."""
+    return dict(rr_xy=rx @ ry, rr_xx=rx @ rx, rr_yy=ry @ ry, sq_x=rx.sum(), sq_y=ry.sum())
+
+
+def _cka_from_bases(ba: Basis, bb: Basis, m: torch.Tensor, debiased: bool) -> SimilarityResult:
+    """CKA via ‖XᵀY‖_F = ‖S_a (U_aᵀU_b) S_b‖_F and self terms ‖XᵀX‖²_F = Σ s⁴.
+
+    Each side's s is divided by its largest value first (CKA is scale invariant), so s⁴
+    cannot under- or overflow.
+    """
+    name = "cka_debiased" if debiased else "cka"
+    n = ba.n_tokens
+    if min(ba.rank, bb.rank) == 0:
+        return SimilarityResult(name, float("nan"), ba.n_dims, bb.n_dims, n, ba.rank, bb.rank)
+    sa, sb = ba.s_dev[: ba.k] / ba.s_dev[0], bb.s_dev[: bb.k] / bb.s_dev[0]
+    c = sa[:, None] * m * sb[None, :]
+    xty = (c * c).sum()
+    xx, yy = (sa**4).sum(), (sb**4).sum()
+    extra = None
+    if debiased:  # squared norms of the centred token vectors, from the (full-rank) basis
+        extra = _cka_extra(((ba.u * sa) ** 2).sum(1), ((bb.u * sb) ** 2).sum(1))
+    value = _cka_value(xty, xx, yy, n, debiased, extra)
+    return SimilarityResult(name, value, ba.n_dims, bb.n_dims, n, ba.rank, bb.rank)
+
+
+def _compare(
+    metric: str,
+    ba: Basis,
+    bb: Basis,
+    ka: int,
+    kb: int,
+    m: torch.Tensor | None = None,
+    debiased: bool = False,
+) -> SimilarityResult:
+    """Metric from two bases; ``m`` (= U_a[:, :ka]ᵀ U_b[:, :kb]) may be precomputed."""
+    if m is None:
+        m = _mm(ba.u[:, :ka].T, bb.u[:, :kb])
+    n = ba.n_tokens
+    if metric in ("cca", "svcca"):
+        return _cca_result(metric, m, n, ka, kb, ba.rank, bb.rank)
+    if metric == "pwcca":
+        return _pwcca_result(
+            m, ba.s_dev[:ka], ba.v[:, :ka], bb.s_dev[:kb], bb.v[:, :kb], n, ba.rank, bb.rank
+        )
+    return _cka_from_bases(ba, bb, m, debiased)
+
+
+# --------------------------------------------------------------------------- public metrics
+
+
+def cca(
+    a: Array | Basis,
+    b: Array | Basis,
+    *,
+    rtol: float = DEFAULT_RTOL,
+    method: str = "auto",
+    allow_underdetermined: bool = False,
+) -> SimilarityResult:
+    """Mean canonical correlation over all directions above the numerical rank.
+
+    ``a``/``b``: tokens × dims arrays or :class:`Basis` objects; ``method`` picks the route
+    (module docstring); tokens <= dims raises unless ``allow_underdetermined``.
+    """
+    return _cca_family("cca", a, b, None, "s2", None, rtol, method, allow_underdetermined)
+
+
+def svcca(
+    a: Array | Basis,
+    b: Array | Basis,
+    *,
+    variance: float | None = 0.99,
+    rule: Rule = "s2",
+    k: int | None = None,
+    rtol: float = DEFAULT_RTOL,
+    method: str = "auto",
+    allow_underdetermined: bool = False,
+) -> SimilarityResult:
+    """SVCCA (Raghu et al. 2017): CCA on the top directions of each side's SVD; mean ρ.
+
+    Keeps the directions holding ``variance`` of the total by ``rule`` ("s2": Σs², the true
+    variance, default; "s": Σs as in the paper appendix and google tutorial), or a fixed ``k``
+    (overrides ``variance``, capped at the rank). The mean is over min(k_a, k_b) correlations.
+    """
+    return _cca_family("svcca", a, b, variance, rule, k, rtol, method, allow_underdetermined)
+
+
+def pwcca(
+    a: Array | Basis,
+    b: Array | Basis,
+    *,
+    compat: Literal["paper", "google"] = "paper",
+    variance: float | None = None,
+    rule: Rule = "s2",
+    k: int | None = None,
+    rtol: float = DEFAULT_RTOL,
+    method: str = "auto",
+    epsilon: float = 0.0,
+    allow_underdetermined: bool = False,
+) -> SimilarityResult:
+    """Projection-weighted CCA (Morcos et al. 2018), not symmetric in a and b.
+
+    ``compat="paper"`` (default): CCA at the numerical rank (or a ``variance``/``k`` truncation)
+    of centred data, weights from the canonical variates of the side with fewer kept dims.
+    ``compat="google"`` reproduces google/svcca ``compute_pwcca(a.T, b.T, epsilon)``: no
+    Σ^{-1/2} on the directions, means added back, uncentred units (not shift invariant).
+    """
+    if compat == "google":
+        _check_pair(a, b, "pwcca", None, allow_underdetermined)
+        if isinstance(a, Basis) or isinstance(b, Basis):
+            raise ValueError("compat='google' needs the raw activations, not Basis objects")
+        return _pwcca_google(a, b, epsilon)
+    if compat != "paper":
+        raise ValueError(f"compat must be 'paper' or 'google', got {compat!r}")
+    return _cca_family("pwcca", a, b, variance, rule, k, rtol, method, allow_underdetermined)
+
+
+def linear_cka(
+    a: Array | Basis,
+    b: Array | Basis,
+    *,
+    debiased: bool = False,
+    rtol: float = DEFAULT_RTOL,
+    method: str = "auto",
+) -> SimilarityResult:
+    """Linear CKA (Kornblith et al. 2019) on centred features; ``debiased`` uses unbiased HSIC.
+
+    Invariant to orthogonal maps and isotropic scaling, not to general invertible maps; works
+    with tokens <= dims (debiased CKA then stays near 0 for unrelated data, biased CKA does not).
+    """
+    n = _check_pair(a, b, "cka")
+    if isinstance(a, Basis) or isinstance(b, Basis):
+        ba, _ = _get_basis(a, None, "s2", None, rtol, method, "a")
+        bb, _ = _get_basis(b, None, "s2", None, rtol, method, "b")
+        if ba.device != bb.device:
+            raise ValueError(f"a is on {ba.device} and b on {bb.device}; put them on one device")
+        m = _mm(ba.u.T, bb.u)
+        return _cka_from_bases(ba, bb, m, debiased)
+    xc, yc = _centred(a, "a"), _centred(b, "b")
+    if xc.device != yc.device:
+        raise ValueError(f"a is on {xc.device} and b on {yc.device}; put them on one device")
+    for t in (xc, yc):  # CKA is scale invariant; unit scale keeps the 4th powers finite
+        t /= _max_abs(t) or 1.0
+    xty = _mm(xc.T, yc).square().sum()
+    xx, yy = _mm(xc.T, xc).square().sum(), _mm(yc.T, yc).square().sum()
+    extra = None
+    if debiased:
+        rx, ry = torch.linalg.vector_norm(xc, dim=1) ** 2, torch.linalg.vector_norm(yc, dim=1) ** 2
+        extra = _cka_extra(rx, ry)
+    value = _cka_value(xty, xx, yy, n, debiased, extra)
+    name = "cka_debiased" if debiased else "cka"
+    return SimilarityResult(name, value, int(xc.shape[1]), int(yc.shape[1]), n)
+
+
+def _cca_family(
+    metric: str,
+    a: Array | Basis,
+    b: Array | Basis,
+    variance: float | None,
+    rule: Rule,
+    k: int | None,
+    rtol: float,
+    method: str,
+    allow: bool,
+) -> SimilarityResult:
+    n = _check_pair(a, b, metric, k, allow)
+    raw = not (isinstance(a, Basis) or isinstance(b, Basis))
+    if raw and method in ("auto", "gram"):
+        xc, yc = _centred(a, "a"), _centred(b, "b")
+        if xc.device != yc.device:
+            raise ValueError(f"a is on {xc.device} and b on {yc.device}; put them on one device")
+        if method == "gram" or n > max(xc.shape[1], yc.shape[1]):
+            caa, cbb = _self_gram(xc)[0], _self_gram(yc)[0]
+            res = _from_blocks(
+                metric, caa, cbb, _mm(xc.T, yc), n, variance, rule, k, rtol, method == "auto"
+            )
+            if res is not None:
+                return res
+        a, b, method = xc, yc, "svd"  # weak kept directions: the accurate route
+    ba, ka = _get_basis(a, variance, rule, k, rtol, method, "a")
+    bb, kb = _get_basis(b, variance, rule, k, rtol, method, "b")
+    if ba.device != bb.device:
+        raise ValueError(f"a is on {ba.device} and b on {bb.device}; put them on one device")
+    return _compare(metric, ba, bb, ka, kb)
+
+
+# --------------------------------------------------------------------------- google compat
+
+
+def _psd_sqrt(mat: np.ndarray) -> np.ndarray:
+    """google's positivedef_matrix_sqrt; negative round-off eigenvalues clipped to 0."""
+    w, v = np.linalg.eigh(mat)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def _pwcca_google(x: Array, y: Array, epsilon: float) -> SimilarityResult:
+    """google/svcca ``compute_pwcca`` (pwcca.py + cca_core.get_cca_similarity), in numpy f64.
+
+    Deviations, all outside google's working range: the ``else`` branch uses acts2 (google
+    indexes acts1, an IndexError when sizes differ; google/svcca PR #9), means of removed units
+    are dropped (google would fail to broadcast), negative round-off eigenvalues of pinv(Σ) are
+    clipped (google returns NaN), and the correlations are clipped to [0, 1].
+    """
+    acts1 = _as_tensor(x, "a").to(torch.float64).cpu().numpy().T
+    acts2 = _as_tensor(y, "b").to(torch.float64).cpu().numpy().T
+    if not (np.isfinite(acts1).all() and np.isfinite(acts2).all()):
+        raise ValueError("input contains NaN or inf; clean or drop those tokens first")
+    numx = acts1.shape[0]
+    cov = np.cov(acts1, acts2)
+    sxx, sxy = cov[:numx, :numx], cov[:numx, numx:]
+    syy = cov[numx:, numx:]
+    xmax, ymax = np.max(np.abs(sxx)), np.max(np.abs(syy))
+    if xmax == 0 or ymax == 0:
+        raise ValueError("a or b has no variance: every unit is constant")
+    sxx, syy = sxx / xmax, syy / ymax
+    sxy = sxy / np.sqrt(xmax * ymax)
+    x_idx = np.abs(np.diagonal(sxx)) >= epsilon
+    y_idx = np.abs(np.diagonal(syy)) >= epsilon
+    if not (x_idx.any() and y_idx.any()):
+        raise ValueError(f"epsilon={epsilon} removes every unit of a or b")
+    sxx, syy = sxx[x_idx][:, x_idx], syy[y_idx][:, y_idx]
+    sxy = sxy[x_idx][:, y_idx]
+    sxx = sxx + epsilon * np.eye(sxx.shape[0])
+    syy = syy + epsilon * np.eye(syy.shape[0])
+    invsqrt_xx = _psd_sqrt(np.linalg.pinv(sxx))
+    invsqrt_yy = _psd_sqrt(np.linalg.pinv(syy))
+    u, s, vh = np.linalg.svd(invsqrt_xx @ sxy @ invsqrt_yy)
+    s = np.abs(s)
+    means1 = acts1.mean(axis=1, keepdims=True)
+    means2 = acts2.mean(axis=1, keepdims=True)
+    if x_idx.sum() <= y_idx.sum():
+        dirns = u.T @ (acts1[x_idx] - means1[x_idx]) + means1[x_idx]
+        acts, idx = acts1, x_idx
+    else:
+        dirns = vh @ (acts2[y_idx] - means2[y_idx]) + means2[y_idx]
+        acts, idx = acts2, y_idx
+    p, _ = np.linalg.qr(dirns.T)
+    weights = np.abs(p.T @ acts[idx].T).sum(axis=1)
+    weights = weights / weights.sum()
+    rhos = np.clip(s, 0.0, 1.0)
+    value = float(np.sum(weights * rhos))
+    return SimilarityResult(
+        "pwcca_google",
+        value,
+        int(x_idx.sum()),
+        int(y_idx.sum()),
+        acts1.shape[1],
+        rhos=rhos,
+        weights=weights,
+    )
+
+
+# --------------------------------------------------------------------------- all pairs
+
+
+def _metric_kwargs(metric: str, kw: dict) -> tuple[str, dict, dict]:
+    """Split pairwise/baseline keywords into truncation and other options."""
+    metric = {"linear_cka": "cka"}.get(metric, metric)
+    if metric not in _METRICS:
+        raise ValueError(f"metric must be one of {_METRICS + ('linear_cka',)}, got {metric!r}")
+    kw = dict(kw)
+    if kw.pop("compat", "paper") != "paper":
+        raise ValueError("compat='google' has no basis reuse; call pwcca(a, b, compat='google')")
+    trunc = dict(variance=None, rule="s2", k=None)
+    if metric == "svcca":
+        trunc["variance"] = 0.99
+    for key in ("variance", "rule", "k"):
+        if key in kw:
+            if metric in ("cca", "cka"):
+                raise ValueError(f"{key}= does not apply to {metric} (it uses the full rank)")
+            trunc[key] = kw.pop(key)
+    opts = dict(
+        rtol=kw.pop("rtol", DEFAULT_RTOL),
+        method=kw.pop("method", "auto"),
+        allow_underdetermined=kw.pop("allow_underdetermined", False),
+        debiased=kw.pop("debiased", False),
+    )
+    if opts["debiased"] and metric != "cka":
+        raise ValueError("debiased= applies to cka only")
+    if kw:
+        raise TypeError(f"unexpected keyword(s) for {metric}: {sorted(kw)}")
+    return metric, trunc, opts
+
+
+def _prepared(x: Array | Basis, metric: str, trunc: dict, opts: dict, name: str):
+    """Basis of one representation plus the directions the metric uses, after checks."""
+    if metric in _CCA_FAMILY:
+        n, d = _shape(x, name)
+        _check_tokens(n, d, d, metric, trunc["k"], opts["allow_underdetermined"])
+    return _get_basis(
+        x, trunc["variance"], trunc["rule"], trunc["k"], opts["rtol"], opts["method"], name
+    )
+
+
+def _blocks(bases: list[Basis], ks: list[int]) -> list[tuple[torch.Tensor, list[tuple]]]:
+    """Concatenate the used columns of many bases into a few wide blocks (one gemm per row)."""
+    out, cols, members, nbytes = [], [], [], 0
+    for j, (b, kb) in enumerate(zip(bases, ks, strict=True)):
+        size = b.u.shape[0] * kb * 8
+        if cols and nbytes + size > _BLOCK_BYTES:
+            out.append(_cat(cols, members))
+            cols, members, nbytes = [], [], 0
+        cols.append(b.u[:, :kb])
+        members.append((j, kb))
+        nbytes += size
+    if cols:
+        out.append(_cat(cols, members))
+    return out
+
+
+def _cat(cols: list[torch.Tensor], members: list[tuple]) -> tuple[torch.Tensor, list[tuple]]:
+    offsets = np.concatenate([[0], np.cumsum([kb for _, kb in members])])
+    block = torch.cat(cols, dim=1)
+    return block, [(j, int(o), kb) for (j, kb), o in zip(members, offsets[:-1], strict=True)]
+
+
+def pairwise(
+    reps_a: Sequence[Array | Basis],
+    reps_b: Sequence[Array | Basis] | None = None,
+    metric: str = "svcca",
+    *,
+    return_results: bool = False,
+    **kw,
+) -> np.ndarray:
+    """All-pairs similarity matrix of shape (len(reps_a), len(reps_b)).
+
+    One :class:`Basis` per representation, then one small product per pair (for SVCCA the
+    k_a × k_b matrix U_aᵀU_b whose singular values are the canonical correlations; for CKA
+    ‖S_a U_aᵀU_b S_b‖ with cached self terms). ``reps_b=None`` or ``reps_b is reps_a`` is the
+    symmetric case (each pair once, except for the asymmetric PWCCA). The bases of ``reps_b``
+    are held (about tokens × Σk × 8 bytes; Basis objects passed in are copied once more);
+    ``reps_a`` is walked once, so it may be a lazy sequence (e.g. loading from disk).
+    ``kw`` are the metric's options (variance, rule, k, debiased, rtol, method,
+    allow_underdetermined). ``return_results=True`` returns an object array of
+    :class:`SimilarityResult` (with k_a, k_b, rhos) instead of the values.
+    """
+    metric, trunc, opts = _metric_kwargs(metric, kw)
+    symmetric = reps_b is None or reps_b is reps_a
+    prepared_b = [
+        _prepared(x, metric, trunc, opts, f"reps_b[{j}]")
+        for j, x in enumerate(reps_a if symmetric else reps_b)
+    ]
+    bases_b = [b for b, _ in prepared_b]
+    ks_b = [kb for _, kb in prepared_b]
+    n_b = len(bases_b)
+    n_a = n_b if symmetric else len(reps_a)
+    if n_b:
+        n_tok = bases_b[0].n_tokens
+        for j, b in enumerate(bases_b):
+            if b.n_tokens != n_tok:
+                raise ValueError(f"reps_b[{j}] has {b.n_tokens} tokens, reps_b[0] has {n_tok}")
+    blocks = _blocks(bases_b, ks_b) if n_b else []
+    for block, members in blocks:  # point at the block's columns: frees the internal copies
+        for j, o, kb in members:
+            bases_b[j] = dataclasses.replace(bases_b[j], u=block[:, o : o + kb])
+    del prepared_b
+    values = np.full((n_a, n_b), np.nan)
+    results = np.empty((n_a, n_b), dtype=object) if return_results else None
+    mirror = symmetric and metric != "pwcca"
+    for i in range(n_a):
+        if symmetric:
+            ba, ka = bases_b[i], ks_b[i]
+        else:
+            ba, ka = _prepared(reps_a[i], metric, trunc, opts, f"reps_a[{i}]")
+            if n_b and ba.n_tokens != n_tok:
+                raise ValueError(f"reps_a[{i}] has {ba.n_tokens} tokens, reps_b have {n_tok}")
+        ua = ba.u[:, :ka]
+        for block, members in blocks:
+            todo = [(j, o, kb) for j, o, kb in members if not (mirror and j < i)]
+            if not todo:
+                continue
+            lo = todo[0][1]
+            hi = todo[-1][1] + todo[-1][2]
+            prod = _mm(ua.T, block[:, lo:hi])
+            for j, o, kb in todo:
+                m = prod[:, o - lo : o - lo + kb]
+                res = _compare(metric, ba, bases_b[j], ka, kb, m, opts["debiased"])
+                values[i, j] = res.value
+                if results is not None:
+                    results[i, j] = res
+                if mirror and j != i:
+                    values[j, i] = res.value
+                    if results is not None:
+                        results[j, i] = dataclasses.replace(
+                            res, k_a=res.k_b, k_b=res.k_a, rank_a=res.rank_b, rank_b=res.rank_a
+                        )
+    return results if return_results else values
+
+
+# --------------------------------------------------------------------------- chance level
+
+
+def shuffled_baseline(
+    a: Array | Basis,
+    b: Array | Basis,
+    metric: str = "svcca",
+    *,
+    n_shuffles: int = 20,
+    seed: int = 0,
+    **kw,
+) -> Baseline:
+    """Metric after randomly re-pairing the tokens of ``b`` (mean, std over ``n_shuffles``).
+
+    Same (dims, tokens) as the real comparison, so it measures the upward bias of CCA-type
+    estimates at that size (NUMERICS.md §3.1). Bases are computed once; each shuffle permutes
+    the rows of b's basis. ``kw`` as for :func:`pairwise`; ``compat="google"`` (pwcca)
+    recomputes from the raw arrays.
+    """
+    if n_shuffles < 1:
+        raise ValueError(f"n_shuffles must be >= 1, got {n_shuffles}")
+    rng = np.random.default_rng(seed)
+    if metric == "pwcca" and kw.get("compat", "paper") == "google":
+        _check_pair(a, b, "pwcca", None, kw.get("allow_underdetermined", False))
+        bt = _as_tensor(b, "b")
+        n = int(bt.shape[0])
+        vals = [
+            _pwcca_google(
+                a, bt[torch.from_numpy(rng.permutation(n)).to(bt.device)], kw.get("epsilon", 0.0)
+            )
+            for _ in range(n_shuffles)
+        ]
+    else:
+        metric, trunc, opts = _metric_kwargs(metric, kw)
+        _check_pair(a, b, metric, trunc["k"], opts["allow_underdetermined"])
+        ba, ka = _prepared(a, metric, trunc, opts, "a")
+        bb, kb = _prepared(b, metric, trunc, opts, "b")
+        n = ba.n_tokens
+        vals = []
+        for _ in range(n_shuffles):
+            perm = torch.from_numpy(rng.permutation(n)).to(bb.device)
+            bp = dataclasses.replace(bb, u=bb.u[perm])
+            vals.append(_compare(metric, ba, bp, ka, kb, debiased=opts["debiased"]))
+    values = np.array([r.value for r in vals])
+    std = float(values.std(ddof=1)) if values.size > 1 else 0.0
+    return Baseline(vals[0].metric, float(values.mean()), std, values, n, vals[0].k_a, vals[0].k_b)
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+class GramAccumulator:
+    """float64 Gram blocks accumulated chunk by chunk, for token sets too big for memory.
+
+    ``update(xa, xb)`` adds a chunk of the same tokens from both representations (any dtype,
+    numpy or torch). Each side is shifted by its first chunk's mean before accumulating, so
+    large offsets do not cancel catastrophically. Results agree with the in-memory Gram route.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._s: dict[str, torch.Tensor] = {}
+
+    def update(self, xa: Array, xb: Array) -> GramAccumulator:
+        """Add one chunk (tokens × dims_a, tokens × dims_b)."""
+        za = _as_tensor(xa, "xa").to(torch.float64, copy=True)
+        zb = _as_tensor(xb, "xb").to(torch.float64, copy=True)
+        if za.shape[0] != zb.shape[0]:
+            raise ValueError(f"chunk has {za.shape[0]} tokens in xa and {zb.shape[0]} in xb")
+        sum_a, sum_b = za.sum(0), zb.sum(0)
+        _check_finite(sum_a, za, "xa")
+        _check_finite(sum_b, zb, "xb")
+        st = self._s
+        if self.n == 0:
+            st["ref_a"], st["ref_b"] = sum_a / za.shape[0], sum_b / zb.shape[0]
+            # a fixed per-side scale (first chunk's spread) keeps the products representable
+            st["scale_a"] = _max_abs(za - st["ref_a"]) or 1.0
+            st["scale_b"] = _max_abs(zb - st["ref_b"]) or 1.0
+            da, db = za.shape[1], zb.shape[1]
+            zeros = dict(dtype=torch.float64, device=za.device)
+            for key, shape in [
+                ("sa", (da,)),
+                ("sb", (db,)),
+                ("saa", (da, da)),
+                ("sbb", (db, db)),
+                ("sab", (da, db)),
+                ("qa_za", (da,)),
+                ("qa_zb", (db,)),
+                ("qb_za", (da,)),
+                ("qb_zb", (db,)),
+                ("qa", ()),
+                ("qb", ()),
+                ("qaqa", ()),
+                ("qbqb", ()),
+                ("qaqb", ()),
+            ]:
+                st[key] = torch.zeros(shape, **zeros)
+        elif za.shape[1] != st["sa"].shape[0] or zb.shape[1] != st["sb"].shape[0]:
+            raise ValueError("chunk dims differ from the first chunk's")
+        za -= st["ref_a"]
+        zb -= st["ref_b"]
+        za /= st["scale_a"]
+        zb /= st["scale_b"]
+        qa, qb = torch.linalg.vector_norm(za, dim=1) ** 2, torch.linalg.vector_norm(zb, dim=1) ** 2
+        st["sa"] += za.sum(0)
+        st["sb"] += zb.sum(0)
+        st["saa"] += _mm(za.T, za)
+        st["sbb"] += _mm(zb.T, zb)
+        st["sab"] += _mm(za.T, zb)
+        st["qa_za"] += qa @ za
+        st["qa_zb"] += qa @ zb
+        st["qb_za"] += qb @ za
+        st["qb_zb"] += qb @ zb
+        st["qa"] += qa.sum()
+        st["qb"] += qb.sum()
+        st["qaqa"] += qa @ qa
+        st["qbqb"] += qb @ qb
+        st["qaqb"] += qa @ qb
+        self.n += int(za.shape[0])
+        return self
+
+    def _blocks(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Centred Gram blocks C_aa, C_bb, C_ab (float64)."""
+        if self.n == 0:
+            raise ValueError("no tokens accumulated: call update() first")
+        st, n = self._s, self.n
+        da, db = st["sa"] / n, st["sb"] / n
+        caa = st["saa"] - n * torch.outer(da, da)
+        cbb = st["sbb"] - n * torch.outer(db, db)
+        cab = st["sab"] - n * torch.outer(da, db)
+        return (caa + caa.T) / 2, (cbb + cbb.T) / 2, cab
+
+    def _cca_like(self, metric, variance, rule, k, rtol, allow) -> SimilarityResult:
+        caa, cbb, cab = self._blocks()
+        _check_tokens(self.n, caa.shape[0], cbb.shape[0], metric, k, allow)
+        return _from_blocks(metric, caa, cbb, cab, self.n, variance, rule, k, rtol, safe=False)
+
+    def cca(self, *, rtol: float = DEFAULT_RTOL, allow_underdetermined: bool = False):
+        """Mean canonical correlation at the numerical rank (see :func:`cca`)."""
+        return self._cca_like("cca", None, "s2", None, rtol, allow_underdetermined)
+
+    def svcca(
+        self,
+        *,
+        variance: float | None = 0.99,
+        rule: Rule = "s2",
+        k: int | None = None,
+        rtol: float = DEFAULT_RTOL,
+        allow_underdetermined: bool = False,
+    ) -> SimilarityResult:
+        """SVCCA from the accumulated blocks (see :func:`svcca`)."""
+        return self._cca_like("svcca", variance, rule, k, rtol, allow_underdetermined)
+
+    def pwcca(
+        self,
+        *,
+        variance: float | None = None,
+        rule: Rule = "s2",
+        k: int | None = None,
+        rtol: float = DEFAULT_RTOL,
+        allow_underdetermined: bool = False,
+    ) -> SimilarityResult:
+        """Paper-definition PWCCA from the accumulated blocks (see :func:`pwcca`)."""
+        return self._cca_like("pwcca", variance, rule, k, rtol, allow_underdetermined)
+
+    def linear_cka(self, *, debiased: bool = False) -> SimilarityResult:
+        """Linear CKA from the accumulated blocks (see :func:`linear_cka`)."""
+        caa, cbb, cab = self._blocks()
+        extra = None
+        if debiased:
+            st, n = self._s, self.n
+            da, db = st["sa"] / n, st["sb"] / n
+            extra = dict(
+                rr_xy=self._sum_rr("a", "b", da, db, st["sab"]),
+                rr_xx=self._sum_rr("a", "a", da, da, st["saa"]),
+                rr_yy=self._sum_rr("b", "b", db, db, st["sbb"]),
+                sq_x=caa.trace(),
+                sq_y=cbb.trace(),
+            )
+        value = _cka_value(
+            cab.square().sum(), caa.square().sum(), cbb.square().sum(), self.n, debiased, extra
+        )
+        name = "cka_debiased" if debiased else "cka"
+        return SimilarityResult(name, value, int(caa.shape[0]), int(cbb.shape[0]), self.n)
+
+    def _sum_rr(self, p: str, q: str, dp, dq, s_pq) -> torch.Tensor:
+        """Σ_t r_p(t) r_q(t) with r the squared norm of the centred token vector.
+
+        With z the shifted data, δ its mean and c = ‖δ‖², r = ‖z‖² − 2 zᵀδ + c; expanding the
+        product needs only the accumulated sums.
+        """
+        st, n = self._s, self.n
+        cp, cq = dp @ dp, dq @ dq
+        qq = st[f"q{p}q{q}"]
+        return (
+            qq
+            - 2 * dq @ st[f"q{p}_z{q}"]
+            + cq * st["q" + p]
+            - 2 * dp @ st[f"q{q}_z{p}"]
+            + 4 * dp @ s_pq @ dq
+            - 2 * cq * (dp @ st["s" + p])
+            + cp * st["q" + q]
+            - 2 * cp * (dq @ st["s" + q])
+            + n * cp * cq
+        )
+
+
+__all__ = [
+    "Baseline",
+    "Basis",
+    "DEFAULT_RTOL",
+    "GramAccumulator",
+    "SimilarityResult",
+    "basis",
+    "cca",
+    "linear_cka",
+    "n_keep",
+    "pairwise",
+    "pwcca",
+    "shuffled_baseline",
+    "svcca",
+]
