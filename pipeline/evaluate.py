@@ -1,5 +1,6 @@
 """Final evaluation: LM test perplexity, tagger next-tag accuracy (over word tags, not sentence
-ends) beside the majority-class baseline, NMT BLEU on Multi30k test2016 (sacrebleu on detokenised fairseq-generate output)."""
+ends) beside the majority-class baseline, NMT BLEU on Multi30k test2016 (sacrebleu on the
+detokenised fairseq-generate output)."""
 
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ class Stage:
     run: StageFn | None = None
     version: int = 1
     resumable: bool = False
+    check: Callable[[Path], None] | None = None  # validates a cached result before reuse
     pending: str = ""  # for stages not built yet: where the work is tracked
 
 
@@ -49,6 +50,13 @@ def _train(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     return run_train(cfg, out, inputs)
 
 
+def _verify_models(train_dir: Path) -> None:
+    from pipeline.checkpoints import verify
+
+    for model_dir in sorted(p for p in train_dir.iterdir() if p.is_dir()):
+        verify(model_dir)
+
+
 REGISTRY: dict[str, Stage] = {
     s.name: s
     for s in (
@@ -56,7 +64,7 @@ REGISTRY: dict[str, Stage] = {
         # threads and parallel jobs do not change results, so they are not in the key
         Stage("train", ("model", "seed", "train.device", "train.schedule",
                         "train.max_valid_steps", "train.fairseq"), ("prepare",), run=_train,
-              resumable=True),
+              resumable=True, check=_verify_models),
         Stage("extract", ("extract",), ("train", "prepare"), pending="issue #4"),
         Stage("analyze", ("analysis",), ("extract",), pending="issue #6"),
         Stage("plot", ("plot",), ("analyze",), pending="issue #6"),
@@ -113,6 +121,8 @@ def run_pipeline(cfg: DictConfig) -> dict[str, dict]:
             continue
         final = dirs[name]
         if store.is_done(final) and name not in cfg.force:
+            if stage.check is not None:
+                stage.check(final)
             log.info("stage %s: cached at %s", name, final)
             report[name] = {"status": "cached", "dir": str(final)}
             continue

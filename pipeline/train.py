@@ -28,7 +28,10 @@ DONE = ".done"
 def model_specs(cfg: DictConfig) -> dict[str, dict]:
     """Every selected model's settings; a tagger takes its architecture and training set-up
     from its `base` LM preset, keeping only its own tag set, word stream and update budget."""
-    models = OmegaConf.to_container(cfg.model, resolve=True)
+    # An experiment may size models the user deselected (model=[...]); those entries hold only
+    # the experiment's deltas and no `kind`, and are not trained.
+    models = {name: spec for name, spec in OmegaConf.to_container(cfg.model, resolve=True).items()
+              if "kind" in spec}
     specs = {}
     for name, spec in models.items():
         if spec["kind"] == "tagger":

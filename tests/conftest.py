@@ -1,6 +1,8 @@
 """Shared test settings: the data mirror is ../shared/data unless PIPELINE_MIRROR says otherwise."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,3 +19,19 @@ def mirror() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return MIRROR
+
+
+def run_pipeline(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """`python -m pipeline ARGS` from the repository root, output captured."""
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def smoke_prepared(mirror, tmp_path_factory):
+    """The smoke experiment's prepare stage, run once per test session."""
+    art = tmp_path_factory.mktemp("artifacts")
+    args = ["experiment=smoke", "stages=[prepare]", f"mirror={mirror}", f"artifacts_dir={art}"]
+    result = run_pipeline(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return art, args, result

@@ -1,29 +1,17 @@
 """`python -m pipeline experiment=smoke stages=[prepare]` on the mirror, then again from cache."""
 
-import subprocess
-import sys
 import time
 
 import pandas as pd
 import pytest
-
-from pipeline.runtime import REPO_ROOT
+from conftest import run_pipeline
 
 pytestmark = pytest.mark.slow
 
 
-def run(*args):
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=900)
-
-
 @pytest.fixture(scope="module")
-def smoke(mirror, tmp_path_factory):
-    art = tmp_path_factory.mktemp("artifacts")
-    args = ["experiment=smoke", "stages=[prepare]", f"mirror={mirror}", f"artifacts_dir={art}"]
-    first = run(*args)
-    assert first.returncode == 0, first.stderr[-3000:]
-    return art, args, first
+def smoke(smoke_prepared):
+    return smoke_prepared
 
 
 def prepared_dir(art):
@@ -64,7 +52,7 @@ def test_smoke_prepare_writes_tables_and_fairseq_bins(smoke):
 def test_second_run_is_cached_and_fast(smoke):
     _, args, _ = smoke
     start = time.perf_counter()
-    again = run(*args)
+    again = run_pipeline(*args)
     seconds = time.perf_counter() - start
     assert again.returncode == 0, again.stderr[-2000:]
     assert "stage prepare: cached" in again.stderr + again.stdout

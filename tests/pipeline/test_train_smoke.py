@@ -1,0 +1,114 @@
+"""The train stage on the smoke data: all six models with step 0 and the schedule; killing and
+rerunning resumes to the same result as an uninterrupted run; changed checkpoints are refused."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+from conftest import REPO, run_pipeline
+
+from pipeline import stages
+from pipeline.checkpoints import CheckpointError
+from pipeline.schedule import checkpoint_schedule
+
+pytestmark = pytest.mark.slow
+MODELS = {"lstm_lm_paper", "lstm_lm_deep", "tagger_pos", "tagger_semtag", "tagger_topic",
+          "transformer_nmt_small"}
+
+
+@pytest.fixture(scope="module")
+def trained(smoke_prepared):
+    art, args, _ = smoke_prepared
+    start = time.perf_counter()
+    result = run_pipeline(*[a.replace("stages=[prepare]", "stages=[prepare,train]")
+                            for a in args])
+    assert result.returncode == 0, result.stderr[-3000:]
+    (train_dir,) = [p for p in (art / "smoke" / "train").iterdir()]
+    return train_dir, time.perf_counter() - start, result
+
+
+def test_all_models_have_step_zero_and_the_schedule(trained):
+    train_dir, seconds, result = trained
+    assert {p.name for p in train_dir.iterdir() if p.is_dir()} == MODELS
+    assert "the checkpoint schedule will take about" in result.stdout + result.stderr
+    for name in MODELS:
+        table = pd.read_csv(train_dir / name / "checkpoints.csv")
+        max_update = {"lstm_lm_paper": 30, "lstm_lm_deep": 30}.get(name, 20)
+        assert list(table.step) == checkpoint_schedule(max_update, 4, 3)
+        assert table.valid_loss.notna().all() and (table.bytes > 0).all()
+        assert (table.tokens_seen.diff().dropna() > 0).all()
+        first = torch.load(train_dir / name / "checkpoints" / table.file.iloc[0],
+                           weights_only=False)
+        last = torch.load(train_dir / name / "checkpoints" / table.file.iloc[-1],
+                          weights_only=False)
+        assert "last_optimizer_state" not in last  # analysis checkpoints hold weights only
+        assert first["extra_state"]["step"] == 0
+        assert any(not torch.equal(first["model"][k], last["model"][k]) for k in last["model"])
+        assert (train_dir / name / "fairseq" / "checkpoint_last.pt").is_file()
+    models = pd.read_csv(train_dir / "models.csv").set_index("model")
+    assert models.loc["lstm_lm_paper", "test_ppl"] > 1
+    assert 0 <= models.loc["tagger_pos", "test_accuracy"] <= 1
+    assert 0 <= models.loc["tagger_pos", "majority_baseline"] <= 1
+    assert models.loc["transformer_nmt_small", "test_bleu"] >= 0
+
+
+def test_cached_train_stage_refuses_a_changed_checkpoint(trained, tmp_path):
+    train_dir, _, _ = trained
+    copy = tmp_path / "train"
+    shutil.copytree(train_dir / "tagger_pos", copy / "tagger_pos")
+    stages._verify_models(copy)
+    victim = copy / "tagger_pos" / "checkpoints" / "step_0000001.pt"
+    victim.write_bytes(victim.read_bytes() + b"x")
+    with pytest.raises(CheckpointError, match="step_0000001.pt: sha256"):
+        stages._verify_models(copy)
+
+
+def _train_args(art, mirror):
+    return ["experiment=smoke", "stages=[train]", "model=[lstm_lm_paper]",
+            "model.lstm_lm_paper.max_update=150", f"mirror={mirror}", f"artifacts_dir={art}"]
+
+
+def test_killed_training_resumes_to_the_uninterrupted_result(smoke_prepared, mirror, tmp_path):
+    art, _, _ = smoke_prepared
+    runs = {}
+    for name in ("killed", "clean"):
+        runs[name] = tmp_path / name
+        shutil.copytree(art / "smoke" / "prepare", runs[name] / "smoke" / "prepare")
+    clean = run_pipeline(*_train_args(runs["clean"], mirror))
+    assert clean.returncode == 0, clean.stderr[-2000:]
+
+    cmd = [sys.executable, "-m", "pipeline", *_train_args(runs["killed"], mirror)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    log = None
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        logs = list((runs["killed"] / "smoke" / "train").glob("*/lstm_lm_paper/checkpoints/"
+                                                                "snapshots.jsonl"))
+        if logs and any(json.loads(line)["step"] >= 20 for line in open(logs[0])):
+            log = logs[0]
+            break
+        time.sleep(0.2)
+    assert log is not None, "training never reached step 20"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not any((runs["killed"] / "smoke" / "train").glob("*/lstm_lm_paper/.done"))
+
+    resumed = run_pipeline(*_train_args(runs["killed"], mirror))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    def table(root):
+        (d,) = (root / "smoke" / "train").iterdir()
+        return pd.read_csv(d / "lstm_lm_paper" / "checkpoints.csv")
+
+    a, b = table(runs["killed"]), table(runs["clean"])
+    cols = ["step", "epoch", "tokens_seen", "train_loss", "valid_loss"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    assert list(a.step) == checkpoint_schedule(150, 4, 3)
