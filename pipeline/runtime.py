@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import warnings
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,6 +39,8 @@ def import_fairseq():
     import fairseq
 
     root.setLevel(level)
+    logging.getLogger("fairseq").setLevel(logging.WARNING)  # in-process loads are not news
+    warnings.filterwarnings("ignore", message=".*pin_memory.*")  # fairseq's loader on CPU
     return fairseq
 
 

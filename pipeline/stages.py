@@ -50,6 +50,12 @@ def _train(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     return run_train(cfg, out, inputs)
 
 
+def _extract(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
+    from pipeline.extract import run_extract
+
+    return run_extract(cfg, out, inputs)
+
+
 def _verify_models(train_dir: Path) -> None:
     from pipeline.checkpoints import verify
 
@@ -65,7 +71,7 @@ REGISTRY: dict[str, Stage] = {
         Stage("train", ("model", "seed", "train.device", "train.schedule",
                         "train.max_valid_steps", "train.fairseq"), ("prepare",), run=_train,
               resumable=True, check=_verify_models),
-        Stage("extract", ("extract",), ("train", "prepare"), pending="issue #4"),
+        Stage("extract", ("extract",), ("prepare", "train"), run=_extract, resumable=True),
         Stage("analyze", ("analysis",), ("extract",), pending="issue #6"),
         Stage("plot", ("plot",), ("analyze",), pending="issue #6"),
     )

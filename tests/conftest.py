@@ -35,3 +35,15 @@ def smoke_prepared(mirror, tmp_path_factory):
     result = run_pipeline(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     return art, args, result
+
+
+@pytest.fixture(scope="session")
+def smoke_trained(smoke_prepared):
+    """The smoke experiment's prepare and train stages (all six models), once per session."""
+    art, args, _ = smoke_prepared
+    args = [a.replace("stages=[prepare]", "stages=[prepare,train]") for a in args]
+    result = run_pipeline(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (train_dir,) = [p for p in (art / "smoke" / "train").iterdir() if p.is_dir()]
+    (prepared,) = [p for p in (art / "smoke" / "prepare").iterdir() if p.is_dir()]
+    return art, args, result, train_dir, prepared

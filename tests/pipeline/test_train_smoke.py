@@ -23,19 +23,8 @@ MODELS = {"lstm_lm_paper", "lstm_lm_deep", "tagger_pos", "tagger_semtag", "tagge
           "transformer_nmt_small"}
 
 
-@pytest.fixture(scope="module")
-def trained(smoke_prepared):
-    art, args, _ = smoke_prepared
-    start = time.perf_counter()
-    result = run_pipeline(*[a.replace("stages=[prepare]", "stages=[prepare,train]")
-                            for a in args])
-    assert result.returncode == 0, result.stderr[-3000:]
-    (train_dir,) = [p for p in (art / "smoke" / "train").iterdir()]
-    return train_dir, time.perf_counter() - start, result
-
-
-def test_all_models_have_step_zero_and_the_schedule(trained):
-    train_dir, seconds, result = trained
+def test_all_models_have_step_zero_and_the_schedule(smoke_trained):
+    _, _, result, train_dir, _ = smoke_trained
     assert {p.name for p in train_dir.iterdir() if p.is_dir()} == MODELS
     assert "the checkpoint schedule will take about" in result.stdout + result.stderr
     for name in MODELS:
@@ -59,8 +48,8 @@ def test_all_models_have_step_zero_and_the_schedule(trained):
     assert models.loc["transformer_nmt_small", "test_bleu"] >= 0
 
 
-def test_cached_train_stage_refuses_a_changed_checkpoint(trained, tmp_path):
-    train_dir, _, _ = trained
+def test_cached_train_stage_refuses_a_changed_checkpoint(smoke_trained, tmp_path):
+    train_dir = smoke_trained[3]
     copy = tmp_path / "train"
     shutil.copytree(train_dir / "tagger_pos", copy / "tagger_pos")
     stages._verify_models(copy)

@@ -1,0 +1,341 @@
+"""The extract stage: for every model, checkpoint and probe set, each layer's activation at
+every token and the gradient of that token's own loss with respect to it.
+
+LSTM LMs and taggers: the embedding output and each LSTM layer's hidden state, recorded with
+hooks on the cells (fairseq's decoder returns only the top layer). The gradient of token t's
+loss with respect to a state at t follows only paths within time step t (the recurrence carries
+state forward in time, and the loss at t cannot depend on later steps), so all of them come
+from one backward pass through a *vertical* recomputation of the cells with the previous
+step's states held constant. Transformer NMT: the encoder and decoder embedding outputs and
+every layer (teacher forcing on the reference); decoder gradients of each target token's loss
+at its own position, and encoder gradients of the sentence's loss. Models in eval mode.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from analysis import repstore
+from pipeline import checkpoints, evaluate
+from pipeline.train import model_specs
+
+log = logging.getLogger(__name__)
+TOKEN_COLUMNS = ["probe", "side", "sent_id", "sent_index", "position", "token", "word_index",
+                 "word", "first_subword", "pos", "pos_target", "upos", "upos_target", "xpos",
+                 "genre", "doc_id", "train_freq"]
+
+
+# ---------------------------------------------------------------------------- token tables
+
+def probe_rows(probe_tokens: pd.DataFrame, probe: str, max_tokens: int | None) -> pd.DataFrame:
+    """The probe's token rows, whole sentences in order, capped at `max_tokens` per side."""
+    rows = probe_tokens[probe_tokens.probe == probe]
+    if rows.empty:
+        raise ValueError(f"probe {probe!r} has no tokens; "
+                         f"probes: {sorted(probe_tokens.probe.unique())}")
+    first_side = rows.side.iloc[0]
+    lengths = rows[rows.side == first_side].groupby("sent_index", sort=True).size()
+    if max_tokens is not None:
+        keep = lengths.index[lengths.cumsum().to_numpy() <= max_tokens]
+        rows = rows[rows.sent_index.isin(keep)]
+    rows = rows.sort_values(["side", "sent_index", "position"], kind="stable")
+    return rows.reset_index(drop=True)
+
+
+def sentences(rows: pd.DataFrame, side: str) -> list[pd.DataFrame]:
+    part = rows[rows.side == side]
+    return [g for _, g in part.groupby("sent_index", sort=True)]
+
+
+# ---------------------------------------------------------------------------- LSTM models
+
+class LSTMRecorder:
+    """Forward hooks on the decoder's cells: (h, c) of every layer at every time step."""
+
+    def __init__(self, decoder):
+        self.h = [[] for _ in decoder.layers]
+        self.c = [[] for _ in decoder.layers]
+        self.handles = [layer.register_forward_hook(functools.partial(self._cell, i))
+                        for i, layer in enumerate(decoder.layers)]
+
+    def _cell(self, i, module, inputs, output):
+        h, c = output
+        self.h[i].append(h)
+        self.c[i].append(c)
+
+    def remove(self):
+        for handle in self.handles:
+            handle.remove()
+
+    def stacked(self):
+        """([B, T, H] hidden states per layer, [B, T, H] cell states per layer)."""
+        return ([torch.stack(h, 1) for h in self.h], [torch.stack(c, 1) for c in self.c])
+
+
+def lstm_states(model, inp: torch.Tensor, target: torch.Tensor | None, pad: int,
+                grads: bool) -> tuple[dict, dict, torch.Tensor]:
+    """Activations (and per-token own-loss gradients) of every layer, [B, T, dim] each, plus
+    the decoder's own features for checking."""
+    dec = model.decoder
+    rec = LSTMRecorder(dec)
+    try:
+        with torch.no_grad():
+            features, _ = dec.extract_features(inp)
+    finally:
+        rec.remove()
+    hidden, cells = rec.stacked()
+    with torch.no_grad():
+        emb = dec.embed_tokens(inp)
+    names = ["embed"] + [f"lstm_{i + 1}" for i in range(len(hidden))]
+    acts = dict(zip(names, [emb, *hidden], strict=True))
+    if not grads:
+        return acts, {}, features
+    # vertical recomputation: each step's cells from constant previous states
+    x = emb.detach().requires_grad_()
+    outs = [x]
+    bsz, steps = inp.shape
+    for i, cell in enumerate(dec.layers):
+        zero = hidden[i].new_zeros(bsz, 1, hidden[i].shape[-1])
+        prev_h = torch.cat([zero, hidden[i][:, :-1]], 1).reshape(bsz * steps, -1)
+        prev_c = torch.cat([zero, cells[i][:, :-1]], 1).reshape(bsz * steps, -1)
+        h, _ = cell(x.reshape(bsz * steps, -1), (prev_h, prev_c))
+        x = h.view(bsz, steps, -1)
+        outs.append(x)
+    top = dec.additional_fc(x) if hasattr(dec, "additional_fc") else x
+    lprobs = model.get_normalized_probs((dec.output_layer(top), None), log_probs=True)
+    nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1).masked_fill(target == pad, 0)
+    gradients = torch.autograd.grad(nll.sum(), outs)
+    return acts, dict(zip(names, gradients, strict=True)), features
+
+
+def lstm_batches(sents: list[pd.DataFrame], src_dict, tgt_dict, tag_column: str | None,
+                 batch_size: int):
+    """Right-padded batches: input `</s> w1..wn`, target `w1..wn </s>` (LM) or the tags of
+    w1..wn then `</s>` (tagger); rows kept are positions 1..n (reading w1..wn)."""
+    pad, eos = src_dict.pad(), src_dict.eos()
+    for start in range(0, len(sents), batch_size):
+        chunk = sents[start:start + batch_size]
+        ids = [[src_dict.index(t) for t in s.token] for s in chunk]
+        if tag_column is None:
+            tgt = [i + [eos] for i in ids]
+        elif tag_column:
+            tgt = [[tgt_dict.index(t) for t in s[tag_column]] + [tgt_dict.eos()] for s in chunk]
+        else:
+            tgt = [[tgt_dict.eos()] * (len(i) + 1) for i in ids]  # no gold tags: unused
+        width = max(len(i) for i in ids) + 1
+        inp = torch.full((len(chunk), width), pad, dtype=torch.long)
+        target = torch.full((len(chunk), width), tgt_dict.pad(), dtype=torch.long)
+        for b, (i, t) in enumerate(zip(ids, tgt, strict=True)):
+            inp[b, : len(i) + 1] = torch.tensor([eos] + i)
+            target[b, : len(t)] = torch.tensor(t)
+        yield inp, target, [len(i) for i in ids]
+
+
+# ---------------------------------------------------------------------------- Transformer
+
+def nmt_states(model, src: torch.Tensor, prev: torch.Tensor, target: torch.Tensor, pad: int,
+               grads: bool, keep: torch.Tensor, diagonal: torch.Tensor | None = None):
+    """Encoder and decoder states (all layers, [B, T, C]) and gradients: decoder states get
+    d(loss of token t)/d(state at t), encoder states d(sentence loss)/d(state); `keep` masks
+    the decoder positions whose losses count. The decoder's per-token gradients cost one
+    backward pass per position, so only sentences with `diagonal` set get them (NaN otherwise).
+    """
+    src_len = (src != pad).sum(1)
+    with torch.set_grad_enabled(grads):
+        enc = model.encoder(src, src_lengths=src_len, return_all_hiddens=True)
+        enc_states = enc["encoder_states"]
+        x, extra = model.decoder(prev, encoder_out=enc, features_only=True,
+                                 return_all_hiddens=True)
+        dec_states = extra["inner_states"]
+    names_enc = ["enc_embed"] + [f"enc_{i}" for i in range(1, len(enc_states))]
+    names_dec = ["dec_embed"] + [f"dec_{i}" for i in range(1, len(dec_states))]
+    acts = {n: s.transpose(0, 1).detach() for n, s in zip(names_enc + names_dec,
+                                                          enc_states + dec_states, strict=True)}
+    if not grads:
+        return acts, {}, enc["encoder_out"][0].transpose(0, 1)
+    if diagonal is None:
+        diagonal = torch.ones(src.shape[0], dtype=torch.bool)
+    lprobs = torch.log_softmax(model.decoder.output_layer(x).float(), -1)
+    nll = (-lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)) * keep
+    enc_grads = torch.autograd.grad(nll.sum(), enc_states, retain_graph=True)
+    dec_grads = [torch.full_like(a, float("nan")) for a in dec_states]
+    for g in dec_grads:
+        g[:, diagonal] = 0
+    rows = diagonal.float()
+    for t in range(nll.shape[1]):  # the diagonal: each position's own loss
+        if (keep[:, t] * rows).any():
+            g = torch.autograd.grad((nll[:, t] * rows).sum(), dec_states, retain_graph=True)
+            for out, gi in zip(dec_grads, g, strict=True):
+                out[t, diagonal] = gi[t, diagonal]
+    grads_out = {n: g.transpose(0, 1) for n, g in zip(names_enc + names_dec,
+                                                      list(enc_grads) + dec_grads, strict=True)}
+    return acts, grads_out, enc["encoder_out"][0].transpose(0, 1)
+
+
+def nmt_batches(src_sents, tgt_sents, dictionary, batch_size: int, order=None):
+    """Right-padded teacher-forcing batches, in `order` (default: as given); yields the
+    sentence indices of each batch with its tensors."""
+    pad, eos = dictionary.pad(), dictionary.eos()
+    order = list(range(len(src_sents))) if order is None else list(order)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        s_ids = [[dictionary.index(t) for t in src_sents[i].token] + [eos] for i in idx]
+        t_ids = [[dictionary.index(t) for t in tgt_sents[i].token] + [eos] for i in idx]
+        bsz = len(s_ids)
+        src = torch.full((bsz, max(map(len, s_ids))), pad, dtype=torch.long)
+        width = max(map(len, t_ids))
+        prev = torch.full((bsz, width), pad, dtype=torch.long)
+        target = torch.full((bsz, width), pad, dtype=torch.long)
+        keep = torch.zeros((bsz, width))
+        for b, (s, t) in enumerate(zip(s_ids, t_ids, strict=True)):
+            src[b, : len(s)] = torch.tensor(s)
+            target[b, : len(t)] = torch.tensor(t)
+            prev[b, : len(t)] = torch.tensor([eos] + t[:-1])
+            keep[b, 1: len(t)] = 1  # positions reading y1..ym
+        yield idx, src, prev, target, keep, [len(s) - 1 for s in s_ids], [len(t) - 1
+                                                                           for t in t_ids]
+
+
+# ---------------------------------------------------------------------------- per checkpoint
+
+def _collect(store: dict[str, list], arrays: dict, lengths: list[int], offset: int) -> None:
+    """Append the kept rows (positions offset..offset+len-1) of each sentence."""
+    for name, batch in arrays.items():
+        batch = batch.detach().float().cpu().numpy()
+        store.setdefault(name, []).extend(batch[b, offset: offset + n]
+                                          for b, n in enumerate(lengths))
+
+
+def extract_checkpoint(model, spec: dict, task, rows: pd.DataFrame, grads: bool,
+                       tag_column: str | None, batch_size: int,
+                       grad_max_tokens: int | None = None) -> tuple[dict, dict]:
+    """All layers' activations and gradients for one loaded model: {layer: tokens × dim}."""
+    acts: dict[str, list] = {}
+    grad: dict[str, list] = {}
+    if spec["kind"] == "nmt":
+        src_s, tgt_s = sentences(rows, "source"), sentences(rows, "target")
+        lengths = np.array([len(t) for t in tgt_s])
+        with_diag = np.cumsum(lengths) <= (grad_max_tokens or lengths.sum())
+        order = np.argsort(lengths, kind="stable")  # similar lengths: fewer padded positions
+        per_sent: dict[str, dict] = {"act": {}, "grad": {}}
+        for idx, src, prev, target, keep, src_lens, tgt_lens in nmt_batches(
+                src_s, tgt_s, task.source_dictionary, batch_size, order):
+            a, g, _ = nmt_states(model, src, prev, target, task.source_dictionary.pad(), grads,
+                                 keep, torch.from_numpy(with_diag[idx]))
+            for kind, arrays in (("act", a), ("grad", g)):
+                for name, batch in arrays.items():
+                    lens, offset = (src_lens, 0) if name.startswith("enc") else (tgt_lens, 1)
+                    batch = batch.detach().float().cpu().numpy()
+                    for b, (i, n) in enumerate(zip(idx, lens, strict=True)):
+                        per_sent[kind].setdefault(name, {})[i] = batch[b, offset: offset + n]
+        for kind, store in (("act", acts), ("grad", grad)):
+            for name, by_sentence in per_sent[kind].items():
+                store[name] = [by_sentence[i] for i in range(len(src_s))]
+    else:
+        src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
+        with_grads = grads and tag_column != ""
+        for inp, target, lens in lstm_batches(sentences(rows, "lm"), src_dict, tgt_dict,
+                                              tag_column, batch_size):
+            a, g, _ = lstm_states(model, inp, target, tgt_dict.pad(), with_grads)
+            _collect(acts, a, lens, 1)
+            _collect(grad, g, lens, 1)
+    return ({k: np.concatenate(v) for k, v in acts.items()},
+            {k: np.concatenate(v) for k, v in grad.items()})
+
+
+def tag_column_for(spec: dict, probe: str) -> str | None:
+    """The token column holding a model's gold labels on a probe (the tags of w1..wn; the
+    targets are these shifted by one): None for LMs (next word), '' when the probe has no gold
+    labels of the tagger's kind (then activations only)."""
+    if spec["kind"] != "tagger":
+        return None
+    available = {"brown_probe": {"pos": "pos", "topic": "genre"}, "ewt_test": {"pos": "pos"}}
+    return available.get(probe, {}).get(spec["tags"], "")
+
+
+def layer_info(acts: dict[str, np.ndarray]) -> dict[str, dict]:
+    side = {"enc": "source", "dec": "target"}
+    return {name: {"side": side.get(name[:3], "lm"), "dim": int(a.shape[1])}
+            for name, a in acts.items()}
+
+
+def extract_model(name: str, spec: dict, model_dir: Path, prepared: Path, out: Path,
+                  extract: dict) -> dict:
+    """Every checkpoint of one model on each of its probe sets, into out/<probe>/."""
+    table = checkpoints.verify(model_dir)
+    probe_tokens = pd.read_parquet(prepared / "probe_tokens.parquet")
+    probes = extract["nmt_probes"] if spec["kind"] == "nmt" else extract["lm_probes"]
+    overrides = ({"data": str(prepared / "nmt" / "bin")} if spec["kind"] == "nmt"
+                 else evaluate.stream_overrides(spec, prepared))
+    first = model_dir / "checkpoints" / table.file.iloc[0]
+    model, _, task = evaluate.load_model(first, overrides)
+    summary = {}
+    for probe in probes:
+        rows = probe_rows(probe_tokens, probe, extract["max_tokens_per_probe"])
+        if spec["kind"] == "lm" or spec["kind"] == "tagger":
+            rows = rows.assign(side="lm")
+        root = out / probe
+        tag_column = tag_column_for(spec, probe)
+        with_grads = bool(extract["gradients"])
+        for step, file in tqdm(list(zip(table.step, table.file, strict=True)),
+                               desc=f"{name}/{probe}", unit="ckpt", leave=False):
+            if (repstore.step_dir(root, step) / "done").is_file():
+                continue
+            path = checkpoints.checkpoint_path(model_dir, step)
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            model.load_state_dict(state["model"])
+            model.eval()
+            acts, grads = extract_checkpoint(model, spec, task, rows, with_grads, tag_column,
+                                             extract["batch_size"],
+                                             extract.get("nmt_decoder_grad_tokens"))
+            if not (root / "tokens.parquet").is_file():
+                repstore.write_tokens(root, rows[TOKEN_COLUMNS], layer_info(acts))
+            for layer, info in repstore.layers(root).items():
+                n = int((rows.side == info["side"]).sum())
+                assert len(acts[layer]) == n, f"{layer}: {len(acts[layer])} rows, {n} tokens"
+            repstore.write_arrays(root, step, "act", acts, extract["dtype"])
+            if grads:
+                repstore.write_arrays(root, step, "grad", grads, extract["dtype"])
+            (repstore.step_dir(root, step) / "done").write_text(file)
+        summary[probe] = {"tokens": int(len(rows)), "checkpoints": len(table)}
+    return summary
+
+
+def disk_estimate(specs: dict, train_dir: Path, prepared: Path, extract: dict) -> float:
+    """Bytes the extraction will write, from token counts, layer widths and checkpoints."""
+    probe_tokens = pd.read_parquet(prepared / "probe_tokens.parquet",
+                                   columns=["probe", "side", "sent_index", "position"])
+    itemsize = np.dtype(extract["dtype"]).itemsize
+    total = 0.0
+    for name, spec in specs.items():
+        n_ckpt = len(checkpoints.read_table(train_dir / name))
+        if spec["kind"] == "nmt":
+            probes, width = extract["nmt_probes"], (spec["layers"] + 1) * spec["embed_dim"]
+        else:
+            probes = extract["lm_probes"]
+            width = spec["embed_dim"] + spec["layers"] * spec["hidden"]
+        for probe in probes:
+            n = len(probe_rows(probe_tokens, probe, extract["max_tokens_per_probe"]))
+            total += n * width * itemsize * n_ckpt * (2 if extract["gradients"] else 1)
+    return total
+
+
+def run_extract(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
+    """Stage function: representations of every trained model into out/<model>/<probe>/."""
+    extract = OmegaConf.to_container(cfg.extract, resolve=True)
+    specs = model_specs(cfg)
+    prepared, train_dir = inputs["prepare"], inputs["train"]
+    log.info("extraction will write about %.0f MB",
+             disk_estimate(specs, train_dir, prepared, extract) / 1e6)
+    summary = {}
+    for name, spec in tqdm(specs.items(), desc="models", unit="model"):
+        summary[name] = extract_model(name, spec, train_dir / name, prepared, out / name, extract)
+    return summary
