@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pandas as pd
+
+from data_prep.sources import sha256_file
 
 CSV = "checkpoints.csv"
 COLUMNS = ["step", "epoch", "tokens_seen", "train_loss", "valid_loss", "valid_ppl", "bytes",
@@ -14,14 +15,6 @@ COLUMNS = ["step", "epoch", "tokens_seen", "train_loss", "valid_loss", "valid_pp
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing or no longer matches its recorded sha256."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_table(model_dir: Path) -> pd.DataFrame:

@@ -224,7 +224,8 @@ def extract_checkpoint(model, spec: dict, task, rows: pd.DataFrame, grads: bool,
         src_s, tgt_s = sentences(rows, "source"), sentences(rows, "target")
         lengths = np.array([len(t) for t in tgt_s])
         with_diag = np.cumsum(lengths) <= (grad_max_tokens or lengths.sum())
-        order = np.argsort(lengths, kind="stable")  # similar lengths: fewer padded positions
+        # sentences with decoder gradients batched together, each group by length (less padding)
+        order = np.lexsort((lengths, ~with_diag))
         per_sent: dict[str, dict] = {"act": {}, "grad": {}}
         for idx, src, prev, target, keep, src_lens, tgt_lens in nmt_batches(
                 src_s, tgt_s, task.source_dictionary, batch_size, order):

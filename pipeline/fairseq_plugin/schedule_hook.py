@@ -19,7 +19,6 @@ PIPELINE_SCHEDULE=0,1,2,4,... and PIPELINE_SNAPSHOT_DIR=dir.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,6 +28,8 @@ import torch
 from fairseq import checkpoint_utils
 from fairseq.trainer import Trainer
 from omegaconf import OmegaConf
+
+from data_prep.sources import sha256_file
 
 log = logging.getLogger("pipeline.schedule")
 SCHEDULE = {int(s) for s in os.environ.get("PIPELINE_SCHEDULE", "").split(",") if s.strip()}
@@ -46,14 +47,6 @@ def _records() -> dict[int, dict]:
         return {}
     with open(path) as f:
         return {r["step"]: r for r in map(json.loads, f)}
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_snapshot(trainer, epoch: int, valid_loss) -> None:
@@ -80,7 +73,7 @@ def write_snapshot(trainer, epoch: int, valid_loss) -> None:
     record = {"step": step, "epoch": epoch, "tokens_seen": STATE["tokens"],
               "train_loss": STATE["train_loss"], "valid_loss": valid_loss,
               "lr": trainer.get_lr(), "file": os.path.basename(path),
-              "bytes": os.path.getsize(path), "sha256": _sha256(path), "time": time.time()}
+              "bytes": os.path.getsize(path), "sha256": sha256_file(path), "time": time.time()}
     with open(os.path.join(OUT, "snapshots.jsonl"), "a") as f:
         f.write(json.dumps(record) + "\n")
 
