@@ -1,0 +1,254 @@
+"""The papers' claims, checked on the analysis tables: PASS/FAIL with the numbers behind them.
+
+Each claim is evaluated per unit (model, probe, stack or layer) and separately under every
+similarity metric; thresholds come from the config, fixed before any result was looked at.
+A unit that cannot be evaluated (missing data) is reported as NA with the reason.
+
+- C1 lower layers reach their final representation first: Spearman ρ between depth and the
+  step from which similarity to the final checkpoint stays >= ``threshold`` (LM, NMT encoder).
+- C2 POS-restricted similarity stabilises before topic-restricted similarity (same rule).
+- C3 over training the recurrent layers grow more similar to the final taggers and the
+  embedding less (change from the first to the last checkpoint, beyond ``margin``).
+- C4 function-word gradients are more concentrated than content-word gradients within
+  word-frequency bins (final checkpoint; the bootstrap CI of the difference above 0).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+CLAIM_COLUMNS = ["claim", "model", "seed", "probe", "scope", "metric", "statistic", "value",
+                 "threshold", "ci_low", "ci_high", "n", "verdict", "detail"]
+CLAIMS = {
+    "C1": "lower layers reach their final representation first (LM, NMT encoder)",
+    "C2": "POS-restricted similarity stabilises before topic-restricted similarity",
+    "C3": "recurrent layers grow more similar to the taggers over training, the embedding less",
+    "C4": "function-word gradients are more concentrated than content-word gradients, "
+          "within word-frequency bins",
+}
+PASS, FAIL, NA = "PASS", "FAIL", "NA"
+
+
+@dataclass(frozen=True)
+class ClaimSettings:
+    """Thresholds of the claims (conf/analysis/default.yaml, ``claims``)."""
+
+    threshold: float = 0.9
+    sustained: bool = True
+    c1_min_rho: float = 0.5
+    c1_min_layers: int = 2
+    c1_sides: tuple[str, ...] = ("lm", "source")
+    c3_margin: float = 0.02
+    c4_min_difference: float = 0.0
+    c4_kinds: tuple[str, ...] = ("lm",)
+
+    @classmethod
+    def from_mapping(cls, cfg: Mapping) -> ClaimSettings:
+        """From the ``claims`` config group (a plain dict)."""
+        d = cls()
+        c1, c3, c4 = (dict(cfg.get(k, {})) for k in ("c1", "c3", "c4"))
+        return cls(
+            threshold=float(cfg.get("convergence_threshold", d.threshold)),
+            sustained=bool(cfg.get("sustained", d.sustained)),
+            c1_min_rho=float(c1.get("min_rho", d.c1_min_rho)),
+            c1_min_layers=int(c1.get("min_layers", d.c1_min_layers)),
+            c1_sides=tuple(c1.get("sides", d.c1_sides)),
+            c3_margin=float(c3.get("margin", d.c3_margin)),
+            c4_min_difference=float(c4.get("min_difference", d.c4_min_difference)),
+            c4_kinds=tuple(c4.get("kinds", d.c4_kinds)),
+        )
+
+
+def settings_table(cs: ClaimSettings) -> pd.DataFrame:
+    """The thresholds as settings rows (key 'claims.<field>', JSON value)."""
+    return pd.DataFrame([(f"claims.{k}", json.dumps(list(v) if isinstance(v, tuple) else v))
+                         for k, v in vars(cs).items()], columns=["key", "value"])
+
+
+def settings_from_table(table: pd.DataFrame | None) -> ClaimSettings:
+    """Inverse of :func:`settings_table` (defaults for absent rows)."""
+    if table is None or table.empty:
+        return ClaimSettings()
+    rows = dict(zip(table.key, table.value, strict=True))
+    kw = {}
+    for f in fields(ClaimSettings):
+        if f"claims.{f.name}" in rows:
+            v = json.loads(rows[f"claims.{f.name}"])
+            kw[f.name] = tuple(v) if isinstance(v, list) else v
+    return ClaimSettings(**kw)
+
+
+def crossing_step(steps: Sequence[float], values: Sequence[float], threshold: float,
+                  sustained: bool = True) -> float:
+    """The first step whose value is >= ``threshold`` (with ``sustained``: and stays so at
+    every later step); NaN if there is none. NaN values count as below the threshold."""
+    order = np.argsort(np.asarray(steps, dtype=float))
+    s = np.asarray(steps, dtype=float)[order]
+    above = np.nan_to_num(np.asarray(values, dtype=float)[order], nan=-np.inf) >= threshold
+    if not above.any():
+        return float("nan")
+    if not sustained:
+        return float(s[np.argmax(above)])
+    if not above[-1]:
+        return float("nan")
+    below = np.flatnonzero(~above)
+    return float(s[0] if below.size == 0 else s[below[-1] + 1])
+
+
+def _row(claim: str, r: Mapping, scope: str, metric: str, statistic: str, value: float,
+         threshold: float, verdict: str, detail: str, n: int = 0, ci=(np.nan, np.nan)) -> dict:
+    return dict(claim=claim, model=r.get("model", ""), seed=r.get("seed", np.nan),
+                probe=r.get("probe", ""), scope=scope, metric=metric, statistic=statistic,
+                value=value, threshold=threshold, ci_low=ci[0], ci_high=ci[1], n=n,
+                verdict=verdict, detail=detail)
+
+
+def _fmt(x: float) -> str:
+    return "never" if not np.isfinite(x) else f"{x:g}"
+
+
+def claim_c1(convergence: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
+    """C1 per (model, probe, stack) and metric: ρ(depth, convergence step) >= c1_min_rho."""
+    rows = []
+    t = convergence[convergence.side.isin(cs.c1_sides) & (convergence.tag == "all")]
+    for key, g in t.groupby(["model", "seed", "probe", "side", "metric"], sort=True):
+        r = dict(zip(["model", "seed", "probe", "side", "metric"], key, strict=True))
+        layers = g.groupby(["depth_a", "layer_a"], sort=True)
+        if layers.ngroups < cs.c1_min_layers:
+            continue
+        depth, steps, names = [], [], []
+        for (d, name), lg in layers:
+            depth.append(d)
+            names.append(name)
+            steps.append(crossing_step(lg.step_a, lg.value, cs.threshold, cs.sustained))
+        ranked = np.where(np.isfinite(steps), steps, np.inf)
+        rho = float(spearmanr(depth, ranked).statistic) if len(set(ranked)) > 1 else np.nan
+        detail = ", ".join(f"{n}@{_fmt(s)}" for n, s in zip(names, steps, strict=True))
+        if not np.isfinite(rho):
+            detail += " (all layers cross at the same step: no ordering)"
+        verdict = PASS if np.isfinite(rho) and rho >= cs.c1_min_rho else FAIL
+        rows.append(_row("C1", r, f"stack={r['side']}", r["metric"], "spearman_rho", rho,
+                         cs.c1_min_rho, verdict, detail, n=len(depth)))
+    return rows
+
+
+def claim_c2(family: pd.DataFrame, cs: ClaimSettings, metrics: Sequence[str] = ()
+             ) -> list[dict]:
+    """C2 per (LM, probe, layer) and metric: POS crossing step < topic crossing step.
+
+    ``metrics`` lists every metric of the analysis, so those never computed on tag subsets
+    show up as NA instead of silently missing."""
+    rows = []
+    t = family[(family.kind == "lm") & (family.tag == "pooled")] if len(family) else family
+    for metric in sorted(set(metrics) - set(t.metric if len(t) else [])):
+        rows.append(_row("C2", {}, "all", metric, "step_pos - step_topic", np.nan, 0.0, NA,
+                         "metric not computed on tag-restricted subsets (per_tag.metrics)"))
+    if t.empty:
+        return rows
+    keys = ["model", "seed", "probe", "layer_a", "metric"]
+    for key, g in t.groupby(keys, sort=True):
+        r = dict(zip(keys, key, strict=True))
+        step = {fam: crossing_step(fg.step_a, fg.value, cs.threshold, cs.sustained)
+                for fam, fg in g.groupby("tag_family")}
+        scope = f"layer={r['layer_a']}"
+        if "pos" not in step or "topic" not in step:
+            rows.append(_row("C2", r, scope, r["metric"], "step_pos - step_topic", np.nan, 0.0,
+                             NA, f"families present: {sorted(step)} (need pos and topic)"))
+            continue
+        sp, st = step["pos"], step["topic"]
+        diff = (np.inf if not np.isfinite(sp) else sp) - (np.inf if not np.isfinite(st) else st)
+        verdict = PASS if np.isfinite(sp) and (not np.isfinite(st) or sp < st) else FAIL
+        rows.append(_row("C2", r, scope, r["metric"], "step_pos - step_topic",
+                         float(diff) if np.isfinite(diff) else np.nan, 0.0, verdict,
+                         f"pos stable from {_fmt(sp)}, topic from {_fmt(st)}", n=2))
+    return rows
+
+
+def claim_c3(tagger: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
+    """C3 per (LM, probe, tagger family) and metric: min(Δ recurrent, −Δ embedding) > margin,
+    Δ = similarity at the last LM checkpoint minus at the first."""
+    rows = []
+    t = tagger[tagger.kind == "lm"] if len(tagger) else tagger
+    if t.empty:
+        return rows
+    keys = ["model", "seed", "probe", "tag_family", "metric"]
+    for key, g in t.groupby(keys, sort=True):
+        r = dict(zip(keys, key, strict=True))
+        delta = {}
+        for (d, name), lg in g.groupby(["depth_a", "layer_a"], sort=True):
+            lg = lg.sort_values("step_a")
+            delta[(d, name)] = float(lg.value.iloc[-1] - lg.value.iloc[0])
+        emb = [v for (d, _), v in delta.items() if d == 0]
+        rec = [v for (d, _), v in delta.items() if d > 0]
+        scope = f"tagger={r['tag_family']}"
+        detail = ", ".join(f"Δ{n}={v:+.3f}" for (_, n), v in delta.items())
+        if not emb or not rec:
+            rows.append(_row("C3", r, scope, r["metric"], "min(Δrec, -Δemb)", np.nan,
+                             cs.c3_margin, NA, detail + " (need embedding and recurrent)"))
+            continue
+        value = min(min(rec), -max(emb))
+        verdict = PASS if value > cs.c3_margin else FAIL
+        rows.append(_row("C3", r, scope, r["metric"], "min(Δrec, -Δemb)", value, cs.c3_margin,
+                         verdict, detail, n=len(delta)))
+    return rows
+
+
+def claim_c4(function_content: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
+    """C4 per (model, probe, layer) at the final checkpoint: frequency-matched difference of
+    gradient concentration (function − content) with its CI above ``c4_min_difference``."""
+    rows = []
+    fc = function_content
+    if fc.empty:
+        return rows
+    t = fc[(fc.quantity == "grad") & fc.kind.isin(cs.c4_kinds)]
+    t = t[t.step == t.groupby(["model", "probe"]).step.transform("max")]
+    for r in t.sort_values(["model", "probe", "side", "depth"]).to_dict("records"):
+        low = r["ci_low"] if np.isfinite(r["ci_low"]) else r["difference"]
+        verdict = PASS if low > cs.c4_min_difference else FAIL
+        detail = (f"step {r['step']}: {r['n_function']} function / {r['n_content']} content "
+                  f"tokens in {r['n_bins']} frequency bins")
+        rows.append(_row("C4", r, f"layer={r['layer']}", "concentration",
+                         "mean c(function) - mean c(content)", r["difference"],
+                         cs.c4_min_difference, verdict, detail,
+                         n=int(r["n_function"] + r["n_content"]),
+                         ci=(r["ci_low"], r["ci_high"])))
+    return rows
+
+
+def evaluate(tables: Mapping[str, pd.DataFrame], cs: ClaimSettings) -> pd.DataFrame:
+    """Every claim on every unit and metric (one row each, columns CLAIM_COLUMNS)."""
+    empty = pd.DataFrame()
+    conv = tables.get("convergence", empty)
+    metrics = sorted(conv.metric.unique()) if len(conv) else []
+    rows = []
+    if len(conv):
+        rows += claim_c1(conv, cs)
+    rows += claim_c2(tables.get("family", empty), cs, metrics)
+    rows += claim_c3(tables.get("tagger", empty), cs)
+    rows += claim_c4(tables.get("function_content", empty), cs)
+    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+
+
+def summarize(claims: pd.DataFrame) -> pd.DataFrame:
+    """Per claim and metric: units passing, failing, not evaluable, and the verdict (PASS when
+    every evaluated unit passes, FAIL when any fails, NA when none could be evaluated)."""
+    rows = []
+    for (claim, metric), g in claims.groupby(["claim", "metric"], sort=True):
+        n_pass, n_fail = int((g.verdict == PASS).sum()), int((g.verdict == FAIL).sum())
+        verdict = NA if n_pass + n_fail == 0 else (FAIL if n_fail else PASS)
+        rows.append(dict(claim=claim, metric=metric, statement=CLAIMS.get(claim, ""),
+                         n_pass=n_pass, n_fail=n_fail, n_na=int((g.verdict == NA).sum()),
+                         verdict=verdict))
+    return pd.DataFrame(rows, columns=["claim", "metric", "statement", "n_pass", "n_fail",
+                                       "n_na", "verdict"])
+
+
+__all__ = ["CLAIMS", "CLAIM_COLUMNS", "ClaimSettings", "claim_c1", "claim_c2", "claim_c3",
+           "claim_c4", "crossing_step", "evaluate", "settings_from_table", "settings_table",
+           "summarize"]

@@ -1,0 +1,779 @@
+"""Learning-dynamics tables: similarity and concentration over training checkpoints.
+
+Pure functions from a representation store (analysis/repstore.py) to tidy pandas tables; no
+Hydra, no file writing. Every similarity row says what was compared (model/step/layer on each
+side, the token restriction), with which metric (SVCCA at a variance rule or a fixed k, PWCCA,
+linear CKA), the dimensions that entered (k_a, k_b), the token count and, where applicable, the
+chance level at the same size (shuffled token pairing).
+
+Conventions, so that numbers stay comparable:
+- Each (probe, side) gets one seeded token subsample (cap ``max_tokens``), the same rows for
+  every model and checkpoint; per-tag subsets draw one common N per (probe, side).
+- A representation's basis is computed once (full rank) and reused for every metric and pair.
+- The reference ("final") checkpoint is the last one stored for that model and probe.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from analysis import repstore
+from analysis import similarity as sim
+from analysis.concentration import aggregate_by_tag, concentration, frequency_matched_difference
+
+log = logging.getLogger(__name__)
+
+SIM_COLUMNS = [
+    "analysis", "model", "kind", "seed", "probe", "side", "model_b", "step_a", "step_b",
+    "fraction_a", "layer_a", "layer_b", "depth_a", "depth_b", "tag", "tag_family",
+    "freq_matched", "metric", "value", "k_a", "k_b", "n_tokens", "n_types", "variance_rule",
+    "baseline", "baseline_std",
+]
+ALL = "all"          # tag value of unrestricted rows
+POOLED = "pooled"    # tag value of family rows pooled over tags
+
+
+# ---------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Analysis settings (conf/analysis/default.yaml); every table records the relevant ones."""
+
+    variance: float = 0.99
+    variance_rule: str = "s2"
+    fixed_k: tuple[int, ...] = (20, 50)
+    metrics: tuple[str, ...] = ("svcca", "svcca_k", "pwcca", "cka")
+    matrix_metrics: tuple[str, ...] = ("svcca", "svcca_k", "cka")
+    trajectory_kinds: tuple[str, ...] = ("lm", "nmt")
+    max_tokens: int = 5000
+    baseline_shuffles: int = 2
+    fractions: tuple[float, ...] = (0.0, 0.35, 0.75, 1.0)
+    tag_columns: Mapping[str, str] = field(
+        default_factory=lambda: {"lm": "pos_target", "source": "pos", "target": "pos_target"})
+    act_tag_columns: Mapping[str, str] = field(
+        default_factory=lambda: {"lm": "pos", "source": "pos", "target": "pos"})
+    grad_tag_columns: Mapping[str, str] = field(
+        default_factory=lambda: {"lm": "pos_target", "source": "pos", "target": "pos_target"})
+    topic_column: str = "genre"
+    exclude_tags: tuple[str, ...] = ("</s>", "X")
+    per_tag_max_n: int = 300
+    per_tag_min_n: int = 100
+    per_tag_min_tags: int = 4
+    per_tag_freq_bins: int = 3
+    per_tag_metrics: tuple[str, ...] = ("svcca_k", "cka")
+    function_tags: tuple[str, ...] = ("ADP", "CONJ", "DET", "PRON", "PRT")
+    content_tags: tuple[str, ...] = ("NOUN", "VERB", "ADJ", "ADV")
+    conc_n_boot: int = 200
+    conc_tag_n_boot: int = 0
+    conc_kinds: tuple[str, ...] = ("lm", "nmt")
+    conc_freq_bins: int = 5
+    conc_ci: float = 0.95
+    sanity_dims: int = 200
+    sanity_token_counts: tuple[int, ...] = (250, 500, 1000, 2000, 5000)
+    sanity_model: str | None = None
+    seed: int = 0
+
+    @classmethod
+    def from_mapping(cls, cfg: Mapping, seed: int = 0) -> Settings:
+        """Settings from the analysis config (a plain dict); nested groups are flattened."""
+        per_tag = dict(cfg.get("per_tag", {}))
+        conc = dict(cfg.get("concentration", {}))
+        sanity = dict(cfg.get("sanity", {}))
+        d = cls()
+        return cls(
+            variance=float(cfg.get("variance", d.variance)),
+            variance_rule=str(cfg.get("variance_rule", d.variance_rule)),
+            fixed_k=tuple(int(k) for k in cfg.get("fixed_k", d.fixed_k)),
+            metrics=tuple(cfg.get("metrics", d.metrics)),
+            matrix_metrics=tuple(cfg.get("matrix_metrics", d.matrix_metrics)),
+            trajectory_kinds=tuple(cfg.get("trajectory_kinds", d.trajectory_kinds)),
+            max_tokens=int(cfg.get("max_tokens", d.max_tokens)),
+            baseline_shuffles=int(cfg.get("baseline_shuffles", d.baseline_shuffles)),
+            fractions=tuple(float(f) for f in cfg.get("fractions", d.fractions)),
+            tag_columns=dict(cfg.get("tag_columns", d.tag_columns)),
+            act_tag_columns=dict(cfg.get("act_tag_columns", d.act_tag_columns)),
+            grad_tag_columns=dict(cfg.get("grad_tag_columns", d.grad_tag_columns)),
+            topic_column=str(cfg.get("topic_column", d.topic_column)),
+            exclude_tags=tuple(cfg.get("exclude_tags", d.exclude_tags)),
+            per_tag_max_n=int(per_tag.get("max_n", d.per_tag_max_n)),
+            per_tag_min_n=int(per_tag.get("min_n", d.per_tag_min_n)),
+            per_tag_min_tags=int(per_tag.get("min_tags", d.per_tag_min_tags)),
+            per_tag_freq_bins=int(per_tag.get("freq_bins", d.per_tag_freq_bins)),
+            per_tag_metrics=tuple(per_tag.get("metrics", d.per_tag_metrics)),
+            function_tags=tuple(cfg.get("function_tags", d.function_tags)),
+            content_tags=tuple(cfg.get("content_tags", d.content_tags)),
+            conc_n_boot=int(conc.get("n_boot", d.conc_n_boot)),
+            conc_tag_n_boot=int(conc.get("tag_n_boot", d.conc_tag_n_boot)),
+            conc_kinds=tuple(conc.get("kinds", d.conc_kinds)),
+            conc_freq_bins=int(conc.get("freq_bins", d.conc_freq_bins)),
+            conc_ci=float(conc.get("ci", d.conc_ci)),
+            sanity_dims=int(sanity.get("dims", d.sanity_dims)),
+            sanity_token_counts=tuple(int(n) for n in sanity.get("token_counts",
+                                                                 d.sanity_token_counts)),
+            sanity_model=sanity.get("model", d.sanity_model),
+            seed=int(seed),
+        )
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One reported metric: the library metric, its truncation keywords and a label."""
+
+    name: str
+    base: str
+    kwargs: Mapping
+    variance_rule: str
+
+
+def metric_specs(settings: Settings, names: Sequence[str] | None = None) -> list[MetricSpec]:
+    """The configured metrics (or ``names``); ``svcca_k`` expands to one metric per fixed k."""
+    specs = []
+    for name in settings.metrics if names is None else names:
+        if name == "svcca":
+            kw = {"variance": settings.variance, "rule": settings.variance_rule}
+            specs.append(MetricSpec("svcca", "svcca", kw,
+                                    f"{settings.variance_rule}:{settings.variance:g}"))
+        elif name == "svcca_k":
+            specs += [MetricSpec(f"svcca_k{k}", "svcca", {"k": k}, f"k={k}")
+                      for k in settings.fixed_k]
+        elif name == "pwcca":
+            specs.append(MetricSpec("pwcca", "pwcca", {}, "rank"))
+        elif name in ("cka", "linear_cka"):
+            specs.append(MetricSpec("cka", "cka", {}, "full"))
+        else:
+            raise ValueError(f"unknown metric {name!r}; use svcca, svcca_k, pwcca, cka")
+    return specs
+
+
+# ---------------------------------------------------------------------------- models, stores
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """One trained model: its kind (lm, tagger, nmt), tag family for taggers, seed, its
+    checkpoints table (step, epoch, tokens_seen, valid_loss, ...) and store per probe."""
+
+    name: str
+    kind: str
+    seed: int
+    checkpoints: pd.DataFrame
+    stores: Mapping[str, Path]
+    tags: str | None = None
+
+
+def discover_runs(extract_dir: Path, train_dir: Path, specs: Mapping[str, Mapping],
+                  seed: int) -> list[ModelRun]:
+    """The models of an extract stage dir (<model>/<probe>/) with their checkpoint tables.
+
+    ``specs`` maps model name to its config (``kind`` and, for taggers, ``tags``).
+    """
+    runs = []
+    for name, spec in specs.items():
+        model_dir = Path(extract_dir) / name
+        if not model_dir.is_dir():
+            log.warning("model %s has no representations under %s; skipped", name, extract_dir)
+            continue
+        stores = {p.name: p for p in sorted(model_dir.iterdir())
+                  if (p / "tokens.parquet").is_file()}
+        table = pd.read_csv(Path(train_dir) / name / "checkpoints.csv")
+        runs.append(ModelRun(name, str(spec["kind"]), int(seed), table, stores,
+                             spec.get("tags")))
+    return runs
+
+
+def usable_steps(root: Path) -> list[int]:
+    """Checkpoints whose activations are complete (a 'done' marker where the store uses them,
+    else every layer's activation file)."""
+    layers = repstore.layers(root)
+    steps = repstore.steps(root)
+    marked = any((repstore.step_dir(root, s) / "done").is_file() for s in steps)
+    ok = []
+    for s in steps:
+        folder = repstore.step_dir(root, s)
+        if marked and not (folder / "done").is_file():
+            continue
+        if all((folder / "act" / f"{layer}.npy").is_file() for layer in layers):
+            ok.append(s)
+    return ok
+
+
+def side_layers(root: Path) -> dict[str, list[str]]:
+    """Layer names per side, in depth order (layers.json order)."""
+    out: dict[str, list[str]] = {}
+    for name, info in repstore.layers(root).items():
+        out.setdefault(info["side"], []).append(name)
+    return out
+
+
+def load_rows(root: Path, step: int, layer: str, kind: str, idx: np.ndarray,
+              n_rows: int) -> np.ndarray | None:
+    """Rows ``idx`` of one stored array (None when the file is absent, e.g. tagger grads)."""
+    path = repstore.step_dir(root, step) / kind / f"{layer}.npy"
+    if not path.is_file():
+        return None
+    array = np.load(path, mmap_mode="r")
+    if len(array) != n_rows:
+        raise ValueError(f"{path}: {len(array)} rows for {n_rows} tokens of its side")
+    return np.asarray(array[idx])
+
+
+def stable_seed(seed: int, *key) -> int:
+    """A seed derived from the run seed and a key (stable across processes, unlike hash())."""
+    return (int(seed) * 1_000_003 + zlib.crc32("|".join(map(str, key)).encode())) % 2**32
+
+
+def subsample(n: int, cap: int, seed: int, *key) -> np.ndarray:
+    """Sorted indices of a seeded random subset of min(n, cap) of range(n)."""
+    if n <= cap:
+        return np.arange(n)
+    rng = np.random.default_rng(stable_seed(seed, *key))
+    return np.sort(rng.choice(n, size=cap, replace=False))
+
+
+def tagged_word_and_freq(tokens: pd.DataFrame, tag_column: str) -> tuple[pd.Series, pd.Series]:
+    """The word a tag belongs to and its training frequency: the token itself for
+    input-aligned columns, the next token of the sentence for ``*_target`` columns."""
+    word = tokens["word"].astype(str).str.lower()
+    freq = tokens["train_freq"].astype(float)
+    if tag_column.endswith("_target"):
+        group = tokens["sent_index"]
+        word = word.groupby(group, sort=False).shift(-1)
+        freq = freq.groupby(group, sort=False).shift(-1)
+    return word, freq
+
+
+def same_tokens(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether two stores' token tables hold the same tokens in the same order."""
+    cols = ["sent_id", "position", "token"]
+    return len(a) == len(b) and all((a[c].to_numpy() == b[c].to_numpy()).all() for c in cols)
+
+
+@dataclass
+class Probe:
+    """One (model, probe) store opened for analysis: layers per side, usable steps, tokens."""
+
+    run: ModelRun
+    name: str
+    root: Path
+    steps: list[int]
+    layers: dict[str, list[str]]
+    tokens: dict[str, pd.DataFrame]
+
+    @classmethod
+    def open(cls, run: ModelRun, probe: str) -> Probe:
+        root = Path(run.stores[probe])
+        steps = usable_steps(root)
+        last = int(run.checkpoints["step"].max())
+        if steps and steps[-1] != last:
+            log.warning("%s/%s: last stored step %d is not the last checkpoint %d; "
+                        "using %d as the reference", run.name, probe, steps[-1], last, steps[-1])
+        layers = side_layers(root)
+        tokens = {side: repstore.tokens(root, side) for side in layers}
+        return cls(run, probe, root, steps, layers, tokens)
+
+    @property
+    def final(self) -> int:
+        return self.steps[-1]
+
+    def depth(self, layer: str) -> int:
+        for names in self.layers.values():
+            if layer in names:
+                return names.index(layer)
+        raise KeyError(layer)
+
+    def side_of(self, layer: str) -> str:
+        return next(side for side, names in self.layers.items() if layer in names)
+
+    def sample(self, side: str, settings: Settings) -> np.ndarray:
+        """The (probe, side) token subsample shared by every model and checkpoint."""
+        return subsample(len(self.tokens[side]), settings.max_tokens, settings.seed,
+                         self.name, side)
+
+    def array(self, step: int, layer: str, idx: np.ndarray, kind: str = "act"):
+        n = len(self.tokens[self.side_of(layer)])
+        return load_rows(self.root, step, layer, kind, idx, n)
+
+
+# ---------------------------------------------------------------------------- comparisons
+
+
+def full_basis(x: np.ndarray) -> sim.Basis:
+    """Full-rank basis of one representation: reused by every metric (any truncation)."""
+    return sim.basis(x)
+
+
+def compare(ba: sim.Basis, bb: sim.Basis, specs: Sequence[MetricSpec], shuffles: int,
+            seed: int) -> list[dict]:
+    """One row per metric for a pair of bases (value, k_a, k_b, n_tokens, baseline).
+
+    Metrics the library refuses at this size (CCA with tokens <= dims) are left out.
+    """
+    rows = []
+    for spec in specs:
+        try:
+            res = sim.pairwise([ba], [bb], spec.base, return_results=True, **spec.kwargs)[0, 0]
+        except ValueError as err:
+            log.debug("%s skipped: %s", spec.name, err)
+            continue
+        base_mean = base_std = np.nan
+        if shuffles > 0:
+            bl = sim.shuffled_baseline(ba, bb, spec.base, n_shuffles=shuffles, seed=seed,
+                                       **spec.kwargs)
+            base_mean, base_std = bl.mean, bl.std
+        rows.append(dict(metric=spec.name, value=float(res.value), k_a=int(res.k_a),
+                         k_b=int(res.k_b), n_tokens=int(res.n_tokens),
+                         variance_rule=spec.variance_rule, baseline=base_mean,
+                         baseline_std=base_std))
+    return rows
+
+
+def _frame(rows: list[dict], columns: Sequence[str] = SIM_COLUMNS) -> pd.DataFrame:
+    """Rows as a table with the given column order (absent columns are NaN)."""
+    table = pd.DataFrame(rows)
+    for c in columns:
+        if c not in table:
+            table[c] = np.nan
+    extra = [c for c in table.columns if c not in columns]
+    return table[list(columns) + extra]
+
+
+def _base_row(run: ModelRun, probe: str, side: str, **kw) -> dict:
+    return dict(model=run.name, kind=run.kind, seed=run.seed, probe=probe, side=side, **kw)
+
+
+# ---------------------------------------------------------------------------- F1, F2, F4, k
+
+
+def fraction_steps(steps: Sequence[int], fractions: Iterable[float]) -> dict[float, int]:
+    """The stored checkpoint nearest to each fraction of the final step."""
+    final = steps[-1]
+    arr = np.asarray(steps, dtype=float)
+    return {f: int(steps[int(np.argmin(np.abs(arr - f * final)))]) for f in fractions}
+
+
+def over_training(p: Probe, settings: Settings, taggers: Mapping[str, Probe] | None = None
+                  ) -> dict[str, pd.DataFrame]:
+    """The whole-sample analyses of one store, each basis computed once per checkpoint:
+
+    - ``convergence`` (F2): each layer at each checkpoint vs the same layer at the final one;
+    - ``tagger`` (F4): vs the same layer of each final tagger on the same tokens (``taggers``
+      maps a tag family to the tagger's opened store on this probe);
+    - ``layer_matrix`` (F1, Raghu et al. Fig. 4): every layer at the checkpoints nearest to
+      ``fractions`` of training vs every layer of the same side at the final checkpoint
+      (``fraction_target`` is the requested fraction; no baseline);
+    - ``intrinsic_dim``: k holding ``variance`` of the variance per layer and checkpoint.
+
+    Shuffled baselines are computed at the F1 checkpoints only (they change slowly with k).
+    """
+    specs = metric_specs(settings)
+    conv, vs_tagger, matrix, kdim = [], [], [], []
+    final = p.final
+    picked = fraction_steps(p.steps, settings.fractions)
+    for side, layers in p.layers.items():
+        idx = p.sample(side, settings)
+        finals = [full_basis(p.array(final, layer, idx)) for layer in layers]
+        tagger_bases = {}
+        for fam, t in (taggers or {}).items():
+            if side not in t.tokens or not same_tokens(p.tokens[side], t.tokens[side]):
+                log.warning("%s/%s: tagger %s has other tokens; not compared", p.run.name,
+                            p.name, fam)
+                continue
+            tagger_bases[fam] = (t, {layer: full_basis(t.array(t.final, layer, idx))
+                                     for layer in layers if layer in t.layers.get(side, [])})
+        for step in p.steps:
+            bases = finals if step == final else [full_basis(p.array(step, layer, idx))
+                                                  for layer in layers]
+            for depth, (layer, b) in enumerate(zip(layers, bases, strict=True)):
+                base = _base_row(p.run, p.name, side, step_a=step, fraction_a=step / final,
+                                 layer_a=layer, layer_b=layer, depth_a=depth, depth_b=depth,
+                                 tag=ALL, tag_family=ALL, freq_matched=False, n_types=np.nan)
+                seed = stable_seed(settings.seed, p.run.name, p.name, layer, step)
+                shuffles = settings.baseline_shuffles if step in picked.values() else 0
+                for row in compare(b, finals[depth], specs, shuffles, seed):
+                    conv.append({**base, "analysis": "convergence", "model_b": p.run.name,
+                                 "step_b": final, **row})
+                for fam, (t, tb) in tagger_bases.items():
+                    if layer not in tb:
+                        continue
+                    for row in compare(b, tb[layer], specs, shuffles, seed):
+                        vs_tagger.append({**base, "analysis": "tagger", "model_b": t.run.name,
+                                          "step_b": t.final, "tag_family": fam, **row})
+                kdim.append(_base_row(
+                    p.run, p.name, side, layer=layer, depth=depth, step=step,
+                    fraction=step / final, dim=b.n_dims, n_tokens=b.n_tokens, rank=b.rank,
+                    k=sim.n_keep(b.s, settings.variance, settings.variance_rule),
+                    k_s2=sim.n_keep(b.s, settings.variance, "s2"),
+                    k_s=sim.n_keep(b.s, settings.variance, "s"),
+                    variance=settings.variance, variance_rule=settings.variance_rule))
+            for frac in [f for f, st in picked.items() if st == step]:
+                matrix += _matrix_rows(p, side, layers, bases, finals, step, frac,
+                                       metric_specs(settings, settings.matrix_metrics))
+    return {"convergence": _frame(conv), "tagger": _frame(vs_tagger),
+            "layer_matrix": _frame(matrix), "intrinsic_dim": pd.DataFrame(kdim)}
+
+
+def _matrix_rows(p: Probe, side: str, layers: list[str], bases: list[sim.Basis],
+                 finals: list[sim.Basis], step: int, frac: float,
+                 specs: Sequence[MetricSpec]) -> list[dict]:
+    """Rows of one F1 pane: every layer at ``step`` vs every final layer, per metric."""
+    rows = []
+    for spec in specs:
+        try:
+            res = sim.pairwise(bases, finals, spec.base, return_results=True, **spec.kwargs)
+        except ValueError as err:
+            log.debug("%s skipped: %s", spec.name, err)
+            continue
+        for i, j in np.ndindex(res.shape):
+            r = res[i, j]
+            rows.append(_base_row(
+                p.run, p.name, side, analysis="layer_matrix", model_b=p.run.name,
+                step_a=step, step_b=p.final, fraction_a=step / p.final, fraction_target=frac,
+                layer_a=layers[i], layer_b=layers[j], depth_a=i, depth_b=j, tag=ALL,
+                tag_family=ALL, freq_matched=False, metric=spec.name, value=float(r.value),
+                k_a=int(r.k_a), k_b=int(r.k_b), n_tokens=int(r.n_tokens),
+                variance_rule=spec.variance_rule))
+    return rows
+
+
+# ---------------------------------------------------------------------------- F5, F3
+
+
+def common_n(counts: pd.Series, settings: Settings) -> int:
+    """One N for every tag of a (probe, side): the count of the ``min_tags``-th largest tag,
+    clamped to [min_n, max_n]. Depends on token counts only, never on results."""
+    ordered = np.sort(counts.to_numpy())[::-1]
+    nth = ordered[settings.per_tag_min_tags - 1] if len(ordered) >= settings.per_tag_min_tags \
+        else 0
+    return int(np.clip(nth, settings.per_tag_min_n, settings.per_tag_max_n))
+
+
+def tag_samples(tokens: pd.DataFrame, tag_column: str, n: int, settings: Settings,
+                probe: str, side: str, freq_matched: bool = False) -> dict[str, np.ndarray]:
+    """Per tag with at least ``n`` tokens: ``n`` seeded row indices (the same for every model
+    and step). ``freq_matched``: every tag's sample has the same count in each of
+    ``per_tag_freq_bins`` log-frequency bins (quantiles over the eligible tokens); tags that
+    cannot fill every bin are left out."""
+    tags = tokens[tag_column]
+    valid = tags.notna() & ~tags.isin(settings.exclude_tags)
+    counts = tags[valid].value_counts()
+    eligible = sorted(counts.index[counts >= n])
+    out = {}
+    if not freq_matched:
+        for tag in eligible:
+            rows = np.flatnonzero((tags == tag).to_numpy())
+            rng = np.random.default_rng(stable_seed(settings.seed, probe, side, tag_column, tag))
+            out[tag] = np.sort(rng.choice(rows, size=n, replace=False))
+        return out
+    _, freq = tagged_word_and_freq(tokens, tag_column)
+    logf = np.log1p(freq.to_numpy(dtype=float))
+    pool = valid.to_numpy() & tags.isin(eligible).to_numpy() & np.isfinite(logf)
+    if not pool.any():
+        return out
+    n_bins = settings.per_tag_freq_bins
+    edges = np.unique(np.quantile(logf[pool], np.linspace(0, 1, n_bins + 1)))
+    bins = np.searchsorted(edges[1:-1], logf, side="right")
+    n_bins = len(edges) - 1
+    quota = n // max(n_bins, 1)
+    for tag in eligible:
+        in_tag = pool & (tags == tag).to_numpy()
+        per_bin = [np.flatnonzero(in_tag & (bins == b)) for b in range(n_bins)]
+        if quota < 1 or any(len(r) < quota for r in per_bin):
+            continue
+        rng = np.random.default_rng(stable_seed(settings.seed, probe, side, tag_column, tag,
+                                                "freq"))
+        out[tag] = np.sort(np.concatenate([rng.choice(r, size=quota, replace=False)
+                                           for r in per_bin]))
+    return out
+
+
+def per_tag(p: Probe, settings: Settings) -> pd.DataFrame:
+    """Each tag's tokens, subsampled to one common N: every layer at every checkpoint vs the
+    same layer at the final checkpoint (F5, POS tags, plus a frequency-matched variant), and
+    per topic (genre) subset for the LM's topic family (F3). Word types per tag in ``n_types``;
+    the step-0 value of the same key in ``ref_init``. Metrics: ``per_tag_metrics`` (N is only
+    a few times the width, too few tokens for 99%-SVCCA or PWCCA at full rank)."""
+    specs = metric_specs(settings, settings.per_tag_metrics)
+    rows = []
+    final = p.final
+    picked = set(fraction_steps(p.steps, settings.fractions).values())  # baselines here
+    for side, layers in p.layers.items():
+        tokens = p.tokens[side]
+        pos_col = settings.tag_columns.get(side, "pos")
+        groups = []
+        valid = tokens[pos_col].notna() & ~tokens[pos_col].isin(settings.exclude_tags)
+        n = common_n(tokens.loc[valid, pos_col].value_counts(), settings)
+        for matched in (False, True):
+            groups.append(("pos", pos_col, matched,
+                           tag_samples(tokens, pos_col, n, settings, p.name, side, matched)))
+        topic = settings.topic_column
+        if topic in tokens and tokens[topic].notna().any():
+            groups.append(("topic", topic, False,
+                           tag_samples(tokens, topic, n, settings, p.name, side)))
+        for family, column, matched, samples in groups:
+            words, _ = tagged_word_and_freq(tokens, column)
+            for tag, idx in samples.items():
+                n_types = int(words.iloc[idx].nunique())
+                n_all = int((tokens[column] == tag).sum())
+                for depth, layer in enumerate(layers):
+                    ref = full_basis(p.array(final, layer, idx))
+                    for step in p.steps:
+                        b = ref if step == final else full_basis(p.array(step, layer, idx))
+                        base = _base_row(
+                            p.run, p.name, side, analysis="per_tag", model_b=p.run.name,
+                            step_a=step, step_b=final, fraction_a=step / final,
+                            layer_a=layer, layer_b=layer, depth_a=depth, depth_b=depth,
+                            tag=tag, tag_family=family, freq_matched=matched,
+                            n_types=n_types, tag_tokens=n_all, tag_column=column)
+                        seed = stable_seed(settings.seed, p.run.name, p.name, layer, step, tag)
+                        shuffles = settings.baseline_shuffles if step in picked else 0
+                        for row in compare(b, ref, specs, shuffles, seed):
+                            rows.append({**base, **row})
+    table = _frame(rows)
+    if table.empty:
+        return table
+    keys = ["model", "probe", "side", "layer_a", "tag", "tag_family", "freq_matched", "metric"]
+    init = table[table.step_a == table.groupby(keys).step_a.transform("min")]
+    return table.merge(init[keys + ["value"]].rename(columns={"value": "ref_init"}), on=keys,
+                       how="left")
+
+
+def family_pooled(per_tag_table: pd.DataFrame) -> pd.DataFrame:
+    """Family-restricted similarity (F3): per family, the per-tag values (not frequency
+    matched) pooled as a mean weighted by each tag's token count in the probe."""
+    t = per_tag_table[~per_tag_table.freq_matched.astype(bool)] if len(per_tag_table) else \
+        per_tag_table
+    if t.empty:
+        return _frame([])
+    keys = ["model", "kind", "seed", "probe", "side", "model_b", "step_a", "step_b",
+            "fraction_a", "layer_a", "layer_b", "depth_a", "depth_b", "tag_family", "metric",
+            "variance_rule"]
+
+    def pool(g: pd.DataFrame) -> pd.Series:
+        w = g.tag_tokens.to_numpy(dtype=float)
+        return pd.Series(dict(
+            value=np.average(g.value, weights=w),
+            baseline=np.average(g.baseline, weights=w) if g.baseline.notna().all() else np.nan,
+            k_a=int(round(np.average(g.k_a, weights=w))),
+            k_b=int(round(np.average(g.k_b, weights=w))),
+            n_tokens=int(g.n_tokens.sum()), n_types=int(g.n_types.sum()), n_tags=len(g)))
+
+    pooled = t.groupby(keys, dropna=False).apply(pool, include_groups=False).reset_index()
+    pooled["analysis"] = "family"
+    pooled["tag"] = POOLED
+    pooled["freq_matched"] = False
+    return _frame(pooled.to_dict("records"))
+
+
+# ---------------------------------------------------------------------------- F6
+
+
+def _groups(tags: pd.Series, settings: Settings) -> np.ndarray:
+    return np.where(tags.isin(settings.function_tags), "function",
+                    np.where(tags.isin(settings.content_tags), "content", "other"))
+
+
+def concentration_tables(p: Probe, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Concentration c = ‖x‖₂/‖x‖₁ of activations (input-aligned tags) and gradients
+    (target-aligned tags) per tag, layer and checkpoint (F6), and the frequency-matched
+    function-minus-content difference (Saphra & Lopez 2019, Sparsity).
+
+    Returns (per-tag table with mean/median/CI per tag and an 'all' row, function_content).
+    """
+    per, fc = [], []
+    for side, layers in p.layers.items():
+        idx = p.sample(side, settings)
+        rows = p.tokens[side].iloc[idx].reset_index(drop=True)
+        for kind, columns in (("act", settings.act_tag_columns),
+                              ("grad", settings.grad_tag_columns)):
+            column = columns.get(side, "pos")
+            tags = rows[column].astype(object).where(rows[column].notna(), "none")
+            _, freq = tagged_word_and_freq(p.tokens[side], column)
+            freq = freq.iloc[idx].to_numpy(dtype=float)
+            keep = ~tags.isin(settings.exclude_tags).to_numpy()
+            groups = _groups(tags, settings)
+            for depth, layer in enumerate(layers):
+                for step in p.steps:
+                    x = p.array(step, layer, idx, kind)
+                    if x is None:
+                        continue
+                    c = concentration(x)
+                    base = _base_row(p.run, p.name, side, layer=layer, depth=depth, step=step,
+                                     fraction=step / p.final, kind_of=kind, tag_column=column,
+                                     dim=x.shape[1])
+                    seed = stable_seed(settings.seed, p.run.name, p.name, layer, step, kind)
+                    agg = aggregate_by_tag(c[keep], tags[keep].to_numpy(),
+                                           n_boot=settings.conc_tag_n_boot, seed=seed,
+                                           ci=settings.conc_ci)
+                    whole = aggregate_by_tag(c, np.full(len(c), ALL),
+                                             n_boot=settings.conc_tag_n_boot, seed=seed,
+                                             ci=settings.conc_ci)
+                    for r in pd.concat([agg, whole]).to_dict("records"):
+                        per.append({**base, **r})
+                    try:
+                        fm = frequency_matched_difference(
+                            c, groups, freq, n_bins=settings.conc_freq_bins,
+                            order=("function", "content"), n_boot=settings.conc_n_boot,
+                            seed=seed, ci=settings.conc_ci)
+                    except ValueError as err:
+                        log.debug("function/content skipped: %s", err)
+                        continue
+                    fc.append({**base, "difference": fm.difference, "ci_low": fm.ci_low,
+                               "ci_high": fm.ci_high, "n_function": int(fm.bins.n_a.sum()),
+                               "n_content": int(fm.bins.n_b.sum()), "n_bins": len(fm.bins),
+                               "freq_bins": settings.conc_freq_bins})
+    per_t, fc_t = pd.DataFrame(per), pd.DataFrame(fc)
+    for t in (per_t, fc_t):
+        if not t.empty:
+            t.rename(columns={"kind_of": "quantity"}, inplace=True)
+            t.insert(0, "metric", "concentration")
+    return per_t, fc_t
+
+
+# ---------------------------------------------------------------------------- S1
+
+
+def token_count_sanity(settings: Settings, p: Probe | None = None) -> pd.DataFrame:
+    """Similarity against token count (S1): two independent Gaussian representations of
+    ``sanity_dims`` units (true similarity 0), and, with ``p``, each layer at step 0 vs the
+    final step on nested seeded subsamples of the probe."""
+    specs = metric_specs(settings)
+    rows = []
+    rng = np.random.default_rng(stable_seed(settings.seed, "gaussian"))
+    d = settings.sanity_dims
+    for n in settings.sanity_token_counts:
+        x, y = rng.standard_normal((n, d)), rng.standard_normal((n, d))
+        for row in compare(full_basis(x), full_basis(y), specs, 0, 0):
+            rows.append(dict(source="gaussian", model="", seed=settings.seed, probe="",
+                             layer="", dim=d, **row))
+    if p is not None and len(p.steps) > 1:
+        for side, layers in p.layers.items():
+            n_side = len(p.tokens[side])
+            perm = np.random.default_rng(stable_seed(settings.seed, p.name, side, "sanity")
+                                         ).permutation(n_side)
+            every = np.arange(n_side)
+            for layer in layers:
+                first = p.array(p.steps[0], layer, every)
+                last = p.array(p.final, layer, every)
+                for n in settings.sanity_token_counts:
+                    if n > n_side:
+                        continue
+                    take = np.sort(perm[:n])  # nested: each N contains the smaller ones
+                    ba, bb = full_basis(first[take]), full_basis(last[take])
+                    for row in compare(ba, bb, specs, settings.baseline_shuffles,
+                                       stable_seed(settings.seed, layer, n)):
+                        rows.append(dict(source="init_vs_final", model=p.run.name,
+                                         seed=p.run.seed, probe=p.name, layer=layer,
+                                         dim=ba.n_dims, **row))
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------- everything
+
+
+def checkpoint_table(runs: Sequence[ModelRun]) -> pd.DataFrame:
+    """Steps of every model with epoch, tokens seen, losses and the fraction of training."""
+    parts = []
+    for run in runs:
+        t = run.checkpoints.copy()
+        t.insert(0, "model", run.name)
+        t.insert(1, "kind", run.kind)
+        t.insert(2, "seed", run.seed)
+        t["fraction"] = t.step / t.step.max()
+        parts.append(t.drop(columns=[c for c in ("sha256", "file", "bytes") if c in t]))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def settings_table(settings: Settings) -> pd.DataFrame:
+    """The settings as key/value strings (for the report)."""
+    return pd.DataFrame([(k, str(v)) for k, v in vars(settings).items()],
+                        columns=["key", "value"])
+
+
+def sizes_table(probes: Sequence[Probe], settings: Settings) -> pd.DataFrame:
+    """Data sizes per model, probe and layer: dims, tokens stored and used, checkpoints."""
+    rows = []
+    for p in probes:
+        info = repstore.layers(p.root)
+        for side, layers in p.layers.items():
+            for layer in layers:
+                rows.append(dict(model=p.run.name, kind=p.run.kind, seed=p.run.seed,
+                                 probe=p.name, side=side, layer=layer, dim=info[layer]["dim"],
+                                 n_tokens=len(p.tokens[side]),
+                                 n_used=len(p.sample(side, settings)), n_steps=len(p.steps),
+                                 final_step=p.final))
+    return pd.DataFrame(rows)
+
+
+def analyze(runs: Sequence[ModelRun], settings: Settings, progress: bool = True
+            ) -> dict[str, pd.DataFrame]:
+    """Every table of the learning-dynamics analysis for the given models.
+
+    Models of ``trajectory_kinds`` (LMs, NMT) get the whole-sample analyses over training;
+    each LM is compared with every tagger extracted on the same probe (taggers serve as final
+    references). Per-tag analyses run for LMs and NMT, concentration for ``conc_kinds``.
+    """
+    opened: dict[tuple[str, str], Probe] = {}
+    for run in runs:
+        for probe in run.stores:
+            p = Probe.open(run, probe)
+            if not p.steps:
+                log.warning("%s/%s: no complete checkpoint stored; skipped", run.name, probe)
+                continue
+            opened[(run.name, probe)] = p
+    taggers = [r for r in runs if r.kind == "tagger"]
+    out: dict[str, list[pd.DataFrame]] = {}
+    todo = [p for p in opened.values() if p.run.kind in settings.trajectory_kinds]
+    bar = tqdm(todo, desc="analyze", unit="store", disable=not progress)
+    for p in bar:
+        bar.set_postfix_str(f"{p.run.name}/{p.name}")
+        fams = {}
+        if p.run.kind == "lm":
+            fams = {t.tags or t.name: opened[(t.name, p.name)] for t in taggers
+                    if (t.name, p.name) in opened}
+        tables = over_training(p, settings, fams)
+        if p.run.kind in ("lm", "nmt"):
+            tables["per_tag"] = per_tag(p, settings)
+            tables["family"] = family_pooled(tables["per_tag"])
+        if p.run.kind in settings.conc_kinds:
+            tables["concentration"], tables["function_content"] = concentration_tables(
+                p, settings)
+        for name, table in tables.items():
+            out.setdefault(name, []).append(table)
+        log.info("analyzed %s/%s (%d checkpoints)", p.run.name, p.name, len(p.steps))
+    tables = {name: _concat(parts) for name, parts in out.items()}
+    tables["sanity_tokens"] = token_count_sanity(settings, _sanity_probe(opened, settings))
+    tables["checkpoints"] = checkpoint_table(runs)
+    tables["sizes"] = sizes_table(list(opened.values()), settings)
+    tables["settings"] = settings_table(settings)
+    return tables
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    parts = [t for t in parts if not t.empty]
+    return pd.concat(parts, ignore_index=True) if parts else _frame([])
+
+
+def _sanity_probe(opened: Mapping[tuple[str, str], Probe], settings: Settings) -> Probe | None:
+    """The store S1's init-vs-final curve uses: the configured model (else the first LM)."""
+    for (name, _), p in opened.items():
+        if (settings.sanity_model is None and p.run.kind == "lm") or name == settings.sanity_model:
+            return p
+    return None
+
+
+__all__ = [
+    "ALL", "POOLED", "SIM_COLUMNS", "MetricSpec", "ModelRun", "Probe", "Settings", "analyze",
+    "checkpoint_table", "common_n", "compare", "concentration_tables", "discover_runs",
+    "family_pooled", "fraction_steps", "metric_specs", "over_training", "per_tag",
+    "sizes_table", "stable_seed", "subsample", "tag_samples", "tagged_word_and_freq",
+    "token_count_sanity", "usable_steps",
+]

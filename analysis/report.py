@@ -1,0 +1,196 @@
+"""The report: report.md and a self-contained report.html (figures embedded as base64 PNG).
+
+Both are written from the analysis tables and the drawn figures alone: the settings (models,
+data sizes, variance rule, k, per-tag N, thresholds), the claims with their numbers, and every
+figure with its caption.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.claims import CLAIMS
+
+
+def _cell(v) -> str:
+    if isinstance(v, float | np.floating):
+        if not np.isfinite(v):
+            return ""
+        return f"{v:.4g}"
+    return str(v)
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured markdown table (floats to 4 significant digits, NaN blank)."""
+    if df.empty:
+        return "_(none)_"
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |"
+            for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def models_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per model: kind, seed, checkpoints, final step, final validation loss."""
+    c = tables.get("checkpoints", pd.DataFrame())
+    if c.empty:
+        return c
+    rows = []
+    for (model, kind, seed), g in c.groupby(["model", "kind", "seed"], sort=False):
+        g = g.sort_values("step")
+        rows.append(dict(model=model, kind=kind, seed=seed, checkpoints=len(g),
+                         final_step=int(g.step.iloc[-1]),
+                         final_valid_loss=g.valid_loss.iloc[-1] if "valid_loss" in g else np.nan))
+    return pd.DataFrame(rows)
+
+
+def sizes_summary(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Tokens and layers per (model, probe, side), and the per-tag N used there."""
+    s = tables.get("sizes", pd.DataFrame())
+    if s.empty:
+        return s
+    out = (s.groupby(["model", "probe", "side"], sort=False)
+           .agg(tokens=("n_tokens", "first"), used=("n_used", "first"),
+                layers=("layer", lambda x: ", ".join(x)), dims=("dim", "max"),
+                checkpoints=("n_steps", "first"))
+           .reset_index())
+    pt = tables.get("per_tag", pd.DataFrame())
+    if len(pt):
+        n = pt[~pt.freq_matched.astype(bool) & (pt.tag_family == "pos")].groupby(
+            ["model", "probe", "side"]).agg(per_tag_N=("n_tokens", "max"),
+                                            tags=("tag", "nunique")).reset_index()
+        out = out.merge(n, on=["model", "probe", "side"], how="left")
+    return out
+
+
+def _sections(tables: Mapping[str, pd.DataFrame], notes: Sequence[str]):
+    """(heading, blocks) of the text sections; a block is ("h3" | "p", text),
+    ("table", DataFrame) or ("list", [text])."""
+    claims = tables.get("claims", pd.DataFrame())
+    summary = tables.get("claims_summary", pd.DataFrame())
+    settings = tables.get("settings", pd.DataFrame())
+    yield "Settings", [
+        ("h3", "Models"), ("table", models_table(tables)),
+        ("h3", "Data sizes"),
+        ("p", "Tokens per probe side; `used` is the seeded subsample shared by every model and "
+              "checkpoint; `per_tag_N` the common N of the per-tag analyses and `tags` how many "
+              "tags reached it."),
+        ("table", sizes_summary(tables)),
+        ("h3", "Analysis settings"),
+        ("list", [f"`{k}`: {v}" for k, v in zip(settings.key, settings.value, strict=True)]
+         if len(settings) else []),
+    ]
+    yield "Claims", [
+        ("list", [f"{k}: {v}" for k, v in CLAIMS.items()]),
+        ("p", "Verdict per claim and metric (PASS when every evaluated unit passes, FAIL when "
+              "any fails, NA when none could be evaluated); thresholds are in the settings."),
+        ("table", summary),
+        ("h3", "Every unit"),
+        ("table", claims.drop(columns=[c for c in ("seed",) if c in claims])),
+    ]
+    if notes:
+        yield "Not drawn", [("list", list(notes))]
+
+
+def _md_blocks(blocks) -> list[str]:
+    lines = []
+    for kind, content in blocks:
+        if kind == "h3":
+            lines += [f"### {content}", ""]
+        elif kind == "p":
+            lines += [content, ""]
+        elif kind == "table":
+            lines += [markdown_table(content), ""]
+        elif kind == "list":
+            lines += [f"- {item}" for item in content] + [""]
+    return lines
+
+
+def write_report(out: Path, tables: Mapping[str, pd.DataFrame], figures: Sequence[Mapping],
+                 notes: Sequence[str] = (), title: str = "Learning dynamics",
+                 figure_dir: str = "figures") -> dict[str, Path]:
+    """Write ``out/report.md`` (figures linked) and ``out/report.html`` (figures embedded).
+
+    ``figures``: dicts with name, caption and files (as returned by figures.draw_all), the
+    files lying in ``out/figure_dir``.
+    """
+    out = Path(out)
+    sections = list(_sections(tables, notes))
+    md = [f"# {title}", ""]
+    for head, blocks in sections:
+        md += [f"## {head}", "", *_md_blocks(blocks)]
+    md += ["## Figures", ""]
+    for f in figures:
+        png = next((x for x in f["files"] if x.endswith(".png")), None)
+        links = ", ".join(f"[{x.rsplit('.', 1)[-1]}]({figure_dir}/{x})" for x in f["files"])
+        md += [f"### {f['name']}", ""]
+        if png:
+            md += [f"![{f['name']}]({figure_dir}/{png})", ""]
+        md += [f"{f['caption']} ({links})", ""]
+    md_path = out / "report.md"
+    md_path.write_text("\n".join(md))
+    html_path = out / "report.html"
+    html_path.write_text(_html(title, sections, figures, out / figure_dir))
+    return {"md": md_path, "html": html_path}
+
+
+_CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}
+table{border-collapse:collapse;font-size:0.8em;margin:0.5em 0}
+td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}
+figure{margin:1.5em 0}figcaption{font-size:0.9em;color:#333}
+.PASS{background:#d8f0d8}.FAIL{background:#f6d5d5}.NA{background:#eee}"""
+
+
+def _html_table(df: pd.DataFrame) -> str:
+    """An HTML table; rows with a verdict are coloured by it."""
+    if df.empty:
+        return "<p><em>(none)</em></p>"
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = []
+    for row in df.itertuples(index=False):
+        cls = next((v for v in row if isinstance(v, str) and v in ("PASS", "FAIL", "NA")), "")
+        cells = "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row)
+        rows.append(f'<tr class="{cls}">{cells}</tr>')
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _html_blocks(blocks) -> str:
+    out = []
+    for kind, content in blocks:
+        if kind == "h3":
+            out.append(f"<h3>{html.escape(content)}</h3>")
+        elif kind == "p":
+            out.append(f"<p>{html.escape(content)}</p>")
+        elif kind == "table":
+            out.append(_html_table(content))
+        elif kind == "list":
+            out.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in content) + "</ul>")
+    return "\n".join(out)
+
+
+def _html(title: str, sections, figures: Sequence[Mapping], figure_dir: Path) -> str:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+             f"</title><style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+    for head, blocks in sections:
+        parts.append(f"<h2>{html.escape(head)}</h2>{_html_blocks(blocks)}")
+    parts.append("<h2>Figures</h2>")
+    for f in figures:
+        png = next((x for x in f["files"] if x.endswith(".png")), None)
+        img = ""
+        if png and (figure_dir / png).is_file():
+            data = base64.b64encode((figure_dir / png).read_bytes()).decode("ascii")
+            img = f"<img alt='{html.escape(f['name'])}' src='data:image/png;base64,{data}'>"
+        parts.append(f"<figure id='{html.escape(f['name'])}'><h3>{html.escape(f['name'])}</h3>"
+                     f"{img}<figcaption>{html.escape(f['caption'])}</figcaption></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+__all__ = ["markdown_table", "models_table", "sizes_summary", "write_report"]

@@ -1,0 +1,52 @@
+"""The analyze stage: learning-dynamics tables (and claim checks) from extracted representations.
+
+Reads inputs["extract"]/<model>/<probe>/ (the representation store) and
+inputs["train"]/<model>/checkpoints.csv, writes out/tables/<name>.parquet and .csv.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from analysis import claims, dynamics
+from pipeline.train import model_specs
+
+log = logging.getLogger(__name__)
+
+
+def write_tables(folder: Path, tables: dict[str, pd.DataFrame]) -> dict[str, int]:
+    """Each table as parquet and csv; returns rows per table."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    for name, table in sorted(tables.items()):
+        table.to_parquet(folder / f"{name}.parquet", index=False)
+        table.to_csv(folder / f"{name}.csv", index=False)
+        rows[name] = len(table)
+    return rows
+
+
+def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
+    """Stage function: every analysis table and the claims, under out/tables/."""
+    analysis_cfg = OmegaConf.to_container(cfg.analysis, resolve=True)
+    settings = dynamics.Settings.from_mapping(analysis_cfg, seed=int(cfg.seed))
+    cs = claims.ClaimSettings.from_mapping(analysis_cfg.get("claims", {}))
+    specs = model_specs(cfg)
+    runs = dynamics.discover_runs(Path(inputs["extract"]), Path(inputs["train"]), specs,
+                                  int(cfg.seed))
+    log.info("analyzing %d models: %s", len(runs), ", ".join(r.name for r in runs))
+    tables = dynamics.analyze(runs, settings, progress=True)
+    tables["settings"] = pd.concat([tables["settings"], claims.settings_table(cs)],
+                                   ignore_index=True)
+    tables["claims"] = claims.evaluate(tables, cs)
+    tables["claims_summary"] = claims.summarize(tables["claims"])
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+        log.info("claims:\n%s", tables["claims_summary"].drop(columns="statement")
+                 .to_string(index=False))
+    rows = write_tables(Path(out) / "tables", tables)
+    verdicts = {f"{r.claim}/{r.metric}": r.verdict
+                for r in tables["claims_summary"].itertuples()}
+    return {"tables": rows, "claims": verdicts}

@@ -1,0 +1,50 @@
+"""The plot stage: every figure and the report, from the analyze stage's tables alone.
+
+Reads inputs["analyze"]/tables/*.parquet, writes out/figures/*.png|pdf, out/report.md and
+out/report.html. Loads no model and no representation, so it runs in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from analysis import figures, report
+
+log = logging.getLogger(__name__)
+
+
+def load_tables(folder: Path) -> dict[str, pd.DataFrame]:
+    """Every table of an analyze stage (name -> DataFrame)."""
+    paths = sorted(Path(folder).glob("*.parquet"))
+    if not paths:
+        raise FileNotFoundError(f"no tables in {folder}: run the analyze stage first")
+    return {p.stem: pd.read_parquet(p) for p in paths}
+
+
+def render(tables: dict[str, pd.DataFrame], out: Path, ps: figures.PlotSettings,
+           title: str) -> dict:
+    """Figures, captions.json and the report for ``tables`` into ``out``."""
+    out = Path(out)
+    bar = tqdm(desc="figures", unit="fig")
+    drawn = figures.draw_all(tables, out / "figures", ps, progress=lambda name: bar.update())
+    bar.close()
+    notes = figures.skipped_notes(tables)
+    (out / "captions.json").write_text(json.dumps({f["name"]: f["caption"] for f in drawn},
+                                                  indent=1))
+    paths = report.write_report(out, tables, drawn, notes, title=title)
+    log.info("%d figures and %s, %s", len(drawn), paths["md"], paths["html"])
+    return {"figures": [f["name"] for f in drawn], "report": str(paths["md"]),
+            "html": str(paths["html"]), "not_drawn": notes}
+
+
+def run_plot(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
+    """Stage function: figures and report from inputs["analyze"]/tables."""
+    tables = load_tables(Path(inputs["analyze"]) / "tables")
+    ps = figures.PlotSettings.from_mapping(OmegaConf.to_container(cfg.plot, resolve=True))
+    return render(tables, Path(out), ps, f"Learning dynamics: experiment '{cfg.name}'")

@@ -1,0 +1,186 @@
+"""Synthetic representation stores with known learning dynamics, written with analysis.repstore.
+
+`build_study` writes an LM (embed, lstm_1, lstm_2), three taggers (embed, lstm_1) and a small
+encoder-decoder (enc_embed, enc_1 on the source side, dec_embed, dec_1 on the target side) on
+one probe. Each LM layer moves linearly from a random initial state R to its final state F and
+arrives at a chosen step, so the order in which layers converge is known by construction;
+the LM's recurrent layer moves towards the taggers' recurrent layer and its embedding away from
+the taggers' embedding (or the reverse); function-word gradients are one-hot-like and
+content-word gradients dense (or the reverse).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import dynamics, repstore
+
+TAGS = ["NOUN", "VERB", "DET", "ADP", "ADJ", "PRON"]
+TAG_P = [0.3, 0.2, 0.15, 0.15, 0.1, 0.1]
+FUNCTION = {"DET", "ADP", "PRON"}
+STEPS = [0, 1, 2, 4, 8, 16]
+DIM = 8
+
+
+def synth_tokens(n_sent: int = 40, length: int = 10, seed: int = 0) -> pd.DataFrame:
+    """Token rows in the repstore schema: tags, target-aligned tags, genre, word frequency."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(n_sent):
+        tags = rng.choice(TAGS, size=length, p=TAG_P)
+        for i, tag in enumerate(tags):
+            n_types = 5 if tag in FUNCTION else 40
+            word = f"{tag.lower()}{rng.integers(n_types)}"
+            # function words frequent, content words rarer, with an overlapping range
+            wrng = np.random.default_rng(sum(map(ord, word)))
+            freq = int(10 ** wrng.uniform(1.5, 3.5) if tag in FUNCTION
+                       else 10 ** wrng.uniform(0.3, 2.8))
+            rows.append(dict(probe="synth", side="lm", sent_id=f"s{s}", sent_index=s,
+                             position=i, token=word, word_index=i, word=word,
+                             first_subword=True, pos=tag, upos=tag, xpos=tag,
+                             genre="news" if s % 2 == 0 else "fiction", doc_id=f"d{s // 4}",
+                             train_freq=freq))
+    t = pd.DataFrame(rows)
+    nxt = t.groupby("sent_index").pos.shift(-1).fillna("</s>")
+    return t.assign(pos_target=nxt, upos_target=nxt)
+
+
+def _write(root: Path, tokens: pd.DataFrame, reps: dict[int, dict[str, np.ndarray]],
+           grads: dict[int, dict[str, np.ndarray]] | None = None) -> None:
+    layers = {name: {"side": "lm", "dim": a.shape[1]} for name, a in reps[STEPS[0]].items()}
+    repstore.write_tokens(root, tokens, layers)
+    for step, arrays in reps.items():
+        repstore.write_arrays(root, step, "act", arrays)
+        if grads is not None:
+            repstore.write_arrays(root, step, "grad", grads[step])
+        (repstore.step_dir(root, step) / "done").write_text("synthetic")
+
+
+def _checkpoints(steps=STEPS) -> pd.DataFrame:
+    return pd.DataFrame(dict(step=steps, epoch=1, tokens_seen=[s * 100 for s in steps],
+                             train_loss=np.nan, valid_loss=[10.0 / (1 + s) for s in steps]))
+
+
+def _grads(tokens: pd.DataFrame, concentrated: set[str], rng) -> np.ndarray:
+    """Dense Gaussian gradients, one-hot-like for tokens whose *predicted* tag is in
+    ``concentrated``."""
+    g = rng.standard_normal((len(tokens), DIM))
+    spike = tokens.pos_target.isin(concentrated).to_numpy()
+    hot = rng.integers(DIM, size=spike.sum())
+    g[spike] *= 0.05
+    g[np.flatnonzero(spike), hot] = 3.0
+    return g
+
+
+def build_study(root: Path, lower_first: bool = True, towards_tagger: bool = True,
+                function_concentrated: bool = True, seed: int = 0) -> list[dynamics.ModelRun]:
+    """Write the synthetic LM and taggers under ``root``; return their ModelRuns."""
+    rng = np.random.default_rng(seed)
+    tokens = synth_tokens(seed=seed)
+    n = len(tokens)
+    layers = ["embed", "lstm_1", "lstm_2"]
+    arrive = dict(zip(layers, [1, 4, 16] if lower_first else [16, 4, 1], strict=True))
+    tagger_final = {layer: rng.standard_normal((n, DIM)) for layer in layers[:2]}
+    final = {layer: rng.standard_normal((n, DIM)) for layer in layers}
+    init = {layer: rng.standard_normal((n, DIM)) for layer in layers}
+    # the LM starts at the taggers' embedding and ends at the taggers' recurrent state (or the
+    # reverse): embedding similarity to the tagger falls, recurrent similarity rises
+    start, end = ("embed", "lstm_1") if towards_tagger else ("lstm_1", "embed")
+    init[start] = tagger_final[start].copy()
+    final[end] = tagger_final[end] + 0.3 * rng.standard_normal((n, DIM))
+    reps, grads = {}, {}
+    content = {"NOUN", "VERB", "ADJ"}
+    for step in STEPS:
+        reps[step] = {layer: (min(1.0, step / arrive[layer]) * final[layer]
+                              + (1 - min(1.0, step / arrive[layer])) * init[layer])
+                      for layer in layers}
+        spiky = FUNCTION if function_concentrated else content
+        grads[step] = {layer: _grads(tokens, spiky, rng) for layer in layers}
+    _write(root / "lm" / "synth", tokens, reps, grads)
+    runs = [dynamics.ModelRun("lm", "lm", seed, _checkpoints(), {"synth": root / "lm" / "synth"})]
+    runs.append(_nmt(root, tokens, lower_first, rng, seed))
+    for fam in ("pos", "semtag", "topic"):
+        noise = {layer: a + 0.2 * rng.standard_normal(a.shape)
+                 for layer, a in tagger_final.items()}
+        treps = {step: noise for step in STEPS}
+        _write(root / f"tagger_{fam}" / "synth", tokens, treps)
+        runs.append(dynamics.ModelRun(f"tagger_{fam}", "tagger", seed, _checkpoints(),
+                                      {"synth": root / f"tagger_{fam}" / "synth"}, tags=fam))
+    return runs
+
+
+def _nmt(root: Path, tokens: pd.DataFrame, lower_first: bool, rng, seed: int
+         ) -> dynamics.ModelRun:
+    """A 2+2-layer "NMT" store: source and target sides hold the same synthetic sentences."""
+    both = pd.concat([tokens.assign(side="source"), tokens.assign(side="target")],
+                     ignore_index=True)
+    n = len(tokens)
+    layers = ["enc_embed", "enc_1", "dec_embed", "dec_1"]
+    arrive = dict(zip(layers, [1, 8, 1, 8] if lower_first else [8, 1, 8, 1], strict=True))
+    final = {layer: rng.standard_normal((n, DIM)) for layer in layers}
+    init = {layer: rng.standard_normal((n, DIM)) for layer in layers}
+    root = root / "nmt" / "synth"
+    repstore.write_tokens(root, both, {layer: {"side": "source" if layer.startswith("enc")
+                                               else "target", "dim": DIM} for layer in layers})
+    for step in STEPS:
+        w = {layer: min(1.0, step / arrive[layer]) for layer in layers}
+        repstore.write_arrays(root, step, "act", {
+            layer: w[layer] * final[layer] + (1 - w[layer]) * init[layer] for layer in layers})
+        repstore.write_arrays(root, step, "grad", {
+            layer: rng.standard_normal((n, DIM)) for layer in layers})
+    return dynamics.ModelRun("nmt", "nmt", seed, _checkpoints(), {"synth": root})
+
+
+def small_settings(**kw) -> dynamics.Settings:
+    """Settings sized for the synthetic study (a few seconds per analysis)."""
+    base = dict(max_tokens=1000, baseline_shuffles=1, per_tag_min_n=30, per_tag_max_n=60,
+                per_tag_min_tags=4, per_tag_freq_bins=2, conc_n_boot=50,
+                sanity_dims=DIM, sanity_token_counts=(40, 100, 400), seed=3)
+    base.update(kw)
+    return dynamics.Settings(**base)
+
+
+@pytest.fixture(scope="session")
+def study_tables(tmp_path_factory):
+    """Tables of the study built so that every claim should hold (C2 aside)."""
+    root = tmp_path_factory.mktemp("study_pass")
+    return dynamics.analyze(build_study(root), small_settings(), progress=False)
+
+
+@pytest.fixture(scope="session")
+def reversed_tables(tmp_path_factory):
+    """Tables of the study built so that C1, C3 and C4 should fail."""
+    root = tmp_path_factory.mktemp("study_fail")
+    runs = build_study(root, lower_first=False, towards_tagger=False,
+                       function_concentrated=False)
+    return dynamics.analyze(runs, small_settings(), progress=False)
+
+
+@pytest.fixture(scope="session")
+def plotted(study_tables, tmp_path_factory):
+    """The study's tables written like the analyze stage (with claims), read back by the plot
+    stage, and drawn: (output dir, run_plot summary, tables as written)."""
+    from omegaconf import OmegaConf
+
+    from analysis import claims
+    from pipeline.analyze_stage import write_tables
+    from pipeline.plot_stage import run_plot
+
+    root = tmp_path_factory.mktemp("plotted")
+    tables = dict(study_tables)
+    cs = claims.ClaimSettings()
+    tables["settings"] = pd.concat([tables["settings"], claims.settings_table(cs)],
+                                   ignore_index=True)
+    tables["claims"] = claims.evaluate(tables, cs)
+    tables["claims_summary"] = claims.summarize(tables["claims"])
+    write_tables(root / "analyze" / "tables", tables)
+    plot_cfg = OmegaConf.load(Path(__file__).parents[2] / "conf" / "plot" / "default.yaml")
+    plot_cfg.dpi = 40
+    plot_cfg.formats = ["png"]  # pdf: test_figures.test_every_configured_format_is_written
+    cfg = OmegaConf.create({"name": "synthetic", "plot": plot_cfg})
+    summary = run_plot(cfg, root / "plot", {"analyze": root / "analyze"})
+    return root / "plot", summary, tables

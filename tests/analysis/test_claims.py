@@ -1,0 +1,99 @@
+"""analysis.claims: each claim passes on data built to satisfy it and fails on its opposite."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import claims
+
+CS = claims.ClaimSettings()
+SIM_METRICS = {"svcca", "svcca_k20", "svcca_k50", "pwcca", "cka"}
+
+
+def test_c1_passes_when_lower_layers_converge_first(study_tables):
+    c = claims.evaluate(study_tables, CS)
+    c1 = c[c.claim == "C1"]
+    # the LM and the NMT encoder; the decoder is not part of C1
+    assert set(c1.scope) == {"stack=lm", "stack=source"}
+    assert set(c1.metric) == SIM_METRICS
+    assert (c1.verdict == "PASS").all()
+
+
+def test_c1_fails_when_upper_layers_converge_first(reversed_tables):
+    c = claims.evaluate(reversed_tables, CS)
+    c1 = c[c.claim == "C1"]
+    assert (c1.verdict == "FAIL").all()
+    assert (c1.value < 0).all()  # depth and convergence step anti-correlated
+
+
+def test_c3_passes_and_fails_by_construction(study_tables, reversed_tables):
+    good = claims.evaluate(study_tables, CS)
+    bad = claims.evaluate(reversed_tables, CS)
+    for table, expected in ((good, "PASS"), (bad, "FAIL")):
+        c3 = table[table.claim == "C3"]
+        assert set(c3.scope) == {"tagger=pos", "tagger=semtag", "tagger=topic"}
+        assert set(c3.metric) == SIM_METRICS
+        assert (c3.verdict == expected).all()
+
+
+def test_c4_passes_and_fails_by_construction(study_tables, reversed_tables):
+    good = claims.evaluate(study_tables, CS)
+    bad = claims.evaluate(reversed_tables, CS)
+    g, b = good[good.claim == "C4"], bad[bad.claim == "C4"]
+    assert len(g) == 3 and (g.verdict == "PASS").all() and (g.ci_low > 0).all()
+    assert len(b) == 3 and (b.verdict == "FAIL").all() and (b.ci_high < 0).all()
+
+
+def family_table(pos_arrive: int, topic_arrive: int | None) -> pd.DataFrame:
+    """A pooled family table for one LM layer: similarity 0.5 until arrival, then 1."""
+    steps = [0, 1, 2, 4, 8]
+    rows = []
+    for fam, arrive in (("pos", pos_arrive), ("topic", topic_arrive)):
+        if arrive is None:
+            continue
+        for s in steps:
+            rows.append(dict(model="lm", kind="lm", seed=1, probe="p", layer_a="lstm_1",
+                             metric="cka", tag="pooled", tag_family=fam, step_a=s,
+                             value=1.0 if s >= arrive else 0.5))
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("pos, topic, expected", [(1, 4, "PASS"), (4, 1, "FAIL"),
+                                                  (2, 2, "FAIL"), (2, None, "NA")])
+def test_c2_compares_pos_and_topic_stabilisation(pos, topic, expected):
+    rows = claims.claim_c2(family_table(pos, topic), CS, metrics=["cka", "svcca"])
+    by_metric = {r["metric"]: r for r in rows}
+    assert by_metric["cka"]["verdict"] == expected
+    assert by_metric["svcca"]["verdict"] == "NA"  # not computed on tag subsets: said so
+
+
+def test_crossing_step():
+    steps, vals = [0, 1, 2, 4, 8], [0.2, 0.95, 0.7, 0.93, 1.0]
+    assert claims.crossing_step(steps, vals, 0.9, sustained=True) == 4
+    assert claims.crossing_step(steps, vals, 0.9, sustained=False) == 1
+    assert np.isnan(claims.crossing_step(steps, [0.1] * 5, 0.9))
+    assert claims.crossing_step(steps[::-1], vals[::-1], 0.9) == 4  # order independent
+    assert np.isnan(claims.crossing_step(steps, [1, 1, 1, 1, np.nan], 0.9))
+
+
+def test_summary_rules():
+    rows = pd.DataFrame(dict(claim=["C1", "C1", "C2", "C3"], metric=["a", "a", "a", "a"],
+                             verdict=["PASS", "FAIL", "NA", "PASS"]))
+    s = claims.summarize(rows).set_index("claim")
+    assert s.loc["C1", "verdict"] == "FAIL" and s.loc["C1", "n_pass"] == 1
+    assert s.loc["C2", "verdict"] == "NA"
+    assert s.loc["C3", "verdict"] == "PASS"
+
+
+def test_settings_from_config_mapping():
+    cs = claims.ClaimSettings.from_mapping({"convergence_threshold": 0.8, "c1": {"min_rho": 0.3},
+                                            "c4": {"kinds": ["lm", "nmt"]}})
+    assert cs.threshold == 0.8 and cs.c1_min_rho == 0.3 and cs.c4_kinds == ("lm", "nmt")
+    assert cs.c3_margin == claims.ClaimSettings().c3_margin
+
+
+def test_settings_table_round_trip():
+    cs = claims.ClaimSettings(threshold=0.7, c1_sides=("source",), sustained=False)
+    back = claims.settings_from_table(claims.settings_table(cs))
+    assert back == cs
+    assert claims.settings_from_table(None) == claims.ClaimSettings()

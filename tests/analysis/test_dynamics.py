@@ -1,0 +1,191 @@
+"""analysis.dynamics on synthetic stores whose dynamics are known by construction."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import DIM, STEPS, build_study, small_settings, synth_tokens
+
+from analysis import dynamics, repstore
+
+SIMILARITY_TABLES = ["convergence", "tagger", "layer_matrix", "per_tag", "family"]
+
+
+def test_similarity_tables_are_tidy(study_tables):
+    for name in SIMILARITY_TABLES:
+        t = study_tables[name]
+        assert list(t.columns[: len(dynamics.SIM_COLUMNS)]) == dynamics.SIM_COLUMNS, name
+        assert len(t) > 0, name
+        assert (t.analysis == name).all()
+        assert t.value.between(-1e-9, 1 + 1e-9).all(), name
+        assert (t.k_a <= DIM).all() and (t.k_b <= DIM).all(), name
+    conv = study_tables["convergence"]
+    assert set(conv.metric) == {"svcca", "svcca_k20", "svcca_k50", "pwcca", "cka"}
+    assert set(conv.variance_rule) == {"s2:0.99", "k=20", "k=50", "rank", "full"}
+    # fixed k is capped at the layer width, and recorded
+    assert (conv[conv.metric == "svcca_k50"].k_a == DIM).all()
+
+
+def test_final_checkpoint_matches_itself_and_lower_layers_converge_first(study_tables):
+    conv = study_tables["convergence"]
+    final = conv[conv.step_a == max(STEPS)]
+    np.testing.assert_allclose(final.value, 1.0, atol=1e-9)
+    svcca = conv[conv.metric == "svcca"].set_index(["layer_a", "step_a"]).value
+    # built so that embed arrives at step 1, lstm_1 at 4, lstm_2 at 16
+    assert svcca[("embed", 2)] == pytest.approx(1.0)
+    assert svcca[("lstm_1", 2)] < 0.95
+    assert svcca[("lstm_2", 2)] < svcca[("lstm_1", 2)]
+
+
+def test_baselines_only_at_fraction_checkpoints_and_below_real_values(study_tables):
+    conv = study_tables["convergence"]
+    picked = set(dynamics.fraction_steps(STEPS, small_settings().fractions).values())
+    have = set(conv[conv.baseline.notna()].step_a)
+    assert have == picked
+    converged = conv[(conv.step_a == max(STEPS)) & conv.baseline.notna()]
+    assert (converged.baseline < converged.value - 0.2).all()
+
+
+def test_layer_matrix_panes_and_diagonal(study_tables):
+    m = study_tables["layer_matrix"]
+    assert set(m.fraction_target) == {0.0, 0.35, 0.75, 1.0}
+    last = m[(m.fraction_target == 1.0) & (m.layer_a == m.layer_b)]
+    np.testing.assert_allclose(last.value, 1.0, atol=1e-9)
+    sizes = m.groupby(["model", "side", "fraction_target", "metric"]).size()
+    assert (sizes.loc["lm"] == 9).all()  # 3 x 3 layers per pane and metric
+    # encoder and decoder layers are compared within their own side only (2 x 2)
+    assert (sizes.loc["nmt"] == 4).all()
+    nmt = m[m.model == "nmt"]
+    assert (nmt.layer_a.str[:3] == nmt.layer_b.str[:3]).all()
+
+
+def test_tagger_rows_only_for_shared_layers(study_tables):
+    t = study_tables["tagger"]
+    assert set(t.layer_a) == {"embed", "lstm_1"}  # the taggers have no lstm_2
+    assert set(t.tag_family) == {"pos", "semtag", "topic"}
+    assert set(t.model_b) == {"tagger_pos", "tagger_semtag", "tagger_topic"}
+
+
+def test_per_tag_common_n_and_eligible_tags(study_tables):
+    s = small_settings()
+    tokens = synth_tokens()
+    counts = tokens.pos_target[~tokens.pos_target.isin(s.exclude_tags)].value_counts()
+    n = dynamics.common_n(counts, s)
+    assert s.per_tag_min_n <= n <= s.per_tag_max_n
+    pt = study_tables["per_tag"]
+    pt = pt[pt.model == "lm"]
+    raw = pt[(pt.tag_family == "pos") & ~pt.freq_matched.astype(bool)]
+    assert set(raw.n_tokens) == {n}
+    assert set(raw.tag) == set(counts.index[counts >= n])
+    assert "</s>" not in set(pt.tag)
+    # word types counted on the sample; the step-0 reference is the first step's value
+    assert (raw.n_types <= n).all() and (raw.n_types >= 1).all()
+    first = raw[raw.step_a == 0]
+    np.testing.assert_allclose(first.value, first.ref_init)
+    topics = pt[pt.tag_family == "topic"]
+    assert set(topics.tag) == {"news", "fiction"}
+
+
+def test_common_n_rule():
+    s = small_settings(per_tag_min_n=10, per_tag_max_n=100, per_tag_min_tags=3)
+    assert dynamics.common_n(pd.Series([500, 400, 50, 5]), s) == 50
+    assert dynamics.common_n(pd.Series([500, 400, 300]), s) == 100
+    assert dynamics.common_n(pd.Series([500, 4]), s) == 10
+
+
+def test_frequency_matched_samples_have_equal_bin_counts():
+    s = small_settings(per_tag_freq_bins=2)
+    tokens = synth_tokens()
+    samples = dynamics.tag_samples(tokens, "pos", 40, s, "synth", "lm", freq_matched=True)
+    assert samples, "some tag must be matchable"
+    # documented rule: 2 bins cut at the median log-frequency of the eligible tags' tokens
+    counts = tokens.pos.value_counts()
+    eligible = tokens.pos.isin(counts.index[counts >= 40]).to_numpy()
+    logf = np.log1p(tokens.train_freq.to_numpy(dtype=float))
+    cut = np.quantile(logf[eligible], 0.5)
+    for tag, idx in samples.items():
+        assert len(idx) == 40
+        assert (tokens.pos.iloc[idx] == tag).all()
+        assert int((logf[idx] >= cut).sum()) == 20, tag
+    unmatched = set(counts.index[counts >= 40]) - set(samples)
+    for tag in unmatched:  # left out only when a bin holds fewer than 20 of its tokens
+        rows = (tokens.pos == tag).to_numpy()
+        assert min((logf[rows] >= cut).sum(), (logf[rows] < cut).sum()) < 20
+
+
+def test_samples_are_seeded_and_shared_across_models(tmp_path):
+    runs = build_study(tmp_path)
+    s = small_settings(max_tokens=100)
+    lm, tagger = runs[0], next(r for r in runs if r.kind == "tagger")
+    a = dynamics.Probe.open(lm, "synth").sample("lm", s)
+    b = dynamics.Probe.open(tagger, "synth").sample("lm", s)
+    np.testing.assert_array_equal(a, b)
+    assert len(a) == 100 and np.all(np.diff(a) > 0)
+    other = dynamics.Probe.open(runs[0], "synth").sample("lm", small_settings(max_tokens=100,
+                                                                             seed=4))
+    assert not np.array_equal(a, other)
+
+
+def test_analysis_is_deterministic(tmp_path):
+    runs = build_study(tmp_path, seed=1)
+    s = small_settings()
+    p = dynamics.Probe.open(runs[0], "synth")
+    one = dynamics.per_tag(p, s)
+    two = dynamics.per_tag(dynamics.Probe.open(runs[0], "synth"), s)
+    pd.testing.assert_frame_equal(one, two)
+    c1, f1 = dynamics.concentration_tables(p, s)
+    c2, f2 = dynamics.concentration_tables(p, s)
+    pd.testing.assert_frame_equal(f1, f2)
+
+
+def test_target_aligned_word_and_frequency_shift_within_sentences():
+    tokens = synth_tokens(n_sent=3, length=4)
+    word, freq = dynamics.tagged_word_and_freq(tokens, "pos_target")
+    assert word.iloc[0] == tokens.word.iloc[1].lower()
+    assert freq.iloc[0] == tokens.train_freq.iloc[1]
+    last = tokens.position == tokens.position.max()
+    assert word[last].isna().all() and freq[last].isna().all()
+    same, _ = dynamics.tagged_word_and_freq(tokens, "pos")
+    assert (same == tokens.word.str.lower()).all()
+
+
+def test_usable_steps_skip_unfinished_checkpoints(tmp_path):
+    runs = build_study(tmp_path)
+    root = runs[0].stores["synth"]
+    (repstore.step_dir(root, 8) / "done").unlink()
+    assert 8 not in dynamics.usable_steps(root)
+    assert dynamics.usable_steps(root) == [s for s in STEPS if s != 8]
+
+
+def test_intrinsic_dimension_of_low_rank_layer(study_tables):
+    k = study_tables["intrinsic_dim"]
+    assert (k["rank"] <= DIM).all() and (k.k <= k["rank"]).all()
+    assert (k.k_s >= k.k_s2).all()  # the sum-of-s rule keeps at least as many directions
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 3)) @ rng.standard_normal((3, 10))
+    b = dynamics.full_basis(x)
+    assert b.rank == 3
+
+
+def test_token_count_sanity_falls_with_tokens(study_tables):
+    s1 = study_tables["sanity_tokens"]
+    g = s1[(s1.source == "gaussian") & (s1.metric == "svcca")].sort_values("n_tokens")
+    assert g.value.iloc[0] > g.value.iloc[-1]  # CCA bias shrinks as N grows (true value 0)
+    real = s1[s1.source == "init_vs_final"]
+    assert set(real.layer) == {"embed", "lstm_1", "lstm_2"}
+
+
+def test_concentration_tables(study_tables):
+    conc, fc = study_tables["concentration"], study_tables["function_content"]
+    nmt_tags = conc[conc.model == "nmt"].groupby(["side", "quantity"]).tag_column.first()
+    assert nmt_tags.to_dict() == {("source", "act"): "pos", ("source", "grad"): "pos",
+                                  ("target", "act"): "pos", ("target", "grad"): "pos_target"}
+    conc, fc = conc[conc.model == "lm"], fc[fc.model == "lm"]
+    whole = conc[conc.tag == "all"]
+    assert (whole.n_tokens == len(synth_tokens())).all()
+    assert set(conc.quantity) == {"act", "grad"}
+    grads = conc[(conc.quantity == "grad") & (conc.tag != "all")]
+    assert grads.tag_column.eq("pos_target").all() and "</s>" not in set(grads.tag)
+    g = fc[fc.quantity == "grad"]
+    assert (g.difference > 0.2).all() and (g.ci_low > 0).all()
+    a = fc[fc.quantity == "act"]
+    assert (a.ci_low < 0.1).all()  # activations were not built with a function/content gap

@@ -1,0 +1,70 @@
+"""analysis.figures: every figure drawn from the tables alone, in every format."""
+
+import json
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from analysis import figures
+
+EXPECTED = {
+    "f1_layers_lm_synth_lm", "f1_layers_nmt_synth_source", "f1_layers_nmt_synth_target",
+    "f2_convergence_synth", "f3_family_lm_synth", "f4_tagger_lm_synth",
+    "f5_per_tag_lm_synth_lm", "f5_per_tag_nmt_synth_source", "f5_per_tag_nmt_synth_target",
+    "f6_concentration_lm_synth_lm", "f6_concentration_nmt_synth_source",
+    "f6_concentration_nmt_synth_target", "f6b_function_content", "f7_nmt_stages_nmt",
+    "s1_token_count", "s3_cka_vs_svcca",
+}
+
+
+def test_plot_stage_draws_every_figure_from_the_tables(plotted):
+    """run_plot reads only the analyze stage's parquet tables (no store, no model)."""
+    out, summary, _ = plotted
+    assert set(summary["figures"]) == EXPECTED
+    for name in EXPECTED:
+        path = out / "figures" / f"{name}.png"
+        assert path.is_file() and path.stat().st_size > 1000, path
+    captions = json.loads((out / "captions.json").read_text())
+    assert set(captions) == EXPECTED and all(len(c) > 80 for c in captions.values())
+    assert any("S2" in note for note in summary["not_drawn"])
+
+
+def test_every_configured_format_is_written(plotted, tmp_path):
+    _, _, tables = plotted
+    ps = figures.PlotSettings(formats=("png", "pdf"), dpi=40)
+    drawn = figures.draw_all({"sanity_tokens": tables["sanity_tokens"]}, tmp_path, ps)
+    assert [d["name"] for d in drawn] == ["s1_token_count"]
+    assert drawn[0]["files"] == ["s1_token_count.png", "s1_token_count.pdf"]
+    assert (tmp_path / "s1_token_count.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_missing_tables_are_reported_not_drawn():
+    notes = figures.skipped_notes({"convergence": pd.DataFrame()})
+    assert any(n.startswith("F5") for n in notes) and any(n.startswith("F4") for n in notes)
+    assert list(figures.fig_per_tag({}, figures.PlotSettings())) == []
+
+
+def test_ci_bands_drawn_when_tables_carry_intervals():
+    df = pd.DataFrame(dict(step_a=[0, 1, 2] * 2, value=np.linspace(0, 1, 6),
+                           ci_low=np.linspace(0, 1, 6) - 0.1, ci_high=np.linspace(0, 1, 6) + 0.1,
+                           layer_a=["a"] * 3 + ["b"] * 3))
+    fig, ax = plt.subplots()
+    figures._lines(ax, df, "layer_a", lambda k: "red")
+    assert len(ax.collections) == 2  # one band per line
+    fig2, ax2 = plt.subplots()
+    figures._lines(ax2, df.drop(columns=["ci_low", "ci_high"]), "layer_a", lambda k: "red")
+    assert len(ax2.collections) == 0
+    plt.close("all")
+
+
+def test_colours_are_fixed_per_tag_and_depth():
+    assert figures.tag_colour("NOUN") == figures.tag_colour("NOUN")
+    assert figures.tag_colour("NOUN") != figures.tag_colour("VERB")
+    assert figures.tag_colour("news") == figures.tag_colour("news")  # genres stable too
+    assert len({figures.depth_colour(d) for d in range(4)}) == 4
+
+
+def test_plot_settings_from_config():
+    ps = figures.PlotSettings.from_mapping({"formats": ["png"], "metrics": ["cka"]})
+    assert ps.formats == ("png",) and ps.metrics == ("cka",) and ps.matrix_metrics is None
