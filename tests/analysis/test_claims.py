@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from synthstudy import reversed_tables, study_tables
 
 from analysis import claims
 
@@ -10,8 +11,8 @@ CS = claims.ClaimSettings()
 SIM_METRICS = {"svcca", "svcca_k20", "svcca_k50", "pwcca", "cka"}
 
 
-def test_c1_passes_when_lower_layers_converge_first(study_tables):
-    c = claims.evaluate(study_tables, CS)
+def test_c1_passes_when_lower_layers_converge_first():
+    c = claims.evaluate(study_tables(), CS)
     c1 = c[c.claim == "C1"]
     # the LM and the NMT encoder; the decoder is not part of C1
     assert set(c1.scope) == {"stack=lm", "stack=source"}
@@ -19,16 +20,16 @@ def test_c1_passes_when_lower_layers_converge_first(study_tables):
     assert (c1.verdict == "PASS").all()
 
 
-def test_c1_fails_when_upper_layers_converge_first(reversed_tables):
-    c = claims.evaluate(reversed_tables, CS)
+def test_c1_fails_when_upper_layers_converge_first():
+    c = claims.evaluate(reversed_tables(), CS)
     c1 = c[c.claim == "C1"]
     assert (c1.verdict == "FAIL").all()
     assert (c1.value < 0).all()  # depth and convergence step anti-correlated
 
 
-def test_c3_passes_and_fails_by_construction(study_tables, reversed_tables):
-    good = claims.evaluate(study_tables, CS)
-    bad = claims.evaluate(reversed_tables, CS)
+def test_c3_passes_and_fails_by_construction():
+    good = claims.evaluate(study_tables(), CS)
+    bad = claims.evaluate(reversed_tables(), CS)
     for table, expected in ((good, "PASS"), (bad, "FAIL")):
         c3 = table[table.claim == "C3"]
         assert set(c3.scope) == {"tagger=pos", "tagger=semtag", "tagger=topic"}
@@ -36,9 +37,9 @@ def test_c3_passes_and_fails_by_construction(study_tables, reversed_tables):
         assert (c3.verdict == expected).all()
 
 
-def test_c4_passes_and_fails_by_construction(study_tables, reversed_tables):
-    good = claims.evaluate(study_tables, CS)
-    bad = claims.evaluate(reversed_tables, CS)
+def test_c4_passes_and_fails_by_construction():
+    good = claims.evaluate(study_tables(), CS)
+    bad = claims.evaluate(reversed_tables(), CS)
     g, b = good[good.claim == "C4"], bad[bad.claim == "C4"]
     assert len(g) == 3 and (g.verdict == "PASS").all() and (g.ci_low > 0).all()
     assert len(b) == 3 and (b.verdict == "FAIL").all() and (b.ci_high < 0).all()

@@ -3,30 +3,37 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DIM, STEPS, build_study, small_settings, synth_tokens
+from synthstudy import (
+    DIM,
+    STEPS,
+    build_study,
+    small_settings,
+    study_tables,
+    synth_tokens,
+)
 
 from analysis import dynamics, repstore
 
 SIMILARITY_TABLES = ["convergence", "tagger", "layer_matrix", "per_tag", "family"]
 
 
-def test_similarity_tables_are_tidy(study_tables):
+def test_similarity_tables_are_tidy():
     for name in SIMILARITY_TABLES:
-        t = study_tables[name]
+        t = study_tables()[name]
         assert list(t.columns[: len(dynamics.SIM_COLUMNS)]) == dynamics.SIM_COLUMNS, name
         assert len(t) > 0, name
         assert (t.analysis == name).all()
         assert t.value.between(-1e-9, 1 + 1e-9).all(), name
         assert (t.k_a <= DIM).all() and (t.k_b <= DIM).all(), name
-    conv = study_tables["convergence"]
+    conv = study_tables()["convergence"]
     assert set(conv.metric) == {"svcca", "svcca_k20", "svcca_k50", "pwcca", "cka"}
     assert set(conv.variance_rule) == {"s2:0.99", "k=20", "k=50", "rank", "full"}
     # fixed k is capped at the layer width, and recorded
     assert (conv[conv.metric == "svcca_k50"].k_a == DIM).all()
 
 
-def test_final_checkpoint_matches_itself_and_lower_layers_converge_first(study_tables):
-    conv = study_tables["convergence"]
+def test_final_checkpoint_matches_itself_and_lower_layers_converge_first():
+    conv = study_tables()["convergence"]
     final = conv[conv.step_a == max(STEPS)]
     np.testing.assert_allclose(final.value, 1.0, atol=1e-9)
     svcca = conv[conv.metric == "svcca"].set_index(["layer_a", "step_a"]).value
@@ -36,8 +43,8 @@ def test_final_checkpoint_matches_itself_and_lower_layers_converge_first(study_t
     assert svcca[("lstm_2", 2)] < svcca[("lstm_1", 2)]
 
 
-def test_baselines_only_at_fraction_checkpoints_and_below_real_values(study_tables):
-    conv = study_tables["convergence"]
+def test_baselines_only_at_fraction_checkpoints_and_below_real_values():
+    conv = study_tables()["convergence"]
     picked = set(dynamics.fraction_steps(STEPS, small_settings().fractions).values())
     have = set(conv[conv.baseline.notna()].step_a)
     assert have == picked
@@ -45,8 +52,8 @@ def test_baselines_only_at_fraction_checkpoints_and_below_real_values(study_tabl
     assert (converged.baseline < converged.value - 0.2).all()
 
 
-def test_layer_matrix_panes_and_diagonal(study_tables):
-    m = study_tables["layer_matrix"]
+def test_layer_matrix_panes_and_diagonal():
+    m = study_tables()["layer_matrix"]
     assert set(m.fraction_target) == {0.0, 0.35, 0.75, 1.0}
     last = m[(m.fraction_target == 1.0) & (m.layer_a == m.layer_b)]
     np.testing.assert_allclose(last.value, 1.0, atol=1e-9)
@@ -58,20 +65,20 @@ def test_layer_matrix_panes_and_diagonal(study_tables):
     assert (nmt.layer_a.str[:3] == nmt.layer_b.str[:3]).all()
 
 
-def test_tagger_rows_only_for_shared_layers(study_tables):
-    t = study_tables["tagger"]
+def test_tagger_rows_only_for_shared_layers():
+    t = study_tables()["tagger"]
     assert set(t.layer_a) == {"embed", "lstm_1"}  # the taggers have no lstm_2
     assert set(t.tag_family) == {"pos", "semtag", "topic"}
     assert set(t.model_b) == {"tagger_pos", "tagger_semtag", "tagger_topic"}
 
 
-def test_per_tag_common_n_and_eligible_tags(study_tables):
+def test_per_tag_common_n_and_eligible_tags():
     s = small_settings()
     tokens = synth_tokens()
     counts = tokens.pos_target[~tokens.pos_target.isin(s.exclude_tags)].value_counts()
     n = dynamics.common_n(counts, s)
     assert s.per_tag_min_n <= n <= s.per_tag_max_n
-    pt = study_tables["per_tag"]
+    pt = study_tables()["per_tag"]
     pt = pt[pt.model == "lm"]
     raw = pt[(pt.tag_family == "pos") & ~pt.freq_matched.astype(bool)]
     assert set(raw.n_tokens) == {n}
@@ -156,8 +163,8 @@ def test_usable_steps_skip_unfinished_checkpoints(tmp_path):
     assert dynamics.usable_steps(root) == [s for s in STEPS if s != 8]
 
 
-def test_intrinsic_dimension_of_low_rank_layer(study_tables):
-    k = study_tables["intrinsic_dim"]
+def test_intrinsic_dimension_of_low_rank_layer():
+    k = study_tables()["intrinsic_dim"]
     assert (k["rank"] <= DIM).all() and (k.k <= k["rank"]).all()
     assert (k.k_s >= k.k_s2).all()  # the sum-of-s rule keeps at least as many directions
     rng = np.random.default_rng(0)
@@ -166,16 +173,16 @@ def test_intrinsic_dimension_of_low_rank_layer(study_tables):
     assert b.rank == 3
 
 
-def test_token_count_sanity_falls_with_tokens(study_tables):
-    s1 = study_tables["sanity_tokens"]
+def test_token_count_sanity_falls_with_tokens():
+    s1 = study_tables()["sanity_tokens"]
     g = s1[(s1.source == "gaussian") & (s1.metric == "svcca")].sort_values("n_tokens")
     assert g.value.iloc[0] > g.value.iloc[-1]  # CCA bias shrinks as N grows (true value 0)
     real = s1[s1.source == "init_vs_final"]
     assert set(real.layer) == {"embed", "lstm_1", "lstm_2"}
 
 
-def test_concentration_tables(study_tables):
-    conc, fc = study_tables["concentration"], study_tables["function_content"]
+def test_concentration_tables():
+    conc, fc = study_tables()["concentration"], study_tables()["function_content"]
     nmt_tags = conc[conc.model == "nmt"].groupby(["side", "quantity"]).tag_column.first()
     assert nmt_tags.to_dict() == {("source", "act"): "pos", ("source", "grad"): "pos",
                                   ("target", "act"): "pos", ("target", "grad"): "pos_target"}

@@ -5,6 +5,7 @@ import json
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from synthstudy import plotted
 
 from analysis import figures
 
@@ -18,9 +19,9 @@ EXPECTED = {
 }
 
 
-def test_plot_stage_draws_every_figure_from_the_tables(plotted):
+def test_plot_stage_draws_every_figure_from_the_tables():
     """run_plot reads only the analyze stage's parquet tables (no store, no model)."""
-    out, summary, _ = plotted
+    out, summary, _ = plotted()
     assert set(summary["figures"]) == EXPECTED
     for name in EXPECTED:
         path = out / "figures" / f"{name}.png"
@@ -30,8 +31,8 @@ def test_plot_stage_draws_every_figure_from_the_tables(plotted):
     assert any("S2" in note for note in summary["not_drawn"])
 
 
-def test_every_configured_format_is_written(plotted, tmp_path):
-    _, _, tables = plotted
+def test_every_configured_format_is_written(tmp_path):
+    _, _, tables = plotted()
     ps = figures.PlotSettings(formats=("png", "pdf"), dpi=40)
     drawn = figures.draw_all({"sanity_tokens": tables["sanity_tokens"]}, tmp_path, ps)
     assert [d["name"] for d in drawn] == ["s1_token_count"]

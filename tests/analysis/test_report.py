@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
+from synthstudy import build_study, plotted
 
 from analysis import report
 
 REPO = Path(__file__).parents[2]
 
 
-def test_report_markdown_lists_settings_claims_and_every_figure(plotted):
-    out, summary, tables = plotted
+def test_report_markdown_lists_settings_claims_and_every_figure():
+    out, summary, tables = plotted()
     md = (out / "report.md").read_text()
     for name in summary["figures"]:
         assert f"figures/{name}.png" in md
@@ -29,8 +30,8 @@ def test_report_markdown_lists_settings_claims_and_every_figure(plotted):
     assert "per_tag_N" in md  # data sizes with the per-tag N
 
 
-def test_report_html_is_self_contained(plotted):
-    out, summary, _ = plotted
+def test_report_html_is_self_contained():
+    out, summary, _ = plotted()
     html = (out / "report.html").read_text()
     images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
     assert len(images) == len(summary["figures"])
@@ -49,8 +50,6 @@ def test_markdown_table_format():
 
 def test_analyze_stage_writes_parquet_and_csv(tmp_path):
     """run_analyze on a synthetic extract/train layout, with the real analysis config."""
-    from conftest import build_study
-
     from pipeline.analyze_stage import run_analyze
 
     runs = build_study(tmp_path / "extract_src")

@@ -1,5 +1,9 @@
 """Synthetic representation stores with known learning dynamics, written with analysis.repstore.
 
+A helper module, not a conftest.py: tests/pipeline import the top-level tests/conftest.py as
+`conftest`, which a second conftest.py here would shadow. The shared results are cached
+functions (computed once per test process) instead of session fixtures.
+
 `build_study` writes an LM (embed, lstm_1, lstm_2), three taggers (embed, lstm_1) and a small
 encoder-decoder (enc_embed, enc_1 on the source side, dec_embed, dec_1 on the target side) on
 one probe. Each LM layer moves linearly from a random initial state R to its final state F and
@@ -11,11 +15,14 @@ content-word gradients dense (or the reverse).
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from analysis import dynamics, repstore
 
@@ -144,24 +151,30 @@ def small_settings(**kw) -> dynamics.Settings:
     return dynamics.Settings(**base)
 
 
-@pytest.fixture(scope="session")
-def study_tables(tmp_path_factory):
-    """Tables of the study built so that every claim should hold (C2 aside)."""
-    root = tmp_path_factory.mktemp("study_pass")
-    return dynamics.analyze(build_study(root), small_settings(), progress=False)
+def _scratch(name: str) -> Path:
+    """A temporary folder removed when the test process ends."""
+    root = Path(tempfile.mkdtemp(prefix=f"synthstudy_{name}_"))
+    atexit.register(shutil.rmtree, root, True)
+    return root
 
 
-@pytest.fixture(scope="session")
-def reversed_tables(tmp_path_factory):
-    """Tables of the study built so that C1, C3 and C4 should fail."""
-    root = tmp_path_factory.mktemp("study_fail")
-    runs = build_study(root, lower_first=False, towards_tagger=False,
+@functools.cache
+def study_tables() -> dict[str, pd.DataFrame]:
+    """Tables of the study built so that C1, C3 and C4 should hold (computed once per run;
+    do not modify)."""
+    return dynamics.analyze(build_study(_scratch("pass")), small_settings(), progress=False)
+
+
+@functools.cache
+def reversed_tables() -> dict[str, pd.DataFrame]:
+    """Tables of the study built so that C1, C3 and C4 should fail (computed once per run)."""
+    runs = build_study(_scratch("fail"), lower_first=False, towards_tagger=False,
                        function_concentrated=False)
     return dynamics.analyze(runs, small_settings(), progress=False)
 
 
-@pytest.fixture(scope="session")
-def plotted(study_tables, tmp_path_factory):
+@functools.cache
+def plotted() -> tuple[Path, dict, dict[str, pd.DataFrame]]:
     """The study's tables written like the analyze stage (with claims), read back by the plot
     stage, and drawn: (output dir, run_plot summary, tables as written)."""
     from omegaconf import OmegaConf
@@ -170,8 +183,8 @@ def plotted(study_tables, tmp_path_factory):
     from pipeline.analyze_stage import write_tables
     from pipeline.plot_stage import run_plot
 
-    root = tmp_path_factory.mktemp("plotted")
-    tables = dict(study_tables)
+    root = _scratch("plotted")
+    tables = dict(study_tables())
     cs = claims.ClaimSettings()
     tables["settings"] = pd.concat([tables["settings"], claims.settings_table(cs)],
                                    ignore_index=True)
