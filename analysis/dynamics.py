@@ -216,7 +216,10 @@ def side_layers(root: Path) -> dict[str, list[str]]:
 
 def load_rows(root: Path, step: int, layer: str, kind: str, idx: np.ndarray,
               n_rows: int) -> np.ndarray | None:
-    """Rows ``idx`` of one stored array (None when the file is absent, e.g. tagger grads)."""
+    """Rows ``idx`` of one stored array (None when the file is absent, e.g. tagger grads).
+
+    Unlike repstore.load, it takes the row count from the caller: a store's token table is
+    read once, not once per array."""
     path = repstore.step_dir(root, step) / kind / f"{layer}.npy"
     if not path.is_file():
         return None
@@ -283,12 +286,6 @@ class Probe:
     @property
     def final(self) -> int:
         return self.steps[-1]
-
-    def depth(self, layer: str) -> int:
-        for names in self.layers.values():
-            if layer in names:
-                return names.index(layer)
-        raise KeyError(layer)
 
     def side_of(self, layer: str) -> str:
         return next(side for side, names in self.layers.items() if layer in names)
@@ -375,6 +372,7 @@ def over_training(p: Probe, settings: Settings, taggers: Mapping[str, Probe] | N
     Shuffled baselines are computed at the F1 checkpoints only (they change slowly with k).
     """
     specs = metric_specs(settings)
+    matrix_specs = metric_specs(settings, settings.matrix_metrics)
     conv, vs_tagger, matrix, kdim = [], [], [], []
     final = p.final
     picked = fraction_steps(p.steps, settings.fractions)
@@ -416,7 +414,7 @@ def over_training(p: Probe, settings: Settings, taggers: Mapping[str, Probe] | N
                     variance=settings.variance, variance_rule=settings.variance_rule))
             for frac in [f for f, st in picked.items() if st == step]:
                 matrix += _matrix_rows(p, side, layers, bases, finals, step, frac,
-                                       metric_specs(settings, settings.matrix_metrics))
+                                       matrix_specs)
     return {"convergence": _frame(conv), "tagger": _frame(vs_tagger),
             "layer_matrix": _frame(matrix), "intrinsic_dim": pd.DataFrame(kdim)}
 
@@ -607,8 +605,8 @@ def concentration_tables(p: Probe, settings: Settings) -> tuple[pd.DataFrame, pd
                         continue
                     c = concentration(x)
                     base = _base_row(p.run, p.name, side, layer=layer, depth=depth, step=step,
-                                     fraction=step / p.final, kind_of=kind, tag_column=column,
-                                     dim=x.shape[1])
+                                     fraction=step / p.final, quantity=kind,
+                                     tag_column=column, dim=x.shape[1])
                     seed = stable_seed(settings.seed, p.run.name, p.name, layer, step, kind)
                     agg = aggregate_by_tag(c[keep], tags[keep].to_numpy(),
                                            n_boot=settings.conc_tag_n_boot, seed=seed,
@@ -633,7 +631,6 @@ def concentration_tables(p: Probe, settings: Settings) -> tuple[pd.DataFrame, pd
     per_t, fc_t = pd.DataFrame(per), pd.DataFrame(fc)
     for t in (per_t, fc_t):
         if not t.empty:
-            t.rename(columns={"kind_of": "quantity"}, inplace=True)
             t.insert(0, "metric", "concentration")
     return per_t, fc_t
 
