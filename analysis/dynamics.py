@@ -603,12 +603,16 @@ def concentration_tables(p: Probe, settings: Settings) -> tuple[pd.DataFrame, pd
                     x = p.array(step, layer, idx, kind)
                     if x is None:
                         continue
-                    c = concentration(x)
+                    # rows without gradients (NMT decoder tokens past its gradient cap) are NaN
+                    finite = np.isfinite(x).all(axis=1)
+                    if not finite.any():
+                        continue
+                    c = concentration(x[finite])
                     base = _base_row(p.run, p.name, side, layer=layer, depth=depth, step=step,
                                      fraction=step / p.final, quantity=kind,
                                      tag_column=column, dim=x.shape[1])
                     seed = stable_seed(settings.seed, p.run.name, p.name, layer, step, kind)
-                    agg = aggregate_by_tag(c[keep], tags[keep].to_numpy(),
+                    agg = aggregate_by_tag(c[keep[finite]], tags[finite][keep[finite]].to_numpy(),
                                            n_boot=settings.conc_tag_n_boot, seed=seed,
                                            ci=settings.conc_ci)
                     whole = aggregate_by_tag(c, np.full(len(c), ALL),
@@ -618,7 +622,8 @@ def concentration_tables(p: Probe, settings: Settings) -> tuple[pd.DataFrame, pd
                         per.append({**base, **r})
                     try:
                         fm = frequency_matched_difference(
-                            c, groups, freq, n_bins=settings.conc_freq_bins,
+                            c, np.asarray(groups)[finite], freq[finite],
+                            n_bins=settings.conc_freq_bins,
                             order=("function", "content"), n_boot=settings.conc_n_boot,
                             seed=seed, ci=settings.conc_ci)
                     except ValueError as err:

@@ -56,6 +56,18 @@ def _extract(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     return run_extract(cfg, out, inputs)
 
 
+def _analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
+    from pipeline.analyze_stage import run_analyze
+
+    return run_analyze(cfg, out, inputs)
+
+
+def _plot(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
+    from pipeline.plot_stage import run_plot
+
+    return run_plot(cfg, out, inputs)
+
+
 def _verify_models(train_dir: Path) -> None:
     from pipeline.checkpoints import verify
 
@@ -72,8 +84,8 @@ REGISTRY: dict[str, Stage] = {
                         "train.max_valid_steps", "train.fairseq"), ("prepare",), run=_train,
               resumable=True, check=_verify_models),
         Stage("extract", ("extract",), ("prepare", "train"), run=_extract, resumable=True),
-        Stage("analyze", ("analysis",), ("extract",), pending="issue #6"),
-        Stage("plot", ("plot",), ("analyze",), pending="issue #6"),
+        Stage("analyze", ("analysis",), ("train", "extract"), run=_analyze),
+        Stage("plot", ("plot",), ("analyze",), run=_plot),
     )
 }
 

@@ -1,0 +1,32 @@
+"""`experiment=smoke` through every stage: tables, every figure, and the report; then `plot`
+alone redraws from the tables without loading a model."""
+
+import json
+
+import pytest
+from conftest import run_pipeline
+
+pytestmark = pytest.mark.slow
+
+
+def test_smoke_runs_all_stages_and_writes_the_report(smoke_trained):
+    art, args, _, _, _ = smoke_trained
+    all_stages = [a.replace("stages=[prepare,train]", "stages=[prepare,train,extract,analyze,plot]")
+                  for a in args]
+    result = run_pipeline(*all_stages)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (analyze,) = [p for p in (art / "smoke" / "analyze").iterdir() if p.is_dir()]
+    tables = {p.stem for p in (analyze / "tables").glob("*.parquet")}
+    assert {"convergence", "tagger", "layer_matrix", "per_tag", "concentration",
+            "claims"} <= tables
+    (plot,) = [p for p in (art / "smoke" / "plot").iterdir() if p.is_dir()]
+    captions = json.loads((plot / "captions.json").read_text())
+    assert len(captions) >= 10
+    pngs = list((plot / "figures").glob("*.png"))
+    assert len(pngs) >= 10 and all(p.stat().st_size > 0 for p in pngs)
+    html = (plot / "report.html").read_text()
+    assert "data:image/png;base64," in html and "C1" in html
+    redraw = run_pipeline(*[a.replace("stages=[prepare,train,extract,analyze,plot]",
+                                      "stages=[plot]") for a in all_stages] + ["force=[plot]"])
+    assert redraw.returncode == 0, redraw.stderr[-3000:]
+    assert "stage plot: done" in redraw.stdout + redraw.stderr
