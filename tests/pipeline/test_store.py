@@ -52,7 +52,7 @@ def test_failed_stage_leaves_nothing_half_written(tmp_path, fake_prepare):
 
 def test_stages_not_built_are_reported(tmp_path, fake_prepare, caplog, monkeypatch):
     monkeypatch.setitem(stages.REGISTRY, "plot",
-                        stages.Stage("plot", ("plot",), ("analyze",), pending="issue #6"))
+                        stages.Stage("plot", ("plot",), pending="issue #6"))
     cfg = make_cfg(tmp_path, stages=["prepare", "plot"])
     with caplog.at_level(logging.WARNING):
         report = stages.run_pipeline(cfg)
