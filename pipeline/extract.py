@@ -8,13 +8,17 @@ state forward in time, and the loss at t cannot depend on later steps), so all o
 from one backward pass through a *vertical* recomputation of the cells with the previous
 step's states held constant. Transformer NMT: the encoder and decoder embedding outputs and
 every layer (teacher forcing on the reference); decoder gradients of each target token's loss
-at its own position, and encoder gradients of the sentence's loss. Models in eval mode.
+at its own position, the same way (a vertical recomputation in which each position reads the
+others' keys and values as constants), and encoder gradients of the sentence's loss. Models in
+eval mode.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +29,7 @@ from tqdm import tqdm
 
 from analysis import repstore
 from pipeline import checkpoints, evaluate
+from pipeline.runtime import set_threads
 from pipeline.train import model_specs
 
 log = logging.getLogger(__name__)
@@ -141,13 +146,69 @@ def lstm_batches(sents: list[pd.DataFrame], src_dict, tgt_dict, tag_column: str 
 
 # ---------------------------------------------------------------------------- Transformer
 
+def _vertical_self_attn(attn, x: torch.Tensor) -> torch.Tensor:
+    """fairseq's causal self-attention over x [T, B, C] in which position t reads the keys and
+    values of the other positions as constants: equal values, only the within-t path is live."""
+    T, B, C = x.shape
+    h, d = attn.num_heads, attn.head_dim
+
+    def heads(z):
+        return z.reshape(T, B * h, d).transpose(0, 1)  # [B*h, T, d]
+
+    q = heads(attn.q_proj(x) * attn.scaling)
+    k, v = heads(attn.k_proj(x)), heads(attn.v_proj(x))
+    kd, vd = k.detach(), v.detach()
+    scores = q @ kd.transpose(1, 2) + torch.diag_embed((q * (k - kd)).sum(-1))
+    future = torch.triu(torch.full((T, T), float("-inf"), device=x.device), 1)
+    p = torch.softmax(scores.float() + future, -1).to(x)
+    out = p @ vd + p.diagonal(dim1=1, dim2=2).unsqueeze(-1) * (v - vd)
+    return attn.out_proj(out.transpose(0, 1).reshape(T, B, C))
+
+
+def _vertical_layer(layer, x: torch.Tensor, enc_out: torch.Tensor, enc_pad) -> torch.Tensor:
+    """One fairseq TransformerDecoderLayer (eval mode) with the vertical self-attention."""
+    assert layer.c_attn is None and layer.attn_ln is None and layer.ffn_layernorm is None
+    assert layer.w_resid is None and not layer.cross_self_attention
+
+    def block(x, norm, f):
+        return x + f(norm(x)) if layer.normalize_before else norm(x + f(x))
+
+    def cross(y):
+        return layer.encoder_attn(query=y, key=enc_out, value=enc_out, key_padding_mask=enc_pad,
+                                  static_kv=True, need_weights=False)[0]
+
+    x = block(x, layer.self_attn_layer_norm, lambda y: _vertical_self_attn(layer.self_attn, y))
+    x = block(x, layer.encoder_attn_layer_norm, cross)
+    return block(x, layer.final_layer_norm,
+                 lambda y: layer.fc2(layer.activation_fn(layer.fc1(y))))
+
+
+def decoder_token_grads(model, enc: dict, embedded: torch.Tensor, target: torch.Tensor,
+                        keep: torch.Tensor) -> list[torch.Tensor]:
+    """d(loss of token t)/d(decoder state at t) for every layer ([T, B, C] each), in one
+    backward pass. With causal attention, a state at t reaches the loss at t only through the
+    states above it at t (later positions cannot reach back), so the decoder is recomputed with
+    the other positions' keys and values held constant and the summed loss differentiated."""
+    dec = model.decoder
+    enc_out = enc["encoder_out"][0].detach()
+    enc_pad = enc["encoder_padding_mask"][0] if enc["encoder_padding_mask"] else None
+    states = [embedded.detach().requires_grad_()]
+    for layer in dec.layers:
+        states.append(_vertical_layer(layer, states[-1], enc_out, enc_pad))
+    x = states[-1] if dec.layer_norm is None else dec.layer_norm(states[-1])
+    x = x.transpose(0, 1)
+    if dec.project_out_dim is not None:
+        x = dec.project_out_dim(x)
+    lprobs = torch.log_softmax(dec.output_layer(x).float(), -1)
+    nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1) * keep
+    return list(torch.autograd.grad(nll.sum(), states))
+
+
 def nmt_states(model, src: torch.Tensor, prev: torch.Tensor, target: torch.Tensor, pad: int,
-               grads: bool, keep: torch.Tensor, diagonal: torch.Tensor | None = None):
+               grads: bool, keep: torch.Tensor):
     """Encoder and decoder states (all layers, [B, T, C]) and gradients: decoder states get
     d(loss of token t)/d(state at t), encoder states d(sentence loss)/d(state); `keep` masks
-    the decoder positions whose losses count. The decoder's per-token gradients cost one
-    backward pass per position, so only sentences with `diagonal` set get them (NaN otherwise).
-    """
+    the decoder positions whose losses count."""
     src_len = (src != pad).sum(1)
     with torch.set_grad_enabled(grads):
         enc = model.encoder(src, src_lengths=src_len, return_all_hiddens=True)
@@ -161,20 +222,10 @@ def nmt_states(model, src: torch.Tensor, prev: torch.Tensor, target: torch.Tenso
                                                           enc_states + dec_states, strict=True)}
     if not grads:
         return acts, {}, enc["encoder_out"][0].transpose(0, 1)
-    if diagonal is None:
-        diagonal = torch.ones(src.shape[0], dtype=torch.bool)
     lprobs = torch.log_softmax(model.decoder.output_layer(x).float(), -1)
     nll = (-lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)) * keep
-    enc_grads = torch.autograd.grad(nll.sum(), enc_states, retain_graph=True)
-    dec_grads = [torch.full_like(a, float("nan")) for a in dec_states]
-    for g in dec_grads:
-        g[:, diagonal] = 0
-    rows = diagonal.float()
-    for t in range(nll.shape[1]):  # the diagonal: each position's own loss
-        if (keep[:, t] * rows).any():
-            g = torch.autograd.grad((nll[:, t] * rows).sum(), dec_states, retain_graph=True)
-            for out, gi in zip(dec_grads, g, strict=True):
-                out[t, diagonal] = gi[t, diagonal]
+    enc_grads = torch.autograd.grad(nll.sum(), enc_states)
+    dec_grads = decoder_token_grads(model, enc, dec_states[0], target, keep)
     grads_out = {n: g.transpose(0, 1) for n, g in zip(names_enc + names_dec,
                                                       list(enc_grads) + dec_grads, strict=True)}
     return acts, grads_out, enc["encoder_out"][0].transpose(0, 1)
@@ -215,22 +266,18 @@ def _collect(store: dict[str, list], arrays: dict, lengths: list[int], offset: i
 
 
 def extract_checkpoint(model, spec: dict, task, rows: pd.DataFrame, grads: bool,
-                       tag_column: str | None, batch_size: int,
-                       grad_max_tokens: int | None = None) -> tuple[dict, dict]:
+                       tag_column: str | None, batch_size: int) -> tuple[dict, dict]:
     """All layers' activations and gradients for one loaded model: {layer: tokens × dim}."""
     acts: dict[str, list] = {}
     grad: dict[str, list] = {}
     if spec["kind"] == "nmt":
         src_s, tgt_s = sentences(rows, "source"), sentences(rows, "target")
-        lengths = np.array([len(t) for t in tgt_s])
-        with_diag = np.cumsum(lengths) <= (grad_max_tokens or lengths.sum())
-        # sentences with decoder gradients batched together, each group by length (less padding)
-        order = np.lexsort((lengths, ~with_diag))
+        order = np.argsort([len(t) for t in tgt_s], kind="stable")  # by length: less padding
         per_sent: dict[str, dict] = {"act": {}, "grad": {}}
         for idx, src, prev, target, keep, src_lens, tgt_lens in nmt_batches(
                 src_s, tgt_s, task.source_dictionary, batch_size, order):
             a, g, _ = nmt_states(model, src, prev, target, task.source_dictionary.pad(), grads,
-                                 keep, torch.from_numpy(with_diag[idx]))
+                                 keep)
             for kind, arrays in (("act", a), ("grad", g)):
                 for name, batch in arrays.items():
                     lens, offset = (src_lens, 0) if name.startswith("enc") else (tgt_lens, 1)
@@ -270,8 +317,11 @@ def layer_info(acts: dict[str, np.ndarray]) -> dict[str, dict]:
 
 def extract_model(name: str, spec: dict, model_dir: Path, prepared: Path, out: Path,
                   extract: dict) -> dict:
-    """Every checkpoint of one model on each of its probe sets, into out/<probe>/."""
+    """Every checkpoint of one model on each of its probe sets, into out/<probe>/ (taggers:
+    only the last one unless `tagger_checkpoints` is `all`; the analyses compare against it)."""
     table = checkpoints.verify(model_dir)
+    if spec["kind"] == "tagger" and extract.get("tagger_checkpoints", "all") == "last":
+        table = table.iloc[-1:]
     probe_tokens = pd.read_parquet(prepared / "probe_tokens.parquet")
     probes = extract["nmt_probes"] if spec["kind"] == "nmt" else extract["lm_probes"]
     overrides = ({"data": str(prepared / "nmt" / "bin")} if spec["kind"] == "nmt"
@@ -295,8 +345,7 @@ def extract_model(name: str, spec: dict, model_dir: Path, prepared: Path, out: P
             model.load_state_dict(state["model"])
             model.eval()
             acts, grads = extract_checkpoint(model, spec, task, rows, with_grads, tag_column,
-                                             extract["batch_size"],
-                                             extract.get("nmt_decoder_grad_tokens"))
+                                             extract["batch_size"])
             if not (root / "tokens.parquet").is_file():
                 repstore.write_tokens(root, rows[TOKEN_COLUMNS], layer_info(acts))
             for layer, info in repstore.layers(root).items():
@@ -318,6 +367,8 @@ def disk_estimate(specs: dict, train_dir: Path, prepared: Path, extract: dict) -
     total = 0.0
     for name, spec in specs.items():
         n_ckpt = len(checkpoints.read_table(train_dir / name))
+        if spec["kind"] == "tagger" and extract.get("tagger_checkpoints", "all") == "last":
+            n_ckpt = 1
         if spec["kind"] == "nmt":
             probes, width = extract["nmt_probes"], (spec["layers"] + 1) * spec["embed_dim"]
         else:
@@ -329,14 +380,29 @@ def disk_estimate(specs: dict, train_dir: Path, prepared: Path, extract: dict) -
     return total
 
 
+def _worker_init(threads: int) -> None:
+    set_threads(threads)
+
+
 def run_extract(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
-    """Stage function: representations of every trained model into out/<model>/<probe>/."""
+    """Stage function: representations of every trained model into out/<model>/<probe>/;
+    `train.parallel` models at a time, each in its own process (one torch thread each)."""
     extract = OmegaConf.to_container(cfg.extract, resolve=True)
     specs = model_specs(cfg)
     prepared, train_dir = inputs["prepare"], inputs["train"]
     log.info("extraction will write about %.0f MB",
              disk_estimate(specs, train_dir, prepared, extract) / 1e6)
-    summary = {}
-    for name, spec in tqdm(specs.items(), desc="models", unit="model"):
-        summary[name] = extract_model(name, spec, train_dir / name, prepared, out / name, extract)
+    # the Transformer first: it is the longest job, so the others fill the remaining workers
+    names = sorted(specs, key=lambda n: specs[n]["kind"] != "nmt")
+    args = {n: (n, specs[n], train_dir / n, prepared, out / n, extract) for n in names}
+    workers = max(1, min(int(cfg.train.parallel), len(names)))
+    if workers == 1:
+        return {n: extract_model(*args[n]) for n in tqdm(names, desc="models", unit="model")}
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init, initargs=(int(cfg.train.threads),)) as pool:
+        futures = {n: pool.submit(extract_model, *args[n]) for n in names}
+        summary = {}
+        for n in tqdm(names, desc="models", unit="model"):
+            summary[n] = futures[n].result()
+            log.info("extracted %s", n)
     return summary

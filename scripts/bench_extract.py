@@ -48,7 +48,7 @@ def ours(model, spec, task, rows, grads, tag_column, ex):
     """Our extraction of one checkpoint, arrays written to a temporary store."""
     with tempfile.TemporaryDirectory() as tmp:
         a, g = extract.extract_checkpoint(model, spec, task, rows, grads, tag_column,
-                                          ex["batch_size"], ex["nmt_decoder_grad_tokens"])
+                                          ex["batch_size"])
         repstore.write_arrays(Path(tmp), 0, "act", a, ex["dtype"])
         if g:
             repstore.write_arrays(Path(tmp), 0, "grad", g, ex["dtype"])
