@@ -678,6 +678,45 @@ def token_count_sanity(settings: Settings, p: Probe | None = None) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+# ---------------------------------------------------------------------------- S2
+
+
+def seed_to_seed(probes: Sequence[Probe], settings: Settings) -> pd.DataFrame:
+    """S2: each layer of a model's final checkpoint vs the same layer of the same model
+    trained with another seed, on the same tokens (the lowest seed's subsample), under every
+    metric with its shuffled baseline; step 0 (two random initialisations) as the reference."""
+    specs = metric_specs(settings)
+    groups: dict[tuple[str, str], list[Probe]] = {}
+    for p in probes:
+        groups.setdefault((p.run.name, p.name), []).append(p)
+    rows = []
+    for (model, probe), group in sorted(groups.items()):
+        group = sorted(group, key=lambda p: p.run.seed)
+        for i, a in enumerate(group):
+            for b in group[i + 1:]:
+                for side, layers in a.layers.items():
+                    if not same_tokens(a.tokens[side], b.tokens.get(side, pd.DataFrame())):
+                        log.warning("%s/%s: seeds %d and %d have other %s tokens; skipped",
+                                    model, probe, a.run.seed, b.run.seed, side)
+                        continue
+                    idx = a.sample(side, settings)
+                    points = [("final", a.final, b.final)]
+                    if len(a.steps) > 1 and len(b.steps) > 1:
+                        points.insert(0, ("init", a.steps[0], b.steps[0]))
+                    for depth, layer in enumerate(layers):
+                        for point, step_a, step_b in points:
+                            ba = full_basis(a.array(step_a, layer, idx))
+                            bb = full_basis(b.array(step_b, layer, idx))
+                            seed = stable_seed(settings.seed, model, probe, layer, point)
+                            for row in compare(ba, bb, specs, settings.baseline_shuffles, seed):
+                                rows.append(dict(model=model, kind=a.run.kind, probe=probe,
+                                                 side=side, layer=layer, depth=depth,
+                                                 seed_a=a.run.seed, seed_b=b.run.seed,
+                                                 checkpoint=point, step_a=step_a,
+                                                 step_b=step_b, **row))
+    return pd.DataFrame(rows)
+
+
 # ---------------------------------------------------------------------------- everything
 
 
@@ -776,6 +815,6 @@ __all__ = [
     "ALL", "POOLED", "SIM_COLUMNS", "MetricSpec", "ModelRun", "Probe", "Settings", "analyze",
     "checkpoint_table", "common_n", "compare", "concentration_tables", "discover_runs",
     "family_pooled", "fraction_steps", "metric_specs", "over_training", "per_tag",
-    "sizes_table", "stable_seed", "subsample", "tag_samples", "tagged_word_and_freq",
-    "token_count_sanity", "usable_steps",
+    "seed_to_seed", "sizes_table", "stable_seed", "subsample", "tag_samples",
+    "tagged_word_and_freq", "token_count_sanity", "usable_steps",
 ]

@@ -10,8 +10,10 @@ per tag family and per metric, so they mean the same thing in every figure.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import matplotlib
@@ -56,20 +58,14 @@ class PlotSettings:
     per_tag_metrics: tuple[str, ...] | None = None
     primary_metric: str = "svcca"
     min_tag_tokens: int = 20
+    workers: int = 2                 # figure groups drawn in parallel processes
 
     @classmethod
     def from_mapping(cls, cfg: Mapping) -> PlotSettings:
-        d = cls()
-
-        def opt(key):
-            v = cfg.get(key)
-            return None if v is None else tuple(v)
-
-        return cls(formats=tuple(cfg.get("formats", d.formats)), dpi=int(cfg.get("dpi", d.dpi)),
-                   metrics=opt("metrics"), matrix_metrics=opt("matrix_metrics"),
-                   per_tag_metrics=opt("per_tag_metrics"),
-                   primary_metric=str(cfg.get("primary_metric", d.primary_metric)),
-                   min_tag_tokens=int(cfg.get("min_tag_tokens", d.min_tag_tokens)))
+        """From a plot config: lists become tuples, absent keys keep their defaults."""
+        given = {f.name: cfg[f.name] for f in fields(cls) if f.name in cfg}
+        return cls(**{k: tuple(v) if isinstance(v, list | tuple) else v
+                      for k, v in given.items()})
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -590,6 +586,46 @@ def fig_sanity_tokens(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> I
     yield Figure("s1_token_count", _finish(fig, "S1 similarity vs token count", axes), caption)
 
 
+def fig_seeds(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[Figure]:
+    """S2: each layer of a final model vs the same model trained with another seed."""
+    t = tables.get("seeds", pd.DataFrame())
+    if t.empty:
+        return
+    metrics = _present(t, ps.metrics)
+    fig, axes = _grid(1, len(metrics), legend=True)
+    keys = sorted({(m, p) for m, p in zip(t.model, t.probe, strict=True)})
+    colours = dict(zip(keys, sns.color_palette("tab10", len(keys)).as_hex(), strict=True))
+    for j, metric in enumerate(metrics):
+        ax = axes[0, j]
+        for (model, probe), g in t[t.metric == metric].groupby(["model", "probe"]):
+            for point, ls, marker in (("final", "-", "o"), ("init", ":", "x")):
+                d = g[g.checkpoint == point]
+                if d.empty:
+                    continue
+                # mean over seed pairs; several sides (NMT) continue the depth axis
+                d = d.assign(pos=d.groupby(["side", "depth"], sort=False).ngroup())
+                m = d.groupby("pos").agg(value=("value", "mean"), lo=("value", "min"),
+                                         hi=("value", "max"))
+                label = f"{model}/{probe}" if point == "final" else None
+                ax.plot(m.index, m.value, ls=ls, marker=marker, ms=3,
+                        color=colours[(model, probe)], label=label)
+                if point == "final":
+                    ax.fill_between(m.index, m.lo, m.hi, color=colours[(model, probe)],
+                                    alpha=0.15, lw=0)
+        ax.set_xlabel("layer (embedding = 0; NMT: encoder, then decoder)")
+        ax.set_ylim(-0.02, 1.05)
+        _title(ax, metric_label(metric))
+        ax.set_ylabel("seed vs seed similarity" if j == 0 else "")
+    _legend(fig, axes[0, -1])
+    pairs = t[["seed_a", "seed_b"]].drop_duplicates()
+    caption = (f"S2. Each layer of a final model against the same layer of the same model "
+               f"trained with another seed (solid: mean over {len(pairs)} seed pairs, band: "
+               f"their range; dotted: the two random initialisations). Same tokens on both "
+               f"sides. Similarity well below 1 at the end bounds how close two training runs "
+               f"get: convergence curves are relative to that.")
+    yield Figure("s2_seed_to_seed", _finish(fig, "S2 seed-to-seed similarity", axes), caption)
+
+
 def fig_cka_vs_svcca(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[Figure]:
     """S3: agreement of CKA with the CCA-family metrics on the same comparisons."""
     t = tables.get("convergence", pd.DataFrame())
@@ -629,16 +665,17 @@ def fig_cka_vs_svcca(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> It
 
 FIGURES: list[Callable[[Mapping[str, pd.DataFrame], PlotSettings], Iterator[Figure]]] = [
     fig_layer_matrix, fig_convergence, fig_family, fig_tagger, fig_per_tag,
-    fig_concentration, fig_function_content, fig_nmt_stages, fig_sanity_tokens,
+    fig_concentration, fig_function_content, fig_nmt_stages, fig_sanity_tokens, fig_seeds,
     fig_cka_vs_svcca,
 ]
 
 
 def skipped_notes(tables: Mapping[str, pd.DataFrame]) -> list[str]:
     """Figures that could not be drawn from these tables, and why."""
-    notes = ["S2 (seed-to-seed similarity of final models) needs the representations of "
-             "several seeds side by side; the analyze stage sees one seed, so it is not drawn "
-             "here (scripts/aggregate.py pools seeds' tables but not their representations)."]
+    notes = []
+    if tables.get("seeds") is None or tables["seeds"].empty:
+        notes.append("S2 (seed-to-seed similarity of final models) needs several seeds: run "
+                     "`python -m pipeline -m seed=1,2,3 ...`, then scripts/aggregate.py.")
     for name, what in (("family", "F3"), ("tagger", "F4"), ("per_tag", "F5"),
                        ("concentration", "F6")):
         if tables.get(name) is None or tables[name].empty:
@@ -646,28 +683,56 @@ def skipped_notes(tables: Mapping[str, pd.DataFrame]) -> list[str]:
     return notes
 
 
+def _draw(make: Callable, out_dir: Path) -> list[dict]:
+    """Draw and save one group of figures (one FIGURES function) from the worker's tables."""
+    drawn = []
+    for f in make(_TABLES, _SETTINGS):
+        files = []
+        for fmt in _SETTINGS.formats:
+            path = out_dir / f"{f.name}.{fmt}"
+            f.fig.savefig(path, dpi=_SETTINGS.dpi)
+            files.append(path.name)
+        plt.close(f.fig)
+        drawn.append({"name": f.name, "caption": f.caption, "files": files})
+    return drawn
+
+
+_TABLES: Mapping[str, pd.DataFrame] = {}
+_SETTINGS = PlotSettings()
+
+
+def _init(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> None:
+    global _TABLES, _SETTINGS
+    _TABLES, _SETTINGS = tables, ps
+    sns.set_theme(context="paper", style="whitegrid", font_scale=0.9)
+
+
 def draw_all(tables: Mapping[str, pd.DataFrame], out_dir: Path, ps: PlotSettings,
              progress: Callable[[str], None] | None = None) -> list[dict]:
-    """Draw every figure into ``out_dir`` in each format; return name, caption and files."""
+    """Draw every figure into ``out_dir`` in each format; return name, caption and files.
+    Rendering dominates, so groups of figures are drawn in ``ps.workers`` processes."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sns.set_theme(context="paper", style="whitegrid", font_scale=0.9)
     # plain object columns: boolean filtering of arrow-backed strings is slow here
     tables = {name: t.astype({c: object for c in t.columns if pd.api.types.is_string_dtype(t[c])})
               for name, t in tables.items()}
-    drawn = []
-    for make in FIGURES:
-        for f in make(tables, ps):
-            files = []
-            for fmt in ps.formats:
-                path = out_dir / f"{f.name}.{fmt}"
-                f.fig.savefig(path, dpi=ps.dpi)
-                files.append(path.name)
-            plt.close(f.fig)
-            drawn.append({"name": f.name, "caption": f.caption, "files": files})
-            if progress:
-                progress(f.name)
-    return drawn
+    workers = max(1, min(int(ps.workers), len(FIGURES)))
+    if workers == 1:
+        _init(tables, ps)
+        groups = (_draw(make, out_dir) for make in FIGURES)
+        return [f for group in groups for f in _report(group, progress)]
+    ctx = multiprocessing.get_context("fork")  # the children only draw (no torch, no threads)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init,
+                             initargs=(tables, ps)) as pool:
+        groups = pool.map(_draw, FIGURES, [out_dir] * len(FIGURES))
+        return [f for group in groups for f in _report(group, progress)]
+
+
+def _report(group: list[dict], progress: Callable[[str], None] | None) -> list[dict]:
+    for f in group:
+        if progress:
+            progress(f["name"])
+    return group
 
 
 __all__ = ["FIGURES", "Figure", "PlotSettings", "depth_colour", "draw_all", "skipped_notes",

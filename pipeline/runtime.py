@@ -36,11 +36,14 @@ def import_fairseq():
         torch.load = functools.partial(torch.load, weights_only=False)
     root = logging.getLogger()
     level = root.level
+    logging.getLogger("fairseq").setLevel(logging.WARNING)  # in-process loads are not news
     import fairseq
 
     root.setLevel(level)
-    logging.getLogger("fairseq").setLevel(logging.WARNING)  # in-process loads are not news
+    logging.getLogger("fairseq").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*pin_memory.*")  # fairseq's loader on CPU
+    # fairseq passes a bool padding mask with a float causal mask; torch warns on every call
+    warnings.filterwarnings("ignore", message=".*mismatched key_padding_mask and attn_mask.*")
     return fairseq
 
 

@@ -7,12 +7,14 @@ the ones whose settings agree (apart from the seed), and writes to OUT (default
 ARTIFACTS_DIR/<experiment>/aggregate/): tables/*.parquet|csv where each row carries the mean over
 seeds, ci_low/ci_high (t-interval, 95%) and n_seeds; the figures, drawn with CI bands; the
 claims evaluated on every seed (pass counts, mean statistic and its CI) and on the mean curves;
-and report.md / report.html. Only tables are read: no model, no representation.
+and report.md / report.html. Besides the tables, only the final (and first) checkpoints'
+representations are read, for S2: each model against itself trained with another seed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -26,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 PLOT_CONFIG = REPO / "conf" / "plot" / "default.yaml"
 sys.path.insert(0, str(REPO))
 
-from analysis import claims, figures  # noqa: E402
+from analysis import claims, dynamics, figures  # noqa: E402
 from pipeline.plot_stage import load_tables, render  # noqa: E402
 
 log = logging.getLogger("aggregate")
@@ -129,6 +131,28 @@ def aggregate(runs: list[dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
     return out
 
 
+def seed_table(folders: list[Path]) -> pd.DataFrame:
+    """S2 rows (dynamics.seed_to_seed) from the extract stages behind these analyze runs, with
+    the first run's analysis settings; empty with fewer than two seeds."""
+    probes, settings = [], None
+    for tables_dir in folders:
+        stage = tables_dir.parent
+        done = json.loads((stage / ".done.json").read_text())
+        root = stage.parents[1]  # <artifacts>/<experiment>
+        extract_dir = root / "extract" / done["inputs"]["extract"]
+        train_dir = root / "train" / done["inputs"]["train"]
+        train = json.loads((train_dir / ".done.json").read_text())["config"]
+        if settings is None:
+            settings = dynamics.Settings.from_mapping(done["config"]["analysis"],
+                                                      seed=int(train["seed"]))
+        for run in dynamics.discover_runs(extract_dir, train_dir, train["model"],
+                                          int(train["seed"])):
+            probes += [dynamics.Probe.open(run, probe) for probe in run.stores]
+    if settings is None or len({p.run.seed for p in probes}) < 2:
+        return pd.DataFrame()
+    return dynamics.seed_to_seed([p for p in probes if p.steps], settings)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("artifacts", type=Path)
@@ -141,17 +165,21 @@ def main(argv: list[str] | None = None) -> None:
     if not found:
         raise SystemExit(f"no finished analyze stage under {args.artifacts}")
     for name, folders in found.items():
-        loaded = [load_tables(f) for f in folders]
-        groups: dict[tuple, list] = {}
-        for tables in loaded:
-            groups.setdefault(settings_key(tables), []).append(tables)
-        for i, group in enumerate(groups.values()):
+        groups: dict[tuple, list[tuple[Path, dict]]] = {}
+        for folder in folders:
+            tables = load_tables(folder)
+            groups.setdefault(settings_key(tables), []).append((folder, tables))
+        for i, members in enumerate(groups.values()):
+            group = [tables for _, tables in members]
             seeds = sorted({int(s) for t in group for s in t["checkpoints"].seed.unique()})
             out = args.out or args.artifacts / name / "aggregate"
             out = out / f"settings_{i}" if len(groups) > 1 else out
             log.info("%s: pooling %d analyze runs (seeds %s) into %s", name, len(group), seeds,
                      out)
             pooled = aggregate(group)
+            seeds_table = seed_table([folder for folder, _ in members])
+            if len(seeds_table):
+                pooled["seeds"] = seeds_table
             (out / "tables").mkdir(parents=True, exist_ok=True)
             for tname, table in pooled.items():
                 table.to_parquet(out / "tables" / f"{tname}.parquet", index=False)

@@ -6,6 +6,8 @@ import pytest
 from synthstudy import (
     DIM,
     STEPS,
+    _checkpoints,
+    _write,
     build_study,
     small_settings,
     study_tables,
@@ -196,3 +198,38 @@ def test_concentration_tables():
     assert (g.difference > 0.2).all() and (g.ci_low > 0).all()
     a = fc[fc.quantity == "act"]
     assert (a.ci_low < 0.1).all()  # activations were not built with a function/content gap
+
+
+def _seed_store(root, tokens, finals: dict, rng):
+    """A store whose last step holds ``finals`` and every other step random states."""
+    reps = {step: {layer: (a if step == STEPS[-1] else rng.standard_normal(a.shape))
+                   for layer, a in finals.items()} for step in STEPS}
+    _write(root, tokens, reps)
+    return root
+
+
+def test_seed_to_seed_finds_shared_and_unshared_layers(tmp_path):
+    """S2: a layer two seeds share up to a rotation is ~1 at the end, an unshared one is near
+    its shuffled baseline, and two random initialisations are near it too."""
+    tokens = synth_tokens()
+    rng = np.random.default_rng(0)
+    shared = rng.standard_normal((len(tokens), DIM))
+    rotation, _ = np.linalg.qr(rng.standard_normal((DIM, DIM)))
+    probes = []
+    for seed, same in ((1, shared), (2, shared @ rotation)):
+        finals = {"embed": same, "lstm_1": rng.standard_normal((len(tokens), DIM))}
+        root = _seed_store(tmp_path / str(seed), tokens, finals, rng)
+        run = dynamics.ModelRun("lm", "lm", seed, _checkpoints(), {"synth": root})
+        probes.append(dynamics.Probe.open(run, "synth"))
+    t = dynamics.seed_to_seed(probes, small_settings())
+    assert set(zip(t.seed_a, t.seed_b, strict=True)) == {(1, 2)}
+    assert set(t.checkpoint) == {"init", "final"} and set(t.layer) == {"embed", "lstm_1"}
+    final = t[t.checkpoint == "final"].set_index(["layer", "metric"])
+    for metric in ("svcca", "svcca_k20", "pwcca", "cka"):
+        assert final.loc[("embed", metric), "value"] == pytest.approx(1.0, abs=1e-6)
+        other = final.loc[("lstm_1", metric)]
+        assert other.value < 0.2 and abs(other.value - other.baseline) < 0.1
+    init = t[t.checkpoint == "init"]
+    assert (init.value < 0.2).all()
+    # one seed alone has no pairs
+    assert dynamics.seed_to_seed(probes[:1], small_settings()).empty

@@ -69,3 +69,16 @@ def test_colours_are_fixed_per_tag_and_depth():
 def test_plot_settings_from_config():
     ps = figures.PlotSettings.from_mapping({"formats": ["png"], "metrics": ["cka"]})
     assert ps.formats == ("png",) and ps.metrics == ("cka",) and ps.matrix_metrics is None
+
+
+def test_s2_drawn_when_seed_pairs_exist(tmp_path):
+    rows = [dict(model="lm", kind="lm", probe="p", side="lm", layer=layer, depth=d, seed_a=1,
+                 seed_b=2, checkpoint=point, metric=m, value=v, baseline=0.05)
+            for d, layer in enumerate(["embed", "lstm_1"])
+            for point, v in (("init", 0.1), ("final", 0.8 - 0.1 * d))
+            for m in ("svcca", "cka")]
+    tables = {"seeds": pd.DataFrame(rows)}
+    drawn = figures.draw_all(tables, tmp_path, figures.PlotSettings(formats=("png",), dpi=40))
+    assert [d["name"] for d in drawn] == ["s2_seed_to_seed"]
+    assert "1 seed pairs" in drawn[0]["caption"]
+    assert not any("S2" in n for n in figures.skipped_notes(tables))
