@@ -2,6 +2,7 @@
 
 import base64
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -77,10 +78,15 @@ def test_analyze_stage_writes_parquet_and_csv(tmp_path):
     assert "C1/svcca" in summary["claims"]
 
 
-def test_aggregate_pools_seeds_with_intervals(tmp_path):
+def _aggregate_module():
     spec = importlib.util.spec_from_file_location("aggregate", REPO / "scripts" / "aggregate.py")
     agg = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(agg)
+    return agg
+
+
+def test_aggregate_pools_seeds_with_intervals(tmp_path):
+    agg = _aggregate_module()
     rows = []
     for seed, shift in ((1, 0.0), (2, 0.1), (3, 0.2)):
         for step in (0, 10):
@@ -95,3 +101,39 @@ def test_aggregate_pools_seeds_with_intervals(tmp_path):
     half = 4.302652729911275 * 0.1 / np.sqrt(3)  # t(0.975, df=2) * sd / sqrt(n)
     assert np.isclose(first.ci_high - first.value, half) and np.isclose(first.value - first.ci_low,
                                                                          half)
+
+
+def test_aggregate_finds_each_seeds_representations_for_s2(tmp_path):
+    """seed_table follows each analyze stage's recorded inputs to its extract and train
+    stages (the artifact layout the pipeline writes) and compares the seeds' models."""
+    agg = _aggregate_module()
+    exp = tmp_path / "exp"
+    analysis = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "analysis" / "default.yaml"))
+    folders = []
+    # seed 2's stores are copies of seed 1's (same tokens, same states); seed 3's have other
+    # tokens, so it cannot be compared
+    for seed, store_seed in ((1, 0), (2, 0), (3, 1)):
+        runs = build_study(tmp_path / f"stores{seed}", seed=store_seed)
+        extract, train = exp / "extract" / f"e{seed}", exp / "train" / f"t{seed}"
+        models = {}
+        for run in runs:
+            (extract / run.name).mkdir(parents=True)
+            (extract / run.name / "synth").symlink_to(run.stores["synth"])
+            (train / run.name).mkdir(parents=True)
+            run.checkpoints.to_csv(train / run.name / "checkpoints.csv", index=False)
+            models[run.name] = {"kind": run.kind, "tags": run.tags}
+        (train / ".done.json").write_text(json.dumps({"config": {"model": models,
+                                                                 "seed": seed}}))
+        stage = exp / "analyze" / f"a{seed}"
+        (stage / "tables").mkdir(parents=True)
+        (stage / ".done.json").write_text(json.dumps({
+            "config": {"analysis": analysis},
+            "inputs": {"extract": f"e{seed}", "train": f"t{seed}"}}))
+        folders.append(stage / "tables")
+    assert agg.find_runs(tmp_path, None) == {"exp": folders}
+    table = agg.seed_table(folders)
+    assert set(zip(table.seed_a, table.seed_b, strict=True)) == {(1, 2)}
+    assert set(table.model) == {"lm", "nmt", "tagger_pos", "tagger_semtag", "tagger_topic"}
+    np.testing.assert_allclose(table.value, 1.0, atol=1e-6)  # a model vs an exact copy
+    assert (table.baseline < 0.9).all()
+    assert agg.seed_table(folders[:1]).empty
