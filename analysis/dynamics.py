@@ -16,8 +16,10 @@ Conventions, so that numbers stay comparable:
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -754,13 +756,28 @@ def sizes_table(probes: Sequence[Probe], settings: Settings) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def analyze(runs: Sequence[ModelRun], settings: Settings, progress: bool = True
-            ) -> dict[str, pd.DataFrame]:
+def analyze_store(p: Probe, settings: Settings, fams: Mapping[str, Probe]
+                  ) -> dict[str, pd.DataFrame]:
+    """Every over-training table of one (model, probe) store; ``fams`` maps a tag family to
+    its tagger's store on the same probe (LMs only)."""
+    tables = over_training(p, settings, fams)
+    if p.run.kind in ("lm", "nmt"):
+        tables["per_tag"] = per_tag(p, settings)
+        tables["family"] = family_pooled(tables["per_tag"])
+    if p.run.kind in settings.conc_kinds:
+        tables["concentration"], tables["function_content"] = concentration_tables(p, settings)
+    log.info("analyzed %s/%s (%d checkpoints)", p.run.name, p.name, len(p.steps))
+    return tables
+
+
+def analyze(runs: Sequence[ModelRun], settings: Settings, progress: bool = True,
+            workers: int = 1) -> dict[str, pd.DataFrame]:
     """Every table of the learning-dynamics analysis for the given models.
 
     Models of ``trajectory_kinds`` (LMs, NMT) get the whole-sample analyses over training;
     each LM is compared with every tagger extracted on the same probe (taggers serve as final
     references). Per-tag analyses run for LMs and NMT, concentration for ``conc_kinds``.
+    Stores are independent: ``workers`` processes analyse them side by side.
     """
     opened: dict[tuple[str, str], Probe] = {}
     for run in runs:
@@ -771,25 +788,30 @@ def analyze(runs: Sequence[ModelRun], settings: Settings, progress: bool = True
                 continue
             opened[(run.name, probe)] = p
     taggers = [r for r in runs if r.kind == "tagger"]
-    out: dict[str, list[pd.DataFrame]] = {}
     todo = [p for p in opened.values() if p.run.kind in settings.trajectory_kinds]
-    bar = tqdm(todo, desc="analyze", unit="store", disable=not progress)
-    for p in bar:
-        bar.set_postfix_str(f"{p.run.name}/{p.name}")
-        fams = {}
-        if p.run.kind == "lm":
-            fams = {t.tags or t.name: opened[(t.name, p.name)] for t in taggers
-                    if (t.name, p.name) in opened}
-        tables = over_training(p, settings, fams)
-        if p.run.kind in ("lm", "nmt"):
-            tables["per_tag"] = per_tag(p, settings)
-            tables["family"] = family_pooled(tables["per_tag"])
-        if p.run.kind in settings.conc_kinds:
-            tables["concentration"], tables["function_content"] = concentration_tables(
-                p, settings)
-        for name, table in tables.items():
+    fams = [{t.tags or t.name: opened[(t.name, p.name)] for t in taggers
+             if (t.name, p.name) in opened} if p.run.kind == "lm" else {} for p in todo]
+    bar = tqdm(total=len(todo), desc="analyze", unit="store", disable=not progress)
+    if workers > 1 and len(todo) > 1:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx) as pool:
+            futures = [pool.submit(analyze_store, p, settings, f)
+                       for p, f in zip(todo, fams, strict=True)]
+            results = []
+            for future in futures:
+                results.append(future.result())
+                bar.update()
+    else:
+        results = []
+        for p, f in zip(todo, fams, strict=True):
+            bar.set_postfix_str(f"{p.run.name}/{p.name}")
+            results.append(analyze_store(p, settings, f))
+            bar.update()
+    bar.close()
+    out: dict[str, list[pd.DataFrame]] = {}
+    for result in results:
+        for name, table in result.items():
             out.setdefault(name, []).append(table)
-        log.info("analyzed %s/%s (%d checkpoints)", p.run.name, p.name, len(p.steps))
     tables = {name: _concat(parts) for name, parts in out.items()}
     tables["sanity_tokens"] = token_count_sanity(settings, _sanity_probe(opened, settings))
     tables["checkpoints"] = checkpoint_table(runs)
@@ -813,6 +835,7 @@ def _sanity_probe(opened: Mapping[tuple[str, str], Probe], settings: Settings) -
 
 __all__ = [
     "ALL", "POOLED", "SIM_COLUMNS", "MetricSpec", "ModelRun", "Probe", "Settings", "analyze",
+    "analyze_store",
     "checkpoint_table", "common_n", "compare", "concentration_tables", "discover_runs",
     "family_pooled", "fraction_steps", "metric_specs", "over_training", "per_tag",
     "seed_to_seed", "sizes_table", "stable_seed", "subsample", "tag_samples",

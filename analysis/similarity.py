@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import scipy.linalg
 import torch
 
 Array = np.ndarray | torch.Tensor
@@ -284,7 +285,7 @@ def basis(
             u = _mm(xc, v)
             u /= s_dev[:kk]
     if not use_gram:
-        u_full, s_dev, vh = torch.linalg.svd(xc, full_matrices=False)
+        u_full, s_dev, vh = _svd(xc)
         s_all = s_dev.cpu().numpy()
         rank = _rank(s_all, rtol)
         kk = n_keep(s_all[:rank], variance, rule, k)
@@ -372,11 +373,24 @@ def _get_basis(
 # --------------------------------------------------------------------------- per-pair kernels
 
 
+def _svd(m: torch.Tensor, values_only: bool = False):
+    """torch's SVD (LAPACK gesdd), falling back to the slower QR-iteration driver (gesvd) when
+    gesdd does not converge: it can fail on matrices with many equal singular values, such as
+    U_aᵀU_b of a representation against itself (seen on a 200×200 one, with one thread)."""
+    try:
+        return torch.linalg.svdvals(m) if values_only else torch.linalg.svd(m, full_matrices=False)
+    except torch.linalg.LinAlgError:
+        out = scipy.linalg.svd(m.detach().cpu().numpy(), full_matrices=False,
+                               compute_uv=not values_only, lapack_driver="gesvd")
+        return torch.as_tensor(out).to(m) if values_only else tuple(
+            torch.as_tensor(o).to(m) for o in out)
+
+
 def _rhos(m: torch.Tensor) -> np.ndarray:
     """Canonical correlations = singular values of U_aᵀU_b, clipped to [0, 1]."""
     if min(m.shape) == 0:
         return np.zeros(0)
-    return torch.linalg.svdvals(m).clamp(0.0, 1.0).cpu().numpy()
+    return _svd(m, values_only=True).clamp(0.0, 1.0).cpu().numpy()
 
 
 def _cca_result(metric: str, m: torch.Tensor, n: int, ka: int, kb: int, ra, rb) -> SimilarityResult:
@@ -403,7 +417,7 @@ def _pwcca_result(
     ka, kb = m.shape
     if min(ka, kb) == 0:
         return SimilarityResult("pwcca", float("nan"), ka, kb, n, ra, rb, np.zeros(0), np.zeros(0))
-    p, rho, qh = torch.linalg.svd(m, full_matrices=False)
+    p, rho, qh = _svd(m)
     if ka <= kb:
         proj = p.T @ (sa[:, None] * va.T)
     else:

@@ -38,7 +38,7 @@ def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     runs = dynamics.discover_runs(Path(inputs["extract"]), Path(inputs["train"]), specs,
                                   int(cfg.seed))
     log.info("analyzing %d models: %s", len(runs), ", ".join(r.name for r in runs))
-    tables = dynamics.analyze(runs, settings, progress=True)
+    tables = dynamics.analyze(runs, settings, progress=True, workers=int(cfg.train.parallel))
     tables["settings"] = pd.concat([tables["settings"], claims.settings_table(cs)],
                                    ignore_index=True)
     tables["claims"] = claims.evaluate(tables, cs)

@@ -66,7 +66,8 @@ def test_analyze_stage_writes_parquet_and_csv(tmp_path):
     analysis.per_tag.update(min_n=30, max_n=60)
     analysis.sanity.update(dims=8, token_counts=[40, 100])
     analysis.concentration.n_boot = 20
-    cfg = OmegaConf.create({"analysis": analysis, "seed": 2, "model": models})
+    cfg = OmegaConf.create({"analysis": analysis, "seed": 2, "model": models,
+                            "train": {"parallel": 2}})  # stores analysed in 2 processes
     summary = run_analyze(cfg, tmp_path / "out", {"extract": extract, "train": train})
     tables = tmp_path / "out" / "tables"
     for name, rows in summary["tables"].items():

@@ -534,3 +534,25 @@ def test_extreme_scales_do_not_under_or_overflow(scale, method):
     assert acc.linear_cka(debiased=True).value == pytest.approx(
         sim.linear_cka(x, y, debiased=True).value, abs=1e-9
     )
+
+
+def test_svd_falls_back_when_lapack_gesdd_does_not_converge(monkeypatch):
+    """gesdd failed on U_aᵀU_b of a 200-unit LSTM layer against itself in the default run;
+    the fallback driver must give the same numbers."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 30))
+    y = x @ rng.standard_normal((30, 30)) + 0.5 * rng.standard_normal((400, 30))
+    metrics = {"svcca": sim.svcca, "pwcca": sim.pwcca, "cka": sim.linear_cka}
+
+    def values():
+        return {m: f(x, y).value for m, f in metrics.items()}
+
+    expected = values()
+
+    def fails(*args, **kwargs):
+        raise torch.linalg.LinAlgError("linalg.svd: The algorithm failed to converge")
+
+    monkeypatch.setattr(torch.linalg, "svd", fails)
+    monkeypatch.setattr(torch.linalg, "svdvals", fails)
+    assert values() == pytest.approx(expected, abs=1e-10)
+    assert sim.pwcca(x, x).value == pytest.approx(1.0)
