@@ -153,15 +153,19 @@ def test_extract_stage_writes_every_model_checkpoint_probe_and_layer(smoke_train
         probes = ["pud"] if kind == "nmt" else ["brown_probe", "ewt_test"]
         for probe in probes:
             root = out / name / probe
-            assert repstore.steps(root) == steps
+            # taggers are references: their last checkpoint only (extract.tagger_checkpoints)
+            assert repstore.steps(root) == (steps[-1:] if kind == "tagger" else steps)
             tokens = repstore.tokens(root)
             for layer, info in repstore.layers(root).items():
                 n = int((tokens.side == info["side"]).sum())
-                first, _ = repstore.load(root, steps[0], layer)
+                first, _ = repstore.load(root, repstore.steps(root)[0], layer)
                 last, rows = repstore.load(root, steps[-1], layer)
                 assert first.shape == last.shape == (n, info["dim"]) and len(rows) == n
-                assert not (first == last).all()  # training changed the representation
+                if kind != "tagger":
+                    assert not (first == last).all()  # training changed the representation
                 if kind != "tagger" or (probe, tags.get(name)) in (
                         ("brown_probe", "pos"), ("ewt_test", "pos"), ("brown_probe", "topic")):
                     grad, _ = repstore.load(root, steps[-1], layer, kind="grad")
-                    assert grad.shape == last.shape and np.nansum(abs(grad)) > 0
+                    # every token has its gradient (NMT decoder included), none all zero
+                    assert grad.shape == last.shape and np.isfinite(grad).all()
+                    assert (abs(grad).sum(1) > 0).mean() > 0.99
