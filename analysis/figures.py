@@ -594,7 +594,8 @@ def fig_seeds(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[
     metrics = _present(t, ps.metrics)
     fig, axes = _grid(1, len(metrics), legend=True)
     keys = sorted({(m, p) for m, p in zip(t.model, t.probe, strict=True)})
-    colours = dict(zip(keys, sns.color_palette("tab10", len(keys)).as_hex(), strict=True))
+    palette = sns.color_palette("tab10" if len(keys) <= 10 else "tab20", len(keys)).as_hex()
+    colours = dict(zip(keys, palette, strict=True))
     for j, metric in enumerate(metrics):
         ax = axes[0, j]
         for (model, probe), g in t[t.metric == metric].groupby(["model", "probe"]):
@@ -612,7 +613,7 @@ def fig_seeds(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[
                 if point == "final":
                     ax.fill_between(m.index, m.lo, m.hi, color=colours[(model, probe)],
                                     alpha=0.15, lw=0)
-        ax.set_xlabel("layer (embedding = 0; NMT: encoder, then decoder)")
+        ax.set_xlabel("layer (0 = embedding)")
         ax.set_ylim(-0.02, 1.05)
         _title(ax, metric_label(metric))
         ax.set_ylabel("seed vs seed similarity" if j == 0 else "")
@@ -620,7 +621,8 @@ def fig_seeds(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[
     pairs = t[["seed_a", "seed_b"]].drop_duplicates()
     caption = (f"S2. Each layer of a final model against the same layer of the same model "
                f"trained with another seed (solid: mean over {len(pairs)} seed pairs, band: "
-               f"their range; dotted: the two random initialisations). Same tokens on both "
+               f"their range; dotted: the two random initialisations; NMT layers count on "
+               f"from the encoder into the decoder). Same tokens on both "
                f"sides. Similarity well below 1 at the end bounds how close two training runs "
                f"get: convergence curves are relative to that.")
     yield Figure("s2_seed_to_seed", _finish(fig, "S2 seed-to-seed similarity", axes), caption)

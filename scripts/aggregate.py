@@ -95,16 +95,29 @@ def pool_claims(per_seed: pd.DataFrame) -> pd.DataFrame:
 
 
 def find_runs(artifacts: Path, experiment: str | None) -> dict[str, list[Path]]:
-    """Finished analyze stages' table folders per experiment."""
-    found: dict[str, list[Path]] = {}
+    """Finished analyze stages' table folders per experiment, oldest first."""
+    found: dict[str, list[tuple[str, Path]]] = {}
     for tables in sorted(artifacts.glob("*/analyze/*/tables")):
         stage = tables.parent
         if stage.name.endswith(".partial") or not (stage / ".done.json").is_file():
             continue
         name = stage.parents[1].name
         if experiment in (None, name):
-            found.setdefault(name, []).append(tables)
-    return found
+            finished = json.loads((stage / ".done.json").read_text()).get("finished", "")
+            found.setdefault(name, []).append((finished, tables))
+    return {name: [t for _, t in sorted(runs)] for name, runs in found.items()}
+
+
+def one_run_per_seed(members: list[tuple[Path, dict]]) -> list[tuple[Path, dict]]:
+    """The newest analyze run of each seed (an earlier run of the same seed, e.g. before a
+    config change, would otherwise count twice); ``members`` are oldest first."""
+    latest: dict[tuple, tuple[Path, dict]] = {}
+    for folder, tables in members:
+        seeds = tuple(sorted(int(s) for s in tables["checkpoints"].seed.unique()))
+        if seeds in latest:
+            log.info("seed %s: %s replaces the older run %s", seeds, folder, latest[seeds][0])
+        latest[seeds] = (folder, tables)
+    return list(latest.values())
 
 
 def settings_key(tables: dict[str, pd.DataFrame]) -> tuple:
@@ -170,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
             tables = load_tables(folder)
             groups.setdefault(settings_key(tables), []).append((folder, tables))
         for i, members in enumerate(groups.values()):
+            members = one_run_per_seed(members)
             group = [tables for _, tables in members]
             seeds = sorted({int(s) for t in group for s in t["checkpoints"].seed.unique()})
             out = args.out or args.artifacts / name / "aggregate"

@@ -138,3 +138,13 @@ def test_aggregate_finds_each_seeds_representations_for_s2(tmp_path):
     np.testing.assert_allclose(table.value, 1.0, atol=1e-6)  # a model vs an exact copy
     assert (table.baseline < 0.9).all()
     assert agg.seed_table(folders[:1]).empty
+
+
+def test_aggregate_keeps_the_newest_run_of_each_seed():
+    agg = _aggregate_module()
+
+    def run(seed):
+        return {"checkpoints": pd.DataFrame({"seed": [seed, seed], "step": [0, 10]})}
+
+    members = [(Path("old"), run(1)), (Path("two"), run(2)), (Path("new"), run(1))]
+    assert [f.name for f, _ in agg.one_run_per_seed(members)] == ["new", "two"]
