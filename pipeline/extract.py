@@ -30,7 +30,7 @@ from tqdm import tqdm
 from analysis import repstore
 from pipeline import checkpoints, evaluate
 from pipeline.runtime import set_threads
-from pipeline.train import model_specs
+from pipeline.train import longest_first, model_specs
 
 log = logging.getLogger(__name__)
 TOKEN_COLUMNS = ["probe", "side", "sent_id", "sent_index", "position", "token", "word_index",
@@ -392,8 +392,7 @@ def run_extract(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     prepared, train_dir = inputs["prepare"], inputs["train"]
     log.info("extraction will write about %.0f MB",
              disk_estimate(specs, train_dir, prepared, extract) / 1e6)
-    # the Transformer first: it is the longest job, so the others fill the remaining workers
-    names = sorted(specs, key=lambda n: specs[n]["kind"] != "nmt")
+    names = longest_first(specs)
     args = {n: (n, specs[n], train_dir / n, prepared, out / n, extract) for n in names}
     workers = max(1, min(int(cfg.train.parallel), len(names)))
     if workers == 1:

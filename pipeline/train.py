@@ -25,6 +25,12 @@ LSTM_KEYS = ("layers", "embed_dim", "hidden", "dropout", "optimizer", "lr", "lr_
 DONE = ".done"
 
 
+def longest_first(specs: dict[str, dict]) -> list[str]:
+    """Model names with the Transformer first: it is the longest job (training and
+    extraction), so the LSTMs fill the other workers meanwhile instead of waiting with it."""
+    return sorted(specs, key=lambda name: specs[name]["kind"] != "nmt")
+
+
 def model_specs(cfg: DictConfig) -> dict[str, dict]:
     """Every selected model's settings; a tagger takes its architecture and training set-up
     from its `base` LM preset, keeping only its own tag set, word stream and update budget."""
@@ -193,9 +199,9 @@ def run_train(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
         log.info("model %-22s %2d checkpoints x %.1f MB", name, n, mb)
     log.info("the checkpoint schedule will take about %.0f MB", total)
     with ThreadPoolExecutor(max_workers=max(1, int(train["parallel"]))) as pool:
-        futures = {name: pool.submit(train_one, name, spec, prepared, out / name, int(cfg.seed),
-                                     train) for name, spec in specs.items()}
-        summaries = {name: f.result() for name, f in futures.items()}
+        futures = {name: pool.submit(train_one, name, specs[name], prepared, out / name,
+                                     int(cfg.seed), train) for name in longest_first(specs)}
+        summaries = {name: futures[name].result() for name in specs}
     table = pd.DataFrame(list(summaries.values()))
     table.to_csv(out / "models.csv", index=False)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
