@@ -1,7 +1,8 @@
 """The plot stage: every figure and the report, from the analyze stage's tables alone.
 
 Reads inputs["analyze"]/tables/*.parquet, writes out/figures/*.png|pdf, out/report.md and
-out/report.html. Loads no model and no representation, so it runs in seconds.
+out/report.html. Loads no model and no representation (the default experiment: 33 figures,
+PNG and PDF, in about 20 s on 2 cores, most of it matplotlib rendering).
 """
 
 from __future__ import annotations
