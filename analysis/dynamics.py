@@ -20,7 +20,7 @@ import multiprocessing
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -86,44 +86,31 @@ class Settings:
 
     @classmethod
     def from_mapping(cls, cfg: Mapping, seed: int = 0) -> Settings:
-        """Settings from the analysis config (a plain dict); nested groups are flattened."""
-        per_tag = dict(cfg.get("per_tag", {}))
-        conc = dict(cfg.get("concentration", {}))
-        sanity = dict(cfg.get("sanity", {}))
-        d = cls()
-        return cls(
-            variance=float(cfg.get("variance", d.variance)),
-            variance_rule=str(cfg.get("variance_rule", d.variance_rule)),
-            fixed_k=tuple(int(k) for k in cfg.get("fixed_k", d.fixed_k)),
-            metrics=tuple(cfg.get("metrics", d.metrics)),
-            matrix_metrics=tuple(cfg.get("matrix_metrics", d.matrix_metrics)),
-            trajectory_kinds=tuple(cfg.get("trajectory_kinds", d.trajectory_kinds)),
-            max_tokens=int(cfg.get("max_tokens", d.max_tokens)),
-            baseline_shuffles=int(cfg.get("baseline_shuffles", d.baseline_shuffles)),
-            fractions=tuple(float(f) for f in cfg.get("fractions", d.fractions)),
-            tag_columns=dict(cfg.get("tag_columns", d.tag_columns)),
-            act_tag_columns=dict(cfg.get("act_tag_columns", d.act_tag_columns)),
-            grad_tag_columns=dict(cfg.get("grad_tag_columns", d.grad_tag_columns)),
-            topic_column=str(cfg.get("topic_column", d.topic_column)),
-            exclude_tags=tuple(cfg.get("exclude_tags", d.exclude_tags)),
-            per_tag_max_n=int(per_tag.get("max_n", d.per_tag_max_n)),
-            per_tag_min_n=int(per_tag.get("min_n", d.per_tag_min_n)),
-            per_tag_min_tags=int(per_tag.get("min_tags", d.per_tag_min_tags)),
-            per_tag_freq_bins=int(per_tag.get("freq_bins", d.per_tag_freq_bins)),
-            per_tag_metrics=tuple(per_tag.get("metrics", d.per_tag_metrics)),
-            function_tags=tuple(cfg.get("function_tags", d.function_tags)),
-            content_tags=tuple(cfg.get("content_tags", d.content_tags)),
-            conc_n_boot=int(conc.get("n_boot", d.conc_n_boot)),
-            conc_tag_n_boot=int(conc.get("tag_n_boot", d.conc_tag_n_boot)),
-            conc_kinds=tuple(conc.get("kinds", d.conc_kinds)),
-            conc_freq_bins=int(conc.get("freq_bins", d.conc_freq_bins)),
-            conc_ci=float(conc.get("ci", d.conc_ci)),
-            sanity_dims=int(sanity.get("dims", d.sanity_dims)),
-            sanity_token_counts=tuple(int(n) for n in sanity.get("token_counts",
-                                                                 d.sanity_token_counts)),
-            sanity_model=sanity.get("model", d.sanity_model),
-            seed=int(seed),
-        )
+        """Settings from the analysis config (a plain dict): nested groups are flattened into
+        prefixed fields (per_tag.max_n -> per_tag_max_n) and each value takes the type of its
+        field's default; keys that are no setting (claims) are left out."""
+        flat = {k: v for k, v in cfg.items() if k not in SETTING_GROUPS}
+        for group, prefix in SETTING_GROUPS.items():
+            flat.update({prefix + k: v for k, v in dict(cfg.get(group, {})).items()})
+        defaults = cls()
+        return cls(**{f.name: _like(getattr(defaults, f.name), flat[f.name])
+                      for f in fields(cls) if f.name in flat and f.name != "seed"},
+                   seed=int(seed))
+
+
+# analysis config groups whose keys are Settings fields with a prefix
+SETTING_GROUPS = {"per_tag": "per_tag_", "concentration": "conc_", "sanity": "sanity_"}
+
+
+def _like(default, value):
+    """``value`` as the type of ``default`` (tuple elements as the default's elements)."""
+    if default is None or value is None:
+        return value
+    if isinstance(default, tuple):
+        return tuple(_like(default[0], v) if default else v for v in value)
+    if isinstance(default, Mapping):
+        return dict(value)
+    return type(default)(value)
 
 
 @dataclass(frozen=True)

@@ -233,3 +233,15 @@ def test_seed_to_seed_finds_shared_and_unshared_layers(tmp_path):
     assert (init.value < 0.2).all()
     # one seed alone has no pairs
     assert dynamics.seed_to_seed(probes[:1], small_settings()).empty
+
+
+def test_settings_from_config_flattens_groups_and_keeps_types():
+    cfg = {"fixed_k": [10], "fractions": [0, 1], "claims": {"c3": {"margin": 0.1}},
+           "per_tag": {"max_n": 7}, "concentration": {"ci": 0.9, "kinds": ["lm"]},
+           "sanity": {"model": "m", "token_counts": [5]}}
+    s = dynamics.Settings.from_mapping(cfg, seed=4)
+    assert s.fixed_k == (10,) and s.fractions == (0.0, 1.0)
+    assert all(isinstance(f, float) for f in s.fractions)
+    assert (s.per_tag_max_n, s.conc_ci, s.conc_kinds) == (7, 0.9, ("lm",))
+    assert (s.sanity_model, s.sanity_token_counts, s.seed) == ("m", (5,), 4)
+    assert s.per_tag_min_n == dynamics.Settings().per_tag_min_n  # absent keys keep defaults
