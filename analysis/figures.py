@@ -93,6 +93,13 @@ def _title(ax: plt.Axes, text: str, fontsize: str = "x-small") -> None:
     ax.set_title(text, fontsize=fontsize, y=1.0)
 
 
+def _similarity_panel(ax: plt.Axes, title: str, ylabel: str, first: bool) -> None:
+    """A panel on the common similarity scale [0, 1]; the y label in the first column only."""
+    ax.set_ylim(-0.02, 1.05)
+    _title(ax, title)
+    ax.set_ylabel(ylabel if first else "")
+
+
 def _setting(tables: Mapping[str, pd.DataFrame], key: str, default: str = "?") -> str:
     s = tables.get("settings")
     if s is None or s.empty or key not in set(s.key):
@@ -290,9 +297,8 @@ def fig_convergence(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Ite
                 _baseline(ax, d, "layer_a", colour)
                 _threshold_line(ax, tables)
                 _step_axis(ax)
-                ax.set_ylim(-0.02, 1.05)
-                _title(ax, f"{_stack_name(model, side)}: {metric_label(metric)}")
-                ax.set_ylabel("similarity to final" if j == 0 else "")
+                _similarity_panel(ax, f"{_stack_name(model, side)}: {metric_label(metric)}",
+                                  "similarity to final", j == 0)
             if with_k:
                 ax = axes[i, -1]
                 d = kdim[(kdim.probe == probe) & (kdim.model == model) & (kdim.side == side)]
@@ -343,9 +349,8 @@ def fig_family(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator
                 _baseline(ax, d, "tag_family", FAMILY_COLOURS.get)
                 _threshold_line(ax, tables)
                 _step_axis(ax)
-                ax.set_ylim(-0.02, 1.05)
-                _title(ax, f"{layer}: {metric_label(metric)}")
-                ax.set_ylabel("similarity to final" if j == 0 else "")
+                _similarity_panel(ax, f"{layer}: {metric_label(metric)}", "similarity to final",
+                                  j == 0)
         _legend(fig, axes[0, -1])
         n = g.n_tokens / g.n_tags.where(g.n_tags > 0)
         caption = (f"F3 ({model}, {probe}). Similarity to the final LM over training: all tokens "
@@ -375,9 +380,8 @@ def fig_tagger(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator
                        label=lambda k: f"{k} tagger")
                 _baseline(ax, d, "tag_family", FAMILY_COLOURS.get)
                 _step_axis(ax)
-                ax.set_ylim(-0.02, 1.05)
-                _title(ax, f"{layer}: {metric_label(metric)}")
-                ax.set_ylabel("similarity to tagger" if j == 0 else "")
+                _similarity_panel(ax, f"{layer}: {metric_label(metric)}", "similarity to tagger",
+                                  j == 0)
         _legend(fig, axes[0, -1])
         caption = (f"F4 ({model}, {probe}). Similarity of each LM layer at each checkpoint to "
                    f"the same layer of the final POS / semantic-tag / topic tagger (same "
@@ -419,10 +423,9 @@ def fig_per_tag(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterato
                     ax.plot(b.index, b.values, color="grey", ls=":", marker="x", ms=3,
                             label="baseline (mean)")
                 _step_axis(ax)
-                ax.set_ylim(-0.02, 1.05)
                 kind = "freq-matched" if fm else "all frequencies"
-                _title(ax, f"{layer}: {kind}")
-                ax.set_ylabel(f"{metric_label(metric)} to final" if j == 0 else "")
+                _similarity_panel(ax, f"{layer}: {kind}", f"{metric_label(metric)} to final",
+                                  j == 0)
         types = g[~matched].groupby("tag").n_types.first()
         for ax in axes.flat:  # label tags with their word types once, in the figure legend
             for line in ax.get_lines():
@@ -573,9 +576,7 @@ def fig_sanity_tokens(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> I
         ax.set_xticks(counts, [f"{int(c)}" for c in counts], rotation=45)
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("tokens")
-        ax.set_ylim(-0.02, 1.05)
-        _title(ax, metric_label(metric))
-        ax.set_ylabel("similarity" if j == 0 else "")
+        _similarity_panel(ax, metric_label(metric), "similarity", j == 0)
     _legend(fig, axes[0, -1])
     model = t[t.source == "init_vs_final"].model.unique()
     caption = (f"S1. Similarity against the number of tokens for two independent Gaussian "
@@ -614,9 +615,7 @@ def fig_seeds(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[
                     ax.fill_between(m.index, m.lo, m.hi, color=colours[(model, probe)],
                                     alpha=0.15, lw=0)
         ax.set_xlabel("layer (0 = embedding)")
-        ax.set_ylim(-0.02, 1.05)
-        _title(ax, metric_label(metric))
-        ax.set_ylabel("seed vs seed similarity" if j == 0 else "")
+        _similarity_panel(ax, metric_label(metric), "seed vs seed similarity", j == 0)
     _legend(fig, axes[0, -1])
     pairs = t[["seed_a", "seed_b"]].drop_duplicates()
     caption = (f"S2. Each layer of a final model against the same layer of the same model "
