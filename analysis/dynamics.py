@@ -592,7 +592,8 @@ def concentration_tables(p: Probe, settings: Settings) -> tuple[pd.DataFrame, pd
                     x = p.array(step, layer, idx, kind)
                     if x is None:
                         continue
-                    # rows without gradients (NMT decoder tokens past its gradient cap) are NaN
+                    # non-finite rows are left out (stores written before every NMT decoder token
+                    # got its gradient hold NaN rows)
                     finite = np.isfinite(x).all(axis=1)
                     if not finite.any():
                         continue
@@ -778,23 +779,14 @@ def analyze(runs: Sequence[ModelRun], settings: Settings, progress: bool = True,
     todo = [p for p in opened.values() if p.run.kind in settings.trajectory_kinds]
     fams = [{t.tags or t.name: opened[(t.name, p.name)] for t in taggers
              if (t.name, p.name) in opened} if p.run.kind == "lm" else {} for p in todo]
-    bar = tqdm(total=len(todo), desc="analyze", unit="store", disable=not progress)
+    jobs = (todo, [settings] * len(todo), fams)
+    bar = {"total": len(todo), "desc": "analyze", "unit": "store", "disable": not progress}
     if workers > 1 and len(todo) > 1:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx) as pool:
-            futures = [pool.submit(analyze_store, p, settings, f)
-                       for p, f in zip(todo, fams, strict=True)]
-            results = []
-            for future in futures:
-                results.append(future.result())
-                bar.update()
+            results = list(tqdm(pool.map(analyze_store, *jobs), **bar))
     else:
-        results = []
-        for p, f in zip(todo, fams, strict=True):
-            bar.set_postfix_str(f"{p.run.name}/{p.name}")
-            results.append(analyze_store(p, settings, f))
-            bar.update()
-    bar.close()
+        results = list(tqdm(map(analyze_store, *jobs), **bar))
     out: dict[str, list[pd.DataFrame]] = {}
     for result in results:
         for name, table in result.items():

@@ -315,13 +315,18 @@ def layer_info(acts: dict[str, np.ndarray]) -> dict[str, dict]:
             for name, a in acts.items()}
 
 
+def extracted_checkpoints(spec: dict, table: pd.DataFrame, extract: dict) -> pd.DataFrame:
+    """The rows of a checkpoints table that get extracted: all, or only a tagger's last one
+    (`tagger_checkpoints: last`; the analyses compare against it)."""
+    if spec["kind"] == "tagger" and extract.get("tagger_checkpoints", "all") == "last":
+        return table.iloc[-1:]
+    return table
+
+
 def extract_model(name: str, spec: dict, model_dir: Path, prepared: Path, out: Path,
                   extract: dict) -> dict:
-    """Every checkpoint of one model on each of its probe sets, into out/<probe>/ (taggers:
-    only the last one unless `tagger_checkpoints` is `all`; the analyses compare against it)."""
-    table = checkpoints.verify(model_dir)
-    if spec["kind"] == "tagger" and extract.get("tagger_checkpoints", "all") == "last":
-        table = table.iloc[-1:]
+    """Every extracted checkpoint of one model on each of its probe sets, into out/<probe>/."""
+    table = extracted_checkpoints(spec, checkpoints.verify(model_dir), extract)
     probe_tokens = pd.read_parquet(prepared / "probe_tokens.parquet")
     probes = extract["nmt_probes"] if spec["kind"] == "nmt" else extract["lm_probes"]
     overrides = ({"data": str(prepared / "nmt" / "bin")} if spec["kind"] == "nmt"
@@ -366,9 +371,8 @@ def disk_estimate(specs: dict, train_dir: Path, prepared: Path, extract: dict) -
     itemsize = np.dtype(extract["dtype"]).itemsize
     total = 0.0
     for name, spec in specs.items():
-        n_ckpt = len(checkpoints.read_table(train_dir / name))
-        if spec["kind"] == "tagger" and extract.get("tagger_checkpoints", "all") == "last":
-            n_ckpt = 1
+        n_ckpt = len(extracted_checkpoints(spec, checkpoints.read_table(train_dir / name),
+                                           extract))
         if spec["kind"] == "nmt":
             probes, width = extract["nmt_probes"], (spec["layers"] + 1) * spec["embed_dim"]
         else:
@@ -384,6 +388,10 @@ def _worker_init(threads: int) -> None:
     set_threads(threads)
 
 
+def _extract_job(job: tuple) -> dict:
+    return extract_model(*job)
+
+
 def run_extract(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     """Stage function: representations of every trained model into out/<model>/<probe>/;
     `train.parallel` models at a time, each in its own process (one torch thread each)."""
@@ -393,15 +401,11 @@ def run_extract(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     log.info("extraction will write about %.0f MB",
              disk_estimate(specs, train_dir, prepared, extract) / 1e6)
     names = longest_first(specs)
-    args = {n: (n, specs[n], train_dir / n, prepared, out / n, extract) for n in names}
+    jobs = [(n, specs[n], train_dir / n, prepared, out / n, extract) for n in names]
+    bar = {"total": len(names), "desc": "models", "unit": "model"}
     workers = max(1, min(int(cfg.train.parallel), len(names)))
     if workers == 1:
-        return {n: extract_model(*args[n]) for n in tqdm(names, desc="models", unit="model")}
+        return dict(zip(names, tqdm(map(_extract_job, jobs), **bar), strict=True))
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_worker_init, initargs=(int(cfg.train.threads),)) as pool:
-        futures = {n: pool.submit(extract_model, *args[n]) for n in names}
-        summary = {}
-        for n in tqdm(names, desc="models", unit="model"):
-            summary[n] = futures[n].result()
-            log.info("extracted %s", n)
-    return summary
+        return dict(zip(names, tqdm(pool.map(_extract_job, jobs), **bar), strict=True))
