@@ -146,6 +146,11 @@ def lstm_batches(sents: list[pd.DataFrame], src_dict, tgt_dict, tag_column: str 
 
 # ---------------------------------------------------------------------------- Transformer
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in at least float32 (half precision is widened, float64 kept)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def _vertical_self_attn(attn, x: torch.Tensor) -> torch.Tensor:
     """fairseq's causal self-attention over x [T, B, C] in which position t reads the keys and
     values of the other positions as constants: equal values, only the within-t path is live."""
@@ -160,7 +165,7 @@ def _vertical_self_attn(attn, x: torch.Tensor) -> torch.Tensor:
     kd, vd = k.detach(), v.detach()
     scores = q @ kd.transpose(1, 2) + torch.diag_embed((q * (k - kd)).sum(-1))
     future = torch.triu(torch.full((T, T), float("-inf"), device=x.device), 1)
-    p = torch.softmax(scores.float() + future, -1).to(x)
+    p = torch.softmax(_wide(scores) + future, -1).to(x)
     out = p @ vd + p.diagonal(dim1=1, dim2=2).unsqueeze(-1) * (v - vd)
     return attn.out_proj(out.transpose(0, 1).reshape(T, B, C))
 
@@ -199,7 +204,7 @@ def decoder_token_grads(model, enc: dict, embedded: torch.Tensor, target: torch.
     x = x.transpose(0, 1)
     if dec.project_out_dim is not None:
         x = dec.project_out_dim(x)
-    lprobs = torch.log_softmax(dec.output_layer(x).float(), -1)
+    lprobs = torch.log_softmax(_wide(dec.output_layer(x)), -1)
     nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1) * keep
     return list(torch.autograd.grad(nll.sum(), states))
 
@@ -222,7 +227,7 @@ def nmt_states(model, src: torch.Tensor, prev: torch.Tensor, target: torch.Tenso
                                                           enc_states + dec_states, strict=True)}
     if not grads:
         return acts, {}, enc["encoder_out"][0].transpose(0, 1)
-    lprobs = torch.log_softmax(model.decoder.output_layer(x).float(), -1)
+    lprobs = torch.log_softmax(_wide(model.decoder.output_layer(x)), -1)
     nll = (-lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)) * keep
     enc_grads = torch.autograd.grad(nll.sum(), enc_states)
     dec_grads = decoder_token_grads(model, enc, dec_states[0], target, keep)
