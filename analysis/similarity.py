@@ -5,22 +5,34 @@ Conventions (measured failure modes in ../shared/NUMERICS.md):
 - Inputs are **tokens × dims** (rows are tokens, columns are units), numpy arrays or torch
   tensors. Torch tensors stay on their device for the heavy products; results come back as
   numpy/float on the CPU.
-- Every unit is centred over tokens (twice, so huge constant offsets leave no residue), and
-  everything is accumulated in float64 whatever the input dtype.
+- Every unit is centred over tokens (twice, so huge constant offsets leave no residue; units
+  that are exactly constant become exactly zero), and everything is accumulated in float64
+  whatever the input dtype.
 - Subspaces are truncated at the numerical rank: singular values below ``rtol * s_max`` count
-  as zero (default ``rtol=1e-6``, about the float32 rounding floor of activations). Dead,
-  constant and duplicated units are therefore harmless. Canonical correlations are clipped to
-  [0, 1].
+  as zero. The default (``rtol=None``) follows the input's precision and size,
+  :func:`default_rtol`: 4e-5..1e-4 for float32 input of 64..512 dims (it drops the null
+  direction of LayerNorm outputs, which float32 rounding lifts to ~1e-7..3e-6), about
+  1e-13..1e-11 for float64. The cut used is reported (``Basis.rtol``,
+  ``SimilarityResult.rtol_a/rtol_b``). Dead, constant and duplicated units are therefore
+  harmless. Canonical correlations are clipped to [0, 1].
 - Routes (``method=``): "gram" eigendecomposes the float64 dims × dims Gram blocks (fast,
-  bound by matrix products), "svd" takes a tall SVD of each side (most accurate), and "auto"
-  (default) uses the Gram route unless a kept direction is weaker than 1e-4·s_max or
+  bound by matrix products; it cannot resolve directions below sqrt(max(tokens, dims)·eps)
+  ·s_max, so it cuts there at the least), "svd" takes a tall SVD of each side (most
+  accurate), and "auto" (default) uses the Gram route unless a kept direction is weaker than
+  1e-4·s_max, the spectrum has values the Gram route cannot resolve above the cut, or
   tokens <= dims. :class:`GramAccumulator` is the same Gram route, streamed.
 - A representation's orthonormal token-space basis (:class:`Basis`) is computed once and can
   be reused for every pair: a pair then costs one ``k_a × tokens × k_b`` product plus a small
   SVD. :func:`pairwise` does this for lists of representations.
-- CCA-family metrics refuse tokens ≤ dims (every canonical correlation is then 1) unless
+- CCA-family metrics refuse tokens - 1 <= dims used (after centring the rank is at most
+  tokens - 1, so every canonical correlation is then 1, even for independent noise) unless
   ``allow_underdetermined=True``; CCA stays biased upward while tokens are only a few times
-  the dims, so compare with :func:`shuffled_baseline` at the same (dims, tokens).
+  the dims, so compare with :func:`shuffled_baseline` at the same (dims, tokens). CKA needs
+  at least 3 tokens (4 debiased): with 2 it is 1 for any data.
+- A representation without variance (every unit constant over the tokens, e.g. all zero)
+  has no similarity to anything: the single-pair functions raise ValueError;
+  :func:`pairwise` and :func:`shuffled_baseline` put NaN in its cells, say why in
+  ``SimilarityResult.reason`` and warn, so that one dead layer does not void a matrix.
 
 Values are similarities in [0, 1] (debiased CKA can be slightly negative); 1 − value is the
 matching distance.
@@ -29,6 +41,7 @@ matching distance.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -40,7 +53,27 @@ import torch
 Array = np.ndarray | torch.Tensor
 Rule = Literal["s2", "s"]
 
-DEFAULT_RTOL = 1e-6
+# rtol=None everywhere means default_rtol(tokens, dims, input dtype).
+DEFAULT_RTOL = None
+# default_rtol's input-precision term is _RTOL_C * sqrt(min(tokens, dims)) * eps(input dtype).
+# Why this form: rounding each input value to its dtype moves it by <= eps/2 relative, so the
+# perturbation E of the centred matrix has ||E||_2 <= ||E||_F <= eps/2 ||X||_F
+# <= eps/2 sqrt(min(tokens, dims)) s_max, and by Weyl's inequality no singular value below
+# that is distinguishable from zero. It does not grow with the token count (E's norm and
+# s_max both grow like sqrt(tokens)); max(tokens, dims) * eps, the LAPACK/numpy matrix_rank
+# convention, bounds the SVD's own rounding, which in float64 is the second term, but with
+# the float32 eps it would cut at 2.4e-3 at 20k tokens: above genuine directions of ordinary
+# layers (6.5e-4 in test_layernorm_null_direction_dropped_consistently). Why _RTOL_C = 40:
+# float32 LayerNorm outputs have a null direction (1/γ; each normalised row sums to zero)
+# that rounding lifts to s/s_max ≈ 0.4 eps · (per-token offset of the input / its spread),
+# whatever the dims and tokens: 2.5e-7 (offset 5 σ), 1.5e-6 (30 σ), 3.1e-6 (60 σ) measured;
+# 5e-8 .. 3e-6 (up to 25 eps) in real layers, where LayerNorm subtracts the large row means
+# of residual streams. C = 40 puts the cut at 1.9e-5 (16 dims), 3.8e-5 (64), 6.7e-5 (200),
+# 1.1e-4 (512): 6-35x above the worst real case; a genuine direction below it holds < 1e-8
+# of the top direction's variance. Float16/bfloat16 inputs are capped at _RTOL_MAX: at that
+# precision rounding reaches a few % of s_max and no cut separates it from signal.
+_RTOL_C = 40.0
+_RTOL_MAX = 1e-2
 # The Gram route (eigh of the dims × dims Gram) is used only when every kept direction has
 # s >= _GRAM_SAFE * s_max: its error grows like eps * (s_max / s)^2, i.e. <= ~2e-8 here.
 _GRAM_SAFE = 1e-4
@@ -57,7 +90,9 @@ class Basis:
 
     ``u`` (tokens × k) and ``v`` (dims × k) hold the leading ``k`` directions in float64 on the
     input's device; ``s`` holds every singular value above the numerical rank (CPU, float64),
-    so a truncation rule can be re-applied.
+    so a truncation rule can be re-applied. ``rtol`` is the rank cut that was applied
+    (relative to s_max), ``mean`` the per-unit means that centring removed (float64, dims),
+    so that a full-rank basis still describes the raw rows: x ≈ u s vᵀ + mean.
     """
 
     u: torch.Tensor
@@ -68,6 +103,8 @@ class Basis:
     n_tokens: int
     n_dims: int
     method: str
+    rtol: float = float("nan")
+    mean: torch.Tensor | None = dataclasses.field(default=None, repr=False)
 
     @property
     def k(self) -> int:
@@ -84,8 +121,10 @@ class SimilarityResult:
     """One similarity value and how it was obtained.
 
     ``k_a``/``k_b`` are the dimensions that entered the comparison (for CKA: all units),
-    ``rank_a``/``rank_b`` the numerical ranks (None where not computed), ``rhos`` the canonical
-    correlations (descending, clipped to [0, 1]) and ``weights`` the PWCCA weights.
+    ``rank_a``/``rank_b`` the numerical ranks and ``rtol_a``/``rtol_b`` the rank cuts that
+    produced them (None where not computed), ``rhos`` the canonical correlations (descending,
+    clipped to [0, 1]) and ``weights`` the PWCCA weights. ``kind`` says whether ``value`` is a
+    "similarity" (1 = same) or a "distance" (0 = same); ``reason`` why ``value`` is NaN.
     """
 
     metric: str
@@ -97,6 +136,10 @@ class SimilarityResult:
     rank_b: int | None = None
     rhos: np.ndarray | None = None
     weights: np.ndarray | None = None
+    rtol_a: float | None = None
+    rtol_b: float | None = None
+    kind: str = "similarity"
+    reason: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,6 +153,7 @@ class Baseline:
     n_tokens: int
     k_a: int
     k_b: int
+    reason: str | None = None
 
 
 # --------------------------------------------------------------------------- input handling
@@ -135,14 +179,43 @@ def _as_tensor(x: Array, name: str) -> torch.Tensor:
     return t
 
 
-def _centred(x: Array, name: str) -> torch.Tensor:
-    """float64 copy of ``x`` with every unit centred over tokens; rejects NaN/inf."""
-    xc = _as_tensor(x, name).to(torch.float64, copy=True)
+def _centred(x: Array, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
+    """float64 copy of ``x`` with every unit centred over tokens, the means removed and the
+    input dtype; rejects NaN/inf. Units that are exactly constant become exactly zero."""
+    t = _as_tensor(x, name)
+    xc = t.to(torch.float64, copy=True)
     mean = xc.mean(0)
     _check_finite(mean, xc, name)
+    lo, hi = torch.aminmax(xc, dim=0)
+    const = lo == hi
     xc -= mean
-    xc -= xc.mean(0)  # second pass removes the rounding residue of large offsets
-    return xc
+    residue = xc.mean(0)
+    xc -= residue  # second pass removes the rounding residue of large offsets
+    if bool(const.any()):
+        xc[:, const] = 0.0
+    return xc, mean + residue, t.dtype
+
+
+def _no_variance(name: str, n_tokens: int) -> ValueError:
+    return ValueError(
+        f"{name} has no variance: every unit is constant over the {n_tokens} tokens (e.g. all "
+        f"zero), so its similarity to anything is undefined"
+    )
+
+
+def _check_min_tokens(n_tokens: int, metric: str, debiased: bool = False) -> None:
+    """CKA-type metrics: 2 centred tokens span one direction on both sides (value 1 always)."""
+    need = 4 if debiased else 3
+    if n_tokens < need:
+        why = (
+            "the unbiased HSIC estimator divides by n - 3"
+            if debiased
+            else (
+                "with 2 tokens both centred Gram matrices are multiples of [[1, -1], [-1, 1]], so "
+                "the value is 1 for any data; with 1 it is 0/0"
+            )
+        )
+        raise ValueError(f"{metric} needs at least {need} tokens, got {n_tokens} ({why})")
 
 
 def _check_finite(col_sums: torch.Tensor, x: torch.Tensor, name: str) -> None:
@@ -196,18 +269,53 @@ def _check_pair(
 
 
 def _check_tokens(n_tokens: int, da: int, db: int, metric: str, k: int | None, allow: bool) -> None:
-    """Refuse CCA when tokens <= dims: after centring every canonical correlation is then 1."""
+    """Refuse CCA when tokens - 1 <= dims used: centring leaves rank <= tokens - 1, and with
+    that many directions every canonical correlation is 1, even for independent noise."""
     d = max(da, db) if k is None else max(min(k, da), min(k, db))
-    if n_tokens <= d and not allow:
+    if n_tokens - 1 <= d and not allow:
         raise ValueError(
-            f"{metric} needs more tokens than dimensions, got {n_tokens} tokens for "
-            f"{da} and {db} dims (every canonical correlation would be 1). Use more tokens "
-            f"(>=10x dims recommended), reduce with k=<fewer than {n_tokens}>, or use "
+            f"{metric} needs more tokens than dimensions + 1, got {n_tokens} tokens for "
+            f"{da} and {db} dims (after centring the rank is at most tokens - 1 = "
+            f"{n_tokens - 1}, so every canonical correlation would be 1). Use more tokens "
+            f"(>=10x dims recommended), reduce with k=<fewer than {n_tokens - 1}>, or use "
             f"linear_cka; pass allow_underdetermined=True to compute it anyway."
         )
 
 
 # --------------------------------------------------------------------------- truncation
+
+
+_EPS64 = float(np.finfo(np.float64).eps)
+
+
+def _input_eps(dtype) -> float:
+    """Relative precision of an input dtype (numpy or torch); integers and bools count as exact
+    (they are converted to float64, the working precision)."""
+    if isinstance(dtype, torch.dtype):
+        return float(torch.finfo(dtype).eps) if dtype.is_floating_point else _EPS64
+    dtype = np.dtype(dtype)
+    return float(np.finfo(dtype).eps) if dtype.kind == "f" else _EPS64
+
+
+def default_rtol(n_tokens: int, n_dims: int, dtype) -> float:
+    """The default rank cut (relative to s_max) for a tokens × dims input of ``dtype``.
+
+    ``max(40 · sqrt(min(tokens, dims)) · eps(dtype), max(tokens, dims) · eps(float64))``,
+    capped at 1e-2: the first term bounds what rounding the input to its dtype can do to the
+    singular values, with a margin for float32 LayerNorm null directions (see _RTOL_C), the
+    second the float64 SVD's own rounding. E.g. 200 dims: 6.7e-5 for float32 input,
+    1.1e-13 (500 tokens) .. 1.1e-11 (50k tokens) for float64.
+    """
+    n, d = int(n_tokens), int(n_dims)
+    rtol = max(_RTOL_C * np.sqrt(max(min(n, d), 1)) * _input_eps(dtype), max(n, d) * _EPS64)
+    return float(min(rtol, _RTOL_MAX))
+
+
+def _gram_rtol(rtol: float, n_tokens: int, n_dims: int) -> float:
+    """The cut the Gram route can honour: eigh of a float64 Gram resolves eigenvalues down to
+    about max(tokens, dims)·eps·λ_max (measured: null directions read as s ~ 1.5e-8·s_max),
+    i.e. singular values down to sqrt of that."""
+    return max(rtol, float(np.sqrt(max(n_tokens, n_dims) * _EPS64)))
 
 
 def _rank(s: np.ndarray, rtol: float) -> int:
@@ -259,28 +367,37 @@ def basis(
     variance: float | None = None,
     rule: Rule = "s2",
     k: int | None = None,
-    rtol: float = DEFAULT_RTOL,
+    rtol: float | None = DEFAULT_RTOL,
     method: Literal["auto", "svd", "gram"] = "auto",
 ) -> Basis:
     """Orthonormal basis of the centred representation ``x`` (tokens × dims), computed once.
 
-    Keeps the directions chosen by :func:`n_keep` (default: the numerical rank). ``method``:
-    ``"svd"`` is a tall SVD (most accurate); ``"gram"`` an eigh of the float64 dims × dims Gram
-    then U = X_c V / s (3–5× faster); ``"auto"`` takes the Gram route unless a kept direction is
-    weaker than 1e-4·s_max or tokens <= dims, where it falls back to the SVD.
+    Keeps the directions chosen by :func:`n_keep` (default: the numerical rank, singular
+    values above ``rtol·s_max``; ``rtol=None``: :func:`default_rtol` for x's dtype and shape).
+    ``method``: ``"svd"`` is a tall SVD (most accurate); ``"gram"`` an eigh of the float64
+    dims × dims Gram then U = X_c V / s (3–5× faster; it cuts at sqrt(max(tokens, dims)·eps)
+    at the least, the smallest singular value it resolves); ``"auto"`` takes the Gram route
+    unless a kept direction is weaker than 1e-4·s_max, part of the spectrum above the cut is
+    below what the Gram route resolves, or tokens <= dims: then it takes the SVD. A constant
+    input gives a basis of rank 0 (every metric then refuses it).
     """
     if method not in ("auto", "svd", "gram"):
         raise ValueError(f"method must be 'auto', 'svd' or 'gram', got {method!r}")
-    xc = _centred(x, "x")
+    xc, mean, dtype = _centred(x, "x")
     n_tokens, n_dims = xc.shape
+    if rtol is None:
+        rtol = default_rtol(n_tokens, n_dims, dtype)
     use_gram = method == "gram" or (method == "auto" and n_tokens > n_dims)
     scale = 1.0
     if use_gram:
         gram, scale = _self_gram(xc)
-        s_dev, vecs, s_all, rank, kk = _eig_side(gram, variance, rule, k, rtol)
-        if method == "auto" and not _well_conditioned(s_all, kk):
+        cut = _gram_rtol(rtol, n_tokens, n_dims)
+        s_dev, vecs, s_all, rank, kk = _eig_side(gram, variance, rule, k, cut)
+        if method == "auto" and not (_well_conditioned(s_all, kk) and _resolved(s_all, rank, rtol)):
             use_gram = False
         else:
+            if method == "gram":  # else the rank is the same at rtol (_resolved)
+                rtol = cut
             v = vecs[:, :kk].contiguous()
             u = _mm(xc, v)
             u /= s_dev[:kk]
@@ -303,7 +420,16 @@ def basis(
         n_tokens=int(n_tokens),
         n_dims=int(n_dims),
         method="gram" if use_gram else "svd",
+        rtol=float(rtol),
+        mean=mean,
     )
+
+
+def _resolved(s: np.ndarray, rank: int, rtol: float) -> bool:
+    """Whether the Gram route's rank (cut at _gram_rtol) is also the rank at ``rtol``: no
+    singular value lies between the two cuts, where the Gram route cannot tell signal from
+    its own rounding."""
+    return _rank(s, rtol) == rank
 
 
 def _self_gram(xc: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -333,20 +459,36 @@ def _well_conditioned(s: np.ndarray, kk: int) -> bool:
     return kk == 0 or s[kk - 1] >= _GRAM_SAFE * s[0]
 
 
-def _from_blocks(metric, caa, cbb, cab, n, variance, rule, k, rtol, safe: bool):
+def _from_blocks(metric, caa, cbb, cab, n, variance, rule, k, rtol_a, rtol_b, safe: bool):
     """CCA-family result from centred Gram blocks: U_aᵀU_b = S_a⁻¹V_aᵀ C_ab V_b S_b⁻¹.
 
-    With ``safe``, returns None when a kept direction is too weak for this route.
+    ``rtol_a``/``rtol_b`` are the requested cuts (raised to what the Gram route resolves).
+    With ``safe``, returns None when a kept direction is too weak for this route or the
+    spectrum has values between the two cuts.
     """
-    sa, va, sa_np, ra, ka = _eig_side(caa, variance, rule, k, rtol)
-    sb, vb, sb_np, rb, kb = _eig_side(cbb, variance, rule, k, rtol)
-    if safe and not (_well_conditioned(sa_np, ka) and _well_conditioned(sb_np, kb)):
+    cut_a = _gram_rtol(rtol_a, n, caa.shape[0])
+    cut_b = _gram_rtol(rtol_b, n, cbb.shape[0])
+    sa, va, sa_np, ra, ka = _eig_side(caa, variance, rule, k, cut_a)
+    sb, vb, sb_np, rb, kb = _eig_side(cbb, variance, rule, k, cut_b)
+    for rank, name in ((ra, "a"), (rb, "b")):
+        if rank == 0:
+            raise _no_variance(name, n)
+    if safe and not (
+        _well_conditioned(sa_np, ka)
+        and _well_conditioned(sb_np, kb)
+        and _resolved(sa_np, ra, rtol_a)
+        and _resolved(sb_np, rb, rtol_b)
+    ):
         return None
     sa, va, sb, vb = sa[:ka], va[:, :ka], sb[:kb], vb[:, :kb]
     m = (va / sa).T @ cab @ (vb / sb)
     if metric == "pwcca":
-        return _pwcca_result(m, sa, va, sb, vb, n, ra, rb)
-    return _cca_result(metric, m, n, ka, kb, ra, rb)
+        res = _pwcca_result(m, sa, va, sb, vb, n, ra, rb)
+    else:
+        res = _cca_result(metric, m, n, ka, kb, ra, rb)
+    if safe:  # resolved: the ranks are those at the requested cuts
+        cut_a, cut_b = rtol_a, rtol_b
+    return dataclasses.replace(res, rtol_a=cut_a, rtol_b=cut_b)
 
 
 def _get_basis(
@@ -354,7 +496,7 @@ def _get_basis(
     variance: float | None,
     rule: Rule,
     k: int | None,
-    rtol: float,
+    rtol: float | None,
     method: str,
     name: str,
 ) -> tuple[Basis, int]:
@@ -380,10 +522,17 @@ def _svd(m: torch.Tensor, values_only: bool = False):
     try:
         return torch.linalg.svdvals(m) if values_only else torch.linalg.svd(m, full_matrices=False)
     except torch.linalg.LinAlgError:
-        out = scipy.linalg.svd(m.detach().cpu().numpy(), full_matrices=False,
-                               compute_uv=not values_only, lapack_driver="gesvd")
-        return torch.as_tensor(out).to(m) if values_only else tuple(
-            torch.as_tensor(o).to(m) for o in out)
+        out = scipy.linalg.svd(
+            m.detach().cpu().numpy(),
+            full_matrices=False,
+            compute_uv=not values_only,
+            lapack_driver="gesvd",
+        )
+        return (
+            torch.as_tensor(out).to(m)
+            if values_only
+            else tuple(torch.as_tensor(o).to(m) for o in out)
+        )
 
 
 def _rhos(m: torch.Tensor) -> np.ndarray:
@@ -443,8 +592,7 @@ def _cka_value(xty, xx, yy, n: int, debiased: bool = False, extra: dict | None =
     """CKA = ‖XᵀY‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F) from float64 scalars, optionally debiased."""
     xty, xx, yy = float(xty), float(xx), float(yy)
     if debiased:
-        if n < 4:
-            raise ValueError(f"debiased CKA needs at least 4 tokens, got {n}")
+        _check_min_tokens(n, "debiased CKA", debiased=True)
         e = {key: float(val) for key, val in (extra or {}).items()}
         xty = _debias(xty, e["rr_xy"], e["sq_x"], e["sq_y"], n)
         xx = _debias(xx, e["rr_xx"], e["sq_x"], e["sq_x"], n)
@@ -468,8 +616,6 @@ def _cka_from_bases(ba: Basis, bb: Basis, m: torch.Tensor, debiased: bool) -> Si
     """
     name = "cka_debiased" if debiased else "cka"
     n = ba.n_tokens
-    if min(ba.rank, bb.rank) == 0:
-        return SimilarityResult(name, float("nan"), ba.n_dims, bb.n_dims, n, ba.rank, bb.rank)
     sa, sb = ba.s_dev[: ba.k] / ba.s_dev[0], bb.s_dev[: bb.k] / bb.s_dev[0]
     c = sa[:, None] * m * sb[None, :]
     xty = (c * c).sum()
@@ -491,16 +637,21 @@ def _compare(
     debiased: bool = False,
 ) -> SimilarityResult:
     """Metric from two bases; ``m`` (= U_a[:, :ka]ᵀ U_b[:, :kb]) may be precomputed."""
+    for b, name in ((ba, "a"), (bb, "b")):
+        if b.rank == 0:
+            raise _no_variance(name, b.n_tokens)
     if m is None:
         m = _mm(ba.u[:, :ka].T, bb.u[:, :kb])
     n = ba.n_tokens
     if metric in ("cca", "svcca"):
-        return _cca_result(metric, m, n, ka, kb, ba.rank, bb.rank)
-    if metric == "pwcca":
-        return _pwcca_result(
+        res = _cca_result(metric, m, n, ka, kb, ba.rank, bb.rank)
+    elif metric == "pwcca":
+        res = _pwcca_result(
             m, ba.s_dev[:ka], ba.v[:, :ka], bb.s_dev[:kb], bb.v[:, :kb], n, ba.rank, bb.rank
         )
-    return _cka_from_bases(ba, bb, m, debiased)
+    else:
+        res = _cka_from_bases(ba, bb, m, debiased)
+    return dataclasses.replace(res, rtol_a=ba.rtol, rtol_b=bb.rtol)
 
 
 # --------------------------------------------------------------------------- public metrics
@@ -510,7 +661,7 @@ def cca(
     a: Array | Basis,
     b: Array | Basis,
     *,
-    rtol: float = DEFAULT_RTOL,
+    rtol: float | None = DEFAULT_RTOL,
     method: str = "auto",
     allow_underdetermined: bool = False,
 ) -> SimilarityResult:
@@ -529,7 +680,7 @@ def svcca(
     variance: float | None = 0.99,
     rule: Rule = "s2",
     k: int | None = None,
-    rtol: float = DEFAULT_RTOL,
+    rtol: float | None = DEFAULT_RTOL,
     method: str = "auto",
     allow_underdetermined: bool = False,
 ) -> SimilarityResult:
@@ -550,7 +701,7 @@ def pwcca(
     variance: float | None = None,
     rule: Rule = "s2",
     k: int | None = None,
-    rtol: float = DEFAULT_RTOL,
+    rtol: float | None = DEFAULT_RTOL,
     method: str = "auto",
     epsilon: float = 0.0,
     allow_underdetermined: bool = False,
@@ -577,7 +728,7 @@ def linear_cka(
     b: Array | Basis,
     *,
     debiased: bool = False,
-    rtol: float = DEFAULT_RTOL,
+    rtol: float | None = DEFAULT_RTOL,
     method: str = "auto",
 ) -> SimilarityResult:
     """Linear CKA (Kornblith et al. 2019) on centred features; ``debiased`` uses unbiased HSIC.
@@ -586,18 +737,21 @@ def linear_cka(
     with tokens <= dims (debiased CKA then stays near 0 for unrelated data, biased CKA does not).
     """
     n = _check_pair(a, b, "cka")
+    _check_min_tokens(n, "debiased CKA" if debiased else "linear CKA", debiased)
     if isinstance(a, Basis) or isinstance(b, Basis):
         ba, _ = _get_basis(a, None, "s2", None, rtol, method, "a")
         bb, _ = _get_basis(b, None, "s2", None, rtol, method, "b")
         if ba.device != bb.device:
             raise ValueError(f"a is on {ba.device} and b on {bb.device}; put them on one device")
-        m = _mm(ba.u.T, bb.u)
-        return _cka_from_bases(ba, bb, m, debiased)
-    xc, yc = _centred(a, "a"), _centred(b, "b")
+        return _compare("cka", ba, bb, ba.k, bb.k, debiased=debiased)
+    (xc, _, _), (yc, _, _) = _centred(a, "a"), _centred(b, "b")
     if xc.device != yc.device:
         raise ValueError(f"a is on {xc.device} and b on {yc.device}; put them on one device")
-    for t in (xc, yc):  # CKA is scale invariant; unit scale keeps the 4th powers finite
-        t /= _max_abs(t) or 1.0
+    for t, name in ((xc, "a"), (yc, "b")):  # CKA is scale invariant; unit scale keeps the
+        top = _max_abs(t)  # 4th powers finite
+        if top == 0:
+            raise _no_variance(name, n)
+        t /= top
     xty = _mm(xc.T, yc).square().sum()
     xx, yy = _mm(xc.T, xc).square().sum(), _mm(yc.T, yc).square().sum()
     extra = None
@@ -616,26 +770,40 @@ def _cca_family(
     variance: float | None,
     rule: Rule,
     k: int | None,
-    rtol: float,
+    rtol: float | None,
     method: str,
     allow: bool,
 ) -> SimilarityResult:
     n = _check_pair(a, b, metric, k, allow)
     raw = not (isinstance(a, Basis) or isinstance(b, Basis))
+    rtol_a = rtol_b = rtol
     if raw and method in ("auto", "gram"):
-        xc, yc = _centred(a, "a"), _centred(b, "b")
+        (xc, _, dtype_a), (yc, _, dtype_b) = _centred(a, "a"), _centred(b, "b")
         if xc.device != yc.device:
             raise ValueError(f"a is on {xc.device} and b on {yc.device}; put them on one device")
+        if rtol is None:  # from the inputs' dtypes (xc, yc are float64 copies)
+            rtol_a = default_rtol(n, xc.shape[1], dtype_a)
+            rtol_b = default_rtol(n, yc.shape[1], dtype_b)
         if method == "gram" or n > max(xc.shape[1], yc.shape[1]):
             caa, cbb = _self_gram(xc)[0], _self_gram(yc)[0]
             res = _from_blocks(
-                metric, caa, cbb, _mm(xc.T, yc), n, variance, rule, k, rtol, method == "auto"
+                metric,
+                caa,
+                cbb,
+                _mm(xc.T, yc),
+                n,
+                variance,
+                rule,
+                k,
+                rtol_a,
+                rtol_b,
+                method == "auto",
             )
             if res is not None:
                 return res
         a, b, method = xc, yc, "svd"  # weak kept directions: the accurate route
-    ba, ka = _get_basis(a, variance, rule, k, rtol, method, "a")
-    bb, kb = _get_basis(b, variance, rule, k, rtol, method, "b")
+    ba, ka = _get_basis(a, variance, rule, k, rtol_a, method, "a")
+    bb, kb = _get_basis(b, variance, rule, k, rtol_b, method, "b")
     if ba.device != bb.device:
         raise ValueError(f"a is on {ba.device} and b on {bb.device}; put them on one device")
     return _compare(metric, ba, bb, ka, kb)
@@ -741,9 +909,11 @@ def _metric_kwargs(metric: str, kw: dict) -> tuple[str, dict, dict]:
 
 def _prepared(x: Array | Basis, metric: str, trunc: dict, opts: dict, name: str):
     """Basis of one representation plus the directions the metric uses, after checks."""
+    n, d = _shape(x, name)
     if metric in _CCA_FAMILY:
-        n, d = _shape(x, name)
         _check_tokens(n, d, d, metric, trunc["k"], opts["allow_underdetermined"])
+    else:
+        _check_min_tokens(n, metric, opts["debiased"])
     return _get_basis(
         x, trunc["variance"], trunc["rule"], trunc["k"], opts["rtol"], opts["method"], name
     )
@@ -813,6 +983,10 @@ def pairwise(
     del prepared_b
     values = np.full((n_a, n_b), np.nan)
     results = np.empty((n_a, n_b), dtype=object) if return_results else None
+    dead: dict[str, list[int]] = {
+        "reps_a": [],
+        "reps_b": [j for j, b in enumerate(bases_b) if b.rank == 0],
+    }
     mirror = symmetric and metric != "pwcca"
     for i in range(n_a):
         if symmetric:
@@ -821,6 +995,8 @@ def pairwise(
             ba, ka = _prepared(reps_a[i], metric, trunc, opts, f"reps_a[{i}]")
             if n_b and ba.n_tokens != n_tok:
                 raise ValueError(f"reps_a[{i}] has {ba.n_tokens} tokens, reps_b have {n_tok}")
+            if ba.rank == 0:
+                dead["reps_a"].append(i)
         ua = ba.u[:, :ka]
         for block, members in blocks:
             todo = [(j, o, kb) for j, o, kb in members if not (mirror and j < i)]
@@ -831,17 +1007,58 @@ def pairwise(
             prod = _mm(ua.T, block[:, lo:hi])
             for j, o, kb in todo:
                 m = prod[:, o - lo : o - lo + kb]
-                res = _compare(metric, ba, bases_b[j], ka, kb, m, opts["debiased"])
+                if ba.rank == 0 or bases_b[j].rank == 0:
+                    res = _undefined_result(metric, ba, bases_b[j], i, j, dead)
+                else:
+                    res = _compare(metric, ba, bases_b[j], ka, kb, m, opts["debiased"])
                 values[i, j] = res.value
                 if results is not None:
                     results[i, j] = res
                 if mirror and j != i:
                     values[j, i] = res.value
                     if results is not None:
-                        results[j, i] = dataclasses.replace(
-                            res, k_a=res.k_b, k_b=res.k_a, rank_a=res.rank_b, rank_b=res.rank_a
-                        )
+                        results[j, i] = _swapped(res)
+    if dead["reps_b"] or dead["reps_a"]:
+        which = "; ".join(f"{key} {idx}" for key, idx in dead.items() if idx)
+        warnings.warn(
+            f"pairwise({metric!r}): no variance (every unit constant) in {which}: "
+            f"their cells are NaN",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return results if return_results else values
+
+
+def _swapped(res: SimilarityResult) -> SimilarityResult:
+    """The result of (b, a) from that of (a, b), for symmetric metrics."""
+    return dataclasses.replace(
+        res,
+        k_a=res.k_b,
+        k_b=res.k_a,
+        rank_a=res.rank_b,
+        rank_b=res.rank_a,
+        rtol_a=res.rtol_b,
+        rtol_b=res.rtol_a,
+    )
+
+
+def _undefined_result(
+    metric: str, ba: Basis, bb: Basis, i: int, j: int, dead: dict
+) -> SimilarityResult:
+    """NaN result for a pair with a representation without variance, saying which."""
+    reason = str(_no_variance(f"reps_a[{i}]" if ba.rank == 0 else f"reps_b[{j}]", ba.n_tokens))
+    return SimilarityResult(
+        metric,
+        float("nan"),
+        ba.k,
+        bb.k,
+        ba.n_tokens,
+        ba.rank,
+        bb.rank,
+        rtol_a=ba.rtol,
+        rtol_b=bb.rtol,
+        reason=reason,
+    )
 
 
 # --------------------------------------------------------------------------- chance level
@@ -883,6 +1100,13 @@ def shuffled_baseline(
         bb, kb = _prepared(b, metric, trunc, opts, "b")
         n = ba.n_tokens
         vals = []
+        if ba.rank == 0 or bb.rank == 0:
+            reason = str(_no_variance("a" if ba.rank == 0 else "b", n))
+            warnings.warn(
+                f"shuffled_baseline: {reason}; the baseline is NaN", RuntimeWarning, stacklevel=2
+            )
+            nan = np.full(n_shuffles, np.nan)
+            return Baseline(metric, float("nan"), float("nan"), nan, n, ka, kb, reason)
         for _ in range(n_shuffles):
             perm = torch.from_numpy(rng.permutation(n)).to(bb.device)
             bp = dataclasses.replace(bb, u=bb.u[perm])
@@ -901,21 +1125,30 @@ class GramAccumulator:
     ``update(xa, xb)`` adds a chunk of the same tokens from both representations (any dtype,
     numpy or torch). Each side is shifted by its first chunk's mean before accumulating, so
     large offsets do not cancel catastrophically. Results agree with the in-memory Gram route.
+    The default rank cut follows the least precise chunk dtype seen (:func:`default_rtol`);
+    units constant over every chunk are treated as exactly constant.
     """
 
     def __init__(self) -> None:
         self.n = 0
         self._s: dict[str, torch.Tensor] = {}
+        self._dtype: dict[str, torch.dtype] = {}  # least precise chunk dtype per side
 
     def update(self, xa: Array, xb: Array) -> GramAccumulator:
         """Add one chunk (tokens × dims_a, tokens × dims_b)."""
-        za = _as_tensor(xa, "xa").to(torch.float64, copy=True)
-        zb = _as_tensor(xb, "xb").to(torch.float64, copy=True)
+        ta, tb = _as_tensor(xa, "xa"), _as_tensor(xb, "xb")
+        za = ta.to(torch.float64, copy=True)
+        zb = tb.to(torch.float64, copy=True)
         if za.shape[0] != zb.shape[0]:
             raise ValueError(f"chunk has {za.shape[0]} tokens in xa and {zb.shape[0]} in xb")
         sum_a, sum_b = za.sum(0), zb.sum(0)
         _check_finite(sum_a, za, "xa")
         _check_finite(sum_b, zb, "xb")
+        for side, t in (("a", ta), ("b", tb)):
+            if side not in self._dtype or _input_eps(t.dtype) > _input_eps(self._dtype[side]):
+                self._dtype[side] = t.dtype
+        lo_a, hi_a = torch.aminmax(za, dim=0)
+        lo_b, hi_b = torch.aminmax(zb, dim=0)
         st = self._s
         if self.n == 0:
             st["ref_a"], st["ref_b"] = sum_a / za.shape[0], sum_b / zb.shape[0]
@@ -941,8 +1174,13 @@ class GramAccumulator:
                 ("qaqb", ()),
             ]:
                 st[key] = torch.zeros(shape, **zeros)
+            st["lo_a"], st["hi_a"], st["lo_b"], st["hi_b"] = lo_a, hi_a, lo_b, hi_b
         elif za.shape[1] != st["sa"].shape[0] or zb.shape[1] != st["sb"].shape[0]:
             raise ValueError("chunk dims differ from the first chunk's")
+        else:
+            for key, lo, hi in (("a", lo_a, hi_a), ("b", lo_b, hi_b)):
+                st["lo_" + key] = torch.minimum(st["lo_" + key], lo)
+                st["hi_" + key] = torch.maximum(st["hi_" + key], hi)
         za -= st["ref_a"]
         zb -= st["ref_b"]
         za /= st["scale_a"]
@@ -974,14 +1212,34 @@ class GramAccumulator:
         caa = st["saa"] - n * torch.outer(da, da)
         cbb = st["sbb"] - n * torch.outer(db, db)
         cab = st["sab"] - n * torch.outer(da, db)
-        return (caa + caa.T) / 2, (cbb + cbb.T) / 2, cab
+        caa, cbb = (caa + caa.T) / 2, (cbb + cbb.T) / 2
+        const_a, const_b = st["lo_a"] == st["hi_a"], st["lo_b"] == st["hi_b"]
+        for c, rows, cols in (
+            (caa, const_a, const_a),
+            (cbb, const_b, const_b),
+            (cab, const_a, const_b),
+        ):
+            c[rows, :] = 0.0  # exactly constant units: no rounding residue
+            c[:, cols] = 0.0
+        return caa, cbb, cab
+
+    def _rtols(self, rtol: float | None, da: int, db: int) -> tuple[float, float]:
+        if rtol is not None:
+            return rtol, rtol
+        return (
+            default_rtol(self.n, da, self._dtype["a"]),
+            default_rtol(self.n, db, self._dtype["b"]),
+        )
 
     def _cca_like(self, metric, variance, rule, k, rtol, allow) -> SimilarityResult:
         caa, cbb, cab = self._blocks()
         _check_tokens(self.n, caa.shape[0], cbb.shape[0], metric, k, allow)
-        return _from_blocks(metric, caa, cbb, cab, self.n, variance, rule, k, rtol, safe=False)
+        rtol_a, rtol_b = self._rtols(rtol, caa.shape[0], cbb.shape[0])
+        return _from_blocks(
+            metric, caa, cbb, cab, self.n, variance, rule, k, rtol_a, rtol_b, safe=False
+        )
 
-    def cca(self, *, rtol: float = DEFAULT_RTOL, allow_underdetermined: bool = False):
+    def cca(self, *, rtol: float | None = DEFAULT_RTOL, allow_underdetermined: bool = False):
         """Mean canonical correlation at the numerical rank (see :func:`cca`)."""
         return self._cca_like("cca", None, "s2", None, rtol, allow_underdetermined)
 
@@ -991,7 +1249,7 @@ class GramAccumulator:
         variance: float | None = 0.99,
         rule: Rule = "s2",
         k: int | None = None,
-        rtol: float = DEFAULT_RTOL,
+        rtol: float | None = DEFAULT_RTOL,
         allow_underdetermined: bool = False,
     ) -> SimilarityResult:
         """SVCCA from the accumulated blocks (see :func:`svcca`)."""
@@ -1003,7 +1261,7 @@ class GramAccumulator:
         variance: float | None = None,
         rule: Rule = "s2",
         k: int | None = None,
-        rtol: float = DEFAULT_RTOL,
+        rtol: float | None = DEFAULT_RTOL,
         allow_underdetermined: bool = False,
     ) -> SimilarityResult:
         """Paper-definition PWCCA from the accumulated blocks (see :func:`pwcca`)."""
@@ -1012,6 +1270,10 @@ class GramAccumulator:
     def linear_cka(self, *, debiased: bool = False) -> SimilarityResult:
         """Linear CKA from the accumulated blocks (see :func:`linear_cka`)."""
         caa, cbb, cab = self._blocks()
+        _check_min_tokens(self.n, "debiased CKA" if debiased else "linear CKA", debiased)
+        for c, name in ((caa, "a"), (cbb, "b")):
+            if not float(c.diagonal().max()) > 0:
+                raise _no_variance(name, self.n)
         extra = None
         if debiased:
             st, n = self._s, self.n

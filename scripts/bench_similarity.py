@@ -14,6 +14,7 @@ BLAS/torch run single-threaded by default (--threads), as in ../shared/NUMERICS.
 """
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -41,17 +42,22 @@ TOL = 1e-6
 # --------------------------------------------------------------------------- reference
 
 
-def google_svcca(acts1: np.ndarray, acts2: np.ndarray, variance: float = 0.99) -> tuple:
+def google_svcca(
+    acts1: np.ndarray, acts2: np.ndarray, variance: float = 0.99, rule: str = "s"
+) -> tuple:
     """SVCCA as in google/svcca tutorial 001 + cca_core.get_cca_similarity(epsilon=1e-10).
 
-    acts are (neurons, datapoints). Returns (mean CCA coefficient, k1, k2).
+    acts are (neurons, datapoints). The tutorial keeps the top directions by their share of
+    Σs (``rule="s"``); ``rule="s2"`` keeps them by their share of Σs² (the true variance).
+    Returns (mean CCA coefficient, k1, k2).
     """
 
     def reduce(acts):
         cacts = acts - np.mean(acts, axis=1, keepdims=True)
         _, s, v = np.linalg.svd(cacts, full_matrices=False)
-        frac = np.cumsum(s**2) / np.sum(s**2)
-        k = int(np.argmax(frac >= variance)) + 1  # same "99% of s²" rule as ours
+        w = s if rule == "s" else s**2
+        frac = np.cumsum(w) / np.sum(w)
+        k = int(np.argmax(frac >= variance)) + 1  # the same rule as ours with rule=
         return np.dot(s[:k] * np.eye(k), v[:k]), k
 
     sv1, k1 = reduce(acts1)
@@ -127,27 +133,27 @@ def best_of(reps, fn, *fn_args, **fn_kw):
 
 
 def single_pairs(sizes, dims):
-    print(f"\n== Part 1: one SVCCA pair, dims {dims}, 99% of s² (min over repeats) ==")
+    print(f"\n== Part 1: one SVCCA pair, dims {dims}, 99% of Σs (google tutorial) and of Σs² ==")
     header = (
-        f"{'data':8} {'tokens':>7} {'k_a,k_b':>8} {'google':>8} {'ours':>8} {'x':>6} "
+        f"{'data':8} {'rule':4} {'tokens':>7} {'k_a,k_b':>8} {'google':>8} {'ours':>8} {'x':>6} "
         f"{'ours-svd':>8} {'x':>5} {'cka':>7} {'|dv|':>8}  value"
     )
     print(header)
     ok = True
     for name, make in (("random", random_pair), ("lowrank", lowrank_pair)):
-        for n_tokens in sizes:
+        for n_tokens, rule in itertools.product(sizes, ("s", "s2")):
             x, y = make(np.random.default_rng(n_tokens), n_tokens, dims)
             acts1, acts2 = np.ascontiguousarray(x.T), np.ascontiguousarray(y.T)
             reps = 1 if n_tokens >= 50_000 else 3
-            t_ref, (ref, k1, k2) = best_of(reps, google_svcca, acts1, acts2)
-            t_ours, res = best_of(reps, sim.svcca, x, y)
-            t_svd, res_svd = best_of(reps, sim.svcca, x, y, method="svd")
+            t_ref, (ref, k1, k2) = best_of(reps, google_svcca, acts1, acts2, rule=rule)
+            t_ours, res = best_of(reps, sim.svcca, x, y, rule=rule)
+            t_svd, res_svd = best_of(reps, sim.svcca, x, y, rule=rule, method="svd")
             t_cka, _ = best_of(reps, sim.linear_cka, x, y)
             dv = max(abs(res.value - ref), abs(res_svd.value - ref))
             same_k = (res.k_a, res.k_b) == (k1, k2) == (res_svd.k_a, res_svd.k_b)
             ok &= dv <= TOL and same_k
             print(
-                f"{name:8} {n_tokens:7d} {f'{res.k_a},{res.k_b}':>8} {t_ref:8.3f} "
+                f"{name:8} {rule:4} {n_tokens:7d} {f'{res.k_a},{res.k_b}':>8} {t_ref:8.3f} "
                 f"{t_ours:8.3f} {t_ref / t_ours:5.1f}x {t_svd:8.3f} {t_ref / t_svd:4.1f}x "
                 f"{t_cka:7.3f} {dv:8.1e}  {res.value:.6f}{'' if same_k else ' k DIFFERS'}"
             )
@@ -229,7 +235,7 @@ def all_pairs(n_layers, n_ckpt, n_tokens, dims, n_ref, full_matrix):
         a1 = np.ascontiguousarray(traj(layer, ckpt).T, dtype=np.float64)
         a2 = np.ascontiguousarray(traj(layer, last).T, dtype=np.float64)
         t0 = time.perf_counter()
-        ref, _, _ = google_svcca(a1, a2)
+        ref, _, _ = google_svcca(a1, a2, rule="s2")
         ref_times.append(time.perf_counter() - t0)
         ours = vs_final[layer, ckpt, layer]
         dv = max(abs(ref - ours), abs(ref - within[layer, ckpt, last]))

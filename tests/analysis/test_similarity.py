@@ -116,13 +116,15 @@ def test_cca_invariant_to_invertible_maps_but_cka_is_not(seed):
     metric=st.sampled_from(sorted(METRICS)),
 )
 def test_arbitrary_input_gives_values_in_unit_interval(data, metric):
-    """Any finite input, however degenerate: no exception, value in [0, 1] or NaN at rank 0."""
+    """Any finite input, however degenerate: a value in [0, 1], or a ValueError exactly when
+    one side has no variance at all."""
     other = np.roll(data, 1, axis=0) + np.arange(data.shape[0])[:, None] % 3
+    if np.ptp(data, axis=0).max() == 0:
+        with pytest.raises(ValueError, match="no variance"):
+            METRICS[metric](data, other)
+        return
     res = METRICS[metric](data, other)
-    if np.isnan(res.value):  # only when one side has no variance at all
-        assert np.ptp(data, axis=0).max() == 0 or np.ptp(other, axis=0).max() == 0
-    else:
-        assert -1e-12 <= res.value <= 1 + 1e-12
+    assert -1e-12 <= res.value <= 1 + 1e-12
     if res.rhos is not None:
         assert np.all((res.rhos >= 0) & (res.rhos <= 1))
 
@@ -388,19 +390,24 @@ def degenerate_layer(rng, n_tokens=1000):
 
 
 @pytest.mark.parametrize("method", ["auto", "svd", "gram"])
-def test_dead_constant_duplicate_and_tiny_units(method):
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_dead_constant_duplicate_and_tiny_units(method, dtype):
+    """Dead, constant and duplicated units never count. The 1e-9-scale units are resolved by
+    float64 input on the SVD route ("auto" falls back to it: the Gram route cannot see below
+    ~1e-7 s_max) and are below the float32 input's precision cut."""
     rng = np.random.default_rng(4)
-    x, y = degenerate_layer(rng), degenerate_layer(rng)
-    assert sim.basis(x, method=method).rank == 40
+    x, y = degenerate_layer(rng).astype(dtype), degenerate_layer(rng).astype(dtype)
+    rank = 44 if dtype == np.float64 and method != "gram" else 40
+    assert sim.basis(x, method=method).rank == rank
     for fn in METRICS.values():
         res = fn(x, y, method=method)
         assert np.isfinite(res.value) and 0 <= res.value <= 1
         assert fn(x, x, method=method).value == pytest.approx(1.0, abs=1e-9)
     res = sim.cca(x, y, method=method)
-    assert (res.k_a, res.k_b, res.rank_a) == (40, 40, 40)
+    assert (res.k_a, res.k_b, res.rank_a) == (rank, rank, rank)
     assert np.all(res.rhos <= 1)
-    fine = sim.cca(x, y, method="svd", rtol=1e-12)  # resolves the 1e-18-variance units
-    assert fine.rank_a == 44 and np.all(fine.rhos <= 1) and np.isfinite(fine.value)
+    coarse = sim.cca(x, y, method=method, rtol=1e-6)  # an explicit cut above the tiny units
+    assert coarse.rank_a == 40 and coarse.rtol_a >= 1e-6 and np.isfinite(coarse.value)
 
 
 def test_degenerate_layers_streaming_and_float32():
@@ -409,13 +416,6 @@ def test_degenerate_layers_streaming_and_float32():
     acc = sim.GramAccumulator().update(x.astype(np.float32), y.astype(np.float32))
     res = acc.cca()
     assert res.rank_a == 40 and np.isfinite(res.value) and np.all(res.rhos <= 1)
-
-
-def test_all_constant_representation_is_nan_not_error():
-    x = np.ones((100, 4))
-    y = np.random.default_rng(0).standard_normal((100, 4))
-    res = sim.svcca(x, y)
-    assert np.isnan(res.value) and res.rank_a == 0 and res.k_a == 0
 
 
 def test_variance_rules_give_different_k_on_low_rank_data():
@@ -556,3 +556,151 @@ def test_svd_falls_back_when_lapack_gesdd_does_not_converge(monkeypatch):
     monkeypatch.setattr(torch.linalg, "svdvals", fails)
     assert values() == pytest.approx(expected, abs=1e-10)
     assert sim.pwcca(x, x).value == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------- numerics fixes
+
+
+def test_one_token_more_than_dims_is_refused():
+    """After centring the rank is at most tokens - 1: 201 tokens x 200 dims of independent
+    noise give CCA = PWCCA = SVCCA(k=200) = 1 exactly, so tokens - 1 <= dims must raise."""
+    rng = np.random.default_rng(12)
+    x, y = rng.standard_normal((201, 200)), rng.standard_normal((201, 200))
+    for fn, kw in ((sim.cca, {}), (sim.pwcca, {}), (sim.svcca, {"k": 200})):
+        with pytest.raises(ValueError, match="more tokens than dimensions"):
+            fn(x, y, **kw)
+        assert fn(x, y, allow_underdetermined=True, **kw).value == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ValueError, match="more tokens than dimensions"):
+        sim.svcca(x[:21, :30], y[:21, :30], k=20)
+    with pytest.raises(ValueError, match="more tokens than dimensions"):
+        sim.pairwise([x, y], metric="cca")
+    acc = sim.GramAccumulator().update(x, y)
+    with pytest.raises(ValueError, match="more tokens than dimensions"):
+        acc.cca()
+    assert sim.cca(x[:, :199], y[:, :199]).value < 1 - 1e-3  # 201 - 1 > 199: accepted
+    assert sim.svcca(x[:22, :30], y[:22, :30], k=20).value < 1 - 1e-3
+
+
+@pytest.mark.parametrize("n_tokens", [1, 2])
+def test_cka_refuses_fewer_than_three_tokens(n_tokens):
+    """With 2 tokens both centred Gram matrices are multiples of [[1, -1], [-1, 1]], so CKA
+    is 1 for any data; with 1 token it is 0/0."""
+    rng = np.random.default_rng(n_tokens)
+    x, y = rng.standard_normal((n_tokens, 5)), rng.standard_normal((n_tokens, 7))
+    with pytest.raises(ValueError, match="at least 3 tokens"):
+        sim.linear_cka(x, y)
+    with pytest.raises(ValueError, match="at least 3 tokens"):
+        sim.linear_cka(sim.basis(x), sim.basis(y))
+    with pytest.raises(ValueError, match="at least 3 tokens"):
+        sim.pairwise([x, y], metric="cka")
+    with pytest.raises(ValueError, match="at least 3 tokens"):
+        sim.GramAccumulator().update(x, y).linear_cka()
+    with pytest.raises(ValueError, match="at least 4 tokens"):
+        sim.linear_cka(x, y, debiased=True)
+
+
+@pytest.mark.parametrize("fill", [0.0, 5.0])
+def test_no_variance_raises_in_single_calls(fill):
+    """All-zero (or all-constant) input has no similarity to anything: a clear error, not NaN."""
+    x = np.full((100, 4), fill)
+    y = np.random.default_rng(0).standard_normal((100, 4))
+    for fn in METRICS.values():
+        for a, b in ((x, y), (y, x), (x, x)):
+            with pytest.raises(ValueError, match="no variance"):
+                fn(a, b)
+        with pytest.raises(ValueError, match="no variance"):
+            fn(sim.basis(x), y)
+    acc = sim.GramAccumulator().update(x[:50], y[:50]).update(x[50:], y[50:])
+    for name in ("cca", "svcca", "pwcca", "linear_cka"):
+        with pytest.raises(ValueError, match="no variance"):
+            getattr(acc, name)()
+    b = sim.basis(x)
+    assert (b.rank, b.k) == (0, 0)
+
+
+def test_no_variance_is_nan_with_reason_in_pairwise():
+    """One dead representation must not void a matrix: its cells are NaN and say why."""
+    rng = np.random.default_rng(1)
+    reps = [rng.standard_normal((100, 4)), np.zeros((100, 4)), rng.standard_normal((100, 4))]
+    for metric in sorted(METRICS):
+        with pytest.warns(RuntimeWarning, match="no variance"):
+            res = sim.pairwise(reps, metric=metric, return_results=True)
+        values = np.array([[r.value for r in row] for row in res])
+        assert np.isnan(values[1]).all() and np.isnan(values[:, 1]).all()
+        assert np.isfinite(values[[0, 2]][:, [0, 2]]).all()
+        assert "no variance" in res[1, 0].reason and "no variance" in res[0, 1].reason
+        assert res[0, 2].reason is None
+        with pytest.warns(RuntimeWarning, match="no variance"):
+            base = sim.shuffled_baseline(reps[0], reps[1], metric, n_shuffles=3)
+        assert np.isnan(base.mean) and np.isnan(base.values).all()
+
+
+def test_default_rtol_follows_input_precision():
+    """The default cut depends on the input dtype and size and is reported with every value."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((500, 20))
+    r64, r32 = sim.default_rtol(500, 20, np.float64), sim.default_rtol(500, 20, np.float32)
+    assert r64 < 1e-12 < 1e-6 < r32 < 1e-4
+    assert sim.default_rtol(500, 20, torch.float32) == r32
+    assert sim.default_rtol(500, 20, np.int64) == r64  # integers are exact in float64
+    assert sim.basis(x).rtol == r64 and sim.basis(x.astype(np.float32)).rtol == r32
+    assert sim.basis(x, rtol=1e-3).rtol == 1e-3
+    res = sim.cca(x.astype(np.float32), x[:, ::-1].copy())
+    assert (res.rtol_a, res.rtol_b) == (r32, r64)
+    for metric in sorted(METRICS):
+        r = sim.pairwise([x, x.astype(np.float32)], metric=metric, return_results=True)
+        assert (r[0, 1].rtol_a, r[0, 1].rtol_b) == (r64, r32)
+        assert (r[1, 0].rtol_a, r[1, 0].rtol_b) == (r32, r64)
+
+
+def layernorm32(rng, n: int, d: int, offset: float, latent: np.ndarray | None = None):
+    """A float32 LayerNorm layer: rows normalised to zero mean and unit variance, then an affine
+    map. The pre-activations carry a per-token offset (as residual streams do): the float32
+    rounding of h - mean(h) grows with it, and so does the singular value of the null
+    direction (1/γ) that row normalisation creates. Returns (float32 output, float64 output
+    of the same float32 pre-activations, whose null direction is exact)."""
+    mix = np.eye(d) + 0.3 * rng.standard_normal((d, d))
+    h = rng.standard_normal((n, d)) @ mix
+    if latent is not None:
+        h = h + latent @ rng.standard_normal((latent.shape[1], d))
+    h = (h + offset * rng.standard_normal((n, 1))).astype(np.float32)
+    g = (1 + 0.3 * rng.standard_normal(d)).astype(np.float32)
+    b = (0.5 * rng.standard_normal(d)).astype(np.float32)
+    outs = []
+    for dt in (np.float32, np.float64):
+        hh = h.astype(dt)
+        z = (hh - hh.mean(1, keepdims=True)) / hh.std(1, keepdims=True)
+        outs.append(z * g.astype(dt) + b.astype(dt))
+    return outs[0], outs[1]
+
+
+@pytest.mark.parametrize("d", [64, 200])
+def test_layernorm_null_direction_dropped_consistently(d):
+    """Per-token offsets of 5-60 σ put the null direction of float32 LayerNorm outputs at
+    s/s_max = 2.5e-7 to 3.1e-6, across the old fixed cut (1e-6): it must be dropped in every
+    layer, and no genuine direction (the smallest is at 6.5e-4 for 200 dims)."""
+    ranks, nulls = [], []
+    for seed, offset in enumerate([5.0, 15.0, 30.0, 60.0]):
+        y32, y64 = layernorm32(np.random.default_rng(seed), 2000, d, offset)
+        yc = y32.astype(np.float64) - y32.mean(0, dtype=np.float64)
+        s = np.linalg.svd(yc, compute_uv=False)
+        nulls.append(s[-1] / s[0])
+        b = sim.basis(y32)
+        assert b.rtol == sim.default_rtol(2000, d, np.float32)
+        assert s[-2] / s[0] > 5 * b.rtol > 50 * s[-1] / s[0]  # the gap the cut sits in
+        ranks.append((b.rank, sim.basis(y32, method="svd").rank, sim.basis(y64).rank))
+    assert min(nulls) < 1e-6 < max(nulls)  # the old cut would keep some and drop others
+    assert ranks == [(d - 1, d - 1, d - 1)] * 4
+
+
+def test_layernorm_full_rank_cca_is_stable():
+    """Full-rank CCA/PWCCA of float32 LayerNorm layers equal those of the same layers computed
+    in float64 (exact null direction), whatever the size of the float32 null direction."""
+    rng = np.random.default_rng(3)
+    latent = rng.standard_normal((4000, 8))
+    layers = [layernorm32(rng, 4000, 48, off, latent) for off in (5.0, 40.0, 15.0, 60.0)]
+    for (a32, a64), (b32, b64) in zip(layers[::2], layers[1::2], strict=True):
+        for fn in (sim.cca, sim.pwcca):
+            r32, r64 = fn(a32, b32), fn(a64, b64)
+            assert (r32.k_a, r32.k_b) == (r64.k_a, r64.k_b) == (47, 47)
+            assert r32.value == pytest.approx(r64.value, abs=2e-5)
