@@ -42,12 +42,13 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import scipy.linalg
+import scipy.stats
 import torch
 
 Array = np.ndarray | torch.Tensor
@@ -81,7 +82,6 @@ _GRAM_SAFE = 1e-4
 _BLOCK_BYTES = 256 * 2**20
 
 _CCA_FAMILY = ("cca", "svcca", "pwcca")
-_METRICS = ("cca", "svcca", "pwcca", "cka")
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,7 +124,9 @@ class SimilarityResult:
     ``rank_a``/``rank_b`` the numerical ranks and ``rtol_a``/``rtol_b`` the rank cuts that
     produced them (None where not computed), ``rhos`` the canonical correlations (descending,
     clipped to [0, 1]) and ``weights`` the PWCCA weights. ``kind`` says whether ``value`` is a
-    "similarity" (1 = same) or a "distance" (0 = same); ``reason`` why ``value`` is NaN.
+    "similarity" (1 = same) or a "distance" (0 = same); ``reason`` why ``value`` is NaN;
+    ``n_rows_used`` the tokens RSA used (a subsample above ``max_rows``), ``n_neighbors`` the
+    k of mutual k-NN. For mutual_knn and rsa, ``k_a``/``k_b`` are the dims.
     """
 
     metric: str
@@ -140,6 +142,8 @@ class SimilarityResult:
     rtol_b: float | None = None
     kind: str = "similarity"
     reason: str | None = None
+    n_rows_used: int | None = None
+    n_neighbors: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -875,54 +879,515 @@ def _pwcca_google(x: Array, y: Array, epsilon: float) -> SimilarityResult:
     )
 
 
+# --------------------------------------------------------------------------- more measures
+
+
+class _Undefined(ValueError):
+    """A representation the metric is undefined for (e.g. no variance): single calls raise
+    it, pairwise/shuffled_baseline turn it into NaN cells with the message as reason."""
+
+
+def _no_variance_error(name: str, n_tokens: int) -> _Undefined:
+    return _Undefined(str(_no_variance(name, n_tokens)))
+
+
+def _procrustes_from_bases(
+    ba: Basis, bb: Basis, ka: int, kb: int, m: torch.Tensor
+) -> SimilarityResult:
+    """‖X_cᵀY_c‖_* / (‖X_c‖_F ‖Y_c‖_F) = ‖S_a (U_aᵀU_b) S_b‖_* / (‖s_a‖ ‖s_b‖), V's dropped
+    (orthonormal columns leave the nuclear norm unchanged); s scaled by s_max first."""
+    sa, sb = ba.s_dev[:ka] / ba.s_dev[0], bb.s_dev[:kb] / bb.s_dev[0]
+    c = sa[:, None] * m * sb[None, :]
+    nuclear = _svd(c, values_only=True).sum()
+    value = float(nuclear / torch.sqrt((sa * sa).sum() * (sb * sb).sum()))
+    value = min(max(value, 0.0), 1.0)  # <= 1 by von Neumann's trace inequality
+    return SimilarityResult(
+        "procrustes", value, ka, kb, ba.n_tokens, ba.rank, bb.rank, rtol_a=ba.rtol, rtol_b=bb.rtol
+    )
+
+
+def _raw_rows(x: Array | Basis, name: str, rows: np.ndarray | None = None) -> torch.Tensor:
+    """The (optionally row-subsampled) raw rows of ``x`` in float64; a full-rank Basis gives
+    u s vᵀ + mean (the directions below its rank cut are lost, nothing else)."""
+    if isinstance(x, Basis):
+        if x.mean is None or x.k < x.rank:
+            raise ValueError(
+                f"{name}: this metric needs the raw rows; pass the array or a full-rank "
+                f"Basis (basis(x) without variance/k)"
+            )
+        u = x.u if rows is None else x.u[torch.as_tensor(rows, device=x.u.device)]
+        return (u * x.s_dev[: x.k]) @ x.v.T + x.mean
+    t = _as_tensor(x, name)
+    if rows is not None:
+        t = t[torch.as_tensor(rows, device=t.device)]
+    out = t.to(torch.float64)
+    _check_finite(out.sum(0), out, name)
+    return out
+
+
+def _unit_rows(x: torch.Tensor, name: str, what: str, why: str) -> torch.Tensor:
+    """Rows divided by their l2 norms; a zero row has no direction."""
+    norms = torch.linalg.vector_norm(x, dim=1)
+    zero = norms == 0
+    if bool(zero.any()):
+        raise _Undefined(
+            f"{name} has {int(zero.sum())} {what} row(s) (first: token "
+            f"{int(torch.nonzero(zero)[0, 0])}): {why} is 0/0"
+        )
+    return x / norms[:, None]
+
+
+def _same_rows(x: torch.Tensor) -> bool:
+    lo, hi = torch.aminmax(x, dim=0)
+    return bool((lo == hi).all())
+
+
+@dataclass(frozen=True, eq=False)
+class _Neighbours:
+    """Mutual k-NN cache: each row's k nearest rows by cosine (sorted indices, self excluded)."""
+
+    idx: np.ndarray  # (tokens, k) int64
+    n_tokens: int
+    n_dims: int
+
+    @property
+    def n_perm(self) -> int:
+        return self.n_tokens
+
+    def permuted(self, perm: np.ndarray) -> _Neighbours:
+        """Neighbours of x[perm]: row i is token perm[i], a neighbour j is relabelled inv[j]."""
+        inv = np.empty_like(perm)
+        inv[perm] = np.arange(len(perm))
+        return dataclasses.replace(self, idx=np.sort(inv[self.idx[perm]], axis=1))
+
+
+def _knn_indices(xn: torch.Tensor, k: int) -> np.ndarray:
+    """k nearest rows of each row by cosine similarity (xn has unit rows), self excluded.
+    Similarities within the rounding of a dot product of unit vectors (16·dims·eps) count as
+    ties, and ties at the k-th place go to the lower row index (as a stable sort of the
+    exact values would): duplicated tokens get the same neighbours whatever the BLAS.
+    Sorted indices, (tokens, k) int64."""
+    n, d = xn.shape
+    tol = 16 * d * _EPS64
+    out = np.empty((n, k), dtype=np.int64)
+    step = max(1, min(n, _BLOCK_BYTES // 4 // (8 * n)))
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        sims = _mm(xn[lo:hi], xn.T)
+        rows = torch.arange(hi - lo, device=sims.device)
+        sims[rows, rows + lo] = -torch.inf
+        vals, idx = torch.topk(sims, k + 1, dim=1)  # k + 1 <= n - 1, so never the self entry
+        idx = idx[:, :k].cpu().numpy()
+        tied = (vals[:, k - 1] - vals[:, k] <= tol).cpu().numpy()
+        for r in np.flatnonzero(tied):  # resolve ties at the boundary by index
+            row = sims[r].cpu().numpy()
+            kth = float(vals[r, k - 1])
+            sure = np.flatnonzero(row > kth + tol)
+            near = np.flatnonzero(np.abs(row - kth) <= tol)
+            idx[r] = np.r_[sure, near[: k - len(sure)]]
+        out[lo:hi] = np.sort(idx, axis=1)
+    return out
+
+
+def _knn_prepare(x: Array | Basis, opts: dict, name: str) -> _Neighbours:
+    n, d = _shape(x, name)
+    k = opts["k"]
+    if not 1 <= int(k) < n - 1:
+        raise ValueError(
+            f"mutual_knn needs 1 <= k < tokens - 1, got k={k} for {n} tokens (with k = tokens "
+            f"- 1 every row's neighbours are all other rows and the value is 1)"
+        )
+    rows = _raw_rows(x, name)
+    if _same_rows(rows):
+        raise _no_variance_error(name, n)
+    unit = _unit_rows(rows, name, "all-zero", "their cosine similarity")
+    return _Neighbours(_knn_indices(unit, int(k)), n, d)
+
+
+def _knn_compare(ca: _Neighbours, cb: _Neighbours, opts: dict, m=None) -> SimilarityResult:
+    """Mean over rows of |N_a(i) ∩ N_b(i)| / k (Huh et al. 2024)."""
+    n, k = ca.idx.shape
+    hits = 0
+    step = max(1, 2**22 // (k * k))
+    for lo in range(0, n, step):
+        a, b = ca.idx[lo : lo + step], cb.idx[lo : lo + step]
+        hits += int((a[:, :, None] == b[:, None, :]).sum())
+    return SimilarityResult("mutual_knn", hits / (n * k), ca.n_dims, cb.n_dims, n, n_neighbors=k)
+
+
+@dataclass(frozen=True, eq=False)
+class _RankedRDM:
+    """RSA cache: centred average ranks of the RDM's upper triangle (i < j, row-major) over
+    the rows used. The ranks are multiples of 1/2, exact in float32 below 2^24 entries."""
+
+    ranks: np.ndarray
+    norm: float
+    rows: np.ndarray | None  # token indices used (None: all)
+    n_tokens: int
+    n_dims: int
+
+    @property
+    def n_perm(self) -> int:
+        return self.n_tokens if self.rows is None else len(self.rows)
+
+    def permuted(self, perm: np.ndarray) -> _RankedRDM:
+        """RDM of the rows re-paired by ``perm`` (over the rows used): entry (i, j) becomes
+        (perm[i], perm[j]); ranks are permuted with the entries."""
+        n = self.n_perm
+        i, j = np.triu_indices(n, 1)
+        p, q = perm[i], perm[j]
+        lo, hi = np.minimum(p, q), np.maximum(p, q)
+        flat = lo * n - lo * (lo + 1) // 2 + hi - lo - 1  # position of (lo, hi), lo < hi
+        return dataclasses.replace(self, ranks=self.ranks[flat])
+
+
+def rsa_rows(n_tokens: int, max_rows: int | None, sample_seed: int) -> np.ndarray | None:
+    """Token indices RSA uses: all (None) if n_tokens <= max_rows, else the sorted sample
+    ``np.random.default_rng(sample_seed).choice(n_tokens, max_rows, replace=False)``."""
+    if max_rows is None or n_tokens <= max_rows:
+        return None
+    rng = np.random.default_rng(sample_seed)
+    return np.sort(rng.choice(n_tokens, size=int(max_rows), replace=False))
+
+
+def _rsa_prepare(x: Array | Basis, opts: dict, name: str) -> _RankedRDM:
+    n, d = _shape(x, name)
+    rows = rsa_rows(n, opts["max_rows"], opts["sample_seed"])
+    r = _raw_rows(x, name, rows)
+    if r.shape[0] < 3:
+        raise ValueError(f"rsa needs at least 3 rows (tokens), got {r.shape[0]}")
+    if _same_rows(r):
+        raise _no_variance_error(name, n)
+    z = r - r.mean(1, keepdim=True)  # Pearson correlation over the units
+    z = _unit_rows(z, name, "constant", "their Pearson correlation")
+    iu = np.triu_indices(r.shape[0], 1)
+    rdm = 1.0 - _mm(z, z.T).cpu().numpy()[iu]
+    ranks = scipy.stats.rankdata(rdm)  # average ranks of ties
+    ranks -= (ranks.size + 1) / 2.0
+    norm = float(np.sqrt(ranks @ ranks))
+    if norm == 0:
+        raise _Undefined(f"every entry of {name}'s RDM is equal: the rank correlation is 0/0")
+    if ranks.size < 2**24:
+        ranks = ranks.astype(np.float32)  # exact: multiples of 1/2 below 2^23
+    return _RankedRDM(ranks, norm, rows, n, d)
+
+
+def _rsa_compare(ca: _RankedRDM, cb: _RankedRDM, opts: dict, m=None) -> SimilarityResult:
+    """Spearman correlation of the two RDMs' upper triangles (Pearson of the ranks)."""
+    dot = float(np.dot(ca.ranks.astype(np.float64), cb.ranks.astype(np.float64)))
+    return SimilarityResult(
+        "rsa",
+        dot / (ca.norm * cb.norm),
+        ca.n_dims,
+        cb.n_dims,
+        ca.n_tokens,
+        n_rows_used=ca.n_perm,
+    )
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True, eq=False)
+class _BasisCache:
+    """Cache of the basis metrics: a Basis and the number of its directions the metric uses."""
+
+    basis: Basis
+    k: int
+
+    @property
+    def n_tokens(self) -> int:
+        return self.basis.n_tokens
+
+    @property
+    def n_perm(self) -> int:
+        return self.basis.n_tokens
+
+    def permuted(self, perm: np.ndarray) -> _BasisCache:
+        """Basis of x[perm]: its token-space directions with their rows permuted."""
+        p = torch.from_numpy(perm).to(self.basis.device)
+        return dataclasses.replace(self, basis=dataclasses.replace(self.basis, u=self.basis.u[p]))
+
+
+@dataclass(frozen=True, eq=False)
+class _Dead:
+    """Placeholder cache of a representation the metric is undefined for."""
+
+    reason: str
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A registered metric: what it caches per representation and how it compares two caches.
+
+    ``prepare(x, opts, name)`` builds one representation's cache (once per :func:`pairwise`
+    or :func:`shuffled_baseline` call); ``compare(cache_a, cache_b, opts, m)`` returns a
+    :class:`SimilarityResult`. Caches have ``n_tokens``, ``n_perm`` (rows a shuffle permutes)
+    and ``permuted(perm)`` (the cache of x[perm], cheap). With ``uses_bases`` the caches are
+    bases and ``m`` is U_aᵀU_b, taken from one product per block of pairs. ``options`` are
+    the keywords the metric takes, with defaults.
+    """
+
+    name: str
+    prepare: Callable[[Array | Basis, dict, str], object]
+    compare: Callable[..., SimilarityResult]
+    options: Mapping[str, object]
+    kind: Literal["similarity", "distance"] = "similarity"
+    symmetric: bool = True
+    uses_bases: bool = False
+
+
+_REGISTRY: dict[str, Measure] = {}
+_ALIASES = {"linear_cka": "cka"}
+
+
+def register(measure: Measure) -> Measure:
+    """Add a metric to those :func:`pairwise`, :func:`shuffled_baseline` and
+    :func:`similarity` accept by name."""
+    _REGISTRY[measure.name] = measure
+    return measure
+
+
+def metrics() -> tuple[str, ...]:
+    """The registered metric names (plus aliases)."""
+    return tuple(sorted(_REGISTRY)) + tuple(_ALIASES)
+
+
+def _basis_prepare(check: Callable[[int, int, dict, str], None]):
+    """prepare() of a basis metric: token checks, then the (reused or new) basis."""
+
+    def prepare(x: Array | Basis, opts: dict, name: str) -> _BasisCache:
+        n, d = _shape(x, name)
+        check(n, d, opts)
+        b, kk = _get_basis(
+            x,
+            opts.get("variance"),
+            opts.get("rule", "s2"),
+            opts.get("k"),
+            opts["rtol"],
+            opts["method"],
+            name,
+        )
+        if b.rank == 0:
+            raise _no_variance_error(name, n)
+        return _BasisCache(b, kk)
+
+    return prepare
+
+
+def _cca_check(metric: str):
+    def check(n: int, d: int, opts: dict) -> None:
+        _check_tokens(n, d, d, metric, opts.get("k"), opts["allow_underdetermined"])
+
+    return check
+
+
+def _min_tokens_check(metric: str):
+    def check(n: int, d: int, opts: dict) -> None:
+        _check_min_tokens(n, metric, bool(opts.get("debiased")))
+
+    return check
+
+
+def _via_compare(metric: str, debiased: bool | None = None):
+    """compare() of the original basis metrics: :func:`_compare`, unchanged."""
+
+    def compare(ca: _BasisCache, cb: _BasisCache, opts: dict, m=None) -> SimilarityResult:
+        deb = opts.get("debiased", False) if debiased is None else debiased
+        return _compare(metric, ca.basis, cb.basis, ca.k, cb.k, m, deb)
+
+    return compare
+
+
+def _procrustes_compare(ca: _BasisCache, cb: _BasisCache, opts: dict, m=None):
+    if m is None:
+        m = _mm(ca.basis.u[:, : ca.k].T, cb.basis.u[:, : cb.k])
+    return _procrustes_from_bases(ca.basis, cb.basis, ca.k, cb.k, m)
+
+
+def _procrustes_angular_compare(ca: _BasisCache, cb: _BasisCache, opts: dict, m=None):
+    res = _procrustes_compare(ca, cb, opts, m)
+    return dataclasses.replace(
+        res, metric="procrustes_angular", value=float(np.arccos(res.value)), kind="distance"
+    )
+
+
+_BASIS_OPTIONS = {"rtol": DEFAULT_RTOL, "method": "auto"}
+_CCA_OPTIONS = {**_BASIS_OPTIONS, "allow_underdetermined": False}
+_TRUNC_OPTIONS = {"variance": None, "rule": "s2", "k": None}
+
+register(
+    Measure(
+        "cca", _basis_prepare(_cca_check("cca")), _via_compare("cca"), _CCA_OPTIONS, uses_bases=True
+    )
+)
+register(
+    Measure(
+        "svcca",
+        _basis_prepare(_cca_check("svcca")),
+        _via_compare("svcca"),
+        {**_CCA_OPTIONS, **_TRUNC_OPTIONS, "variance": 0.99},
+        uses_bases=True,
+    )
+)
+register(
+    Measure(
+        "pwcca",
+        _basis_prepare(_cca_check("pwcca")),
+        _via_compare("pwcca"),
+        {**_CCA_OPTIONS, **_TRUNC_OPTIONS, "compat": "paper"},
+        symmetric=False,
+        uses_bases=True,
+    )
+)
+register(
+    Measure(
+        "cka",
+        _basis_prepare(_min_tokens_check("cka")),
+        _via_compare("cka"),
+        {**_BASIS_OPTIONS, "debiased": False},
+        uses_bases=True,
+    )
+)
+register(
+    Measure(
+        "cka_debiased",
+        _basis_prepare(_min_tokens_check("cka_debiased")),
+        _via_compare("cka", debiased=True),
+        {**_BASIS_OPTIONS, "debiased": True},
+        uses_bases=True,
+    )
+)
+register(
+    Measure(
+        "procrustes",
+        _basis_prepare(_min_tokens_check("procrustes")),
+        _procrustes_compare,
+        _BASIS_OPTIONS,
+        uses_bases=True,
+    )
+)
+register(
+    Measure(
+        "procrustes_angular",
+        _basis_prepare(_min_tokens_check("procrustes_angular")),
+        _procrustes_angular_compare,
+        _BASIS_OPTIONS,
+        kind="distance",
+        uses_bases=True,
+    )
+)
+register(Measure("mutual_knn", _knn_prepare, _knn_compare, {"k": 10}))
+register(Measure("rsa", _rsa_prepare, _rsa_compare, {"max_rows": 2000, "sample_seed": 0}))
+
+
+def _resolve(metric: str, kw: Mapping) -> tuple[Measure, dict]:
+    """The registry entry of ``metric`` and its options (defaults updated by ``kw``)."""
+    name = _ALIASES.get(metric, metric)
+    if name not in _REGISTRY:
+        raise ValueError(f"metric must be one of {metrics()}, got {metric!r}")
+    measure = _REGISTRY[name]
+    opts = dict(measure.options)
+    known = {key for m in _REGISTRY.values() for key in m.options}
+    unknown = sorted(set(kw) - known)
+    if unknown:
+        raise TypeError(f"unexpected keyword(s) for {name}: {unknown}")
+    for key, value in kw.items():
+        if key not in opts:
+            raise ValueError(f"{key}= does not apply to {name} (it takes {sorted(opts)})")
+        opts[key] = value
+    if opts.get("compat", "paper") != "paper":
+        raise ValueError("compat='google' has no basis reuse; call pwcca(a, b, compat='google')")
+    if name == "cka_debiased" and not opts["debiased"]:
+        raise ValueError("cka_debiased is debiased; use metric='cka' for biased CKA")
+    return measure, opts
+
+
+def _cache(measure: Measure, x: Array | Basis, opts: dict, name: str):
+    """One representation's cache, or _Dead (with the reason) where the metric is undefined."""
+    try:
+        return measure.prepare(x, opts, name)
+    except _Undefined as err:
+        return _Dead(str(err), _shape(x, name)[0])
+
+
+def similarity(a: Array | Basis, b: Array | Basis, metric: str = "svcca", **kw):
+    """One pair through the registry (the same numbers as :func:`pairwise`); raises where the
+    metric is undefined for a or b. ``kw``: the metric's options (see :func:`pairwise`)."""
+    measure, opts = _resolve(metric, kw)
+    (na, _), (nb, _) = _shape(a, "a"), _shape(b, "b")
+    if na != nb:
+        raise ValueError(
+            f"a has {na} tokens and b has {nb}: both must hold the same tokens in the same order"
+        )
+    ca, cb = measure.prepare(a, opts, "a"), measure.prepare(b, opts, "b")
+    if measure.uses_bases and ca.basis.device != cb.basis.device:
+        raise ValueError(f"a is on {ca.basis.device} and b on {cb.basis.device}; use one device")
+    return measure.compare(ca, cb, opts, None)
+
+
+def procrustes(
+    a: Array | Basis, b: Array | Basis, *, rtol: float | None = DEFAULT_RTOL, method: str = "auto"
+) -> SimilarityResult:
+    """Orthogonal Procrustes similarity ‖X_cᵀY_c‖_* / (‖X_c‖_F ‖Y_c‖_F) in [0, 1] (nuclear norm;
+    1 - value is half the squared Procrustes distance of the unit-norm centred data).
+
+    Invariant to translation, isotropic scaling and orthogonal maps of either side, not to
+    general invertible maps. A similarity.
+    """
+    return similarity(a, b, "procrustes", rtol=rtol, method=method)
+
+
+def procrustes_angular(
+    a: Array | Basis, b: Array | Basis, *, rtol: float | None = DEFAULT_RTOL, method: str = "auto"
+) -> SimilarityResult:
+    """Angular Procrustes shape DISTANCE arccos(:func:`procrustes`) in [0, π/2] (Williams et
+    al. 2021): 0 for the same representation, a metric (triangle inequality). ``kind`` is
+    "distance". Near 0 it magnifies rounding: arccos(1 - δ) ≈ sqrt(2δ), so a representation
+    against itself gives ~1e-8, not 0.
+    """
+    return similarity(a, b, "procrustes_angular", rtol=rtol, method=method)
+
+
+def mutual_knn(a: Array | Basis, b: Array | Basis, *, k: int = 10) -> SimilarityResult:
+    """Mutual k-NN alignment (Huh et al. 2024): rows l2-normalised (not centred, as Huh et al.),
+    each row's k nearest other rows by cosine; the mean over rows of |N_a(i) ∩ N_b(i)| / k.
+
+    In [0, 1]; k / (tokens - 1) for unrelated representations. Invariant to positive scaling
+    of each row and to orthogonal maps of the units; not to translation (rows are not
+    centred) nor to negative scaling. Ties at the k-th neighbour go to the lower row index.
+    A Basis input must be full rank; its rows are rebuilt as u s vᵀ + mean.
+    """
+    return similarity(a, b, "mutual_knn", k=k)
+
+
+def rsa(
+    a: Array | Basis, b: Array | Basis, *, max_rows: int | None = 2000, sample_seed: int = 0
+) -> SimilarityResult:
+    """Representational similarity analysis: RDM = 1 - Pearson correlation between rows
+    (tokens, correlated over units); the Spearman correlation of the two RDMs' upper
+    triangles. Above ``max_rows`` tokens, on the rows :func:`rsa_rows` picks (the same on
+    both sides; ``n_rows_used`` in the result). In [-1, 1]; ~0 for unrelated data.
+
+    Invariant to per-row positive affine maps x_i -> a_i x_i + b_i (a_i > 0, b_i added to
+    every unit), to permutations of the units and to any orthogonal map that fixes the
+    all-ones direction; not to general rotations or to adding a vector to every row.
+    """
+    return similarity(a, b, "rsa", max_rows=max_rows, sample_seed=sample_seed)
+
+
 # --------------------------------------------------------------------------- all pairs
 
 
-def _metric_kwargs(metric: str, kw: dict) -> tuple[str, dict, dict]:
-    """Split pairwise/baseline keywords into truncation and other options."""
-    metric = {"linear_cka": "cka"}.get(metric, metric)
-    if metric not in _METRICS:
-        raise ValueError(f"metric must be one of {_METRICS + ('linear_cka',)}, got {metric!r}")
-    kw = dict(kw)
-    if kw.pop("compat", "paper") != "paper":
-        raise ValueError("compat='google' has no basis reuse; call pwcca(a, b, compat='google')")
-    trunc = dict(variance=None, rule="s2", k=None)
-    if metric == "svcca":
-        trunc["variance"] = 0.99
-    for key in ("variance", "rule", "k"):
-        if key in kw:
-            if metric in ("cca", "cka"):
-                raise ValueError(f"{key}= does not apply to {metric} (it uses the full rank)")
-            trunc[key] = kw.pop(key)
-    opts = dict(
-        rtol=kw.pop("rtol", DEFAULT_RTOL),
-        method=kw.pop("method", "auto"),
-        allow_underdetermined=kw.pop("allow_underdetermined", False),
-        debiased=kw.pop("debiased", False),
-    )
-    if opts["debiased"] and metric != "cka":
-        raise ValueError("debiased= applies to cka only")
-    if kw:
-        raise TypeError(f"unexpected keyword(s) for {metric}: {sorted(kw)}")
-    return metric, trunc, opts
-
-
-def _prepared(x: Array | Basis, metric: str, trunc: dict, opts: dict, name: str):
-    """Basis of one representation plus the directions the metric uses, after checks."""
-    n, d = _shape(x, name)
-    if metric in _CCA_FAMILY:
-        _check_tokens(n, d, d, metric, trunc["k"], opts["allow_underdetermined"])
-    else:
-        _check_min_tokens(n, metric, opts["debiased"])
-    return _get_basis(
-        x, trunc["variance"], trunc["rule"], trunc["k"], opts["rtol"], opts["method"], name
-    )
-
-
-def _blocks(bases: list[Basis], ks: list[int]) -> list[tuple[torch.Tensor, list[tuple]]]:
-    """Concatenate the used columns of many bases into a few wide blocks (one gemm per row)."""
+def _blocks(
+    bases: list[Basis], ks: list[int], index: list[int] | None = None
+) -> list[tuple[torch.Tensor, list[tuple]]]:
+    """Concatenate the used columns of many bases into a few wide blocks (one gemm per row).
+    Members are (index[j], column offset, k)."""
+    index = list(range(len(bases))) if index is None else index
     out, cols, members, nbytes = [], [], [], 0
-    for j, (b, kb) in enumerate(zip(bases, ks, strict=True)):
+    for j, b, kb in zip(index, bases, ks, strict=True):
         size = b.u.shape[0] * kb * 8
         if cols and nbytes + size > _BLOCK_BYTES:
             out.append(_cat(cols, members))
@@ -951,53 +1416,90 @@ def pairwise(
 ) -> np.ndarray:
     """All-pairs similarity matrix of shape (len(reps_a), len(reps_b)).
 
-    One :class:`Basis` per representation, then one small product per pair (for SVCCA the
-    k_a × k_b matrix U_aᵀU_b whose singular values are the canonical correlations; for CKA
-    ‖S_a U_aᵀU_b S_b‖ with cached self terms). ``reps_b=None`` or ``reps_b is reps_a`` is the
-    symmetric case (each pair once, except for the asymmetric PWCCA). The bases of ``reps_b``
-    are held (about tokens × Σk × 8 bytes; Basis objects passed in are copied once more);
-    ``reps_a`` is walked once, so it may be a lazy sequence (e.g. loading from disk).
-    ``kw`` are the metric's options (variance, rule, k, debiased, rtol, method,
-    allow_underdetermined). ``return_results=True`` returns an object array of
-    :class:`SimilarityResult` (with k_a, k_b, rhos) instead of the values.
+    One cache per representation (:class:`Measure`), then one cheap comparison per pair. For
+    the basis metrics (cca, svcca, pwcca, cka, cka_debiased, procrustes, procrustes_angular)
+    the cache is a :class:`Basis` and a pair costs one k_a × k_b block of a product
+    U_aᵀ[U_b1 U_b2 ...] (SVCCA: its singular values are the canonical correlations; CKA
+    ‖S_a U_aᵀU_b S_b‖_F with cached self terms; Procrustes the nuclear norm of S_a U_aᵀU_b
+    S_b); mutual_knn caches each row's neighbours, rsa the ranked RDM. ``reps_b=None`` or
+    ``reps_b is reps_a`` is the symmetric case (each pair once, except for the asymmetric
+    PWCCA). The caches of ``reps_b`` are held (bases: about tokens × Σk × 8 bytes; Basis
+    objects passed in are copied once more); ``reps_a`` is walked once, so it may be a lazy
+    sequence (e.g. loading from disk).
+
+    ``metric`` and its keywords (defaults):
+
+    - ``cca``: rtol=None, method="auto", allow_underdetermined=False
+    - ``svcca``: as cca, plus variance=0.99, rule="s2", k=None
+    - ``pwcca``: as cca, plus variance=None, rule="s2", k=None (compat="paper" only)
+    - ``cka`` (alias ``linear_cka``): rtol, method, debiased=False; ``cka_debiased``: the same
+      with debiased=True
+    - ``procrustes`` (similarity), ``procrustes_angular`` (a distance): rtol, method
+    - ``mutual_knn``: k=10 (neighbours)
+    - ``rsa``: max_rows=2000, sample_seed=0
+
+    ``return_results=True`` returns an object array of :class:`SimilarityResult` (with k_a,
+    k_b, ranks, rtols, reason) instead of the values. A representation the metric is
+    undefined for (no variance, a zero row for mutual_knn) gives NaN cells with the reason,
+    and a RuntimeWarning.
     """
-    metric, trunc, opts = _metric_kwargs(metric, kw)
+    measure, opts = _resolve(metric, kw)
     symmetric = reps_b is None or reps_b is reps_a
-    prepared_b = [
-        _prepared(x, metric, trunc, opts, f"reps_b[{j}]")
+    caches_b = [
+        _cache(measure, x, opts, f"reps_b[{j}]")
         for j, x in enumerate(reps_a if symmetric else reps_b)
     ]
-    bases_b = [b for b, _ in prepared_b]
-    ks_b = [kb for _, kb in prepared_b]
-    n_b = len(bases_b)
+    n_b = len(caches_b)
     n_a = n_b if symmetric else len(reps_a)
-    if n_b:
-        n_tok = bases_b[0].n_tokens
-        for j, b in enumerate(bases_b):
-            if b.n_tokens != n_tok:
-                raise ValueError(f"reps_b[{j}] has {b.n_tokens} tokens, reps_b[0] has {n_tok}")
-    blocks = _blocks(bases_b, ks_b) if n_b else []
-    for block, members in blocks:  # point at the block's columns: frees the internal copies
-        for j, o, kb in members:
-            bases_b[j] = dataclasses.replace(bases_b[j], u=block[:, o : o + kb])
-    del prepared_b
+    n_tok = caches_b[0].n_tokens if n_b else None
+    for j, c in enumerate(caches_b):
+        if c.n_tokens != n_tok:
+            raise ValueError(f"reps_b[{j}] has {c.n_tokens} tokens, reps_b[0] has {n_tok}")
+    live = [j for j, c in enumerate(caches_b) if not isinstance(c, _Dead)]
+    blocks = []
+    if measure.uses_bases and live:
+        blocks = _blocks([caches_b[j].basis for j in live], [caches_b[j].k for j in live], live)
+        for block, members in blocks:  # point at the block's columns: frees internal copies
+            for j, o, kb in members:
+                c = caches_b[j]
+                caches_b[j] = _BasisCache(dataclasses.replace(c.basis, u=block[:, o : o + kb]), kb)
     values = np.full((n_a, n_b), np.nan)
     results = np.empty((n_a, n_b), dtype=object) if return_results else None
-    dead: dict[str, list[int]] = {
-        "reps_a": [],
-        "reps_b": [j for j, b in enumerate(bases_b) if b.rank == 0],
-    }
-    mirror = symmetric and metric != "pwcca"
+    dead = {"reps_b": [j for j in range(n_b) if j not in set(live)], "reps_a": []}
+    mirror = symmetric and measure.symmetric
+
+    def store(i: int, j: int, res: SimilarityResult) -> None:
+        values[i, j] = res.value
+        if results is not None:
+            results[i, j] = res
+        if mirror and j != i:
+            values[j, i] = res.value
+            if results is not None:
+                results[j, i] = _swapped(res)
+
     for i in range(n_a):
         if symmetric:
-            ba, ka = bases_b[i], ks_b[i]
+            ca = caches_b[i]
         else:
-            ba, ka = _prepared(reps_a[i], metric, trunc, opts, f"reps_a[{i}]")
-            if n_b and ba.n_tokens != n_tok:
-                raise ValueError(f"reps_a[{i}] has {ba.n_tokens} tokens, reps_b have {n_tok}")
-            if ba.rank == 0:
+            ca = _cache(measure, reps_a[i], opts, f"reps_a[{i}]")
+            if n_b and ca.n_tokens != n_tok:
+                raise ValueError(f"reps_a[{i}] has {ca.n_tokens} tokens, reps_b have {n_tok}")
+            if isinstance(ca, _Dead):
                 dead["reps_a"].append(i)
-        ua = ba.u[:, :ka]
+        todo_j = [j for j in range(n_b) if not (mirror and j < i)]
+        if isinstance(ca, _Dead):
+            for j in todo_j:
+                store(i, j, _undefined_result(measure, ca, caches_b[j]))
+            continue
+        for j in todo_j:
+            if isinstance(caches_b[j], _Dead):
+                store(i, j, _undefined_result(measure, ca, caches_b[j]))
+        if not measure.uses_bases:
+            for j in todo_j:
+                if not isinstance(caches_b[j], _Dead):
+                    store(i, j, measure.compare(ca, caches_b[j], opts, None))
+            continue
+        ua = ca.basis.u[:, : ca.k]
         for block, members in blocks:
             todo = [(j, o, kb) for j, o, kb in members if not (mirror and j < i)]
             if not todo:
@@ -1006,23 +1508,13 @@ def pairwise(
             hi = todo[-1][1] + todo[-1][2]
             prod = _mm(ua.T, block[:, lo:hi])
             for j, o, kb in todo:
-                m = prod[:, o - lo : o - lo + kb]
-                if ba.rank == 0 or bases_b[j].rank == 0:
-                    res = _undefined_result(metric, ba, bases_b[j], i, j, dead)
-                else:
-                    res = _compare(metric, ba, bases_b[j], ka, kb, m, opts["debiased"])
-                values[i, j] = res.value
-                if results is not None:
-                    results[i, j] = res
-                if mirror and j != i:
-                    values[j, i] = res.value
-                    if results is not None:
-                        results[j, i] = _swapped(res)
+                store(i, j, measure.compare(ca, caches_b[j], opts, prod[:, o - lo : o - lo + kb]))
     if dead["reps_b"] or dead["reps_a"]:
         which = "; ".join(f"{key} {idx}" for key, idx in dead.items() if idx)
+        reasons = {c.reason for c in caches_b if isinstance(c, _Dead)}
         warnings.warn(
-            f"pairwise({metric!r}): no variance (every unit constant) in {which}: "
-            f"their cells are NaN",
+            f"pairwise({metric!r}): undefined for {which}, their cells are NaN"
+            + (f" ({sorted(reasons)[0]})" if reasons else ""),
             RuntimeWarning,
             stacklevel=2,
         )
@@ -1042,21 +1534,26 @@ def _swapped(res: SimilarityResult) -> SimilarityResult:
     )
 
 
-def _undefined_result(
-    metric: str, ba: Basis, bb: Basis, i: int, j: int, dead: dict
-) -> SimilarityResult:
-    """NaN result for a pair with a representation without variance, saying which."""
-    reason = str(_no_variance(f"reps_a[{i}]" if ba.rank == 0 else f"reps_b[{j}]", ba.n_tokens))
+def _undefined_result(measure: Measure, ca, cb) -> SimilarityResult:
+    """NaN result for a pair with a representation the metric is undefined for, saying why."""
+    reason = ca.reason if isinstance(ca, _Dead) else cb.reason
+
+    def info(c, attr, default=None):
+        if isinstance(c, _BasisCache):
+            return {"k": c.k, "rank": c.basis.rank, "rtol": c.basis.rtol}[attr]
+        return default
+
     return SimilarityResult(
-        metric,
+        measure.name,
         float("nan"),
-        ba.k,
-        bb.k,
-        ba.n_tokens,
-        ba.rank,
-        bb.rank,
-        rtol_a=ba.rtol,
-        rtol_b=bb.rtol,
+        info(ca, "k", 0),
+        info(cb, "k", 0),
+        ca.n_tokens,
+        info(ca, "rank"),
+        info(cb, "rank"),
+        rtol_a=info(ca, "rtol"),
+        rtol_b=info(cb, "rtol"),
+        kind=measure.kind,
         reason=reason,
     )
 
@@ -1076,9 +1573,11 @@ def shuffled_baseline(
     """Metric after randomly re-pairing the tokens of ``b`` (mean, std over ``n_shuffles``).
 
     Same (dims, tokens) as the real comparison, so it measures the upward bias of CCA-type
-    estimates at that size (NUMERICS.md §3.1). Bases are computed once; each shuffle permutes
-    the rows of b's basis. ``kw`` as for :func:`pairwise`; ``compat="google"`` (pwcca)
-    recomputes from the raw arrays.
+    estimates at that size (NUMERICS.md §3.1). Caches are computed once; each shuffle
+    permutes b's cache: the rows of its basis, its rows and neighbour labels (mutual_knn),
+    its RDM's rows and columns (rsa; over the rows used when rsa subsamples). ``kw`` as for
+    :func:`pairwise`; ``compat="google"`` (pwcca) recomputes from the raw arrays. NaN (with
+    a warning and ``reason``) where the metric is undefined for a or b.
     """
     if n_shuffles < 1:
         raise ValueError(f"n_shuffles must be >= 1, got {n_shuffles}")
@@ -1094,23 +1593,26 @@ def shuffled_baseline(
             for _ in range(n_shuffles)
         ]
     else:
-        metric, trunc, opts = _metric_kwargs(metric, kw)
-        _check_pair(a, b, metric, trunc["k"], opts["allow_underdetermined"])
-        ba, ka = _prepared(a, metric, trunc, opts, "a")
-        bb, kb = _prepared(b, metric, trunc, opts, "b")
-        n = ba.n_tokens
-        vals = []
-        if ba.rank == 0 or bb.rank == 0:
-            reason = str(_no_variance("a" if ba.rank == 0 else "b", n))
+        measure, opts = _resolve(metric, kw)
+        (na, _), (n, _) = _shape(a, "a"), _shape(b, "b")
+        if na != n:
+            raise ValueError(
+                f"a has {na} tokens and b has {n}: both must hold the same tokens in the same order"
+            )
+        ca, cb = _cache(measure, a, opts, "a"), _cache(measure, b, opts, "b")
+        if isinstance(ca, _Dead) or isinstance(cb, _Dead):
+            res = _undefined_result(measure, ca, cb)
             warnings.warn(
-                f"shuffled_baseline: {reason}; the baseline is NaN", RuntimeWarning, stacklevel=2
+                f"shuffled_baseline: {res.reason}; the baseline is NaN",
+                RuntimeWarning,
+                stacklevel=2,
             )
             nan = np.full(n_shuffles, np.nan)
-            return Baseline(metric, float("nan"), float("nan"), nan, n, ka, kb, reason)
-        for _ in range(n_shuffles):
-            perm = torch.from_numpy(rng.permutation(n)).to(bb.device)
-            bp = dataclasses.replace(bb, u=bb.u[perm])
-            vals.append(_compare(metric, ba, bp, ka, kb, debiased=opts["debiased"]))
+            return Baseline(measure.name, np.nan, np.nan, nan, n, res.k_a, res.k_b, res.reason)
+        vals = [
+            measure.compare(ca, cb.permuted(rng.permutation(cb.n_perm)), opts, None)
+            for _ in range(n_shuffles)
+        ]
     values = np.array([r.value for r in vals])
     std = float(values.std(ddof=1)) if values.size > 1 else 0.0
     return Baseline(vals[0].metric, float(values.mean()), std, values, n, vals[0].k_a, vals[0].k_b)
@@ -1318,13 +1820,23 @@ __all__ = [
     "Basis",
     "DEFAULT_RTOL",
     "GramAccumulator",
+    "Measure",
     "SimilarityResult",
     "basis",
     "cca",
+    "default_rtol",
     "linear_cka",
+    "metrics",
+    "mutual_knn",
     "n_keep",
     "pairwise",
+    "procrustes",
+    "procrustes_angular",
     "pwcca",
+    "register",
+    "rsa",
+    "rsa_rows",
     "shuffled_baseline",
+    "similarity",
     "svcca",
 ]
