@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: setup setup-dev run test lint figures
+.PHONY: setup setup-dev run test lint
 setup:
 	@bash scripts/setup.sh
 setup-dev:

@@ -46,7 +46,7 @@ class ClaimSettings:
     c1_sides: tuple[str, ...] = ("lm", "source")
     c3_margin: float = 0.02
     c4_min_difference: float = 0.0
-    c4_kinds: tuple[str, ...] = ("lm",)
+    c4_sides: tuple[str, ...] = ("lm",)
 
     @classmethod
     def from_mapping(cls, cfg: Mapping) -> ClaimSettings:
@@ -61,7 +61,7 @@ class ClaimSettings:
             c1_sides=tuple(c1.get("sides", d.c1_sides)),
             c3_margin=float(c3.get("margin", d.c3_margin)),
             c4_min_difference=float(c4.get("min_difference", d.c4_min_difference)),
-            c4_kinds=tuple(c4.get("kinds", d.c4_kinds)),
+            c4_sides=tuple(c4.get("sides", d.c4_sides)),
         )
 
 
@@ -140,12 +140,17 @@ def claim_c1(convergence: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
 
 def claim_c2(family: pd.DataFrame, cs: ClaimSettings, metrics: Sequence[str] = ()
              ) -> list[dict]:
-    """C2 per (LM, probe, layer) and metric: POS crossing step < topic crossing step.
+    """C2 per (model, probe, layer) and metric: POS crossing step < topic crossing step, on
+    the probes that carry topic labels.
 
     ``metrics`` lists every metric of the analysis, so those never computed on tag subsets
     show up as NA instead of silently missing."""
     rows = []
-    t = family[(family.kind == "lm") & (family.tag == "pooled")] if len(family) else family
+    t = family[family.tag == "pooled"] if len(family) else family
+    if len(t):
+        with_topic = t.groupby(["model", "probe"]).tag_family.transform(
+            lambda f: (f == "topic").any())
+        t = t[with_topic.astype(bool)]
     for metric in sorted(set(metrics) - set(t.metric if len(t) else [])):
         rows.append(_row("C2", {}, "all", metric, "step_pos - step_topic", np.nan, 0.0, NA,
                          "metric not computed on tag-restricted subsets (per_tag.metrics)"))
@@ -174,7 +179,7 @@ def claim_c3(tagger: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
     """C3 per (LM, probe, tagger family) and metric: min(Δ recurrent, −Δ embedding) > margin,
     Δ = similarity at the last LM checkpoint minus at the first."""
     rows = []
-    t = tagger[tagger.kind == "lm"] if len(tagger) else tagger
+    t = tagger
     if t.empty:
         return rows
     keys = ["model", "seed", "probe", "tag_family", "metric"]
@@ -206,7 +211,7 @@ def claim_c4(function_content: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
     fc = function_content
     if fc.empty:
         return rows
-    t = fc[(fc.quantity == "grad") & fc.kind.isin(cs.c4_kinds)]
+    t = fc[(fc.quantity == "grad") & fc.side.isin(cs.c4_sides)]
     t = t[t.step == t.groupby(["model", "probe"]).step.transform("max")]
     for r in t.sort_values(["model", "probe", "side", "depth"]).to_dict("records"):
         low = r["ci_low"] if np.isfinite(r["ci_low"]) else r["difference"]

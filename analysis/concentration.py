@@ -2,7 +2,7 @@
 
 c is scale invariant with 1/√d ≤ c ≤ 1 for a nonzero x ∈ R^d: 1 for a one-hot vector
 (concentrated), 1/√d when every |x_i| is equal (dispersed). It is computed per token vector
-(the last axis), in float64 because ‖x‖₁ of fp16 data overflows (NUMERICS.md §3.7). A zero
+(the last axis), in float64 because ‖x‖₁ of fp16 data overflows. A zero
 vector (dead unit set, zero gradient) has no concentration: it gives NaN, and every summary
 counts those NaNs instead of hiding them.
 """

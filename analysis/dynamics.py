@@ -15,6 +15,7 @@ Conventions, so that numbers stay comparable:
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import zlib
@@ -55,7 +56,6 @@ class Settings:
     fixed_k: tuple[int, ...] = (20, 50)
     metrics: tuple[str, ...] = ("svcca", "svcca_k", "pwcca", "cka")
     matrix_metrics: tuple[str, ...] = ("svcca", "svcca_k", "cka")
-    trajectory_kinds: tuple[str, ...] = ("lm", "nmt")
     max_tokens: int = 5000
     baseline_shuffles: int = 2
     fractions: tuple[float, ...] = (0.0, 0.35, 0.75, 1.0)
@@ -65,7 +65,6 @@ class Settings:
         default_factory=lambda: {"lm": "pos", "source": "pos", "target": "pos"})
     grad_tag_columns: Mapping[str, str] = field(
         default_factory=lambda: {"lm": "pos_target", "source": "pos", "target": "pos_target"})
-    topic_column: str = "genre"
     exclude_tags: tuple[str, ...] = ("</s>", "X")
     per_tag_max_n: int = 300
     per_tag_min_n: int = 100
@@ -76,7 +75,6 @@ class Settings:
     content_tags: tuple[str, ...] = ("NOUN", "VERB", "ADJ", "ADV")
     conc_n_boot: int = 200
     conc_tag_n_boot: int = 0
-    conc_kinds: tuple[str, ...] = ("lm", "nmt")
     conc_freq_bins: int = 5
     conc_ci: float = 0.95
     sanity_dims: int = 200
@@ -148,8 +146,10 @@ def metric_specs(settings: Settings, names: Sequence[str] | None = None) -> list
 
 @dataclass(frozen=True)
 class ModelRun:
-    """One trained model: its kind (lm, tagger, nmt), tag family for taggers, seed, its
-    checkpoints table (step, epoch, tokens_seen, valid_loss, ...) and store per probe."""
+    """One trained model as its extraction describes it (model.json): kind and family (labels
+    only), whether it is a reference (a tagger, compared in its trained state), the tag set of
+    a tagger, its seed, its checkpoints table (step, epoch, tokens_seen, valid_loss, ...) and
+    its store per probe."""
 
     name: str
     kind: str
@@ -157,25 +157,23 @@ class ModelRun:
     checkpoints: pd.DataFrame
     stores: Mapping[str, Path]
     tags: str | None = None
+    reference: bool = False
+    family: str = ""
 
 
-def discover_runs(extract_dir: Path, train_dir: Path, specs: Mapping[str, Mapping],
+def discover_runs(extract_units: Mapping[str, Path], train_units: Mapping[str, Path],
                   seed: int) -> list[ModelRun]:
-    """The models of an extract stage dir (<model>/<probe>/) with their checkpoint tables.
-
-    ``specs`` maps model name to its config (``kind`` and, for taggers, ``tags``).
-    """
+    """The models of the extract units (<unit>/model.json, <unit>/<probe>/) with their
+    checkpoint tables (<train unit>/checkpoints.csv)."""
     runs = []
-    for name, spec in specs.items():
-        model_dir = Path(extract_dir) / name
-        if not model_dir.is_dir():
-            log.warning("model %s has no representations under %s; skipped", name, extract_dir)
-            continue
-        stores = {p.name: p for p in sorted(model_dir.iterdir())
+    for name, unit in extract_units.items():
+        info = json.loads((Path(unit) / "model.json").read_text())
+        stores = {p.name: p for p in sorted(Path(unit).iterdir())
                   if (p / "tokens.parquet").is_file()}
-        table = pd.read_csv(Path(train_dir) / name / "checkpoints.csv")
-        runs.append(ModelRun(name, str(spec["kind"]), int(seed), table, stores,
-                             spec.get("tags")))
+        table = pd.read_csv(Path(train_units[name]) / "checkpoints.csv")
+        runs.append(ModelRun(name, str(info["kind"]), int(seed), table, stores,
+                             info.get("tags"), bool(info.get("reference")),
+                             str(info.get("family", ""))))
     return runs
 
 
@@ -251,7 +249,8 @@ def same_tokens(a: pd.DataFrame, b: pd.DataFrame) -> bool:
 
 @dataclass
 class Probe:
-    """One (model, probe) store opened for analysis: layers per side, usable steps, tokens."""
+    """One (model, probe) store opened for analysis: layers per side, usable steps, tokens,
+    and the labels the probe carries (tag set -> column, from the probe manifest)."""
 
     run: ModelRun
     name: str
@@ -259,6 +258,7 @@ class Probe:
     steps: list[int]
     layers: dict[str, list[str]]
     tokens: dict[str, pd.DataFrame]
+    labels: dict[str, str]
 
     @classmethod
     def open(cls, run: ModelRun, probe: str) -> Probe:
@@ -270,7 +270,8 @@ class Probe:
                         "using %d as the reference", run.name, probe, steps[-1], last, steps[-1])
         layers = side_layers(root)
         tokens = {side: repstore.tokens(root, side) for side in layers}
-        return cls(run, probe, root, steps, layers, tokens)
+        labels = json.loads((root / "probe.json").read_text())["labels"]
+        return cls(run, probe, root, steps, layers, tokens, labels)
 
     @property
     def final(self) -> int:
@@ -339,6 +340,15 @@ def _base_row(run: ModelRun, probe: str, side: str, **kw) -> dict:
 # ---------------------------------------------------------------------------- F1, F2, F4, k
 
 
+def tagger_layer(layer: str, depth: int, tagger_layers: Sequence[str]) -> str:
+    """The reference (tagger) layer a model layer is compared with: the same layer where the
+    tagger has it, else its embedding for an embedding (depth 0) and its top layer for any
+    contextual layer (a deeper LM, or another architecture on the same tokens)."""
+    if layer in tagger_layers:
+        return layer
+    return tagger_layers[0] if depth == 0 else tagger_layers[-1]
+
+
 def fraction_steps(steps: Sequence[int], fractions: Iterable[float]) -> dict[float, int]:
     """The stored checkpoint nearest to each fraction of the final step."""
     final = steps[-1]
@@ -374,8 +384,11 @@ def over_training(p: Probe, settings: Settings, taggers: Mapping[str, Probe] | N
                 log.warning("%s/%s: tagger %s has other tokens; not compared", p.run.name,
                             p.name, fam)
                 continue
-            tagger_bases[fam] = (t, {layer: full_basis(t.array(t.final, layer, idx))
-                                     for layer in layers if layer in t.layers.get(side, [])})
+            t_layers = t.layers.get(side, [])
+            pairs = {layer: tagger_layer(layer, depth, t_layers)
+                     for depth, layer in enumerate(layers)}
+            cache = {tl: full_basis(t.array(t.final, tl, idx)) for tl in set(pairs.values())}
+            tagger_bases[fam] = (t, {layer: (tl, cache[tl]) for layer, tl in pairs.items()})
         for step in p.steps:
             bases = finals if step == final else [full_basis(p.array(step, layer, idx))
                                                   for layer in layers]
@@ -389,11 +402,12 @@ def over_training(p: Probe, settings: Settings, taggers: Mapping[str, Probe] | N
                     conv.append({**base, "analysis": "convergence", "model_b": p.run.name,
                                  "step_b": final, **row})
                 for fam, (t, tb) in tagger_bases.items():
-                    if layer not in tb:
-                        continue
-                    for row in compare(b, tb[layer], specs, shuffles, seed):
+                    t_layer, t_basis = tb[layer]
+                    for row in compare(b, t_basis, specs, shuffles, seed):
                         vs_tagger.append({**base, "analysis": "tagger", "model_b": t.run.name,
-                                          "step_b": t.final, "tag_family": fam, **row})
+                                          "step_b": t.final, "tag_family": fam,
+                                          "layer_b": t_layer,
+                                          "depth_b": t.layers[side].index(t_layer), **row})
                 kdim.append(_base_row(
                     p.run, p.name, side, layer=layer, depth=depth, step=step,
                     fraction=step / final, dim=b.n_dims, n_tokens=b.n_tokens, rank=b.rank,
@@ -501,10 +515,10 @@ def per_tag(p: Probe, settings: Settings) -> pd.DataFrame:
         for matched in (False, True):
             groups.append(("pos", pos_col, matched,
                            tag_samples(tokens, pos_col, n, settings, p.name, side, matched)))
-        topic = settings.topic_column
-        if topic in tokens and tokens[topic].notna().any():
-            groups.append(("topic", topic, False,
-                           tag_samples(tokens, topic, n, settings, p.name, side)))
+        for family, column in sorted(p.labels.items()):  # other label sets: topic (genre)
+            if family != "pos" and column in tokens:
+                groups.append((family, column, False,
+                               tag_samples(tokens, column, n, settings, p.name, side)))
         for family, column, matched, samples in groups:
             words, _ = tagged_word_and_freq(tokens, column)
             for tag, idx in samples.items():
@@ -747,13 +761,11 @@ def sizes_table(probes: Sequence[Probe], settings: Settings) -> pd.DataFrame:
 def analyze_store(p: Probe, settings: Settings, fams: Mapping[str, Probe]
                   ) -> dict[str, pd.DataFrame]:
     """Every over-training table of one (model, probe) store; ``fams`` maps a tag family to
-    its tagger's store on the same probe (LMs only)."""
+    its tagger's store on the same probe."""
     tables = over_training(p, settings, fams)
-    if p.run.kind in ("lm", "nmt"):
-        tables["per_tag"] = per_tag(p, settings)
-        tables["family"] = family_pooled(tables["per_tag"])
-    if p.run.kind in settings.conc_kinds:
-        tables["concentration"], tables["function_content"] = concentration_tables(p, settings)
+    tables["per_tag"] = per_tag(p, settings)
+    tables["family"] = family_pooled(tables["per_tag"])
+    tables["concentration"], tables["function_content"] = concentration_tables(p, settings)
     log.info("analyzed %s/%s (%d checkpoints)", p.run.name, p.name, len(p.steps))
     return tables
 
@@ -762,10 +774,10 @@ def analyze(runs: Sequence[ModelRun], settings: Settings, progress: bool = True,
             workers: int = 1) -> dict[str, pd.DataFrame]:
     """Every table of the learning-dynamics analysis for the given models.
 
-    Models of ``trajectory_kinds`` (LMs, NMT) get the whole-sample analyses over training;
-    each LM is compared with every tagger extracted on the same probe (taggers serve as final
-    references). Per-tag analyses run for LMs and NMT, concentration for ``conc_kinds``.
-    Stores are independent: ``workers`` processes analyse them side by side.
+    Every model that is not a reference gets the analyses over training (convergence, layer
+    matrices, per-tag, concentration), and is compared with every reference (tagger) extracted
+    on the same probe tokens. Stores are independent: ``workers`` processes analyse them side
+    by side.
     """
     opened: dict[tuple[str, str], Probe] = {}
     for run in runs:
@@ -775,10 +787,10 @@ def analyze(runs: Sequence[ModelRun], settings: Settings, progress: bool = True,
                 log.warning("%s/%s: no complete checkpoint stored; skipped", run.name, probe)
                 continue
             opened[(run.name, probe)] = p
-    taggers = [r for r in runs if r.kind == "tagger"]
-    todo = [p for p in opened.values() if p.run.kind in settings.trajectory_kinds]
+    taggers = [r for r in runs if r.reference]
+    todo = [p for p in opened.values() if not p.run.reference]
     fams = [{t.tags or t.name: opened[(t.name, p.name)] for t in taggers
-             if (t.name, p.name) in opened} if p.run.kind == "lm" else {} for p in todo]
+             if (t.name, p.name) in opened} for p in todo]
     jobs = (todo, [settings] * len(todo), fams)
     bar = {"total": len(todo), "desc": "analyze", "unit": "store", "disable": not progress}
     if workers > 1 and len(todo) > 1:
@@ -805,9 +817,11 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _sanity_probe(opened: Mapping[tuple[str, str], Probe], settings: Settings) -> Probe | None:
-    """The store S1's init-vs-final curve uses: the configured model (else the first LM)."""
+    """The store S1's init-vs-final curve uses: the configured model (else the first model
+    over training that reads a word stream)."""
     for (name, _), p in opened.items():
-        if (settings.sanity_model is None and p.run.kind == "lm") or name == settings.sanity_model:
+        if name == settings.sanity_model or (settings.sanity_model is None and not
+                                             p.run.reference and "lm" in p.layers):
             return p
     return None
 

@@ -331,8 +331,9 @@ def fig_family(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator
     conv = tables.get("convergence", pd.DataFrame())
     if fam.empty:
         return
-    fam = fam[fam.kind == "lm"]
     for (model, probe), g in fam.groupby(["model", "probe"], sort=True):
+        if g.tag_family.nunique() < 2:  # the figure compares families (POS against topic)
+            continue
         metrics = _present(g, ps.per_tag_metrics)
         layers = g.sort_values("depth_a").layer_a.unique()
         whole = conv[(conv.model == model) & (conv.probe == probe)] if len(conv) else conv
@@ -519,13 +520,16 @@ def fig_function_content(tables: Mapping[str, pd.DataFrame], ps: PlotSettings
 
 
 def fig_nmt_stages(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[Figure]:
-    """F7 (partial): NMT validation loss next to encoder/decoder convergence."""
+    """F7 (partial): validation loss of encoder-decoder models next to the convergence of
+    their encoder and decoder stacks."""
     conv = tables.get("convergence", pd.DataFrame())
     ckpt = tables.get("checkpoints", pd.DataFrame())
-    if conv.empty or "kind" not in conv or not (conv.kind == "nmt").any():
+    if conv.empty:
         return
+    sides = conv.groupby("model").side.agg(set)
+    two_stacks = [m for m, s in sides.items() if {"source", "target"} <= s]
     metric = ps.primary_metric if ps.primary_metric in set(conv.metric) else conv.metric.iloc[0]
-    for model, g in conv[(conv.kind == "nmt") & (conv.metric == metric)].groupby("model"):
+    for model, g in conv[conv.model.isin(two_stacks) & (conv.metric == metric)].groupby("model"):
         fig, axes = _grid(1, 2, w=3.0, wsp=0.9)
         c = ckpt[ckpt.model == model].sort_values("step") if len(ckpt) else ckpt
         if len(c) and "valid_loss" in c:

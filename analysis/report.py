@@ -38,17 +38,9 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 
 def models_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per model: kind, seed, checkpoints, final step, final validation loss."""
-    c = tables.get("checkpoints", pd.DataFrame())
-    if c.empty:
-        return c
-    rows = []
-    for (model, kind, seed), g in c.groupby(["model", "kind", "seed"], sort=False):
-        g = g.sort_values("step")
-        rows.append(dict(model=model, kind=kind, seed=seed, checkpoints=len(g),
-                         final_step=int(g.step.iloc[-1]),
-                         final_valid_loss=g.valid_loss.iloc[-1] if "valid_loss" in g else np.nan))
-    return pd.DataFrame(rows)
+    """One row per model: kind, family, role, seed, training length and final evaluation."""
+    m = tables.get("models", pd.DataFrame())
+    return m.drop(columns=[c for c in ("ci_low", "ci_high") if c in m])
 
 
 def sizes_summary(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:

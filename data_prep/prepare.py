@@ -3,6 +3,7 @@ and token-level probe tables with word/subword alignment. No Hydra here: it take
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -25,6 +26,9 @@ PUD_DE = "ud/UD_German-PUD/de_pud-ud-test.conllu.gz"
 PMB = "pmb-semtags/4.0.0/en/gold/{split}.conll.gz"
 M30K = "multi30k/raw/{name}.{lang}.gz"
 LM_SPLITS = ("train", "valid", "test")
+# tag set of a tagger (its `tags`) -> the probe column holding that label of the token read
+LABEL_COLUMNS = {"pos": "pos", "topic": "genre", "semtag": "semtag"}
+SIDE_ORDER = ("lm", "source", "target")
 
 
 def read_corpora(cfg: dict, get: Callable[[str], Path]) -> pd.DataFrame:
@@ -180,6 +184,18 @@ def probe_tokens(table: pd.DataFrame, lm_counts: Counter, sp, nmt_counts: dict) 
     return pd.DataFrame(out, columns=cols)
 
 
+def probe_manifest(tokens: pd.DataFrame) -> dict[str, dict]:
+    """Per probe: its sides (`lm` for word streams, `source`/`target` for translation pairs)
+    and the tagger labels it carries (tag set -> column), from the token table itself."""
+    manifest = {}
+    for probe, rows in tokens.groupby("probe", sort=True):
+        sides = [s for s in SIDE_ORDER if s in set(rows.side)]
+        labels = {tags: col for tags, col in LABEL_COLUMNS.items()
+                  if col in rows and rows[col].notna().all()}
+        manifest[probe] = {"sides": sides, "labels": labels, "tokens": int(len(rows))}
+    return manifest
+
+
 def prepare(cfg: dict, out: Path, mirror: str | None, cache_dir: str | Path,
             download: bool = True) -> dict:
     """Run the whole data preparation into `out` (an empty directory); returns a summary."""
@@ -199,8 +215,9 @@ def prepare(cfg: dict, out: Path, mirror: str | None, cache_dir: str | Path,
     (out / "nmt").mkdir()
     sp, nmt_counts = build_nmt_data(cfg, get, out / "nmt", workers)
     log.info("probe tables")
-    probe_tokens(table, lm_counts, sp, nmt_counts).to_parquet(out / "probe_tokens.parquet",
-                                                              index=False)
+    tokens = probe_tokens(table, lm_counts, sp, nmt_counts)
+    tokens.to_parquet(out / "probe_tokens.parquet", index=False)
+    (out / "probes.json").write_text(json.dumps(probe_manifest(tokens), indent=1))
     table_stats = stats.corpus_stats(table)
     table_stats.to_csv(out / "stats.csv", index=False)
     return {"stats": table_stats}

@@ -1,11 +1,13 @@
 """The analyze stage: learning-dynamics tables (and claim checks) from extracted representations.
 
-Reads inputs["extract"]/<model>/<probe>/ (the representation store) and
-inputs["train"]/<model>/checkpoints.csv, writes out/tables/<name>.parquet and .csv.
+Reads the extract units (inputs["extract"]: model -> unit dir holding model.json and one
+representation store per probe) and the train units (inputs["train"]: model -> unit dir with
+checkpoints.csv and eval.json), writes out/tables/<name>.parquet and .csv.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -13,7 +15,6 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from analysis import claims, dynamics
-from pipeline.train import model_specs
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +30,28 @@ def write_tables(folder: Path, tables: dict[str, pd.DataFrame]) -> dict[str, int
     return rows
 
 
+def models_table(runs: list[dynamics.ModelRun], train_units: dict[str, Path]) -> pd.DataFrame:
+    """One row per model: kind, family, role, seed, training length and its evaluation."""
+    rows = []
+    for run in runs:
+        c = run.checkpoints.sort_values("step")
+        metrics = json.loads((Path(train_units[run.name]) / "eval.json").read_text())
+        rows.append(dict(model=run.name, kind=run.kind, family=run.family,
+                         reference=run.reference, seed=run.seed, checkpoints=len(c),
+                         final_step=int(c.step.iloc[-1]), epochs=float(c.epoch.iloc[-1]),
+                         final_valid_ppl=float(c.valid_ppl.iloc[-1]), **metrics))
+    return pd.DataFrame(rows)
+
+
 def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     """Stage function: every analysis table and the claims, under out/tables/."""
     analysis_cfg = OmegaConf.to_container(cfg.analysis, resolve=True)
     settings = dynamics.Settings.from_mapping(analysis_cfg, seed=int(cfg.seed))
     cs = claims.ClaimSettings.from_mapping(analysis_cfg.get("claims", {}))
-    specs = model_specs(cfg)
-    runs = dynamics.discover_runs(Path(inputs["extract"]), Path(inputs["train"]), specs,
-                                  int(cfg.seed))
+    runs = dynamics.discover_runs(inputs["extract"], inputs["train"], int(cfg.seed))
     log.info("analyzing %d models: %s", len(runs), ", ".join(r.name for r in runs))
     tables = dynamics.analyze(runs, settings, progress=True, workers=int(cfg.train.parallel))
+    tables["models"] = models_table(runs, inputs["train"])
     tables["settings"] = pd.concat([tables["settings"], claims.settings_table(cs)],
                                    ignore_index=True)
     tables["claims"] = claims.evaluate(tables, cs)

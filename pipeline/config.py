@@ -1,10 +1,11 @@
-"""Config helpers shared by the entry point and the tests: resolvers and name checks."""
+"""Config helpers shared by the entry point, the stages and the tests: resolvers, the
+selected models."""
 
 from __future__ import annotations
 
 import os
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from pipeline.runtime import REPO_ROOT
 
@@ -19,3 +20,19 @@ def register_resolvers() -> None:
 
 
 register_resolvers()
+
+
+def model_specs(cfg: DictConfig) -> dict[str, dict]:
+    """Every selected model's resolved preset (name -> plain dict), in selection order.
+
+    An experiment may size models the user deselected (``model=[...]``); those entries hold only
+    the experiment's deltas and no ``kind``, and are not selected.
+    """
+    from pipeline.models import get
+
+    specs = {}
+    for name, spec in OmegaConf.to_container(cfg.model, resolve=True).items():
+        if "kind" in spec:
+            get(spec["kind"])  # an unknown kind fails here, naming the known ones
+            specs[name] = spec
+    return specs

@@ -1,6 +1,7 @@
-"""Final evaluation: LM test perplexity, tagger next-tag accuracy (over word tags, not sentence
-ends) beside the majority-class baseline, NMT BLEU on Multi30k test2016 (sacrebleu on the
-detokenised fairseq-generate output)."""
+"""Final evaluation tools, used by the model adapters: loading a checkpoint, token-level loss
+and accuracy on a word stream (LM perplexity; tagger next-tag accuracy over word tags, not
+sentence ends, beside the majority-class baseline), and BLEU on Multi30k test2016 (sacrebleu on
+the detokenised fairseq-generate output)."""
 
 from __future__ import annotations
 
@@ -24,15 +25,6 @@ def load_model(checkpoint: Path, overrides: dict):
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
         [str(checkpoint)], arg_overrides=overrides)
     return models[0].eval(), cfg, task
-
-
-def stream_overrides(spec: dict, prepared: Path) -> dict:
-    """Point an LM/tagger checkpoint at this prepare stage's binarised streams."""
-    bins = prepared / "lm" / "bin"
-    overrides = {"data": str(bins / spec["words"])}
-    if spec["kind"] == "tagger":
-        overrides["tags_data"] = str(bins / spec["tags"])
-    return overrides
 
 
 def stream_eval(checkpoint: Path, overrides: dict, split: str = "test") -> dict:
@@ -102,15 +94,8 @@ def bleu(checkpoint: Path, prepared: Path, beam: int, device: str) -> float:
     return sacrebleu.corpus_bleu([hyps[i] for i in range(len(refs))], [refs]).score
 
 
-def evaluate_model(spec: dict, checkpoint: Path, prepared: Path, train: dict) -> dict:
-    """The final-model metrics the issue asks for, per model kind."""
-    if spec["kind"] == "nmt":
-        return {"test_bleu": round(bleu(checkpoint, prepared, spec["beam"], train["device"]), 2)}
-    result = stream_eval(checkpoint, stream_overrides(spec, prepared))
-    if spec["kind"] == "lm":
-        return {"test_ppl": round(2 ** result["loss_bits"], 2)}
-    majority = majority_tag(prepared / "lm" / "bin" / spec["tags"])
-    baseline = result["target_counts"][majority] / result["word_tokens"]
-    return {"test_accuracy": round(result["accuracy"], 4),
-            "majority_baseline": round(float(baseline), 4),
-            "majority_tag": result["dictionary"][majority]}
+def evaluate_model(spec: dict, checkpoint: Path, data: Path, device: str) -> dict:
+    """The final-model metrics of the model's kind (its adapter decides which)."""
+    from pipeline.models import adapter
+
+    return adapter(spec).evaluate(spec, checkpoint, data, device)

@@ -1,9 +1,10 @@
-"""The artifact store: one directory per (experiment, stage, key), written atomically.
+"""The artifact store: one directory per (experiment, stage, key), or per (experiment, stage,
+model, key) for per-model stages, written atomically.
 
-The key is a hash of exactly the config a stage depends on plus its inputs' keys, so changing an
-unrelated setting (or the model seed, for prepare) reuses the cached result. A stage writes into
-`<key>.partial/`; only when it returns is a `.done.json` marker written and the directory renamed
-to `<key>/`. A crash leaves no half-written `<key>/`.
+The key is a hash of exactly the config a stage (or a model's unit) depends on plus its
+inputs' keys, so changing an unrelated setting (or the model seed, for prepare) reuses the
+cached result. Work goes into `<key>.partial/`; only when it succeeds is a `.done.json` marker
+written and the directory renamed to `<key>/`. A crash leaves no half-written `<key>/`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from typing import Any
 DONE = ".done.json"
 
 
-def stage_key(stage: str, version: int, config: Any, inputs: dict[str, str]) -> str:
-    """Short hash of the stage's name, code version, config subtree and input keys."""
-    payload = json.dumps({"stage": stage, "version": version, "config": config,
-                          "inputs": inputs}, sort_keys=True, default=str)
+def stage_key(stage: str, config: Any, inputs: dict[str, str]) -> str:
+    """Short hash of the stage's name, config and input keys."""
+    payload = json.dumps({"stage": stage, "config": config, "inputs": inputs}, sort_keys=True,
+                         default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -29,16 +30,20 @@ def stage_dir(root: Path, experiment: str, stage: str, key: str) -> Path:
     return Path(root) / experiment / stage / key
 
 
+def unit_dir(root: Path, experiment: str, stage: str, model: str, key: str) -> Path:
+    return Path(root) / experiment / stage / model / key
+
+
 def is_done(path: Path) -> bool:
-    return (path / DONE).is_file()
+    return (Path(path) / DONE).is_file()
 
 
 def read_done(path: Path) -> dict:
-    return json.loads((path / DONE).read_text())
+    return json.loads((Path(path) / DONE).read_text())
 
 
 def partial_dir(final: Path, resume: bool) -> Path:
-    """The scratch directory for `final`; emptied first unless the stage can resume from it."""
+    """The scratch directory for `final`; emptied first unless the work can resume from it."""
     tmp = final.with_name(final.name + ".partial")
     if tmp.exists() and not resume:
         shutil.rmtree(tmp)

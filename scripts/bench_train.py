@@ -25,10 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from pipeline.config import CONFIG_DIR, CONFIG_NAME  # noqa: E402
+from pipeline.config import (  # noqa: E402
+    CONFIG_DIR,
+    CONFIG_NAME,
+    model_specs,  # noqa: E402
+)
 from pipeline.runtime import REPO_ROOT, subprocess_env  # noqa: E402
 from pipeline.schedule import checkpoint_schedule  # noqa: E402
-from pipeline.train import fairseq_args, fairseq_train_command, model_specs  # noqa: E402
+from pipeline.train import fairseq_args, fairseq_train_command  # noqa: E402
 
 
 def run(args: list[str], env: dict) -> tuple[float, str]:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install the pinned stack in the one order that works (../shared/FAIRSEQ.md §1):
+# Create .venv and install the pinned stack in the one order that works:
 # torch from the local CPU wheel, numpy<2 and build deps, fairseq-fixed built against that torch
 # without build isolation or deps (no torchaudio), then the rest. Idempotent: a stamp holding the
 # hash of this script and the requirement files makes a second run a no-op.

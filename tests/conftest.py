@@ -27,6 +27,28 @@ def run_pipeline(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
+def compose(*overrides: str):
+    """The pipeline's config for these command-line overrides (as `python -m pipeline`)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from pipeline.config import CONFIG_DIR, CONFIG_NAME
+
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        return hydra_compose(CONFIG_NAME, overrides=list(overrides))
+
+
+def plan(*overrides: str):
+    """Where every stage and model unit of this config lives (pipeline.stages.plan)."""
+    from pipeline.stages import plan as stage_plan
+
+    return stage_plan(compose(*overrides))
+
+
+def units(nodes, stage: str) -> dict[str, Path]:
+    return {m: u.dir for m, u in nodes[stage].units.items()}
+
+
 @pytest.fixture(scope="session")
 def smoke_prepared(mirror, tmp_path_factory):
     """The smoke experiment's prepare stage, run once per test session."""
@@ -39,11 +61,11 @@ def smoke_prepared(mirror, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smoke_trained(smoke_prepared):
-    """The smoke experiment's prepare and train stages (all six models), once per session."""
+    """The smoke experiment's prepare and train stages (every model), once per session:
+    (artifacts dir, args, result, train units {model: dir}, prepare dir)."""
     art, args, _ = smoke_prepared
     args = [a.replace("stages=[prepare]", "stages=[prepare,train]") for a in args]
     result = run_pipeline(*args)
     assert result.returncode == 0, result.stderr[-3000:]
-    (train_dir,) = [p for p in (art / "smoke" / "train").iterdir() if p.is_dir()]
-    (prepared,) = [p for p in (art / "smoke" / "prepare").iterdir() if p.is_dir()]
-    return art, args, result, train_dir, prepared
+    nodes = plan(*[a for a in args if not a.startswith("stages=")])
+    return art, args, result, units(nodes, "train"), nodes["prepare"].dir

@@ -8,8 +8,8 @@ functions (computed once per test process) instead of session fixtures.
 encoder-decoder (enc_embed, enc_1 on the source side, dec_embed, dec_1 on the target side) on
 one probe. Each LM layer moves linearly from a random initial state R to its final state F and
 arrives at a chosen step, so the order in which layers converge is known by construction;
-the LM's recurrent layer moves towards the taggers' recurrent layer and its embedding away from
-the taggers' embedding (or the reverse); function-word gradients are one-hot-like and
+the LM's recurrent layers move towards the taggers' recurrent layer and its embedding away
+from the taggers' embedding (or the reverse); function-word gradients are one-hot-like and
 content-word gradients dense (or the reverse).
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -31,6 +32,7 @@ TAG_P = [0.3, 0.2, 0.15, 0.15, 0.1, 0.1]
 FUNCTION = {"DET", "ADP", "PRON"}
 STEPS = [0, 1, 2, 4, 8, 16]
 DIM = 8
+REPO_CONF = Path(__file__).parents[2] / "conf"
 
 
 def synth_tokens(n_sent: int = 40, length: int = 10, seed: int = 0) -> pd.DataFrame:
@@ -56,10 +58,16 @@ def synth_tokens(n_sent: int = 40, length: int = 10, seed: int = 0) -> pd.DataFr
     return t.assign(pos_target=nxt, upos_target=nxt)
 
 
+def _manifest(root: Path, sides: list[str], labels: dict[str, str]) -> None:
+    """The probe manifest entry extraction copies next to the tokens."""
+    (root / "probe.json").write_text(json.dumps({"sides": sides, "labels": labels}))
+
+
 def _write(root: Path, tokens: pd.DataFrame, reps: dict[int, dict[str, np.ndarray]],
            grads: dict[int, dict[str, np.ndarray]] | None = None) -> None:
     layers = {name: {"side": "lm", "dim": a.shape[1]} for name, a in reps[STEPS[0]].items()}
     repstore.write_tokens(root, tokens, layers)
+    _manifest(root, ["lm"], {"pos": "pos", "topic": "genre"})
     for step, arrays in reps.items():
         repstore.write_arrays(root, step, "act", arrays)
         if grads is not None:
@@ -94,11 +102,17 @@ def build_study(root: Path, lower_first: bool = True, towards_tagger: bool = Tru
     tagger_final = {layer: rng.standard_normal((n, DIM)) for layer in layers[:2]}
     final = {layer: rng.standard_normal((n, DIM)) for layer in layers}
     init = {layer: rng.standard_normal((n, DIM)) for layer in layers}
-    # the LM starts at the taggers' embedding and ends at the taggers' recurrent state (or the
-    # reverse): embedding similarity to the tagger falls, recurrent similarity rises
-    start, end = ("embed", "lstm_1") if towards_tagger else ("lstm_1", "embed")
-    init[start] = tagger_final[start].copy()
-    final[end] = tagger_final[end] + 0.3 * rng.standard_normal((n, DIM))
+    # the LM starts at the taggers' embedding and its recurrent layers end near the taggers'
+    # (top) recurrent state, or the reverse: embedding similarity to the taggers falls and
+    # recurrent similarity rises (lstm_2 is compared with the taggers' top layer, lstm_1)
+    near = {layer: tagger_final["lstm_1" if layer != "embed" else "embed"]
+            + 0.3 * rng.standard_normal((n, DIM)) for layer in layers}
+    for layer in layers:
+        moves_in = (layer == "embed") != towards_tagger  # ends near the tagger's layer
+        if moves_in:
+            final[layer] = near[layer]
+        else:
+            init[layer] = near[layer]
     reps, grads = {}, {}
     content = {"NOUN", "VERB", "ADJ"}
     for step in STEPS:
@@ -108,15 +122,17 @@ def build_study(root: Path, lower_first: bool = True, towards_tagger: bool = Tru
         spiky = FUNCTION if function_concentrated else content
         grads[step] = {layer: _grads(tokens, spiky, rng) for layer in layers}
     _write(root / "lm" / "synth", tokens, reps, grads)
-    runs = [dynamics.ModelRun("lm", "lm", seed, _checkpoints(), {"synth": root / "lm" / "synth"})]
+    runs = [dynamics.ModelRun("lm", "lstm_lm", seed, _checkpoints(),
+                              {"synth": root / "lm" / "synth"}, family="lstm")]
     runs.append(_nmt(root, tokens, lower_first, rng, seed))
     for fam in ("pos", "semtag", "topic"):
         noise = {layer: a + 0.2 * rng.standard_normal(a.shape)
                  for layer, a in tagger_final.items()}
         treps = {step: noise for step in STEPS}
         _write(root / f"tagger_{fam}" / "synth", tokens, treps)
-        runs.append(dynamics.ModelRun(f"tagger_{fam}", "tagger", seed, _checkpoints(),
-                                      {"synth": root / f"tagger_{fam}" / "synth"}, tags=fam))
+        runs.append(dynamics.ModelRun(f"tagger_{fam}", "lstm_tagger", seed, _checkpoints(),
+                                      {"synth": root / f"tagger_{fam}" / "synth"}, tags=fam,
+                                      reference=True, family="lstm"))
     return runs
 
 
@@ -133,13 +149,37 @@ def _nmt(root: Path, tokens: pd.DataFrame, lower_first: bool, rng, seed: int
     root = root / "nmt" / "synth"
     repstore.write_tokens(root, both, {layer: {"side": "source" if layer.startswith("enc")
                                                else "target", "dim": DIM} for layer in layers})
+    _manifest(root, ["source", "target"], {"pos": "pos"})
     for step in STEPS:
         w = {layer: min(1.0, step / arrive[layer]) for layer in layers}
         repstore.write_arrays(root, step, "act", {
             layer: w[layer] * final[layer] + (1 - w[layer]) * init[layer] for layer in layers})
         repstore.write_arrays(root, step, "grad", {
             layer: rng.standard_normal((n, DIM)) for layer in layers})
-    return dynamics.ModelRun("nmt", "nmt", seed, _checkpoints(), {"synth": root})
+    return dynamics.ModelRun("nmt", "transformer_nmt", seed, _checkpoints(), {"synth": root},
+                             family="transformer")
+
+
+def write_units(runs: list[dynamics.ModelRun], root: Path, seed: int = 1
+                ) -> tuple[dict[str, Path], dict[str, Path]]:
+    """The study's models laid out like the pipeline's per-model units: extract units with
+    model.json and the stores (linked), train units with checkpoints.csv and eval.json.
+    Returns (extract units, train units), model -> directory."""
+    extract, train = {}, {}
+    for run in runs:
+        e, t = root / "extract" / run.name / f"e{seed}", root / "train" / run.name / f"t{seed}"
+        e.mkdir(parents=True)
+        t.mkdir(parents=True)
+        for probe, store in run.stores.items():
+            (e / probe).symlink_to(store)
+        (e / "model.json").write_text(json.dumps(
+            {"name": run.name, "kind": run.kind, "family": run.family,
+             "reference": run.reference, "tags": run.tags}))
+        run.checkpoints.assign(valid_ppl=2 ** run.checkpoints.valid_loss).to_csv(
+            t / "checkpoints.csv", index=False)
+        (t / "eval.json").write_text(json.dumps({"test_ppl": 10.0 + seed}))
+        extract[run.name], train[run.name] = e, t
+    return extract, train
 
 
 def small_settings(**kw) -> dynamics.Settings:
@@ -191,7 +231,7 @@ def plotted() -> tuple[Path, dict, dict[str, pd.DataFrame]]:
     tables["claims"] = claims.evaluate(tables, cs)
     tables["claims_summary"] = claims.summarize(tables["claims"])
     write_tables(root / "analyze" / "tables", tables)
-    plot_cfg = OmegaConf.load(Path(__file__).parents[2] / "conf" / "plot" / "default.yaml")
+    plot_cfg = OmegaConf.load(REPO_CONF / "plot" / "default.yaml")
     plot_cfg.dpi = 40
     plot_cfg.formats = ["png"]  # pdf: test_figures.test_every_configured_format_is_written
     cfg = OmegaConf.create({"name": "synthetic", "plot": plot_cfg})

@@ -88,8 +88,8 @@ def test_summary_rules():
 
 def test_settings_from_config_mapping():
     cs = claims.ClaimSettings.from_mapping({"convergence_threshold": 0.8, "c1": {"min_rho": 0.3},
-                                            "c4": {"kinds": ["lm", "nmt"]}})
-    assert cs.threshold == 0.8 and cs.c1_min_rho == 0.3 and cs.c4_kinds == ("lm", "nmt")
+                                            "c4": {"sides": ["lm", "target"]}})
+    assert cs.threshold == 0.8 and cs.c1_min_rho == 0.3 and cs.c4_sides == ("lm", "target")
     assert cs.c3_margin == claims.ClaimSettings().c3_margin
 
 

@@ -67,9 +67,12 @@ def test_layer_matrix_panes_and_diagonal():
     assert (nmt.layer_a.str[:3] == nmt.layer_b.str[:3]).all()
 
 
-def test_tagger_rows_only_for_shared_layers():
+def test_tagger_rows_pair_every_layer_with_the_taggers_layer():
     t = study_tables()["tagger"]
-    assert set(t.layer_a) == {"embed", "lstm_1"}  # the taggers have no lstm_2
+    assert set(t.layer_a) == {"embed", "lstm_1", "lstm_2"}
+    # the taggers have no lstm_2: it is compared with their top layer
+    pairs = set(zip(t.layer_a, t.layer_b, strict=True))
+    assert pairs == {("embed", "embed"), ("lstm_1", "lstm_1"), ("lstm_2", "lstm_1")}
     assert set(t.tag_family) == {"pos", "semtag", "topic"}
     assert set(t.model_b) == {"tagger_pos", "tagger_semtag", "tagger_topic"}
 
@@ -124,7 +127,7 @@ def test_frequency_matched_samples_have_equal_bin_counts():
 def test_samples_are_seeded_and_shared_across_models(tmp_path):
     runs = build_study(tmp_path)
     s = small_settings(max_tokens=100)
-    lm, tagger = runs[0], next(r for r in runs if r.kind == "tagger")
+    lm, tagger = runs[0], next(r for r in runs if r.reference)
     a = dynamics.Probe.open(lm, "synth").sample("lm", s)
     b = dynamics.Probe.open(tagger, "synth").sample("lm", s)
     np.testing.assert_array_equal(a, b)
@@ -219,7 +222,7 @@ def test_seed_to_seed_finds_shared_and_unshared_layers(tmp_path):
     for seed, same in ((1, shared), (2, shared @ rotation)):
         finals = {"embed": same, "lstm_1": rng.standard_normal((len(tokens), DIM))}
         root = _seed_store(tmp_path / str(seed), tokens, finals, rng)
-        run = dynamics.ModelRun("lm", "lm", seed, _checkpoints(), {"synth": root})
+        run = dynamics.ModelRun("lm", "lstm_lm", seed, _checkpoints(), {"synth": root})
         probes.append(dynamics.Probe.open(run, "synth"))
     t = dynamics.seed_to_seed(probes, small_settings())
     assert set(zip(t.seed_a, t.seed_b, strict=True)) == {(1, 2)}
@@ -237,11 +240,11 @@ def test_seed_to_seed_finds_shared_and_unshared_layers(tmp_path):
 
 def test_settings_from_config_flattens_groups_and_keeps_types():
     cfg = {"fixed_k": [10], "fractions": [0, 1], "claims": {"c3": {"margin": 0.1}},
-           "per_tag": {"max_n": 7}, "concentration": {"ci": 0.9, "kinds": ["lm"]},
+           "per_tag": {"max_n": 7}, "concentration": {"ci": 0.9, "n_boot": 11},
            "sanity": {"model": "m", "token_counts": [5]}}
     s = dynamics.Settings.from_mapping(cfg, seed=4)
     assert s.fixed_k == (10,) and s.fractions == (0.0, 1.0)
     assert all(isinstance(f, float) for f in s.fractions)
-    assert (s.per_tag_max_n, s.conc_ci, s.conc_kinds) == (7, 0.9, ("lm",))
+    assert (s.per_tag_max_n, s.conc_ci, s.conc_n_boot) == (7, 0.9, 11)
     assert (s.sanity_model, s.sanity_token_counts, s.seed) == ("m", (5,), 4)
     assert s.per_tag_min_n == dynamics.Settings().per_tag_min_n  # absent keys keep defaults

@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from pipeline.config import CONFIG_DIR, CONFIG_NAME
-from pipeline.stages import REGISTRY, stage_location
+from pipeline.stages import REGISTRY, plan
 
 EXPERIMENTS = sorted(p.stem for p in Path(CONFIG_DIR, "experiment").glob("*.yaml"))
 
@@ -36,7 +36,21 @@ def test_default_experiment_is_the_default_and_artifacts_live_in_the_repo():
 
 
 def test_prepare_key_depends_on_data_config_only():
-    key = stage_location(make_cfg("experiment=smoke"), "prepare", {})[0]
-    assert stage_location(make_cfg("experiment=smoke", "seed=7"), "prepare", {})[0] == key
+    key = plan(make_cfg("experiment=smoke"))["prepare"].key
+    assert plan(make_cfg("experiment=smoke", "seed=7"))["prepare"].key == key
     changed = make_cfg("experiment=smoke", "data.lm.vocab_size=123")
-    assert stage_location(changed, "prepare", {})[0] != key
+    assert plan(changed)["prepare"].key != key
+
+
+def test_taggers_inherit_their_lm_through_the_defaults_list():
+    cfg = make_cfg("experiment=smoke")
+    lm, tagger = cfg.model.lstm_lm_paper, cfg.model.tagger_pos
+    for key in ("layers", "embed_dim", "hidden", "dropout", "lr", "tokens_per_sample"):
+        assert tagger[key] == lm[key], key
+    assert (tagger.kind, tagger.tags, tagger.max_update) == ("lstm_tagger", "pos", 20)
+
+
+def test_each_model_unit_key_follows_its_own_preset_only():
+    base = plan(make_cfg("experiment=smoke"))["train"].units
+    changed = plan(make_cfg("experiment=smoke", "model.tagger_pos.max_update=25"))["train"].units
+    assert {m for m in base if base[m].key != changed[m].key} == {"tagger_pos"}

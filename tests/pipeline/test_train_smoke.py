@@ -19,44 +19,45 @@ from pipeline.checkpoints import CheckpointError
 from pipeline.schedule import checkpoint_schedule
 
 pytestmark = pytest.mark.slow
-MODELS = {"lstm_lm_paper", "lstm_lm_deep", "tagger_pos", "tagger_semtag", "tagger_topic",
-          "transformer_nmt_small"}
+MODELS = {"lstm_lm_paper", "lstm_lm_deep", "transformer_lm_small", "tagger_pos",
+          "tagger_semtag", "tagger_topic", "transformer_nmt_small"}
+LONGER = {"lstm_lm_paper", "lstm_lm_deep", "transformer_lm_small"}  # 30 updates in smoke
 
 
 def test_all_models_have_step_zero_and_the_schedule(smoke_trained):
-    _, _, result, train_dir, _ = smoke_trained
-    assert {p.name for p in train_dir.iterdir() if p.is_dir()} == MODELS
-    assert "the checkpoint schedule will take about" in result.stdout + result.stderr
+    _, _, result, train_units, _ = smoke_trained
+    assert set(train_units) == MODELS
+    assert "disk: checkpoints about" in result.stdout + result.stderr
     for name in MODELS:
-        table = pd.read_csv(train_dir / name / "checkpoints.csv")
-        max_update = {"lstm_lm_paper": 30, "lstm_lm_deep": 30}.get(name, 20)
+        unit = train_units[name]
+        assert (unit / ".done.json").is_file()
+        table = pd.read_csv(unit / "checkpoints.csv")
+        max_update = 30 if name in LONGER else 20
         assert list(table.step) == checkpoint_schedule(max_update, 4, 3)
         assert table.valid_loss.notna().all() and (table.bytes > 0).all()
         assert (table.tokens_seen.diff().dropna() > 0).all()
-        first = torch.load(train_dir / name / "checkpoints" / table.file.iloc[0],
-                           weights_only=False)
-        last = torch.load(train_dir / name / "checkpoints" / table.file.iloc[-1],
-                          weights_only=False)
+        first = torch.load(unit / "checkpoints" / table.file.iloc[0], weights_only=False)
+        last = torch.load(unit / "checkpoints" / table.file.iloc[-1], weights_only=False)
         assert "last_optimizer_state" not in last  # analysis checkpoints hold weights only
         assert first["extra_state"]["step"] == 0
         assert any(not torch.equal(first["model"][k], last["model"][k]) for k in last["model"])
-        assert (train_dir / name / "fairseq" / "checkpoint_last.pt").is_file()
-    models = pd.read_csv(train_dir / "models.csv").set_index("model")
-    assert models.loc["lstm_lm_paper", "test_ppl"] > 1
-    assert 0 <= models.loc["tagger_pos", "test_accuracy"] <= 1
-    assert 0 <= models.loc["tagger_pos", "majority_baseline"] <= 1
-    assert models.loc["transformer_nmt_small", "test_bleu"] >= 0
+        assert (unit / "fairseq" / "checkpoint_last.pt").is_file()
+    metrics = {n: json.loads((train_units[n] / "eval.json").read_text()) for n in MODELS}
+    assert metrics["lstm_lm_paper"]["test_ppl"] > 1
+    assert metrics["transformer_lm_small"]["test_ppl"] > 1
+    assert 0 <= metrics["tagger_pos"]["test_accuracy"] <= 1
+    assert 0 <= metrics["tagger_pos"]["majority_baseline"] <= 1
+    assert metrics["transformer_nmt_small"]["test_bleu"] >= 0
 
 
-def test_cached_train_stage_refuses_a_changed_checkpoint(smoke_trained, tmp_path):
-    train_dir = smoke_trained[3]
-    copy = tmp_path / "train"
-    shutil.copytree(train_dir / "tagger_pos", copy / "tagger_pos")
-    stages._verify_models(copy)
-    victim = copy / "tagger_pos" / "checkpoints" / "step_0000001.pt"
+def test_cached_train_unit_refuses_a_changed_checkpoint(smoke_trained, tmp_path):
+    copy = tmp_path / "tagger_pos"
+    shutil.copytree(smoke_trained[3]["tagger_pos"], copy)
+    stages._verify(copy)
+    victim = copy / "checkpoints" / "step_0000001.pt"
     victim.write_bytes(victim.read_bytes() + b"x")
     with pytest.raises(CheckpointError, match="step_0000001.pt: sha256"):
-        stages._verify_models(copy)
+        stages._verify(copy)
 
 
 def _train_args(art, mirror):
@@ -79,7 +80,7 @@ def test_killed_training_resumes_to_the_uninterrupted_result(smoke_prepared, mir
     log = None
     deadline = time.time() + 300
     while time.time() < deadline:
-        logs = list((runs["killed"] / "smoke" / "train").glob("*/lstm_lm_paper/checkpoints/"
+        logs = list((runs["killed"] / "smoke" / "train").glob("lstm_lm_paper/*/checkpoints/"
                                                                 "snapshots.jsonl"))
         if logs and any(json.loads(line)["step"] >= 20 for line in open(logs[0])):
             log = logs[0]
@@ -88,14 +89,14 @@ def test_killed_training_resumes_to_the_uninterrupted_result(smoke_prepared, mir
     assert log is not None, "training never reached step 20"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not any((runs["killed"] / "smoke" / "train").glob("*/lstm_lm_paper/.done"))
+    assert not any((runs["killed"] / "smoke" / "train").glob("lstm_lm_paper/*/.done.json"))
 
     resumed = run_pipeline(*_train_args(runs["killed"], mirror))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
     def table(root):
-        (d,) = (root / "smoke" / "train").iterdir()
-        return pd.read_csv(d / "lstm_lm_paper" / "checkpoints.csv")
+        (d,) = (root / "smoke" / "train" / "lstm_lm_paper").glob("*/.done.json")
+        return pd.read_csv(d.parent / "checkpoints.csv")
 
     a, b = table(runs["killed"]), table(runs["clean"])
     cols = ["step", "epoch", "tokens_seen", "train_loss", "valid_loss"]

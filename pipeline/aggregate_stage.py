@@ -1,0 +1,50 @@
+"""The aggregate stage: several seeds' analyses pooled (mean and CI over seeds for every table,
+claims per seed and on the pooled curves), S2 (each final model against the same model
+trained with another seed), the figures with CI bands and the report.
+
+inputs["seeds"] maps each seed of `aggregate.seeds` to that seed's train and extract units and
+analyze directory, found through their stage keys (pipeline.stages.plan).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from analysis import dynamics, figures, pooling
+from pipeline.analyze_stage import write_tables
+from pipeline.plot_stage import load_tables, render
+
+log = logging.getLogger(__name__)
+
+
+def seed_table(seeds: dict[int, dict], settings: dynamics.Settings) -> pd.DataFrame:
+    """S2 rows (dynamics.seed_to_seed) from every seed's extract units."""
+    probes = []
+    for seed, inputs in sorted(seeds.items()):
+        for run in dynamics.discover_runs(inputs["extract"], inputs["train"], seed):
+            probes += [p for p in (dynamics.Probe.open(run, probe) for probe in run.stores)
+                       if p.steps]
+    return dynamics.seed_to_seed(probes, settings)
+
+
+def run_aggregate(cfg: DictConfig, out: Path, inputs: dict) -> dict:
+    """Stage function: pooled tables, S2, figures and report under ``out``."""
+    seeds = inputs["seeds"]
+    if len(seeds) < 2:
+        raise ValueError(f"aggregate.seeds={sorted(seeds)}: pooling needs at least two seeds")
+    runs = [load_tables(Path(s["analyze"]) / "tables") for _, s in sorted(seeds.items())]
+    level = float(cfg.aggregate.ci)
+    log.info("pooling seeds %s", sorted(seeds))
+    pooled = pooling.aggregate(runs, level)
+    settings = dynamics.Settings.from_mapping(
+        OmegaConf.to_container(cfg.analysis, resolve=True), seed=min(seeds))
+    pooled["seeds"] = seed_table(seeds, settings)
+    rows = write_tables(Path(out) / "tables", pooled)
+    ps = figures.PlotSettings.from_mapping(OmegaConf.to_container(cfg.plot, resolve=True))
+    render(pooled, Path(out), ps,
+           f"Learning dynamics: experiment '{cfg.name}', mean over seeds {sorted(seeds)}")
+    return {"seeds": sorted(seeds), "tables": rows}

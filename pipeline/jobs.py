@@ -1,0 +1,171 @@
+"""Independent jobs side by side, and a clean stop.
+
+Per-model work runs as chains (a model's training, then its extraction), ``workers`` chains at
+a time, each in its own thread; heavy steps run in child processes (fairseq-train, or a spawned
+Python process for in-process torch work) registered here, so that SIGINT/SIGTERM can stop
+every one of them promptly and leave what they wrote resumable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import multiprocessing
+import signal
+import subprocess
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+log = logging.getLogger(__name__)
+
+STOP = threading.Event()
+_CHILDREN: set = set()
+_GUARD = threading.Lock()
+GRACE_S = 5.0  # a stopped child gets this long to exit before it is killed
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (raised where work notices it)."""
+
+
+def check_stop() -> None:
+    if STOP.is_set():
+        raise Interrupted("stopped by a signal")
+
+
+@contextlib.contextmanager
+def _registered(child):
+    with _GUARD:
+        _CHILDREN.add(child)
+    try:
+        yield child
+    finally:
+        with _GUARD:
+            _CHILDREN.discard(child)
+
+
+def stop_children() -> None:
+    """Ask every live child to stop (SIGTERM), then kill those still alive after GRACE_S."""
+    with _GUARD:
+        children = list(_CHILDREN)
+    for child in children:
+        with contextlib.suppress(Exception):
+            child.terminate()
+    for child in children:
+        with contextlib.suppress(Exception):
+            if isinstance(child, subprocess.Popen):
+                child.wait(GRACE_S)
+            else:
+                child.join(GRACE_S)
+        with contextlib.suppress(Exception):
+            if (child.poll() is None) if isinstance(child, subprocess.Popen) else child.is_alive():
+                child.kill()
+
+
+def run_command(cmd: Sequence[str], **popen) -> int:
+    """Run a command as a stoppable child; returns its exit code."""
+    check_stop()
+    with _registered(subprocess.Popen(list(cmd), **popen)) as proc:
+        return proc.wait()
+
+
+def was_stopped(returncode: int) -> bool:
+    """Whether a child's exit means it was stopped (by us or a terminal), not that it crashed."""
+    stops = {signal.SIGINT, signal.SIGTERM, signal.SIGKILL, signal.SIGHUP}
+    return STOP.is_set() or (returncode < 0 and -returncode in stops) or returncode == 130
+
+
+def _child_main(target: str, args: tuple, threads: int, conn) -> None:
+    from pipeline.runtime import set_threads
+
+    set_threads(threads)
+    try:
+        module, name = target.rsplit(":", 1)
+        result = getattr(importlib.import_module(module), name)(*args)
+        conn.send(("ok", result))
+    except BaseException as err:  # sent to the parent, which re-raises it there
+        conn.send(("error", f"{type(err).__name__}: {err}\n{traceback.format_exc()}"))
+    finally:
+        conn.close()
+
+
+def call_in_process(target: str, *args, threads: int = 1):
+    """``module:function(*args)`` in a fresh (spawned) Python process with ``threads`` torch
+    threads; returns its result, or raises RuntimeError with the child's traceback."""
+    check_stop()
+    ctx = multiprocessing.get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_main, args=(target, args, threads, send), daemon=True)
+    with _registered(proc):
+        proc.start()
+        send.close()
+        try:
+            status, payload = recv.recv()
+        except EOFError:
+            status, payload = "error", f"the process exited with code {proc.exitcode}"
+        proc.join()
+    check_stop()
+    if status != "ok":
+        raise RuntimeError(f"{target} failed in its process: {payload}")
+    return payload
+
+
+def run_chains(chains: Sequence[Sequence[Callable[[], None]]], workers: int) -> None:
+    """Run each chain's steps in order, ``workers`` chains at a time. A failing chain stops only
+    itself (the others finish and stay cached); the failures are raised together at the end.
+    A signal stops everything at once."""
+    errors: list[BaseException] = []
+
+    def chain(steps):
+        for step in steps:
+            check_stop()
+            step()
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [pool.submit(chain, c) for c in chains]
+        try:
+            for future in futures:
+                try:
+                    future.result()
+                except Interrupted:
+                    raise
+                except Exception as err:  # noqa: BLE001  collected, re-raised below
+                    errors.append(err)
+        except BaseException:
+            STOP.set()
+            for future in futures:
+                future.cancel()
+            stop_children()
+            raise
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise RuntimeError(f"{len(errors)} jobs failed:\n" + "\n".join(map(str, errors)))
+
+
+@contextlib.contextmanager
+def signals_stop():
+    """Within the block, SIGINT and SIGTERM stop every child and raise Interrupted in the
+    main thread (only there can handlers be installed; elsewhere this does nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if STOP.is_set():
+            return  # already stopping
+        STOP.set()
+        log.warning("%s: stopping every job", signal.Signals(signum).name)
+        stop_children()
+        raise Interrupted(f"stopped by {signal.Signals(signum).name}")
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        STOP.clear()

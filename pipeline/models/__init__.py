@@ -1,0 +1,125 @@
+"""Model kinds: one adapter per model family, registered by name (as fairseq registers
+architectures). A model preset (conf/model/<name>.yaml) names its adapter with `kind`.
+
+An adapter owns everything specific to its family, so the train, extract and evaluate loops
+and the analyses know no kind: fairseq-train flags, the parameter count (for the disk estimate),
+its layers and the probe sides it reads, how a checkpoint is loaded against the prepared data,
+the per-layer states and per-token gradients on probe sentences, and the final evaluation.
+Adding a family is one module with a ``@register("<kind>")`` class and one preset file.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+Spec = Mapping[str, Any]
+_REGISTRY: dict[str, ModelKind] = {}
+# the modules that register the kinds (imported on first lookup)
+_MODULES = ("pipeline.models.lstm", "pipeline.models.transformer_nmt",
+            "pipeline.models.transformer_lm")
+
+
+class ModelKind:
+    """The interface of an adapter; subclasses override what their family needs.
+
+    ``spec`` is a model's resolved preset (a plain dict) and ``data`` the prepare stage's
+    directory. Layers are ``(name, side, dim)`` in depth order per side (depth 0 = the input
+    embedding); ``sides`` are the probe sides the model reads (``lm`` for word streams,
+    ``source``/``target`` for translation pairs).
+    """
+
+    kind: str = ""
+    family: str = ""          # architecture family, for labels ("lstm", "transformer")
+    sides: tuple[str, ...] = ()
+    reference: bool = False   # analysed as a trained reference (taggers), not over training
+
+    def fairseq_args(self, spec: Spec, data: Path) -> list[str]:
+        """The task, architecture and optimisation flags of fairseq-train (data path first)."""
+        raise NotImplementedError
+
+    def parameters(self, spec: Spec, data: Path) -> int:
+        """Parameter count from the architecture (sizes checkpoints before training)."""
+        raise NotImplementedError
+
+    def tokens_per_update(self, spec: Spec) -> int:
+        """Training tokens in one update (approximate; orders jobs by their cost)."""
+        raise NotImplementedError
+
+    def layers(self, spec: Spec) -> list[tuple[str, str, int]]:
+        raise NotImplementedError
+
+    def load_overrides(self, spec: Spec, data: Path) -> dict:
+        """fairseq arg_overrides pointing a checkpoint at this prepare stage's data."""
+        raise NotImplementedError
+
+    def label_column(self, spec: Spec, probe: Mapping) -> str | None:
+        """The probe column with this model's gold labels of the tokens read (taggers), or
+        None when its targets are the next tokens themselves (LMs, NMT); '' when the probe
+        has no labels of the model's kind (then activations only)."""
+        return None
+
+    def states(self, model, task, spec: Spec, rows: pd.DataFrame, label_column: str | None,
+               grads: bool, batch_size: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Activations and per-token own-loss gradients of every layer on a probe's rows:
+        {layer: tokens × dim} in the order of the rows of that layer's side."""
+        raise NotImplementedError
+
+    def forward(self, model, task, rows: pd.DataFrame, batch_size: int) -> None:
+        """The plain forward pass over a probe's batches (what extraction is timed against)."""
+        raise NotImplementedError
+
+    def evaluate(self, spec: Spec, checkpoint: Path, data: Path, device: str) -> dict:
+        """Final metrics of a trained model (test perplexity, accuracy, BLEU, ...)."""
+        raise NotImplementedError
+
+    def work(self, spec: Spec, data: Path) -> float:
+        """Relative training cost (parameters × tokens × updates), longest jobs first."""
+        return float(self.parameters(spec, data)) * self.tokens_per_update(spec) * float(
+            spec["max_update"])
+
+
+def register(kind: str):
+    """Class decorator: register an adapter under ``kind`` (one instance per kind)."""
+    def wrap(cls: type[ModelKind]) -> type[ModelKind]:
+        if kind in _REGISTRY:
+            raise ValueError(f"model kind {kind!r} is registered twice")
+        cls.kind = kind
+        _REGISTRY[kind] = cls()
+        return cls
+    return wrap
+
+
+def _load() -> dict[str, ModelKind]:
+    """The registry, with every adapter module imported (once)."""
+    for module in _MODULES:
+        importlib.import_module(module)
+    return _REGISTRY
+
+
+def get(kind: str) -> ModelKind:
+    """The adapter of a model kind; an unknown kind names the known ones."""
+    if kind not in _REGISTRY:
+        _load()
+    if kind not in _REGISTRY:
+        raise ValueError(f"unknown model kind {kind!r}; known kinds: {sorted(_REGISTRY)}")
+    return _REGISTRY[kind]
+
+
+def kinds() -> list[str]:
+    return sorted(_load())
+
+
+def adapter(spec: Spec) -> ModelKind:
+    return get(str(spec["kind"]))
+
+
+def dict_size(path: Path) -> int:
+    """Entries of a fairseq dictionary file plus the four specials fairseq adds."""
+    with open(path, encoding="utf-8") as f:
+        return sum(1 for _ in f) + 4

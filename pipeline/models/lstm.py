@@ -1,0 +1,139 @@
+"""LSTM language models (fairseq `lstm_lm`) and LSTM taggers (`lstm_tagger`: the same
+architecture with a tag-vocabulary output, predicting the tag of the next word).
+
+Layers: the embedding output and each LSTM layer's hidden state, recorded with hooks on the
+cells (fairseq's decoder returns only the top layer). The gradient of token t's loss with
+respect to a state at t follows only paths within time step t (the recurrence carries state
+forward in time and the loss at t cannot depend on later steps), so every layer's gradients
+come from one backward pass through a *vertical* recomputation of the cells with the previous
+step's states held constant.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+
+from pipeline.models import ModelKind, Spec, register, words
+
+
+class LSTMRecorder:
+    """Forward hooks on the decoder's cells: (h, c) of every layer at every time step."""
+
+    def __init__(self, decoder):
+        self.h = [[] for _ in decoder.layers]
+        self.c = [[] for _ in decoder.layers]
+        self.handles = [layer.register_forward_hook(functools.partial(self._cell, i))
+                        for i, layer in enumerate(decoder.layers)]
+
+    def _cell(self, i, module, inputs, output):
+        h, c = output
+        self.h[i].append(h)
+        self.c[i].append(c)
+
+    def remove(self):
+        for handle in self.handles:
+            handle.remove()
+
+    def stacked(self):
+        """([B, T, H] hidden states per layer, [B, T, H] cell states per layer)."""
+        return ([torch.stack(h, 1) for h in self.h], [torch.stack(c, 1) for c in self.c])
+
+
+def lstm_states(model, inp: torch.Tensor, target: torch.Tensor | None, pad: int,
+                grads: bool) -> tuple[dict, dict]:
+    """Activations (and per-token own-loss gradients) of every layer, [B, T, dim] each."""
+    dec = model.decoder
+    rec = LSTMRecorder(dec)
+    try:
+        with torch.no_grad():
+            dec.extract_features(inp)
+    finally:
+        rec.remove()
+    hidden, cells = rec.stacked()
+    with torch.no_grad():
+        emb = dec.embed_tokens(inp)
+    names = ["embed"] + [f"lstm_{i + 1}" for i in range(len(hidden))]
+    acts = dict(zip(names, [emb, *hidden], strict=True))
+    if not grads:
+        return acts, {}
+    # vertical recomputation: each step's cells from constant previous states
+    x = emb.detach().requires_grad_()
+    outs = [x]
+    bsz, steps = inp.shape
+    for i, cell in enumerate(dec.layers):
+        zero = hidden[i].new_zeros(bsz, 1, hidden[i].shape[-1])
+        prev_h = torch.cat([zero, hidden[i][:, :-1]], 1).reshape(bsz * steps, -1)
+        prev_c = torch.cat([zero, cells[i][:, :-1]], 1).reshape(bsz * steps, -1)
+        h, _ = cell(x.reshape(bsz * steps, -1), (prev_h, prev_c))
+        x = h.view(bsz, steps, -1)
+        outs.append(x)
+    top = dec.additional_fc(x) if hasattr(dec, "additional_fc") else x
+    lprobs = model.get_normalized_probs((dec.output_layer(top), None), log_probs=True)
+    nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1).masked_fill(target == pad, 0)
+    gradients = torch.autograd.grad(nll.sum(), outs)
+    return acts, dict(zip(names, gradients, strict=True))
+
+
+@register("lstm_lm")
+class LSTMLanguageModel(ModelKind):
+    """Saphra & Lopez's LSTM LM on the word stream (fairseq `lstm_lm`)."""
+
+    family = "lstm"
+    sides = ("lm",)
+    arch = "lstm_lm"
+
+    def fairseq_args(self, spec: Spec, data: Path) -> list:
+        args = words.task_args(spec, data) + [
+            "--arch", self.arch, "--decoder-layers", spec["layers"],
+            "--decoder-embed-dim", spec["embed_dim"], "--decoder-hidden-size", spec["hidden"],
+            "--decoder-out-embed-dim", spec["hidden"], "--dropout", spec["dropout"],
+            "--optimizer", spec["optimizer"], "--lr", spec["lr"], "--clip-norm",
+            spec["clip_norm"], "--lr-scheduler", "reduce_lr_on_plateau", "--lr-shrink",
+            spec["lr_shrink"]]
+        cutoff = spec.get("adaptive_softmax_cutoff")
+        if cutoff and not spec.get("tags"):
+            args += ["--adaptive-softmax-cutoff", ",".join(map(str, cutoff)),
+                     "--criterion", "adaptive_loss"]
+        else:
+            args += ["--criterion", "cross_entropy"]
+        return args
+
+    def parameters(self, spec: Spec, data: Path) -> int:
+        vocab, out = words.vocab_sizes(spec, data)
+        e, h = spec["embed_dim"], spec["hidden"]
+        lstm = sum(4 * h * ((e if i == 0 else h) + h) + 8 * h for i in range(spec["layers"]))
+        return vocab * e + lstm + h * out + out
+
+    def tokens_per_update(self, spec: Spec) -> int:
+        return int(spec["tokens_per_sample"]) * int(spec["batch_size"])
+
+    def layers(self, spec: Spec) -> list[tuple[str, str, int]]:
+        return [("embed", "lm", spec["embed_dim"])] + [
+            (f"lstm_{i + 1}", "lm", spec["hidden"]) for i in range(spec["layers"])]
+
+    def load_overrides(self, spec: Spec, data: Path) -> dict:
+        return words.load_overrides(spec, data)
+
+    def label_column(self, spec: Spec, probe) -> str | None:
+        return words.label_column(spec, probe)
+
+    def states(self, model, task, spec, rows, label_column, grads, batch_size):
+        return words.run_states(lstm_states, model, task, rows, label_column, grads,
+                                batch_size)
+
+    def forward(self, model, task, rows, batch_size):
+        words.forward(model, task, rows, batch_size)
+
+    def evaluate(self, spec: Spec, checkpoint: Path, data: Path, device: str) -> dict:
+        return words.evaluate_stream(spec, checkpoint, data)
+
+
+@register("lstm_tagger")
+class LSTMTagger(LSTMLanguageModel):
+    """The LM's architecture predicting the next word's tag (spec `tags`); a reference."""
+
+    arch = "lstm_tagger"
+    reference = True

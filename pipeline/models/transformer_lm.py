@@ -1,0 +1,92 @@
+"""Transformer language models (fairseq `transformer_lm`: pre-norm causal decoder) on the same
+word stream, vocabulary and token windows as the LSTM LMs, so the two families are compared
+on the same data.
+
+Layers: the decoder's embedding output (token embedding × scale + sinusoidal positions) and
+every layer's output (pre-norm, `normalize_before`: the residual stream, with the final
+LayerNorm after the last layer; post-norm: each layer's normalised output).
+Per-token gradients come from the causal-decoder recomputation (pipeline.models.causal).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from pipeline.models import ModelKind, Spec, causal, register, words
+
+
+def transformer_lm_states(model, inp: torch.Tensor, target: torch.Tensor, pad: int,
+                          grads: bool) -> tuple[dict, dict]:
+    """Activations (and per-token own-loss gradients) of every layer, [B, T, dim] each."""
+    with torch.no_grad():
+        _, extra = model.decoder(inp, features_only=True, return_all_hiddens=True)
+    states = extra["inner_states"]  # [T, B, C] each: embedding output, then every layer
+    names = ["embed"] + [f"layer_{i}" for i in range(1, len(states))]
+    acts = {n: s.transpose(0, 1) for n, s in zip(names, states, strict=True)}
+    if not grads:
+        return acts, {}
+    keep = (target != pad).to(states[0].dtype)
+    g = causal.decoder_token_grads(model, states[0], target, keep)
+    return acts, {n: x.transpose(0, 1) for n, x in zip(names, g, strict=True)}
+
+
+@register("transformer_lm")
+class TransformerLanguageModel(ModelKind):
+    family = "transformer"
+    sides = ("lm",)
+
+    def fairseq_args(self, spec: Spec, data: Path) -> list:
+        args = words.task_args(spec, data) + [
+            "--arch", "transformer_lm", "--decoder-layers", spec["layers"],
+            # input/output dims default to 512 whatever the embedding dim (fairseq's config
+            # defaults win over its architecture function): set them, or it projects to 512
+            "--decoder-embed-dim", spec["embed_dim"], "--decoder-input-dim", spec["embed_dim"],
+            "--decoder-output-dim", spec["embed_dim"], "--decoder-ffn-embed-dim",
+            spec["ffn_dim"], "--decoder-attention-heads", spec["heads"],
+            "--dropout", spec["dropout"], "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)",
+            "--lr", spec["lr"], "--lr-scheduler", "inverse_sqrt", "--warmup-updates",
+            spec["warmup_updates"], "--clip-norm", spec["clip_norm"]]
+        if spec.get("share_embeddings"):
+            args.append("--share-decoder-input-output-embed")
+        if spec.get("normalize_before"):  # pre-norm (fairseq's arch default does not apply it)
+            args.append("--decoder-normalize-before")
+        cutoff = spec.get("adaptive_softmax_cutoff")
+        if cutoff and not spec.get("tags"):
+            args += ["--adaptive-softmax-cutoff", ",".join(map(str, cutoff)),
+                     "--criterion", "adaptive_loss"]
+        else:
+            args += ["--criterion", "cross_entropy"]
+        return args
+
+    def parameters(self, spec: Spec, data: Path) -> int:
+        vocab, out = words.vocab_sizes(spec, data)
+        d, f, n = spec["embed_dim"], spec["ffn_dim"], spec["layers"]
+        layer = 4 * (d * d + d) + 2 * d * f + f + d + 4 * d
+        output = 0 if spec.get("share_embeddings") else d * out
+        return vocab * d + n * layer + 2 * d + output
+
+    def tokens_per_update(self, spec: Spec) -> int:
+        return int(spec["tokens_per_sample"]) * int(spec["batch_size"])
+
+    def layers(self, spec: Spec) -> list[tuple[str, str, int]]:
+        d = spec["embed_dim"]
+        return [("embed", "lm", d)] + [(f"layer_{i}", "lm", d)
+                                       for i in range(1, spec["layers"] + 1)]
+
+    def load_overrides(self, spec: Spec, data: Path) -> dict:
+        return words.load_overrides(spec, data)
+
+    def label_column(self, spec: Spec, probe) -> str | None:
+        return words.label_column(spec, probe)
+
+    def states(self, model, task, spec, rows, label_column, grads, batch_size):
+        return words.run_states(transformer_lm_states, model, task, rows, label_column, grads,
+                                batch_size)
+
+    def forward(self, model, task, rows, batch_size):
+        words.forward(model, task, rows, batch_size)
+
+    def evaluate(self, spec: Spec, checkpoint: Path, data: Path, device: str) -> dict:
+        return words.evaluate_stream(spec, checkpoint, data)

@@ -1,0 +1,135 @@
+"""What every model on the word streams shares (LSTM and Transformer LMs, LSTM taggers): the
+binarised data they train on, their probe batches and their evaluation.
+
+A language model reads `</s> w1..wn` and predicts `w1..wn </s>`; a tagger reads the same words
+and predicts the tag of the next word (the tags of w1..wn, then `</s>`). Probe rows kept are
+positions 1..n (the states after reading w1..wn).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline import evaluate
+from pipeline.models import Spec, dict_size
+
+
+def bins(data: Path) -> Path:
+    return Path(data) / "lm" / "bin"
+
+
+def task_args(spec: Spec, data: Path) -> list:
+    """The data path and task flags: language modelling, or next-tag tagging (spec `tags`)."""
+    b = bins(data)
+    args: list = [str(b / spec["words"])]
+    if spec.get("tags"):
+        args += ["--task", "next_tag_tagging", "--tags-data", str(b / spec["tags"])]
+    else:
+        args += ["--task", "language_modeling"]
+    return args + ["--sample-break-mode", "none", "--tokens-per-sample",
+                   spec["tokens_per_sample"], "--batch-size", spec["batch_size"],
+                   "--required-batch-size-multiple", 1]
+
+
+def load_overrides(spec: Spec, data: Path) -> dict:
+    """Point a checkpoint at this prepare stage's binarised streams."""
+    b = bins(data)
+    overrides = {"data": str(b / spec["words"])}
+    if spec.get("tags"):
+        overrides["tags_data"] = str(b / spec["tags"])
+    return overrides
+
+
+def vocab_sizes(spec: Spec, data: Path) -> tuple[int, int]:
+    """(input vocabulary, output vocabulary) including fairseq's specials."""
+    b = bins(data)
+    words = dict_size(b / spec["words"] / "dict.txt")
+    out = dict_size(b / spec["tags"] / "dict.txt") if spec.get("tags") else words
+    return words, out
+
+
+def label_column(spec: Spec, probe: Mapping) -> str | None:
+    """A tagger's gold labels on a probe (from the probe manifest's `labels`), '' if absent."""
+    if not spec.get("tags"):
+        return None
+    return probe.get("labels", {}).get(spec["tags"], "")
+
+
+def batches(sents: list[pd.DataFrame], src_dict, tgt_dict, label_column: str | None,
+            batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[int]]]:
+    """Right-padded batches (input, target, sentence lengths): targets are the next words
+    (``label_column`` None), the sentence's labels (a column name), or unused ('')."""
+    pad, eos = src_dict.pad(), src_dict.eos()
+    for start in range(0, len(sents), batch_size):
+        chunk = sents[start:start + batch_size]
+        ids = [[src_dict.index(t) for t in s.token] for s in chunk]
+        if label_column is None:
+            tgt = [i + [eos] for i in ids]
+        elif label_column:
+            tgt = [[tgt_dict.index(t) for t in s[label_column]] + [tgt_dict.eos()]
+                   for s in chunk]
+        else:
+            tgt = [[tgt_dict.eos()] * (len(i) + 1) for i in ids]  # no gold labels: unused
+        width = max(len(i) for i in ids) + 1
+        inp = torch.full((len(chunk), width), pad, dtype=torch.long)
+        target = torch.full((len(chunk), width), tgt_dict.pad(), dtype=torch.long)
+        for b, (i, t) in enumerate(zip(ids, tgt, strict=True)):
+            inp[b, : len(i) + 1] = torch.tensor([eos] + i)
+            target[b, : len(t)] = torch.tensor(t)
+        yield inp, target, [len(i) for i in ids]
+
+
+def sentences(rows: pd.DataFrame) -> list[pd.DataFrame]:
+    """The probe's sentences in order."""
+    return [g for _, g in rows.groupby("sent_index", sort=True)]
+
+
+def collect(store: dict[str, list], arrays: Mapping[str, torch.Tensor], lengths: list[int],
+            offset: int) -> None:
+    """Append the kept rows (positions offset..offset+len-1) of each sentence."""
+    for name, batch in arrays.items():
+        batch = batch.detach().float().cpu().numpy()
+        store.setdefault(name, []).extend(batch[b, offset: offset + n]
+                                          for b, n in enumerate(lengths))
+
+
+def run_states(states_fn, model, task, rows: pd.DataFrame, label_column: str | None,
+               grads: bool, batch_size: int) -> tuple[dict, dict]:
+    """Every layer's activations (and gradients) over the probe rows, via ``states_fn(model,
+    inp, target, pad, grads) -> (acts, grads)``; no gradients without labels."""
+    src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
+    with_grads = grads and label_column != ""
+    acts: dict[str, list] = {}
+    grad: dict[str, list] = {}
+    for inp, target, lens in batches(sentences(rows), src_dict, tgt_dict, label_column,
+                                     batch_size):
+        a, g = states_fn(model, inp, target, tgt_dict.pad(), with_grads)
+        collect(acts, a, lens, 1)
+        collect(grad, g, lens, 1)
+    return ({k: np.concatenate(v) for k, v in acts.items()},
+            {k: np.concatenate(v) for k, v in grad.items()})
+
+
+def forward(model, task, rows: pd.DataFrame, batch_size: int) -> None:
+    """fairseq's own forward pass over the probe batches, nothing recorded."""
+    with torch.no_grad():
+        for inp, _, _ in batches(sentences(rows), task.source_dictionary,
+                                 task.target_dictionary, None, batch_size):
+            model(inp)
+
+
+def evaluate_stream(spec: Spec, checkpoint: Path, data: Path) -> dict:
+    """LM test perplexity, or tagger accuracy beside the majority-class baseline."""
+    result = evaluate.stream_eval(checkpoint, load_overrides(spec, data))
+    if not spec.get("tags"):
+        return {"test_ppl": round(2 ** result["loss_bits"], 2)}
+    majority = evaluate.majority_tag(bins(data) / spec["tags"])
+    baseline = result["target_counts"][majority] / result["word_tokens"]
+    return {"test_accuracy": round(result["accuracy"], 4),
+            "majority_baseline": round(float(baseline), 4),
+            "majority_tag": result["dictionary"][majority]}
