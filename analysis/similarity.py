@@ -1,4 +1,12 @@
-"""Representation similarity: CCA, SVCCA, PWCCA and linear CKA on tokens × dims arrays.
+"""Representation similarity on tokens × dims arrays: CCA, SVCCA, PWCCA, linear CKA (biased
+and debiased), orthogonal Procrustes (similarity and angular distance), mutual k-NN and RSA.
+
+Every metric is an entry of a small registry (:class:`Measure`: what one representation
+caches, how two caches compare), so :func:`pairwise`, :func:`shuffled_baseline` and
+:func:`similarity` take any of them by name (:func:`metrics`); adding one is one compare
+function and one :func:`register` call. The CCA family, CKA and Procrustes cache a
+:class:`Basis` and share the one-product-per-block fast path; mutual k-NN caches each row's
+neighbours, RSA the ranked RDM.
 
 Conventions (measured failure modes in ../shared/NUMERICS.md):
 
@@ -34,8 +42,8 @@ Conventions (measured failure modes in ../shared/NUMERICS.md):
   :func:`pairwise` and :func:`shuffled_baseline` put NaN in its cells, say why in
   ``SimilarityResult.reason`` and warn, so that one dead layer does not void a matrix.
 
-Values are similarities in [0, 1] (debiased CKA can be slightly negative); 1 − value is the
-matching distance.
+Values are similarities in [0, 1] (debiased CKA and RSA can be negative), except
+``procrustes_angular``, a distance in [0, π/2]; ``SimilarityResult.kind`` says which.
 """
 
 from __future__ import annotations

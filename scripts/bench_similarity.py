@@ -21,7 +21,7 @@ never copied here); without it the reference is the re-implementation below, wri
 its documented steps. Ratios are measured side by side in one run; the load average
 (os.getloadavg, 1 min) is printed with every row, as the machine may be shared.
 
-    python scripts/bench_similarity.py --google-svcca ~/svcca   # full run (~8 min, 1 core)
+    python scripts/bench_similarity.py --google-svcca ~/svcca   # full run (~10 min, 1 core)
     python scripts/bench_similarity.py --quick                  # small shapes, ~30 s
 
 BLAS/torch run single-threaded by default (--threads), as in ../shared/NUMERICS.md §2.
@@ -371,7 +371,7 @@ def main() -> int:
         if not args.skip_p1:
             ok &= single_pairs(50_000, 512, 3)[0]
         if not args.skip_p2:
-            ok &= all_pairs(4, 20, 5000, 200, 3)
+            ok &= all_pairs(3, 16, 5000, 200, 3)
     print(
         f"\nwhole benchmark {time.perf_counter() - t_start:.0f} s; load average "
         f"{os.getloadavg()} at end; all values agree: {'yes' if ok else 'NO'}"
