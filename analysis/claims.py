@@ -5,7 +5,8 @@ similarity metric; thresholds come from the config, fixed before any result was 
 A unit that cannot be evaluated (missing data) is reported as NA with the reason.
 
 - C1 lower layers reach their final representation first: Spearman ρ between depth and the
-  step from which similarity to the final checkpoint stays >= ``threshold`` (LM, NMT encoder).
+  step from which similarity to the final checkpoint stays >= ``convergence_threshold`` (LM, NMT
+  encoder).
 - C2 POS-restricted similarity stabilises before topic-restricted similarity (same rule).
 - C3 over training the recurrent layers grow more similar to the final taggers and the
   embedding less (change from the first to the last checkpoint, beyond ``margin``).
@@ -15,13 +16,13 @@ A unit that cannot be evaluated (missing data) is reported as NA with the reason
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
+
+from analysis.settings import Claims
 
 CLAIM_COLUMNS = ["claim", "model", "seed", "probe", "scope", "metric", "statistic", "value",
                  "threshold", "ci_low", "ci_high", "n", "verdict", "detail"]
@@ -35,53 +36,7 @@ CLAIMS = {
 PASS, FAIL, NA = "PASS", "FAIL", "NA"
 
 
-@dataclass(frozen=True)
-class ClaimSettings:
-    """Thresholds of the claims (conf/analysis/default.yaml, ``claims``)."""
-
-    threshold: float = 0.9
-    sustained: bool = True
-    c1_min_rho: float = 0.5
-    c1_min_layers: int = 2
-    c1_sides: tuple[str, ...] = ("lm", "source")
-    c3_margin: float = 0.02
-    c4_min_difference: float = 0.0
-    c4_sides: tuple[str, ...] = ("lm",)
-
-    @classmethod
-    def from_mapping(cls, cfg: Mapping) -> ClaimSettings:
-        """From the ``claims`` config group (a plain dict)."""
-        d = cls()
-        c1, c3, c4 = (dict(cfg.get(k, {})) for k in ("c1", "c3", "c4"))
-        return cls(
-            threshold=float(cfg.get("convergence_threshold", d.threshold)),
-            sustained=bool(cfg.get("sustained", d.sustained)),
-            c1_min_rho=float(c1.get("min_rho", d.c1_min_rho)),
-            c1_min_layers=int(c1.get("min_layers", d.c1_min_layers)),
-            c1_sides=tuple(c1.get("sides", d.c1_sides)),
-            c3_margin=float(c3.get("margin", d.c3_margin)),
-            c4_min_difference=float(c4.get("min_difference", d.c4_min_difference)),
-            c4_sides=tuple(c4.get("sides", d.c4_sides)),
-        )
-
-
-def settings_table(cs: ClaimSettings) -> pd.DataFrame:
-    """The thresholds as settings rows (key 'claims.<field>', JSON value)."""
-    return pd.DataFrame([(f"claims.{k}", json.dumps(list(v) if isinstance(v, tuple) else v))
-                         for k, v in vars(cs).items()], columns=["key", "value"])
-
-
-def settings_from_table(table: pd.DataFrame | None) -> ClaimSettings:
-    """Inverse of :func:`settings_table` (defaults for absent rows)."""
-    if table is None or table.empty:
-        return ClaimSettings()
-    rows = dict(zip(table.key, table.value, strict=True))
-    kw = {}
-    for f in fields(ClaimSettings):
-        if f"claims.{f.name}" in rows:
-            v = json.loads(rows[f"claims.{f.name}"])
-            kw[f.name] = tuple(v) if isinstance(v, list) else v
-    return ClaimSettings(**kw)
+ClaimSettings = Claims  # conf/analysis `claims`
 
 
 def crossing_step(steps: Sequence[float], values: Sequence[float], threshold: float,
@@ -116,25 +71,25 @@ def _fmt(x: float) -> str:
 def claim_c1(convergence: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
     """C1 per (model, probe, stack) and metric: ρ(depth, convergence step) >= c1_min_rho."""
     rows = []
-    t = convergence[convergence.side.isin(cs.c1_sides) & (convergence.tag == "all")]
+    t = convergence[convergence.side.isin(cs.c1.sides) & (convergence.tag == "all")]
     for key, g in t.groupby(["model", "seed", "probe", "side", "metric"], sort=True):
         r = dict(zip(["model", "seed", "probe", "side", "metric"], key, strict=True))
         layers = g.groupby(["depth_a", "layer_a"], sort=True)
-        if layers.ngroups < cs.c1_min_layers:
+        if layers.ngroups < cs.c1.min_layers:
             continue
         depth, steps, names = [], [], []
         for (d, name), lg in layers:
             depth.append(d)
             names.append(name)
-            steps.append(crossing_step(lg.step_a, lg.value, cs.threshold, cs.sustained))
+            steps.append(crossing_step(lg.step_a, lg.value, cs.convergence_threshold, cs.sustained))
         ranked = np.where(np.isfinite(steps), steps, np.inf)
         rho = float(spearmanr(depth, ranked).statistic) if len(set(ranked)) > 1 else np.nan
         detail = ", ".join(f"{n}@{_fmt(s)}" for n, s in zip(names, steps, strict=True))
         if not np.isfinite(rho):
             detail += " (all layers cross at the same step: no ordering)"
-        verdict = PASS if np.isfinite(rho) and rho >= cs.c1_min_rho else FAIL
+        verdict = PASS if np.isfinite(rho) and rho >= cs.c1.min_rho else FAIL
         rows.append(_row("C1", r, f"stack={r['side']}", r["metric"], "spearman_rho", rho,
-                         cs.c1_min_rho, verdict, detail, n=len(depth)))
+                         cs.c1.min_rho, verdict, detail, n=len(depth)))
     return rows
 
 
@@ -159,7 +114,7 @@ def claim_c2(family: pd.DataFrame, cs: ClaimSettings, metrics: Sequence[str] = (
     keys = ["model", "seed", "probe", "layer_a", "metric"]
     for key, g in t.groupby(keys, sort=True):
         r = dict(zip(keys, key, strict=True))
-        step = {fam: crossing_step(fg.step_a, fg.value, cs.threshold, cs.sustained)
+        step = {fam: crossing_step(fg.step_a, fg.value, cs.convergence_threshold, cs.sustained)
                 for fam, fg in g.groupby("tag_family")}
         scope = f"layer={r['layer_a']}"
         if "pos" not in step or "topic" not in step:
@@ -195,11 +150,11 @@ def claim_c3(tagger: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
         detail = ", ".join(f"Δ{n}={v:+.3f}" for (_, n), v in delta.items())
         if not emb or not rec:
             rows.append(_row("C3", r, scope, r["metric"], "min(Δrec, -Δemb)", np.nan,
-                             cs.c3_margin, NA, detail + " (need embedding and recurrent)"))
+                             cs.c3.margin, NA, detail + " (need embedding and recurrent)"))
             continue
         value = min(min(rec), -max(emb))
-        verdict = PASS if value > cs.c3_margin else FAIL
-        rows.append(_row("C3", r, scope, r["metric"], "min(Δrec, -Δemb)", value, cs.c3_margin,
+        verdict = PASS if value > cs.c3.margin else FAIL
+        rows.append(_row("C3", r, scope, r["metric"], "min(Δrec, -Δemb)", value, cs.c3.margin,
                          verdict, detail, n=len(delta)))
     return rows
 
@@ -211,24 +166,27 @@ def claim_c4(function_content: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
     fc = function_content
     if fc.empty:
         return rows
-    t = fc[(fc.quantity == "grad") & fc.side.isin(cs.c4_sides)]
+    t = fc[(fc.quantity == "grad") & fc.side.isin(cs.c4.sides)]
     t = t[t.step == t.groupby(["model", "probe"]).step.transform("max")]
     for r in t.sort_values(["model", "probe", "side", "depth"]).to_dict("records"):
         low = r["ci_low"] if np.isfinite(r["ci_low"]) else r["difference"]
-        verdict = PASS if low > cs.c4_min_difference else FAIL
+        verdict = PASS if low > cs.c4.min_difference else FAIL
         detail = (f"step {r['step']}: {r['n_function']} function / {r['n_content']} content "
                   f"tokens in {r['n_bins']} frequency bins")
         rows.append(_row("C4", r, f"layer={r['layer']}", "concentration",
                          "mean c(function) - mean c(content)", r["difference"],
-                         cs.c4_min_difference, verdict, detail,
+                         cs.c4.min_difference, verdict, detail,
                          n=int(r["n_function"] + r["n_content"]),
                          ci=(r["ci_low"], r["ci_high"])))
     return rows
 
 
 def evaluate(tables: Mapping[str, pd.DataFrame], cs: ClaimSettings) -> pd.DataFrame:
-    """Every claim on every unit and metric (one row each, columns CLAIM_COLUMNS)."""
+    """Every claim on every unit and metric (one row each, columns CLAIM_COLUMNS); rows whose
+    metric could not be computed (``na_reason``) are left out."""
     empty = pd.DataFrame()
+    tables = {name: t[t.na_reason.isna()] if "na_reason" in t else t
+              for name, t in tables.items()}
     conv = tables.get("convergence", empty)
     metrics = sorted(conv.metric.unique()) if len(conv) else []
     rows = []
@@ -255,5 +213,4 @@ def summarize(claims: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = ["CLAIMS", "CLAIM_COLUMNS", "ClaimSettings", "claim_c1", "claim_c2", "claim_c3",
-           "claim_c4", "crossing_step", "evaluate", "settings_from_table", "settings_table",
-           "summarize"]
+           "claim_c4", "crossing_step", "evaluate", "summarize"]

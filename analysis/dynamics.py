@@ -15,13 +15,14 @@ Conventions, so that numbers stay comparable:
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import multiprocessing
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from tqdm import tqdm
 from analysis import repstore
 from analysis import similarity as sim
 from analysis.concentration import aggregate_by_tag, concentration, frequency_matched_difference
+from analysis.settings import AnalysisSettings, flat
 
 log = logging.getLogger(__name__)
 
@@ -46,69 +48,7 @@ POOLED = "pooled"    # tag value of family rows pooled over tags
 
 # ---------------------------------------------------------------------------- settings
 
-
-@dataclass(frozen=True)
-class Settings:
-    """Analysis settings (conf/analysis/default.yaml); every table records the relevant ones."""
-
-    variance: float = 0.99
-    variance_rule: str = "s2"
-    fixed_k: tuple[int, ...] = (20, 50)
-    metrics: tuple[str, ...] = ("svcca", "svcca_k", "pwcca", "cka")
-    matrix_metrics: tuple[str, ...] = ("svcca", "svcca_k", "cka")
-    max_tokens: int = 5000
-    baseline_shuffles: int = 2
-    fractions: tuple[float, ...] = (0.0, 0.35, 0.75, 1.0)
-    tag_columns: Mapping[str, str] = field(
-        default_factory=lambda: {"lm": "pos_target", "source": "pos", "target": "pos_target"})
-    act_tag_columns: Mapping[str, str] = field(
-        default_factory=lambda: {"lm": "pos", "source": "pos", "target": "pos"})
-    grad_tag_columns: Mapping[str, str] = field(
-        default_factory=lambda: {"lm": "pos_target", "source": "pos", "target": "pos_target"})
-    exclude_tags: tuple[str, ...] = ("</s>", "X")
-    per_tag_max_n: int = 300
-    per_tag_min_n: int = 100
-    per_tag_min_tags: int = 4
-    per_tag_freq_bins: int = 3
-    per_tag_metrics: tuple[str, ...] = ("svcca_k", "cka")
-    function_tags: tuple[str, ...] = ("ADP", "CONJ", "DET", "PRON", "PRT")
-    content_tags: tuple[str, ...] = ("NOUN", "VERB", "ADJ", "ADV")
-    conc_n_boot: int = 200
-    conc_tag_n_boot: int = 0
-    conc_freq_bins: int = 5
-    conc_ci: float = 0.95
-    sanity_dims: int = 200
-    sanity_token_counts: tuple[int, ...] = (250, 500, 1000, 2000, 5000)
-    sanity_model: str | None = None
-    seed: int = 0
-
-    @classmethod
-    def from_mapping(cls, cfg: Mapping, seed: int = 0) -> Settings:
-        """Settings from the analysis config (a plain dict): nested groups are flattened into
-        prefixed fields (per_tag.max_n -> per_tag_max_n) and each value takes the type of its
-        field's default; keys that are no setting (claims) are left out."""
-        flat = {k: v for k, v in cfg.items() if k not in SETTING_GROUPS}
-        for group, prefix in SETTING_GROUPS.items():
-            flat.update({prefix + k: v for k, v in dict(cfg.get(group, {})).items()})
-        defaults = cls()
-        return cls(**{f.name: _like(getattr(defaults, f.name), flat[f.name])
-                      for f in fields(cls) if f.name in flat and f.name != "seed"},
-                   seed=int(seed))
-
-
-# analysis config groups whose keys are Settings fields with a prefix
-SETTING_GROUPS = {"per_tag": "per_tag_", "concentration": "conc_", "sanity": "sanity_"}
-
-
-def _like(default, value):
-    """``value`` as the type of ``default`` (tuple elements as the default's elements)."""
-    if default is None or value is None:
-        return value
-    if isinstance(default, tuple):
-        return tuple(_like(default[0], v) if default else v for v in value)
-    if isinstance(default, Mapping):
-        return dict(value)
-    return type(default)(value)
+Settings = AnalysisSettings  # conf/analysis; every table records the settings it used
 
 
 @dataclass(frozen=True)
@@ -221,9 +161,9 @@ def stable_seed(seed: int, *key) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32("|".join(map(str, key)).encode())) % 2**32
 
 
-def subsample(n: int, cap: int, seed: int, *key) -> np.ndarray:
-    """Sorted indices of a seeded random subset of min(n, cap) of range(n)."""
-    if n <= cap:
+def subsample(n: int, cap: int | None, seed: int, *key) -> np.ndarray:
+    """Sorted indices of a seeded random subset of min(n, cap) of range(n) (all: cap None)."""
+    if cap is None or n <= cap:
         return np.arange(n)
     rng = np.random.default_rng(stable_seed(seed, *key))
     return np.sort(rng.choice(n, size=cap, replace=False))
@@ -285,6 +225,11 @@ class Probe:
         return subsample(len(self.tokens[side]), settings.max_tokens, settings.seed,
                          self.name, side)
 
+    def where(self, step: int, layer: str, tag: str | None = None) -> str:
+        """Names a representation in messages: model/probe, step, layer (and tag)."""
+        return (f"{self.run.name}/{self.name} step {step} {layer}"
+                + (f" tag {tag}" if tag else ""))
+
     def array(self, step: int, layer: str, idx: np.ndarray, kind: str = "act"):
         n = len(self.tokens[self.side_of(layer)])
         return load_rows(self.root, step, layer, kind, idx, n)
@@ -293,23 +238,44 @@ class Probe:
 # ---------------------------------------------------------------------------- comparisons
 
 
-def full_basis(x: np.ndarray) -> sim.Basis:
-    """Full-rank basis of one representation: reused by every metric (any truncation)."""
-    return sim.basis(x)
+@dataclass(frozen=True)
+class Unusable:
+    """A representation no metric can use (non-finite or constant values), and why."""
+
+    reason: str
+    n_tokens: int
+    n_dims: int
 
 
-def compare(ba: sim.Basis, bb: sim.Basis, specs: Sequence[MetricSpec], shuffles: int,
-            seed: int) -> list[dict]:
-    """One row per metric for a pair of bases (value, k_a, k_b, n_tokens, baseline).
+def full_basis(x: np.ndarray, where: str = "") -> sim.Basis | Unusable:
+    """Full-rank basis of one representation, reused by every metric (any truncation); an
+    input the library refuses gives an Unusable with the reason and ``where`` it was."""
+    try:
+        return sim.basis(x)
+    except ValueError as err:
+        return Unusable(f"{where}: {err}" if where else str(err), len(x), x.shape[1])
 
-    Metrics the library refuses at this size (CCA with tokens <= dims) are left out.
-    """
+
+def compare(ba: sim.Basis | Unusable, bb: sim.Basis | Unusable, specs: Sequence[MetricSpec],
+            shuffles: int, seed: int) -> list[dict]:
+    """One row per metric for a pair of bases (value, k_a, k_b, n_tokens, baseline). A
+    metric that cannot be computed (an unusable representation, CCA with too few tokens for
+    its dims) gives a row with value NaN and its reason in ``na_reason``."""
     rows = []
     for spec in specs:
-        try:
-            res = sim.pairwise([ba], [bb], spec.base, return_results=True, **spec.kwargs)[0, 0]
-        except ValueError as err:
-            log.debug("%s skipped: %s", spec.name, err)
+        reason = next((b.reason for b in (ba, bb) if isinstance(b, Unusable)), None)
+        if reason is None:
+            try:
+                res = sim.pairwise([ba], [bb], spec.base, return_results=True,
+                                   **spec.kwargs)[0, 0]
+                if not np.isfinite(res.value):  # e.g. a representation without variance
+                    reason = getattr(res, "reason", None) or "not finite"
+            except ValueError as err:
+                reason = str(err)
+        if reason is not None:
+            rows.append(dict(metric=spec.name, value=np.nan, k_a=np.nan, k_b=np.nan,
+                             n_tokens=ba.n_tokens, variance_rule=spec.variance_rule,
+                             baseline=np.nan, baseline_std=np.nan, na_reason=reason))
             continue
         base_mean = base_std = np.nan
         if shuffles > 0:
@@ -319,7 +285,8 @@ def compare(ba: sim.Basis, bb: sim.Basis, specs: Sequence[MetricSpec], shuffles:
         rows.append(dict(metric=spec.name, value=float(res.value), k_a=int(res.k_a),
                          k_b=int(res.k_b), n_tokens=int(res.n_tokens),
                          variance_rule=spec.variance_rule, baseline=base_mean,
-                         baseline_std=base_std))
+                         baseline_std=base_std, rtol_a=getattr(res, "rtol_a", np.nan),
+                         rtol_b=getattr(res, "rtol_b", np.nan), na_reason=None))
     return rows
 
 
@@ -377,7 +344,8 @@ def over_training(p: Probe, settings: Settings, taggers: Mapping[str, Probe] | N
     picked = fraction_steps(p.steps, settings.fractions)
     for side, layers in p.layers.items():
         idx = p.sample(side, settings)
-        finals = [full_basis(p.array(final, layer, idx)) for layer in layers]
+        finals = [full_basis(p.array(final, layer, idx), p.where(final, layer))
+                  for layer in layers]
         tagger_bases = {}
         for fam, t in (taggers or {}).items():
             if side not in t.tokens or not same_tokens(p.tokens[side], t.tokens[side]):
@@ -387,11 +355,12 @@ def over_training(p: Probe, settings: Settings, taggers: Mapping[str, Probe] | N
             t_layers = t.layers.get(side, [])
             pairs = {layer: tagger_layer(layer, depth, t_layers)
                      for depth, layer in enumerate(layers)}
-            cache = {tl: full_basis(t.array(t.final, tl, idx)) for tl in set(pairs.values())}
+            cache = {tl: full_basis(t.array(t.final, tl, idx), t.where(t.final, tl))
+                     for tl in set(pairs.values())}
             tagger_bases[fam] = (t, {layer: (tl, cache[tl]) for layer, tl in pairs.items()})
         for step in p.steps:
-            bases = finals if step == final else [full_basis(p.array(step, layer, idx))
-                                                  for layer in layers]
+            bases = finals if step == final else [
+                full_basis(p.array(step, layer, idx), p.where(step, layer)) for layer in layers]
             for depth, (layer, b) in enumerate(zip(layers, bases, strict=True)):
                 base = _base_row(p.run, p.name, side, step_a=step, fraction_a=step / final,
                                  layer_a=layer, layer_b=layer, depth_a=depth, depth_b=depth,
@@ -408,12 +377,15 @@ def over_training(p: Probe, settings: Settings, taggers: Mapping[str, Probe] | N
                                           "step_b": t.final, "tag_family": fam,
                                           "layer_b": t_layer,
                                           "depth_b": t.layers[side].index(t_layer), **row})
+                usable = isinstance(b, sim.Basis)
                 kdim.append(_base_row(
                     p.run, p.name, side, layer=layer, depth=depth, step=step,
-                    fraction=step / final, dim=b.n_dims, n_tokens=b.n_tokens, rank=b.rank,
-                    k=sim.n_keep(b.s, settings.variance, settings.variance_rule),
-                    k_s2=sim.n_keep(b.s, settings.variance, "s2"),
-                    k_s=sim.n_keep(b.s, settings.variance, "s"),
+                    fraction=step / final, dim=b.n_dims, n_tokens=b.n_tokens,
+                    rank=b.rank if usable else np.nan,
+                    k=sim.n_keep(b.s, settings.variance, settings.variance_rule)
+                    if usable else np.nan,
+                    k_s2=sim.n_keep(b.s, settings.variance, "s2") if usable else np.nan,
+                    k_s=sim.n_keep(b.s, settings.variance, "s") if usable else np.nan,
                     variance=settings.variance, variance_rule=settings.variance_rule))
             for frac in [f for f, st in picked.items() if st == step]:
                 matrix += _matrix_rows(p, side, layers, bases, finals, step, frac,
@@ -427,21 +399,13 @@ def _matrix_rows(p: Probe, side: str, layers: list[str], bases: list[sim.Basis],
                  specs: Sequence[MetricSpec]) -> list[dict]:
     """Rows of one F1 pane: every layer at ``step`` vs every final layer, per metric."""
     rows = []
-    for spec in specs:
-        try:
-            res = sim.pairwise(bases, finals, spec.base, return_results=True, **spec.kwargs)
-        except ValueError as err:
-            log.debug("%s skipped: %s", spec.name, err)
-            continue
-        for i, j in np.ndindex(res.shape):
-            r = res[i, j]
+    for (i, ba), (j, bb) in itertools.product(enumerate(bases), enumerate(finals)):
+        for row in compare(ba, bb, specs, 0, 0):
             rows.append(_base_row(
                 p.run, p.name, side, analysis="layer_matrix", model_b=p.run.name,
                 step_a=step, step_b=p.final, fraction_a=step / p.final, fraction_target=frac,
                 layer_a=layers[i], layer_b=layers[j], depth_a=i, depth_b=j, tag=ALL,
-                tag_family=ALL, freq_matched=False, metric=spec.name, value=float(r.value),
-                k_a=int(r.k_a), k_b=int(r.k_b), n_tokens=int(r.n_tokens),
-                variance_rule=spec.variance_rule))
+                tag_family=ALL, freq_matched=False, **row))
     return rows
 
 
@@ -452,9 +416,9 @@ def common_n(counts: pd.Series, settings: Settings) -> int:
     """One N for every tag of a (probe, side): the count of the ``min_tags``-th largest tag,
     clamped to [min_n, max_n]. Depends on token counts only, never on results."""
     ordered = np.sort(counts.to_numpy())[::-1]
-    nth = ordered[settings.per_tag_min_tags - 1] if len(ordered) >= settings.per_tag_min_tags \
+    nth = ordered[settings.per_tag.min_tags - 1] if len(ordered) >= settings.per_tag.min_tags \
         else 0
-    return int(np.clip(nth, settings.per_tag_min_n, settings.per_tag_max_n))
+    return int(np.clip(nth, settings.per_tag.min_n, settings.per_tag.max_n))
 
 
 def tag_samples(tokens: pd.DataFrame, tag_column: str, n: int, settings: Settings,
@@ -479,7 +443,7 @@ def tag_samples(tokens: pd.DataFrame, tag_column: str, n: int, settings: Setting
     pool = valid.to_numpy() & tags.isin(eligible).to_numpy() & np.isfinite(logf)
     if not pool.any():
         return out
-    n_bins = settings.per_tag_freq_bins
+    n_bins = settings.per_tag.freq_bins
     edges = np.unique(np.quantile(logf[pool], np.linspace(0, 1, n_bins + 1)))
     bins = np.searchsorted(edges[1:-1], logf, side="right")
     n_bins = len(edges) - 1
@@ -502,7 +466,7 @@ def per_tag(p: Probe, settings: Settings) -> pd.DataFrame:
     per topic (genre) subset for the LM's topic family (F3). Word types per tag in ``n_types``;
     the step-0 value of the same key in ``ref_init``. Metrics: ``per_tag_metrics`` (N is only
     a few times the width, too few tokens for 99%-SVCCA or PWCCA at full rank)."""
-    specs = metric_specs(settings, settings.per_tag_metrics)
+    specs = metric_specs(settings, settings.per_tag.metrics)
     rows = []
     final = p.final
     picked = set(fraction_steps(p.steps, settings.fractions).values())  # baselines here
@@ -525,9 +489,10 @@ def per_tag(p: Probe, settings: Settings) -> pd.DataFrame:
                 n_types = int(words.iloc[idx].nunique())
                 n_all = int((tokens[column] == tag).sum())
                 for depth, layer in enumerate(layers):
-                    ref = full_basis(p.array(final, layer, idx))
+                    ref = full_basis(p.array(final, layer, idx), p.where(final, layer, tag))
                     for step in p.steps:
-                        b = ref if step == final else full_basis(p.array(step, layer, idx))
+                        b = ref if step == final else full_basis(
+                            p.array(step, layer, idx), p.where(step, layer, tag))
                         base = _base_row(
                             p.run, p.name, side, analysis="per_tag", model_b=p.run.name,
                             step_a=step, step_b=final, fraction_a=step / final,
@@ -606,37 +571,41 @@ def concentration_tables(p: Probe, settings: Settings) -> tuple[pd.DataFrame, pd
                     x = p.array(step, layer, idx, kind)
                     if x is None:
                         continue
-                    # non-finite rows are left out (stores written before every NMT decoder token
-                    # got its gradient hold NaN rows)
+                    # non-finite rows are left out, and counted
                     finite = np.isfinite(x).all(axis=1)
-                    if not finite.any():
-                        continue
-                    c = concentration(x[finite])
                     base = _base_row(p.run, p.name, side, layer=layer, depth=depth, step=step,
                                      fraction=step / p.final, quantity=kind,
-                                     tag_column=column, dim=x.shape[1])
+                                     tag_column=column, dim=x.shape[1],
+                                     n_nonfinite=int((~finite).sum()))
+                    if not finite.any():
+                        fc.append({**base, "difference": np.nan, "na_reason":
+                                   f"{p.where(step, layer)} {kind}: no finite row"})
+                        continue
+                    c = concentration(x[finite])
                     seed = stable_seed(settings.seed, p.run.name, p.name, layer, step, kind)
                     agg = aggregate_by_tag(c[keep[finite]], tags[finite][keep[finite]].to_numpy(),
-                                           n_boot=settings.conc_tag_n_boot, seed=seed,
-                                           ci=settings.conc_ci)
+                                           n_boot=settings.concentration.tag_n_boot, seed=seed,
+                                           ci=settings.concentration.ci)
                     whole = aggregate_by_tag(c, np.full(len(c), ALL),
-                                             n_boot=settings.conc_tag_n_boot, seed=seed,
-                                             ci=settings.conc_ci)
+                                             n_boot=settings.concentration.tag_n_boot, seed=seed,
+                                             ci=settings.concentration.ci)
                     for r in pd.concat([agg, whole]).to_dict("records"):
                         per.append({**base, **r})
                     try:
                         fm = frequency_matched_difference(
                             c, np.asarray(groups)[finite], freq[finite],
-                            n_bins=settings.conc_freq_bins,
-                            order=("function", "content"), n_boot=settings.conc_n_boot,
-                            seed=seed, ci=settings.conc_ci)
+                            n_bins=settings.concentration.freq_bins,
+                            order=("function", "content"), n_boot=settings.concentration.n_boot,
+                            seed=seed, ci=settings.concentration.ci)
                     except ValueError as err:
-                        log.debug("function/content skipped: %s", err)
+                        fc.append({**base, "difference": np.nan, "na_reason": str(err),
+                                   "freq_bins": settings.concentration.freq_bins})
                         continue
                     fc.append({**base, "difference": fm.difference, "ci_low": fm.ci_low,
                                "ci_high": fm.ci_high, "n_function": int(fm.bins.n_a.sum()),
                                "n_content": int(fm.bins.n_b.sum()), "n_bins": len(fm.bins),
-                               "freq_bins": settings.conc_freq_bins})
+                               "freq_bins": settings.concentration.freq_bins,
+                               "na_reason": None})
     per_t, fc_t = pd.DataFrame(per), pd.DataFrame(fc)
     for t in (per_t, fc_t):
         if not t.empty:
@@ -654,8 +623,8 @@ def token_count_sanity(settings: Settings, p: Probe | None = None) -> pd.DataFra
     specs = metric_specs(settings)
     rows = []
     rng = np.random.default_rng(stable_seed(settings.seed, "gaussian"))
-    d = settings.sanity_dims
-    for n in settings.sanity_token_counts:
+    d = settings.sanity.dims
+    for n in settings.sanity.token_counts:
         x, y = rng.standard_normal((n, d)), rng.standard_normal((n, d))
         for row in compare(full_basis(x), full_basis(y), specs, 0, 0):
             rows.append(dict(source="gaussian", model="", seed=settings.seed, probe="",
@@ -669,7 +638,7 @@ def token_count_sanity(settings: Settings, p: Probe | None = None) -> pd.DataFra
             for layer in layers:
                 first = p.array(p.steps[0], layer, every)
                 last = p.array(p.final, layer, every)
-                for n in settings.sanity_token_counts:
+                for n in settings.sanity.token_counts:
                     if n > n_side:
                         continue
                     take = np.sort(perm[:n])  # nested: each N contains the smaller ones
@@ -738,9 +707,8 @@ def checkpoint_table(runs: Sequence[ModelRun]) -> pd.DataFrame:
 
 
 def settings_table(settings: Settings) -> pd.DataFrame:
-    """The settings as key/value strings (for the report)."""
-    return pd.DataFrame([(k, str(v)) for k, v in vars(settings).items()],
-                        columns=["key", "value"])
+    """The settings as dotted keys with JSON values (for the report and the figures)."""
+    return pd.DataFrame(sorted(flat(settings).items()), columns=["key", "value"])
 
 
 def sizes_table(probes: Sequence[Probe], settings: Settings) -> pd.DataFrame:
@@ -807,6 +775,8 @@ def analyze(runs: Sequence[ModelRun], settings: Settings, progress: bool = True,
     tables["sanity_tokens"] = token_count_sanity(settings, _sanity_probe(opened, settings))
     tables["checkpoints"] = checkpoint_table(runs)
     tables["sizes"] = sizes_table(list(opened.values()), settings)
+    for t in tables.values():  # the model seed is `seed`; this one chose tokens and shuffles
+        t["analysis_seed"] = settings.seed
     tables["settings"] = settings_table(settings)
     return tables
 
@@ -820,7 +790,7 @@ def _sanity_probe(opened: Mapping[tuple[str, str], Probe], settings: Settings) -
     """The store S1's init-vs-final curve uses: the configured model (else the first model
     over training that reads a word stream)."""
     for (name, _), p in opened.items():
-        if name == settings.sanity_model or (settings.sanity_model is None and not
+        if name == settings.sanity.model or (settings.sanity.model is None and not
                                              p.run.reference and "lm" in p.layers):
             return p
     return None

@@ -9,11 +9,12 @@ per tag family and per metric, so they mean the same thing in every figure.
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -25,13 +26,15 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
+from analysis.settings import PlotSettings  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 TAG_ORDER = ["NOUN", "VERB", "ADJ", "ADV", "PRON", "DET", "ADP", "CONJ", "PRT", "NUM", ".", "X",
              "</s>"]
 FAMILY_COLOURS = {"all": "#222222", "pos": "#1f77b4", "semtag": "#2ca02c", "topic": "#d62728"}
-METRIC_LABELS = {"svcca": "SVCCA (99% var.)", "svcca_k20": "SVCCA k=20",
-                 "svcca_k50": "SVCCA k=50", "pwcca": "PWCCA", "cka": "linear CKA"}
+METRIC_ORDER = ["svcca", "svcca_k20", "svcca_k50", "pwcca", "cka"]  # others follow, sorted
+BASE_LABELS = {"svcca": "SVCCA", "pwcca": "PWCCA", "cka": "linear CKA"}
 SIDE_LABELS = {"lm": "", "source": "encoder", "target": "decoder"}
 DEPTH_COLOURS = [matplotlib.colors.to_hex(c) for c in plt.cm.viridis(np.linspace(0, 0.88, 6))]
 _TAG_COLOURS = dict(zip(TAG_ORDER, sns.color_palette("tab20", len(TAG_ORDER)).as_hex(),
@@ -45,27 +48,6 @@ class Figure:
     name: str
     fig: plt.Figure
     caption: str
-
-
-@dataclass(frozen=True)
-class PlotSettings:
-    """conf/plot/default.yaml."""
-
-    formats: tuple[str, ...] = ("png", "pdf")
-    dpi: int = 110
-    metrics: tuple[str, ...] | None = None
-    matrix_metrics: tuple[str, ...] | None = None
-    per_tag_metrics: tuple[str, ...] | None = None
-    primary_metric: str = "svcca"
-    min_tag_tokens: int = 20
-    workers: int = 2                 # figure groups drawn in parallel processes
-
-    @classmethod
-    def from_mapping(cls, cfg: Mapping) -> PlotSettings:
-        """From a plot config: lists become tuples, absent keys keep their defaults."""
-        given = {f.name: cfg[f.name] for f in fields(cls) if f.name in cfg}
-        return cls(**{k: tuple(v) if isinstance(v, list | tuple) else v
-                      for k, v in given.items()})
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -83,8 +65,18 @@ def depth_colour(depth: float) -> str:
     return DEPTH_COLOURS[int(depth) % len(DEPTH_COLOURS)]
 
 
-def metric_label(metric: str) -> str:
-    return METRIC_LABELS.get(metric, metric)
+def metric_label(metric: str, tables: Mapping[str, pd.DataFrame] | None = None) -> str:
+    """A metric's label from the settings it was computed with: 99%-SVCCA names its variance
+    and rule ("SVCCA (99% of Σs²)"), fixed-k SVCCA its k."""
+    tables = _TABLES if tables is None else tables
+    if metric == "svcca":
+        rule = {"s2": "Σs²", "s": "Σs"}.get(_setting(tables, "variance_rule"), "?")
+        variance = _setting(tables, "variance")
+        share = f"{float(variance):.0%}" if variance != "?" else "?"
+        return f"SVCCA ({share} of {rule})"
+    if metric.startswith("svcca_k") and metric[7:].isdigit():
+        return f"SVCCA k={metric[7:]}"
+    return BASE_LABELS.get(metric, metric)
 
 
 def _title(ax: plt.Axes, text: str, fontsize: str = "x-small") -> None:
@@ -101,17 +93,23 @@ def _similarity_panel(ax: plt.Axes, title: str, ylabel: str, first: bool) -> Non
 
 
 def _setting(tables: Mapping[str, pd.DataFrame], key: str, default: str = "?") -> str:
+    """A setting of the analysis (the settings table holds JSON values), lists comma-joined."""
     s = tables.get("settings")
     if s is None or s.empty or key not in set(s.key):
         return default
-    return str(s.loc[s.key == key, "value"].iloc[0])
+    raw = str(s.loc[s.key == key, "value"].iloc[0])
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def _present(table: pd.DataFrame, wanted: Sequence[str] | None) -> list[str]:
     """Metrics of ``wanted`` (default: all) that the table holds, in a fixed order."""
     have = set(table.metric.unique()) if len(table) else set()
-    order = list(wanted) if wanted else [m for m in METRIC_LABELS if m in have] + sorted(
-        have - set(METRIC_LABELS))
+    order = list(wanted) if wanted else [m for m in METRIC_ORDER if m in have] + sorted(
+        have - set(METRIC_ORDER))
     return [m for m in order if m in have]
 
 
@@ -264,7 +262,7 @@ def fig_layer_matrix(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> It
 
 
 def _threshold_line(ax: plt.Axes, tables: Mapping[str, pd.DataFrame]) -> None:
-    thr = _setting(tables, "claims.threshold", "")
+    thr = _setting(tables, "claims.convergence_threshold", "")
     if thr:
         ax.axhline(float(thr), color="grey", lw=0.8, ls="--")
 

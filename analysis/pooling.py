@@ -15,6 +15,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis import claims
+from analysis.settings import Claims
 
 # Per table: the columns averaged over seeds (the first one gets the CI), and columns that
 # differ between seeds without being results worth pooling (dropped).
@@ -77,12 +78,12 @@ def pool_claims(per_seed: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     for key, g in per_seed.groupby(keys, dropna=False, sort=True):
         mean, low, high = t_interval(g.value.to_numpy(), level)
         rows.append(dict(zip(keys, key, strict=True), value=mean, ci_low=low, ci_high=high,
-                         n_seeds=g.seed.nunique(), n_pass=int((g.verdict == "PASS").sum()),
+                         n_seeds=len(g), n_pass=int((g.verdict == "PASS").sum()),
                          n_fail=int((g.verdict == "FAIL").sum())))
     return pd.DataFrame(rows)
 
 
-def aggregate(runs: Sequence[Mapping[str, pd.DataFrame]], level: float = 0.95
+def aggregate(runs: Sequence[Mapping[str, pd.DataFrame]], cs: Claims, level: float = 0.95
               ) -> dict[str, pd.DataFrame]:
     """Pooled tables (and the claims per seed and on the pooled curves) from several seeds'
     tables; every table of the runs is pooled, taken from the first seed, or re-evaluated."""
@@ -104,7 +105,6 @@ def aggregate(runs: Sequence[Mapping[str, pd.DataFrame]], level: float = 0.95
     per_seed = pd.concat([t["claims"] for t in runs if "claims" in t], ignore_index=True)
     if len(per_seed):
         out["claims_over_seeds"] = pool_claims(per_seed, level)
-    cs = claims.settings_from_table(out.get("settings"))
     out["claims"] = claims.evaluate(out, cs)  # on the mean curves
     out["claims_summary"] = claims.summarize(out["claims"])
     return out

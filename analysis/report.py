@@ -62,6 +62,20 @@ def sizes_summary(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
+def not_computed(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """NA rows per table and metric, with one example reason (for the log and the report)."""
+    rows = []
+    for name, t in sorted(tables.items()):
+        if "na_reason" not in t or t.na_reason.isna().all():
+            continue
+        na = t[t.na_reason.notna()]
+        for metric, g in na.groupby("metric", sort=True):
+            rows.append(dict(table=name, metric=metric, rows=len(g), of=int((t.metric == metric)
+                                                                            .sum()),
+                             example=str(g.na_reason.iloc[0])))
+    return pd.DataFrame(rows, columns=["table", "metric", "rows", "of", "example"])
+
+
 def _sections(tables: Mapping[str, pd.DataFrame], notes: Sequence[str]):
     """(heading, blocks) of the text sections; a block is ("h3" | "p", text),
     ("table", DataFrame) or ("list", [text])."""
@@ -87,6 +101,12 @@ def _sections(tables: Mapping[str, pd.DataFrame], notes: Sequence[str]):
         ("h3", "Every unit"),
         ("table", claims.drop(columns=[c for c in ("seed",) if c in claims])),
     ]
+    na = not_computed(tables)
+    if len(na):
+        yield "Not computed", [
+            ("p", "Rows whose metric could not be computed (value NA), per table and metric, "
+                  "with one example reason; they are left out of the claims."),
+            ("table", na)]
     if notes:
         yield "Not drawn", [("list", list(notes))]
 
@@ -185,4 +205,4 @@ def _html(title: str, sections, figures: Sequence[Mapping], figure_dir: Path) ->
     return "\n".join(parts)
 
 
-__all__ = ["markdown_table", "models_table", "sizes_summary", "write_report"]
+__all__ = ["markdown_table", "models_table", "not_computed", "sizes_summary", "write_report"]

@@ -14,6 +14,7 @@ their rows are the tokens.parquet rows of that side, in order.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -28,11 +29,66 @@ def step_dir(root: Path, step: int) -> Path:
     return Path(root) / f"step_{step:07d}"
 
 
+def _atomic(path: Path, writer) -> None:
+    """``writer(tmp)`` then rename onto ``path``: a reader never sees a partial file."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # the suffix kept (np.save adds one)
+    writer(tmp)
+    os.replace(tmp, path)
+
+
 def write_tokens(root: Path, tokens: pd.DataFrame, layers: dict[str, dict]) -> None:
-    """Write the token table and layer list (once per model and probe)."""
-    Path(root).mkdir(parents=True, exist_ok=True)
-    tokens.to_parquet(Path(root) / "tokens.parquet", index=False)
-    (Path(root) / "layers.json").write_text(json.dumps(layers, indent=1))
+    """Write the token table and layer list (once per model and probe), each atomically."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    _atomic(root / "tokens.parquet", lambda tmp: tokens.to_parquet(tmp, index=False))
+    _atomic(root / "layers.json", lambda tmp: tmp.write_text(json.dumps(layers, indent=1)))
+
+
+def open_array(path: Path, rows: int | None = None) -> np.ndarray:
+    """A stored array, memory-mapped; errors name the file (a truncated .npy says only "mmap
+    length is greater than file size")."""
+    try:
+        array = np.load(path, mmap_mode="r")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: missing; rerun extract") from None
+    except (ValueError, OSError, EOFError) as err:
+        raise ValueError(f"{path}: unreadable ({err}): truncated or not an array; rerun "
+                         "extract (a cached one is validated and redone)") from err
+    if rows is not None and len(array) != rows:
+        raise ValueError(f"{path}: {len(array)} rows for {rows} tokens of its side")
+    return array
+
+
+def problems(root: Path, steps: list[int], gradients: bool) -> list[str]:
+    """What is wrong with a store: unreadable token table or layer list, steps without their
+    done marker, missing, truncated or misshapen arrays (empty when it is sound)."""
+    root = Path(root)
+    try:
+        import pyarrow.parquet as pq
+
+        n_tokens = pq.read_metadata(root / "tokens.parquet").num_rows
+        info = layers(root)
+        sides = tokens(root).side.value_counts()
+    except Exception as err:  # noqa: BLE001  any unreadable part makes the store unusable
+        return [f"{root}: token table or layers.json unreadable ({err})"]
+    if n_tokens == 0:
+        return [f"{root}/tokens.parquet: no tokens"]
+    out = []
+    for step in steps:
+        folder = step_dir(root, step)
+        if not (folder / "done").is_file():
+            out.append(f"{folder}: missing or unfinished")
+            continue
+        for kind in ("act", "grad") if gradients else ("act",):
+            for layer, meta in info.items():
+                path = folder / kind / f"{layer}.npy"
+                try:
+                    a = open_array(path, int(sides.get(meta["side"], 0)))
+                    if a.shape[1:] != (meta["dim"],):
+                        out.append(f"{path}: shape {a.shape}, expected dim {meta['dim']}")
+                except (OSError, ValueError) as err:
+                    out.append(str(err))
+    return out
 
 
 def write_arrays(root: Path, step: int, kind: str, arrays: dict[str, np.ndarray],
@@ -43,9 +99,8 @@ def write_arrays(root: Path, step: int, kind: str, arrays: dict[str, np.ndarray]
     folder = step_dir(root, step) / kind
     folder.mkdir(parents=True, exist_ok=True)
     for layer, array in arrays.items():
-        tmp = folder / f".{layer}.tmp.npy"
-        np.save(tmp, np.ascontiguousarray(array, dtype=dtype))
-        tmp.replace(folder / f"{layer}.npy")
+        _atomic(folder / f"{layer}.npy",
+                lambda tmp, a=array: np.save(tmp, np.ascontiguousarray(a, dtype=dtype)))
 
 
 def layers(root: Path) -> dict[str, dict]:
@@ -75,9 +130,7 @@ def load(root: Path, step: int, layer: str, kind: str = "act", tag: str | None =
     if layer not in info:
         raise KeyError(f"{root}: no layer {layer!r}; have {list(info)}")
     rows = tokens(root, info[layer]["side"])
-    array = np.load(step_dir(root, step) / kind / f"{layer}.npy", mmap_mode="r")
-    if len(array) != len(rows):
-        raise ValueError(f"{root} step {step} {layer}: {len(array)} rows for {len(rows)} tokens")
+    array = open_array(step_dir(root, step) / kind / f"{layer}.npy", len(rows))
     if pool is not None:
         array, rows = pool_words(array, rows, pool)
     if tag is not None:

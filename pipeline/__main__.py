@@ -1,20 +1,32 @@
 """Entry point: `python -m pipeline [experiment=NAME] [stages=[...]] [mirror=DIR]
-[artifacts_dir=DIR] [seed=N] [force=[...]]`."""
+[artifacts_dir=DIR] [seed=N] [force=[...]] [dry_run=true]`."""
 
 from __future__ import annotations
+
+import logging
 
 import hydra
 from omegaconf import DictConfig
 
 from pipeline.config import CONFIG_DIR, CONFIG_NAME
+from pipeline.jobs import Interrupted
 from pipeline.runtime import set_threads
+from pipeline.schema import validate
 from pipeline.stages import run_pipeline
+
+log = logging.getLogger("pipeline")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> None:
+    validate(cfg)  # before any work: unknown keys, types and ranges, naming key and file
     set_threads(int(cfg.train.threads))
-    run_pipeline(cfg)
+    try:
+        run_pipeline(cfg)
+    except Interrupted as stop:
+        log.warning("%s: stopped; what finished is kept, and rerunning the same command "
+                    "resumes", stop)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

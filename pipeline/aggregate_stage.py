@@ -12,11 +12,13 @@ import logging
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from analysis import dynamics, figures, pooling
+from analysis import dynamics, pooling
+from analysis.settings import AnalysisSettings, PlotSettings
 from pipeline.analyze_stage import write_tables
 from pipeline.plot_stage import load_tables, render
+from pipeline.schema import typed
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +41,11 @@ def run_aggregate(cfg: DictConfig, out: Path, inputs: dict) -> dict:
     runs = [load_tables(Path(s["analyze"]) / "tables") for _, s in sorted(seeds.items())]
     level = float(cfg.aggregate.ci)
     log.info("pooling seeds %s", sorted(seeds))
-    pooled = pooling.aggregate(runs, level)
-    settings = dynamics.Settings.from_mapping(
-        OmegaConf.to_container(cfg.analysis, resolve=True), seed=min(seeds))
+    settings = typed(cfg.analysis, AnalysisSettings)
+    pooled = pooling.aggregate(runs, settings.claims, level)
     pooled["seeds"] = seed_table(seeds, settings)
     rows = write_tables(Path(out) / "tables", pooled)
-    ps = figures.PlotSettings.from_mapping(OmegaConf.to_container(cfg.plot, resolve=True))
+    ps = typed(cfg.plot, PlotSettings)
     render(pooled, Path(out), ps,
            f"Learning dynamics: experiment '{cfg.name}', mean over seeds {sorted(seeds)}")
     return {"seeds": sorted(seeds), "tables": rows}

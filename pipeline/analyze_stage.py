@@ -12,9 +12,11 @@ import logging
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from analysis import claims, dynamics
+from analysis import claims, dynamics, report
+from analysis.settings import AnalysisSettings
+from pipeline.schema import typed
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +47,15 @@ def models_table(runs: list[dynamics.ModelRun], train_units: dict[str, Path]) ->
 
 def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     """Stage function: every analysis table and the claims, under out/tables/."""
-    analysis_cfg = OmegaConf.to_container(cfg.analysis, resolve=True)
-    settings = dynamics.Settings.from_mapping(analysis_cfg, seed=int(cfg.seed))
-    cs = claims.ClaimSettings.from_mapping(analysis_cfg.get("claims", {}))
+    settings = typed(cfg.analysis, AnalysisSettings)
     runs = dynamics.discover_runs(inputs["extract"], inputs["train"], int(cfg.seed))
     log.info("analyzing %d models: %s", len(runs), ", ".join(r.name for r in runs))
     tables = dynamics.analyze(runs, settings, progress=True, workers=int(cfg.train.parallel))
     tables["models"] = models_table(runs, inputs["train"])
-    tables["settings"] = pd.concat([tables["settings"], claims.settings_table(cs)],
-                                   ignore_index=True)
-    tables["claims"] = claims.evaluate(tables, cs)
+    for row in report.not_computed(tables).itertuples():
+        log.warning("%s: %d of %d %s rows not computed, e.g. %s", row.table, row.rows, row.of,
+                    row.metric, row.example)
+    tables["claims"] = claims.evaluate(tables, settings.claims)
     tables["claims_summary"] = claims.summarize(tables["claims"])
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         log.info("claims:\n%s", tables["claims_summary"].drop(columns="statement")

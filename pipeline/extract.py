@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from analysis import repstore
-from pipeline import checkpoints, evaluate
+from pipeline import checkpoints, evaluate, store
 from pipeline.models import adapter
 
 log = logging.getLogger(__name__)
@@ -73,56 +73,92 @@ def extracted_checkpoints(spec: dict, table: pd.DataFrame, extract: dict) -> pd.
     return table
 
 
-def model_manifest(name: str, spec: dict) -> dict:
-    """What the analyses need to know of a model, so they never ask for its kind."""
+def model_manifest(name: str, spec: dict, steps: list[int], probes: dict[str, bool]) -> dict:
+    """What the analyses need to know of a model, so they never ask for its kind, and what
+    its extraction must hold (the steps, and per probe whether it has gradients)."""
     kind = adapter(spec)
     return {"name": name, "kind": spec["kind"], "family": kind.family,
             "reference": kind.reference, "tags": spec.get("tags"),
-            "layers": [{"name": n, "side": s, "dim": int(d)} for n, s, d in kind.layers(spec)]}
+            "layers": [{"name": n, "side": s, "dim": int(d)} for n, s, d in kind.layers(spec)],
+            "steps": [int(s) for s in steps], "gradients": probes}
+
+
+def validate_unit(unit: Path) -> None:
+    """Raise store.Invalid naming what is missing or broken in an extract unit (a step dir
+    deleted, an array truncated, a token table unreadable)."""
+    path = Path(unit) / "model.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise store.Invalid(f"{path} unreadable ({err})") from None
+    found = [p for probe, grads in info["gradients"].items()
+             for p in repstore.problems(Path(unit) / probe, info["steps"], grads)]
+    if found:
+        more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+        raise store.Invalid("; ".join(found[:3]) + more)
+
+
+def _store_ready(root: Path, rows: pd.DataFrame, layer_info: dict, probe_entry: dict) -> None:
+    """The store's token table, layer list and probe entry, (re)written unless a resumed
+    store already holds exactly these."""
+    try:
+        if (len(repstore.tokens(root)) == len(rows) and repstore.layers(root) == layer_info
+                and json.loads((root / "probe.json").read_text()) == probe_entry):
+            return
+    except (OSError, ValueError):
+        pass  # missing or unreadable (a truncated file from a killed run): rewrite
+    repstore.write_tokens(root, rows[TOKEN_COLUMNS], layer_info)
+    store.write_text(root / "probe.json", json.dumps(probe_entry, indent=1))
 
 
 def extract_model(name: str, spec: dict, model_dir: Path, data: Path, out: Path,
                   extract: dict) -> dict:
-    """Every extracted checkpoint of one model on each of its probe sets, into out/<probe>/."""
+    """Every extracted checkpoint of one model on each of its probe sets, into out/<probe>/.
+    Resumable: a step is skipped only when its done marker and every array are sound."""
     kind = adapter(spec)
     table = extracted_checkpoints(spec, checkpoints.verify(model_dir), extract)
     manifest = probe_manifest(data)
     probe_tokens = pd.read_parquet(Path(data) / "probe_tokens.parquet")
-    first = model_dir / "checkpoints" / table.file.iloc[0]
-    model, _, task = evaluate.load_model(first, kind.load_overrides(spec, data))
     layer_info = {n: {"side": s, "dim": int(d)} for n, s, d in kind.layers(spec)}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "model.json").write_text(json.dumps(model_manifest(name, spec), indent=1))
-    summary = {}
+    probes = {}
     for probe in model_probes(spec, manifest, extract["probes"]):
         rows = probe_rows(probe_tokens, probe, extract["max_tokens_per_probe"])
-        root = out / probe
+        if rows.empty:
+            raise ValueError(f"{name}/{probe}: no whole sentence fits "
+                             f"extract.max_tokens_per_probe={extract['max_tokens_per_probe']}")
         label_column = kind.label_column(spec, manifest[probe])
+        probes[probe] = (rows, label_column, bool(extract["gradients"]) and label_column != "")
+    out.mkdir(parents=True, exist_ok=True)
+    store.write_text(out / "model.json", json.dumps(model_manifest(
+        name, spec, list(table.step), {p: g for p, (_, _, g) in probes.items()}), indent=1))
+    first = model_dir / "checkpoints" / table.file.iloc[0]
+    model, _, task = evaluate.load_model(first, kind.load_overrides(spec, data))
+    summary = {}
+    for probe, (rows, label_column, with_grads) in probes.items():
+        root = out / probe
+        _store_ready(root, rows, layer_info, manifest[probe])
         for step, file in tqdm(list(zip(table.step, table.file, strict=True)),
                                desc=f"{name}/{probe}", unit="ckpt", leave=False):
-            if (repstore.step_dir(root, step) / "done").is_file():
+            if not repstore.problems(root, [step], with_grads):
                 continue
             path = checkpoints.checkpoint_path(model_dir, step)
             state = torch.load(path, map_location="cpu", weights_only=False)
             model.load_state_dict(state["model"])
             model.eval()
-            acts, grads = kind.states(model, task, spec, rows, label_column,
-                                      bool(extract["gradients"]), extract["batch_size"])
-            if sorted(acts) != sorted(layer_info):
-                raise RuntimeError(f"{name}: states gave layers {sorted(acts)}, its adapter "
-                                   f"declares {sorted(layer_info)}")
-            if not (root / "tokens.parquet").is_file():
-                repstore.write_tokens(root, rows[TOKEN_COLUMNS], layer_info)
-                (root / "probe.json").write_text(json.dumps(manifest[probe], indent=1))
+            acts, grads = kind.states(model, task, spec, rows, label_column, with_grads,
+                                      extract["batch_size"])
+            if sorted(acts) != sorted(layer_info) or (with_grads and sorted(grads) != sorted(acts)):
+                raise RuntimeError(f"{name}: states gave layers {sorted(acts)} (gradients "
+                                   f"{sorted(grads)}), its adapter declares {sorted(layer_info)}")
             for layer, info in layer_info.items():
                 n = int((rows.side == info["side"]).sum())
                 if acts[layer].shape != (n, info["dim"]):
                     raise RuntimeError(f"{name}/{probe} step {step} {layer}: shape "
                                        f"{acts[layer].shape}, expected ({n}, {info['dim']})")
             repstore.write_arrays(root, step, "act", acts, extract["dtype"])
-            if grads:
+            if with_grads:
                 repstore.write_arrays(root, step, "grad", grads, extract["dtype"])
-            (repstore.step_dir(root, step) / "done").write_text(file)
+            store.write_text(repstore.step_dir(root, step) / "done", file)
         summary[probe] = {"tokens": int(len(rows)), "checkpoints": len(table)}
     return summary
 

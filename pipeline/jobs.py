@@ -65,11 +65,17 @@ def stop_children() -> None:
                 child.kill()
 
 
-def run_command(cmd: Sequence[str], **popen) -> int:
-    """Run a command as a stoppable child; returns its exit code."""
+def run_command(cmd: Sequence[str], tick: Callable[[], None] | None = None,
+                every: float = 30.0, **popen) -> int:
+    """Run a command as a stoppable child; returns its exit code. ``tick`` is called every
+    ``every`` seconds while it runs (progress reports)."""
     check_stop()
     with _registered(subprocess.Popen(list(cmd), **popen)) as proc:
-        return proc.wait()
+        while True:
+            try:
+                return proc.wait(timeout=every if tick else None)
+            except subprocess.TimeoutExpired:
+                tick()
 
 
 def was_stopped(returncode: int) -> bool:

@@ -12,10 +12,12 @@ import logging
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from analysis import figures, report
+from analysis.settings import PlotSettings
+from pipeline.schema import typed
 
 log = logging.getLogger(__name__)
 
@@ -47,5 +49,5 @@ def render(tables: dict[str, pd.DataFrame], out: Path, ps: figures.PlotSettings,
 def run_plot(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     """Stage function: figures and report from inputs["analyze"]/tables."""
     tables = load_tables(Path(inputs["analyze"]) / "tables")
-    ps = figures.PlotSettings.from_mapping(OmegaConf.to_container(cfg.plot, resolve=True))
+    ps = typed(cfg.plot, PlotSettings)
     return render(tables, Path(out), ps, f"Learning dynamics: experiment '{cfg.name}'")

@@ -6,8 +6,12 @@
 `train` and `extract` are per-model: each selected model is its own cached unit, keyed by
 that model's resolved preset, the stage's settings and its inputs' keys, so changing one model
 recomputes that model only. Requested together, a model's extraction starts as soon as its own
-training is done; `train.parallel` models run at a time, the longest first. The other stages
+training is done; `train.parallel` models run at a time, the costliest first. The other stages
 are whole: one directory per key. `aggregate` finds the seeds it pools through their keys.
+
+Every key also hashes the code the stage runs (pipeline.codehash), so editing a stage's code
+reruns it and what reads it, and the log says why. A lock per result directory makes a second
+run on the same artifacts wait and reuse the first one's result.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from pipeline import jobs, store
+from pipeline import codehash, jobs, store
 from pipeline.config import model_specs
 from pipeline.models import adapter
 
@@ -33,42 +37,58 @@ UnitFn = Callable[[DictConfig, str, dict, Path, dict], dict]
 
 @dataclass(frozen=True)
 class Stage:
-    """A step of the chain: the config its key depends on, the stages it reads, and either a
-    whole-stage function or a per-model unit function."""
+    """A step of the chain: the config its key depends on, the stages it reads, the modules it
+    runs (for its code hash), and either a whole-stage function or a per-model unit function.
+    ``check`` validates a cached (or resumable) result, raising store.Invalid to recompute."""
 
     name: str
     config: tuple[str, ...]
     needs: tuple[str, ...] = ()
+    code: tuple[str, ...] = ()
     run: StageFn | None = None
     unit: UnitFn | None = None
     resumable: bool = False
-    check: Callable[[Path], None] | None = None  # validates a cached result before reuse
+    check: Callable[[Path], None] | None = None
     across_seeds: bool = False                    # reads `needs` for every aggregate.seeds
 
 
 @dataclass(frozen=True)
-class Unit:
-    """One model's result of a per-model stage."""
+class Target:
+    """One result directory (a whole stage's, or one model's unit) and what its key hashes."""
 
-    model: str
+    stage: str
+    model: str | None
     key: str
     dir: Path
+    config: dict
+    inputs: dict
+    code: dict
+
+    @property
+    def label(self) -> str:
+        return f"{self.stage} {self.model}" if self.model else f"stage {self.stage}"
 
 
 @dataclass
 class Node:
-    """Where a stage's result lives for one config: a directory, or one unit per model."""
+    """A stage's result for one config: one target, or one per model; across-seeds stages
+    also hold each seed's plan of the stages they read."""
 
     stage: Stage
     key: str
-    dir: Path | None = None
-    units: dict[str, Unit] = field(default_factory=dict)
+    target: Target | None = None
+    units: dict[str, Target] = field(default_factory=dict)
     seeds: dict[int, dict[str, Node]] = field(default_factory=dict)
 
+    @property
+    def dir(self) -> Path | None:
+        return self.target.dir if self.target else None
+
+    def targets(self) -> list[Target]:
+        return list(self.units.values()) if self.stage.unit else [self.target]
+
     def done(self) -> bool:
-        if self.stage.unit is not None:
-            return all(store.is_done(u.dir) for u in self.units.values())
-        return store.is_done(self.dir)
+        return all(store.is_done(t.dir) for t in self.targets())
 
     def value(self):
         """What a stage that reads this one receives: its directory or {model: unit dir}."""
@@ -123,25 +143,34 @@ def _aggregate(cfg: DictConfig, out: Path, inputs: dict) -> dict:
     return run_aggregate(cfg, out, inputs)
 
 
-def _verify(unit_dir: Path) -> None:
+def _check_train(unit_dir: Path) -> None:
     from pipeline.checkpoints import verify
 
-    verify(unit_dir)
+    verify(unit_dir)  # a checkpoint changed after training is refused, not retrained
+
+
+def _check_extract(unit_dir: Path) -> None:
+    from pipeline.extract import validate_unit
+
+    validate_unit(unit_dir)
 
 
 REGISTRY: dict[str, Stage] = {
     s.name: s
     for s in (
-        Stage("prepare", ("data",), run=_prepare),
+        Stage("prepare", ("data",), code=("data_prep.prepare",), run=_prepare),
         # threads and parallel jobs do not change results, so they are not in the key
         Stage("train", ("seed", "train.device", "train.schedule", "train.max_valid_steps",
-                        "train.fairseq"), ("prepare",), unit=_train, resumable=True,
-              check=_verify),
-        Stage("extract", ("extract",), ("prepare", "train"), unit=_extract, resumable=True),
-        Stage("analyze", ("analysis",), ("train", "extract"), run=_analyze),
-        Stage("plot", ("plot",), ("analyze",), run=_plot),
+                        "train.fairseq"), ("prepare",),
+              code=("pipeline.train", "pipeline.fairseq_plugin"), unit=_train, resumable=True,
+              check=_check_train),
+        Stage("extract", ("extract",), ("prepare", "train"), code=("pipeline.extract",),
+              unit=_extract, resumable=True, check=_check_extract),
+        Stage("analyze", ("analysis",), ("train", "extract"), code=("pipeline.analyze_stage",),
+              run=_analyze),
+        Stage("plot", ("plot",), ("analyze",), code=("pipeline.plot_stage",), run=_plot),
         Stage("aggregate", ("aggregate", "analysis", "plot"), ("train", "extract", "analyze"),
-              run=_aggregate, across_seeds=True),
+              code=("pipeline.aggregate_stage",), run=_aggregate, across_seeds=True),
     )
 }
 
@@ -168,6 +197,15 @@ def _with_seed(cfg: DictConfig, seed: int) -> DictConfig:
     return copy
 
 
+def _target(root: Path, experiment: str, stage: Stage, model: str | None, config: dict,
+            inputs: dict, code_entries: tuple[str, ...]) -> Target:
+    code = codehash.code_hashes(code_entries)
+    key = store.stage_key(stage.name, config, inputs, code)
+    where = (store.unit_dir(root, experiment, stage.name, model, key) if model
+             else store.stage_dir(root, experiment, stage.name, key))
+    return Target(stage.name, model, key, where, config, inputs, code)
+
+
 def plan(cfg: DictConfig, seeds: bool = True) -> dict[str, Node]:
     """Key and location of every stage (and every model's unit) for this config; with
     ``seeds``, the across-seeds stages also plan the others for each of their seeds."""
@@ -181,24 +219,54 @@ def plan(cfg: DictConfig, seeds: bool = True) -> dict[str, Node]:
                 continue
             per_seed = {int(s): plan(_with_seed(cfg, s), seeds=False)
                         for s in cfg.aggregate.seeds}
-            key = store.stage_key(name, config, {f"{n}/seed={s}": ns[n].key
-                                                 for s, ns in per_seed.items()
-                                                 for n in stage.needs})
-            nodes[name] = Node(stage, key, store.stage_dir(root, experiment, name, key),
-                               seeds=per_seed)
+            inputs = {f"{n}/seed={s}": ns[n].key for s, ns in per_seed.items()
+                      for n in stage.needs}
+            t = _target(root, experiment, stage, None, config, inputs, stage.code)
+            nodes[name] = Node(stage, t.key, t, seeds=per_seed)
         elif stage.unit is not None:
             units = {}
             for model, spec in specs.items():
-                key = store.stage_key(name, {**config, "model": spec},
-                                      {n: _input_key(nodes[n], model) for n in stage.needs})
-                units[model] = Unit(model, key, store.unit_dir(root, experiment, name, model,
-                                                               key))
-            key = store.stage_key(name, {}, {m: u.key for m, u in units.items()})
+                inputs = {n: _input_key(nodes[n], model) for n in stage.needs}
+                module = type(adapter(spec)).__module__  # the model's own adapter code
+                units[model] = _target(root, experiment, stage, model,
+                                       {**config, "model": spec}, inputs,
+                                       (*stage.code, module))
+            key = store.stage_key(name, {}, {m: u.key for m, u in units.items()}, {})
             nodes[name] = Node(stage, key, units=units)
         else:
-            key = store.stage_key(name, config, {n: nodes[n].key for n in stage.needs})
-            nodes[name] = Node(stage, key, store.stage_dir(root, experiment, name, key))
+            inputs = {n: nodes[n].key for n in stage.needs}
+            t = _target(root, experiment, stage, None, config, inputs, stage.code)
+            nodes[name] = Node(stage, t.key, t)
     return nodes
+
+
+def explain(target: Target) -> str:
+    """Why a target is not cached: what differs from the newest finished result of the same
+    stage (and model) — code files, config keys, inputs — or that there is none."""
+    records = []
+    for done in target.dir.parent.glob(f"*/{store.DONE}"):
+        if done.parent != target.dir:
+            record = store.read_done(done.parent)
+            records.append((record.get("finished", ""), record))
+    if not records:
+        return "no earlier result"
+    return differences(max(records, key=lambda r: r[0])[1], target)
+
+
+def differences(old: dict, target: Target) -> str:
+    """What makes ``target``'s key differ from a finished result's record (its code, config
+    and inputs), e.g. "code changed: analysis/dynamics.py"."""
+    found = {
+        "code": codehash.changed(old.get("code", {}), target.code),
+        "config": store.changed_keys(old.get("config", {}), target.config),
+        "inputs": store.changed_keys(old.get("inputs", {}), target.inputs),
+    }
+    reasons = [f"{what} changed: {_few(names)}" for what, names in found.items() if names]
+    return "; ".join(reasons) or "an earlier result with another key"
+
+
+def _few(names: list[str], n: int = 4) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 # ---------------------------------------------------------------------------- the runner
@@ -215,71 +283,52 @@ def _inputs(nodes: dict[str, Node], stage: Stage, model: str | None = None) -> d
     return out
 
 
-def _record(cfg: DictConfig, stage: Stage, key: str, inputs: dict, summary: dict,
-            seconds: float, extra: dict | None = None) -> dict:
-    return {"stage": stage.name, "key": key, "seconds": seconds,
-            "config": {**_config_of(cfg, stage.config), **(extra or {})},
-            "inputs": inputs, "summary": summary}
-
-
-def _run_into(final: Path, resumable: bool, fresh: bool, work: Callable[[Path], dict],
-              record: Callable[[dict, float], dict]) -> float:
-    """Run ``work`` into the scratch directory of ``final`` and commit it; a failure of a
-    non-resumable step leaves nothing behind."""
-    start = time.perf_counter()
-    tmp = store.partial_dir(final, resume=resumable and not fresh)
+def _cached(stage: Stage, target: Target, forced: bool) -> bool:
+    """Whether a finished result can be reused: done, not forced, and valid (an invalid one
+    is moved back to its scratch directory, so a resumable stage redoes only what is bad)."""
+    if forced or not store.is_done(target.dir):
+        return False
+    if stage.check is None:
+        return True
     try:
-        summary = work(tmp)
-    except BaseException:
-        if not resumable:
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    seconds = round(time.perf_counter() - start, 1)
-    store.commit(tmp, final, record(summary, seconds))
-    return seconds
+        stage.check(target.dir)
+        return True
+    except store.Invalid as err:
+        log.warning("%s: cached result %s is invalid (%s); recomputing", target.label,
+                    target.dir, err)
+        store.reopen(target.dir, keep=stage.resumable)
+        return False
 
 
-def _run_whole(cfg: DictConfig, nodes: dict[str, Node], name: str) -> str:
-    node, stage = nodes[name], REGISTRY[name]
-    if node.done() and name not in cfg.force:
-        if stage.check is not None:
-            stage.check(node.dir)
-        log.info("stage %s: cached at %s", name, node.dir)
+def _run_target(cfg: DictConfig, stage: Stage, target: Target,
+                work: Callable[[Path], dict]) -> str:
+    """Run one target under its lock: reuse it if cached (also when another run finished it
+    while this one waited), else run ``work`` into its scratch directory and commit."""
+    forced = stage.name in cfg.force
+    if _cached(stage, target, forced):
+        log.info("%s: cached at %s", target.label, target.dir)
         return "cached"
-    log.info("stage %s: running into %s", name, node.dir)
-    inputs = _inputs(nodes, stage)
-    seconds = _run_into(
-        node.dir, stage.resumable, name in cfg.force,
-        lambda tmp: stage.run(cfg, tmp, inputs),
-        lambda summary, s: _record(cfg, stage, node.key, _input_keys(nodes, stage), summary,
-                                   s))
-    log.info("stage %s: done in %.1f s", name, seconds)
+    with store.lock(target.dir, target.label):
+        if not forced and _cached(stage, target, forced):
+            log.info("%s: cached at %s (made by another run meanwhile)", target.label,
+                     target.dir)
+            return "cached"
+        log.info("%s: running into %s (%s)", target.label, target.dir, explain(target))
+        start = time.perf_counter()
+        tmp = store.partial_dir(target.dir, resume=stage.resumable and not forced)
+        try:
+            summary = work(tmp)
+        except BaseException:
+            if not stage.resumable:  # nothing half-written is left behind
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        seconds = round(time.perf_counter() - start, 1)
+        store.commit(tmp, target.dir, {
+            "stage": stage.name, "model": target.model, "key": target.key,
+            "seconds": seconds, "config": target.config, "inputs": target.inputs,
+            "code": target.code, "summary": summary})
+    log.info("%s: done in %.1f s", target.label, seconds)
     return "ran"
-
-
-def _input_keys(nodes: dict[str, Node], stage: Stage, model: str | None = None) -> dict:
-    if stage.across_seeds:
-        return {f"{n}/seed={s}": ns[n].key for s, ns in nodes[stage.name].seeds.items()
-                for n in stage.needs}
-    return {n: _input_key(nodes[n], model) for n in stage.needs}
-
-
-def _unit_step(cfg: DictConfig, nodes: dict[str, Node], name: str, model: str,
-               spec: dict) -> Callable[[], None]:
-    node, stage = nodes[name], REGISTRY[name]
-    unit = node.units[model]
-
-    def step() -> None:
-        log.info("%s %s: running into %s", name, model, unit.dir)
-        inputs = _inputs(nodes, stage, model)
-        seconds = _run_into(
-            unit.dir, stage.resumable, name in cfg.force,
-            lambda tmp: stage.unit(cfg, model, spec, tmp, inputs),
-            lambda summary, s: _record(cfg, stage, unit.key, _input_keys(nodes, stage, model),
-                                       summary, s, {"model": spec}))
-        log.info("%s %s: ran in %.1f s", name, model, seconds)
-
-    return step
 
 
 def _run_units(cfg: DictConfig, nodes: dict[str, Node], names: list[str]) -> dict[str, str]:
@@ -287,23 +336,19 @@ def _run_units(cfg: DictConfig, nodes: dict[str, Node], names: list[str]) -> dic
     stages in order), ``train.parallel`` chains at a time, the costliest model first."""
     specs = model_specs(cfg)
     data = nodes["prepare"].dir
-    order = costliest_first(specs, data)
     _log_disk(cfg, specs, data)
-    chains, status = [], {}
-    for model in order:
-        steps = []
-        for name in names:
-            unit = nodes[name].units[model]
-            if store.is_done(unit.dir) and name not in cfg.force:
-                if REGISTRY[name].check is not None:
-                    REGISTRY[name].check(unit.dir)
-                log.info("%s %s: cached at %s", name, model, unit.dir)
-                status[f"{name} {model}"] = "cached"
-                continue
-            steps.append(_unit_step(cfg, nodes, name, model, specs[model]))
-            status[f"{name} {model}"] = "ran"
-        if steps:
-            chains.append(steps)
+    status: dict[str, str] = {}
+
+    def step(name: str, model: str) -> Callable[[], None]:
+        stage, target = REGISTRY[name], nodes[name].units[model]
+        inputs = _inputs(nodes, stage, model)
+
+        def run() -> None:
+            status[target.label] = _run_target(
+                cfg, stage, target, lambda tmp: stage.unit(cfg, model, specs[model], tmp, inputs))
+        return run
+
+    chains = [[step(name, model) for name in names] for model in costliest_first(specs, data)]
     jobs.run_chains(chains, int(cfg.train.parallel))
     if "train" in names:
         _log_models(nodes["train"])
@@ -362,10 +407,27 @@ def _check_inputs(nodes: dict[str, Node], name: str, requested: list[str]) -> No
             continue
         node = nodes[need]
         if not node.done():
-            where = node.dir or ", ".join(str(u.dir) for u in node.units.values()
-                                          if not store.is_done(u.dir))
+            where = ", ".join(str(t.dir) for t in node.targets() if not store.is_done(t.dir))
             raise RuntimeError(f"stage {name} needs {need}, which has not been run for this "
                                f"config ({where}); add it to stages=[...]")
+
+
+def dry_run(cfg: DictConfig, nodes: dict[str, Node], requested: list[str]) -> dict[str, str]:
+    """Every requested stage and model: cached, stale (and why), or missing; nothing runs."""
+    status = {}
+    for name in requested:
+        for t in nodes[name].targets():
+            if store.is_done(t.dir) and name not in cfg.force:
+                status[t.label] = "cached"
+            elif name in cfg.force:
+                status[t.label] = "forced"
+            else:
+                why = explain(t)
+                status[t.label] = "missing" if why == "no earlier result" else f"stale ({why})"
+    width = max(map(len, status), default=0)
+    log.info("dry run: nothing is run\n%s",
+             "\n".join(f"  {label:{width}s}  {what}" for label, what in status.items()))
+    return status
 
 
 def run_pipeline(cfg: DictConfig) -> dict[str, str]:
@@ -378,6 +440,8 @@ def run_pipeline(cfg: DictConfig) -> dict[str, str]:
                              f"{list(REGISTRY)}")
     nodes = plan(cfg)
     requested = [s for s in REGISTRY if s in cfg.stages]
+    if cfg.get("dry_run"):
+        return dry_run(cfg, nodes, requested)
     for name in requested:
         _check_inputs(nodes, name, requested)
     status: dict[str, str] = {}
@@ -391,7 +455,11 @@ def run_pipeline(cfg: DictConfig) -> dict[str, str]:
             if REGISTRY[group[0]].unit is not None:
                 status.update(_run_units(cfg, nodes, group))
             else:
-                status[group[0]] = _run_whole(cfg, nodes, group[0])
+                stage = REGISTRY[group[0]]
+                inputs = _inputs(nodes, stage)
+                status[stage.name] = _run_target(
+                    cfg, stage, nodes[stage.name].target,
+                    lambda tmp, stage=stage, inputs=inputs: stage.run(cfg, tmp, inputs))
             i += len(group)
     for name, what in status.items():
         log.info("%-30s %s", name, what)

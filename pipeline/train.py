@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline import checkpoints, evaluate, jobs
+from pipeline import checkpoints, evaluate, jobs, store
 from pipeline.models import adapter
 from pipeline.runtime import REPO_ROOT, subprocess_env
 from pipeline.schedule import checkpoint_schedule
@@ -30,6 +32,7 @@ def fairseq_args(spec: dict, data: Path, save_dir: Path, seed: int, train: dict,
         "--save-dir", str(save_dir), "--save-interval-updates", max(1, max_update // 10),
         "--keep-interval-updates", 1, "--no-epoch-checkpoints", "--log-format", "simple",
         "--log-interval", max(1, min(100, max_update // 10)), "--num-workers", 0,
+        "--tensorboard-logdir", str(Path(save_dir).parent / "tensorboard"),
     ]
     if train.get("max_valid_steps") is not None:
         args += ["--max-valid-steps", train["max_valid_steps"]]
@@ -64,8 +67,48 @@ def write_checkpoints_csv(model_dir: Path) -> pd.DataFrame:
     table["valid_ppl"] = [2 ** v if v is not None and not math.isnan(v) else None
                           for v in table.valid_loss]
     table = table[checkpoints.COLUMNS]
-    table.to_csv(model_dir / checkpoints.CSV, index=False)
+    store.write_with(model_dir / checkpoints.CSV, lambda tmp: table.to_csv(tmp, index=False))
     return table
+
+
+UPDATES = re.compile(r"num_updates=(\d+)")
+
+
+class Progress:
+    """A progress line per model while fairseq trains: updates done of the total, speed, ETA
+    and the last scheduled validation perplexity (read from its log and snapshot records)."""
+
+    every = 30.0  # seconds between lines
+
+    def __init__(self, name: str, total: int, model_dir: Path):
+        self.name, self.total, self.dir = name, total, model_dir
+        self.start, self.first = time.monotonic(), None
+
+    def updates(self) -> int:
+        try:
+            with open(self.dir / "train.log", "rb") as f:
+                f.seek(max(0, f.seek(0, 2) - 20000))
+                found = UPDATES.findall(f.read().decode("utf-8", "replace"))
+        except OSError:
+            return 0
+        return int(found[-1]) if found else 0
+
+    def report(self) -> None:
+        done = self.updates()
+        if self.first is None and done:
+            self.first = (time.monotonic(), done)  # resumed runs start counting here
+        line = f"train {self.name}: {done}/{self.total} updates ({done / self.total:.0%})"
+        if self.first and done > self.first[1]:
+            rate = (done - self.first[1]) / (time.monotonic() - self.first[0])
+            line += f", {rate:.2f} upd/s, ETA {(self.total - done) / rate / 60:.1f} min"
+        try:
+            last = json.loads((self.dir / "checkpoints" / "snapshots.jsonl").read_text()
+                              .splitlines()[-1])
+            if last.get("valid_loss") is not None:
+                line += f", valid ppl {2 ** last['valid_loss']:.1f} at step {last['step']}"
+        except (OSError, IndexError, ValueError):
+            pass
+        log.info(line)
 
 
 def train_model(name: str, spec: dict, data: Path, model_dir: Path, seed: int,
@@ -82,9 +125,11 @@ def train_model(name: str, spec: dict, data: Path, model_dir: Path, seed: int,
     # exception" while saving its last checkpoint) is retried once: the rerun resumes from
     # checkpoint_last.pt and the schedule hook rewrites any analysis checkpoint after it.
     # A process stopped by a signal is not a crash: the run stops, resumable.
+    progress = Progress(name, spec["max_update"], model_dir)
     for attempt in (1, 2):
         with open(model_dir / "train.log", "a") as f:
-            code = jobs.run_command(fairseq_train_command(args), stdout=f,
+            code = jobs.run_command(fairseq_train_command(args), tick=progress.report,
+                                    every=progress.every, stdout=f,
                                     stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
         if code == 0:
             break
@@ -103,7 +148,7 @@ def train_model(name: str, spec: dict, data: Path, model_dir: Path, seed: int,
         raise RuntimeError(f"model {name}: scheduled checkpoints {missing} were not written")
     final = model_dir / "checkpoints" / table.file.iloc[-1]
     metrics = evaluate.evaluate_model(spec, final, data, train["device"])
-    (model_dir / "eval.json").write_text(json.dumps(metrics, indent=2))
+    store.write_text(model_dir / "eval.json", json.dumps(metrics, indent=2))
     for extra in (model_dir / "fairseq").glob("checkpoint*.pt"):
         if extra.name != "checkpoint_last.pt":  # keep only the latest full checkpoint
             extra.unlink()

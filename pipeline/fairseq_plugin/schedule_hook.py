@@ -9,16 +9,22 @@ wraps four fairseq functions, when the environment names a schedule:
 - `fairseq_cli.train.validate_and_save`, called after every update: at a scheduled update it
   validates (fairseq validates only on its own intervals) and writes the weights;
 - `Trainer.train_step`: counts training tokens and keeps the update's loss;
-- `Trainer.save_checkpoint`: stores the token count in fairseq's checkpoint for resuming.
+- `Trainer.save_checkpoint`: stores the token count and last loss in fairseq's checkpoint for
+  resuming;
+- `fairseq_cli.train.train`: a run resumed at (or past) `--max-update` trains no further
+  update (fairseq would run one more before checking).
 
 Each analysis checkpoint is fairseq's own checkpoint dict without optimizer state, so fairseq's
-loaders read it; one JSON line per checkpoint goes to `snapshots.jsonl`. fairseq's own
-`checkpoint_last.pt` (with optimizer state) is kept for resuming. Environment:
-PIPELINE_SCHEDULE=0,1,2,4,... and PIPELINE_SNAPSHOT_DIR=dir.
+loaders read it; one JSON line per checkpoint goes to `snapshots.jsonl`. The paths of this run
+(save dir, data) are left out of the stored config, so identical runs write byte-identical
+checkpoints wherever their artifacts live. fairseq's own `checkpoint_last.pt` (with optimizer
+state) is kept for resuming. Environment: PIPELINE_SCHEDULE=0,1,2,4,... and
+PIPELINE_SNAPSHOT_DIR=dir.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -34,7 +40,7 @@ from data_prep.sources import sha256_file
 log = logging.getLogger("pipeline.schedule")
 SCHEDULE = {int(s) for s in os.environ.get("PIPELINE_SCHEDULE", "").split(",") if s.strip()}
 OUT = os.environ.get("PIPELINE_SNAPSHOT_DIR", "")
-STATE = {"tokens": 0, "train_loss": None}
+STATE = {"tokens": 0, "train_loss": None, "valid_s": 0.0}
 
 
 def snapshot_path(step: int) -> str:
@@ -49,12 +55,29 @@ def _records() -> dict[int, dict]:
         return {r["step"]: r for r in map(json.loads, f)}
 
 
+# where this run's files live: not part of the model (loaders are given the data explicitly)
+RUN_PATHS = frozenset({"save_dir", "data", "tags_data", "tensorboard_logdir"})
+
+
+def portable_cfg(cfg) -> dict:
+    """The training config without this run's paths (RUN_PATHS, wherever they occur: fairseq
+    keeps whole argparse namespaces in some groups)."""
+    def strip(node):
+        if isinstance(node, argparse.Namespace):
+            return argparse.Namespace(**strip(vars(node)))
+        if isinstance(node, dict):
+            return {k: None if k in RUN_PATHS else strip(v) for k, v in node.items()}
+        return node
+
+    return strip(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+
+
 def write_snapshot(trainer, epoch: int, valid_loss) -> None:
     """Save the weights (no optimizer state) atomically and append its record."""
     step = trainer.get_num_updates()
     state = {  # the fields of Trainer.state_dict() that loaders need, without optimizer state
         "args": None,
-        "cfg": OmegaConf.to_container(trainer.cfg, resolve=True, enum_to_str=True),
+        "cfg": portable_cfg(trainer.cfg),
         "model": trainer.model.state_dict(),
         "criterion": None,
         "optimizer_history": [{
@@ -68,22 +91,30 @@ def write_snapshot(trainer, epoch: int, valid_loss) -> None:
     }
     path = snapshot_path(step)
     tmp = path + ".tmp"
+    start = time.perf_counter()
     torch.save(state, tmp)
     os.replace(tmp, path)
+    digest = sha256_file(path)
     record = {"step": step, "epoch": epoch, "tokens_seen": STATE["tokens"],
               "train_loss": STATE["train_loss"], "valid_loss": valid_loss,
               "lr": trainer.get_lr(), "file": os.path.basename(path),
-              "bytes": os.path.getsize(path), "sha256": sha256_file(path), "time": time.time()}
+              "bytes": os.path.getsize(path), "sha256": digest, "time": time.time(),
+              "save_s": round(time.perf_counter() - start, 3), "valid_s": STATE["valid_s"]}
     with open(os.path.join(OUT, "snapshots.jsonl"), "a") as f:
         f.write(json.dumps(record) + "\n")
 
 
 def _validate(cfg, trainer, task, epoch_itr):
+    """fairseq's validation at a scheduled step (its time goes into the step's record)."""
     from fairseq_cli.train import validate
 
+    STATE["valid_s"] = 0.0
     if cfg.dataset.disable_validation:
         return None
-    return validate(cfg, trainer, task, epoch_itr, cfg.dataset.valid_subset.split(","))[0]
+    start = time.perf_counter()
+    loss = validate(cfg, trainer, task, epoch_itr, cfg.dataset.valid_subset.split(","))[0]
+    STATE["valid_s"] = round(time.perf_counter() - start, 3)
+    return loss
 
 
 def _prune_after(step: int) -> dict[int, dict]:
@@ -104,14 +135,18 @@ def _wrap_load_checkpoint(original):
     def load_checkpoint(cfg, trainer, **kwargs):
         extra_state, epoch_itr = original(cfg, trainer, **kwargs)
         STATE["tokens"] = int((extra_state or {}).get("pipeline_tokens_seen", 0))
-        done = _prune_after(trainer.get_num_updates())
-        if trainer.get_num_updates() == 0 and 0 in SCHEDULE and 0 not in done:
+        STATE["train_loss"] = (extra_state or {}).get("pipeline_train_loss")
+        step = trainer.get_num_updates()
+        done = _prune_after(step)
+        if step == 0:
             n = sum(p.numel() for p in trainer.model.parameters())
             log.info("analysis checkpoints: %d x ~%.1f MB (%d parameters) = ~%.0f MB",
                      len(SCHEDULE), 4 * n / 1e6, n, 4 * n * len(SCHEDULE) / 1e6)
-            full_cfg = trainer.cfg
+        # step 0 (the initialisation), or a scheduled step whose snapshot a killed run did not
+        # write after saving checkpoint_last
+        if step in SCHEDULE and step not in done:
             write_snapshot(trainer, epoch_itr.epoch,
-                           _validate(full_cfg, trainer, trainer.task, epoch_itr))
+                           _validate(trainer.cfg, trainer, trainer.task, epoch_itr))
         return extra_state, epoch_itr
 
     return load_checkpoint
@@ -124,6 +159,7 @@ def _wrap_validate_and_save(original):
         step = trainer.get_num_updates()
         if step in SCHEDULE and not os.path.exists(snapshot_path(step)):
             loss = valid_losses[0]
+            STATE["valid_s"] = 0.0  # fairseq validated on its own interval (counted there)
             if loss is None:
                 loss = _validate(cfg, trainer, task, epoch_itr)
             write_snapshot(trainer, epoch_itr.epoch, loss)
@@ -135,6 +171,7 @@ def _wrap_validate_and_save(original):
 def _wrap_save_checkpoint(original):
     def save_checkpoint(self, filename, extra_state):
         extra_state["pipeline_tokens_seen"] = STATE["tokens"]
+        extra_state["pipeline_train_loss"] = STATE["train_loss"]
         return original(self, filename, extra_state)
 
     return save_checkpoint
@@ -151,11 +188,21 @@ def _wrap_train_step(original):
     return train_step
 
 
+def _wrap_train(original):
+    def train(cfg, trainer, task, epoch_itr):
+        if trainer.get_num_updates() >= cfg.optimization.max_update:
+            return [None], True  # resumed at the end: nothing left to train
+        return original(cfg, trainer, task, epoch_itr)
+
+    return train
+
+
 if SCHEDULE and OUT:
     import fairseq_cli.train as fairseq_train
 
     os.makedirs(OUT, exist_ok=True)
     checkpoint_utils.load_checkpoint = _wrap_load_checkpoint(checkpoint_utils.load_checkpoint)
     fairseq_train.validate_and_save = _wrap_validate_and_save(fairseq_train.validate_and_save)
+    fairseq_train.train = _wrap_train(fairseq_train.train)
     Trainer.train_step = _wrap_train_step(Trainer.train_step)
     Trainer.save_checkpoint = _wrap_save_checkpoint(Trainer.save_checkpoint)

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.fields import REQUIRED, setting  # noqa: F401  (the adapters' schema fields)
+
 Spec = Mapping[str, Any]
 _REGISTRY: dict[str, ModelKind] = {}
 # the modules that register the kinds (imported on first lookup)
@@ -35,6 +37,7 @@ class ModelKind:
     """
 
     kind: str = ""
+    Config: type  # the preset's schema (a dataclass; pipeline/schema.py checks presets with it)
     family: str = ""          # architecture family, for labels ("lstm", "transformer")
     sides: tuple[str, ...] = ()
     reference: bool = False   # analysed as a trained reference (taggers), not over training

@@ -12,11 +12,12 @@ step's states held constant.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from pipeline.models import ModelKind, Spec, register, words
+from pipeline.models import REQUIRED, ModelKind, Spec, register, setting, words
 
 
 class LSTMRecorder:
@@ -77,10 +78,37 @@ def lstm_states(model, inp: torch.Tensor, target: torch.Tensor | None, pad: int,
     return acts, dict(zip(names, gradients, strict=True))
 
 
+@dataclass
+class LSTMConfig:
+    """conf/model/lstm_lm_*.yaml (and the taggers that inherit one)."""
+
+    kind: str = REQUIRED
+    words: str = REQUIRED                 # binarised word stream (prepare/lm/bin/<words>)
+    layers: int = setting(ge=1)
+    embed_dim: int = setting(ge=1)
+    hidden: int = setting(ge=1)
+    dropout: float = setting(ge=0, lt=1)
+    optimizer: str = setting(choices=("sgd", "adam"))
+    lr: float = setting(gt=0)
+    lr_shrink: float = setting(gt=0, le=1)
+    clip_norm: float = setting(ge=0)
+    tokens_per_sample: int = setting(ge=1)
+    batch_size: int = setting(ge=1)
+    max_update: int = setting(ge=1)
+    adaptive_softmax_cutoff: list[int] | None = setting(None, ge=1)
+    tags: str | None = None               # a tagger's tag set (its `words` stream's labels)
+
+
+@dataclass
+class LSTMTaggerConfig(LSTMConfig):
+    tags: str | None = REQUIRED
+
+
 @register("lstm_lm")
 class LSTMLanguageModel(ModelKind):
     """Saphra & Lopez's LSTM LM on the word stream (fairseq `lstm_lm`)."""
 
+    Config = LSTMConfig
     family = "lstm"
     sides = ("lm",)
     arch = "lstm_lm"
@@ -135,5 +163,6 @@ class LSTMLanguageModel(ModelKind):
 class LSTMTagger(LSTMLanguageModel):
     """The LM's architecture predicting the next word's tag (spec `tags`); a reference."""
 
+    Config = LSTMTaggerConfig
     arch = "lstm_tagger"
     reference = True

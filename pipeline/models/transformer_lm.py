@@ -10,11 +10,12 @@ Per-token gradients come from the causal-decoder recomputation (pipeline.models.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from pipeline.models import ModelKind, Spec, causal, register, words
+from pipeline.models import REQUIRED, ModelKind, Spec, causal, register, setting, words
 
 
 def transformer_lm_states(model, inp: torch.Tensor, target: torch.Tensor, pad: int,
@@ -32,8 +33,32 @@ def transformer_lm_states(model, inp: torch.Tensor, target: torch.Tensor, pad: i
     return acts, {n: x.transpose(0, 1) for n, x in zip(names, g, strict=True)}
 
 
+@dataclass
+class TransformerLMConfig:
+    """conf/model/transformer_lm_*.yaml."""
+
+    kind: str = REQUIRED
+    words: str = REQUIRED
+    layers: int = setting(ge=1)
+    embed_dim: int = setting(ge=1)
+    ffn_dim: int = setting(ge=1)
+    heads: int = setting(ge=1)
+    dropout: float = setting(ge=0, lt=1)
+    normalize_before: bool = True
+    share_embeddings: bool = True
+    lr: float = setting(gt=0)
+    warmup_updates: int = setting(ge=0)
+    clip_norm: float = setting(ge=0)
+    tokens_per_sample: int = setting(ge=1)
+    batch_size: int = setting(ge=1)
+    max_update: int = setting(ge=1)
+    adaptive_softmax_cutoff: list[int] | None = setting(None, ge=1)
+    tags: str | None = None
+
+
 @register("transformer_lm")
 class TransformerLanguageModel(ModelKind):
+    Config = TransformerLMConfig
     family = "transformer"
     sides = ("lm",)
 

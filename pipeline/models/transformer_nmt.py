@@ -7,6 +7,7 @@ position (pipeline.models.causal); encoder gradients are of the sentence's loss.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pandas as pd
 import torch
 
 from pipeline import evaluate
-from pipeline.models import ModelKind, Spec, causal, dict_size, register
+from pipeline.models import REQUIRED, ModelKind, Spec, causal, dict_size, register, setting
 
 
 def nmt_states(model, src: torch.Tensor, prev: torch.Tensor, target: torch.Tensor, pad: int,
@@ -73,8 +74,28 @@ def side_sentences(rows: pd.DataFrame, side: str) -> list[pd.DataFrame]:
     return [g for _, g in part.groupby("sent_index", sort=True)]
 
 
+@dataclass
+class TransformerNMTConfig:
+    """conf/model/transformer_nmt_*.yaml."""
+
+    kind: str = REQUIRED
+    layers: int = setting(ge=1)           # encoder and decoder each
+    embed_dim: int = setting(ge=1)
+    ffn_dim: int = setting(ge=1)
+    heads: int = setting(ge=1)
+    dropout: float = setting(ge=0, lt=1)
+    lr: float = setting(gt=0)
+    warmup_updates: int = setting(ge=0)
+    clip_norm: float = setting(ge=0)
+    label_smoothing: float = setting(ge=0, lt=1)
+    max_tokens: int = setting(ge=1)
+    max_update: int = setting(ge=1)
+    beam: int = setting(ge=1)
+
+
 @register("transformer_nmt")
 class TransformerNMT(ModelKind):
+    Config = TransformerNMTConfig
     family = "transformer"
     sides = ("source", "target")
 

@@ -16,6 +16,7 @@ content-word gradients dense (or the reverse).
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import functools
 import json
 import shutil
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import dynamics, repstore
+from analysis.settings import Concentration, PerTag, Sanity
 
 TAGS = ["NOUN", "VERB", "DET", "ADP", "ADJ", "PRON"]
 TAG_P = [0.3, 0.2, 0.15, 0.15, 0.1, 0.1]
@@ -184,11 +186,11 @@ def write_units(runs: list[dynamics.ModelRun], root: Path, seed: int = 1
 
 def small_settings(**kw) -> dynamics.Settings:
     """Settings sized for the synthetic study (a few seconds per analysis)."""
-    base = dict(max_tokens=1000, baseline_shuffles=1, per_tag_min_n=30, per_tag_max_n=60,
-                per_tag_min_tags=4, per_tag_freq_bins=2, conc_n_boot=50,
-                sanity_dims=DIM, sanity_token_counts=(40, 100, 400), seed=3)
-    base.update(kw)
-    return dynamics.Settings(**base)
+    s = dynamics.Settings(max_tokens=1000, baseline_shuffles=1, seed=3,
+                          per_tag=PerTag(min_n=30, max_n=60, min_tags=4, freq_bins=2),
+                          concentration=Concentration(n_boot=50),
+                          sanity=Sanity(dims=DIM, token_counts=[40, 100, 400]))
+    return dataclasses.replace(s, **kw)
 
 
 def _scratch(name: str) -> Path:
@@ -225,10 +227,7 @@ def plotted() -> tuple[Path, dict, dict[str, pd.DataFrame]]:
 
     root = _scratch("plotted")
     tables = dict(study_tables())
-    cs = claims.ClaimSettings()
-    tables["settings"] = pd.concat([tables["settings"], claims.settings_table(cs)],
-                                   ignore_index=True)
-    tables["claims"] = claims.evaluate(tables, cs)
+    tables["claims"] = claims.evaluate(tables, small_settings().claims)
     tables["claims_summary"] = claims.summarize(tables["claims"])
     write_tables(root / "analyze" / "tables", tables)
     plot_cfg = OmegaConf.load(REPO_CONF / "plot" / "default.yaml")

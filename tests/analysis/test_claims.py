@@ -86,15 +86,14 @@ def test_summary_rules():
     assert s.loc["C3", "verdict"] == "PASS"
 
 
-def test_settings_from_config_mapping():
-    cs = claims.ClaimSettings.from_mapping({"convergence_threshold": 0.8, "c1": {"min_rho": 0.3},
-                                            "c4": {"sides": ["lm", "target"]}})
-    assert cs.threshold == 0.8 and cs.c1_min_rho == 0.3 and cs.c4_sides == ("lm", "target")
-    assert cs.c3_margin == claims.ClaimSettings().c3_margin
+def test_claim_settings_are_read_from_the_analysis_config():
+    from omegaconf import OmegaConf
 
+    from analysis.settings import AnalysisSettings
+    from pipeline.schema import typed
 
-def test_settings_table_round_trip():
-    cs = claims.ClaimSettings(threshold=0.7, c1_sides=("source",), sustained=False)
-    back = claims.settings_from_table(claims.settings_table(cs))
-    assert back == cs
-    assert claims.settings_from_table(None) == claims.ClaimSettings()
+    cfg = OmegaConf.create({"claims": {"convergence_threshold": 0.8, "c1": {"min_rho": 0.3},
+                                       "c4": {"sides": ["lm", "target"]}}})
+    cs = typed(cfg, AnalysisSettings).claims
+    assert cs.convergence_threshold == 0.8 and cs.c1.min_rho == 0.3
+    assert cs.c4.sides == ["lm", "target"] and cs.c3.margin == claims.ClaimSettings().c3.margin

@@ -15,6 +15,7 @@ from synthstudy import (
 )
 
 from analysis import dynamics, repstore
+from analysis.settings import PerTag
 
 SIMILARITY_TABLES = ["convergence", "tagger", "layer_matrix", "per_tag", "family"]
 
@@ -82,7 +83,7 @@ def test_per_tag_common_n_and_eligible_tags():
     tokens = synth_tokens()
     counts = tokens.pos_target[~tokens.pos_target.isin(s.exclude_tags)].value_counts()
     n = dynamics.common_n(counts, s)
-    assert s.per_tag_min_n <= n <= s.per_tag_max_n
+    assert s.per_tag.min_n <= n <= s.per_tag.max_n
     pt = study_tables()["per_tag"]
     pt = pt[pt.model == "lm"]
     raw = pt[(pt.tag_family == "pos") & ~pt.freq_matched.astype(bool)]
@@ -98,14 +99,14 @@ def test_per_tag_common_n_and_eligible_tags():
 
 
 def test_common_n_rule():
-    s = small_settings(per_tag_min_n=10, per_tag_max_n=100, per_tag_min_tags=3)
+    s = small_settings(per_tag=PerTag(min_n=10, max_n=100, min_tags=3))
     assert dynamics.common_n(pd.Series([500, 400, 50, 5]), s) == 50
     assert dynamics.common_n(pd.Series([500, 400, 300]), s) == 100
     assert dynamics.common_n(pd.Series([500, 4]), s) == 10
 
 
 def test_frequency_matched_samples_have_equal_bin_counts():
-    s = small_settings(per_tag_freq_bins=2)
+    s = small_settings(per_tag=PerTag(freq_bins=2))
     tokens = synth_tokens()
     samples = dynamics.tag_samples(tokens, "pos", 40, s, "synth", "lm", freq_matched=True)
     assert samples, "some tag must be matchable"
@@ -146,6 +147,8 @@ def test_analysis_is_deterministic(tmp_path):
     pd.testing.assert_frame_equal(one, two)
     c1, f1 = dynamics.concentration_tables(p, s)
     c2, f2 = dynamics.concentration_tables(p, s)
+    assert len(c1) > 0 and len(f1) > 0
+    pd.testing.assert_frame_equal(c1, c2)
     pd.testing.assert_frame_equal(f1, f2)
 
 
@@ -238,13 +241,41 @@ def test_seed_to_seed_finds_shared_and_unshared_layers(tmp_path):
     assert dynamics.seed_to_seed(probes[:1], small_settings()).empty
 
 
-def test_settings_from_config_flattens_groups_and_keeps_types():
-    cfg = {"fixed_k": [10], "fractions": [0, 1], "claims": {"c3": {"margin": 0.1}},
-           "per_tag": {"max_n": 7}, "concentration": {"ci": 0.9, "n_boot": 11},
-           "sanity": {"model": "m", "token_counts": [5]}}
-    s = dynamics.Settings.from_mapping(cfg, seed=4)
-    assert s.fixed_k == (10,) and s.fractions == (0.0, 1.0)
+def test_settings_from_config_are_typed_and_nested():
+    from omegaconf import OmegaConf
+
+    from pipeline.schema import typed
+
+    cfg = OmegaConf.create({"fixed_k": [10], "fractions": [0, 1], "claims": {"c3": {"margin": 0.1}},
+                            "per_tag": {"max_n": 7}, "concentration": {"ci": 0.9, "n_boot": 11},
+                            "sanity": {"model": "m", "token_counts": [5]}, "seed": 4})
+    s = typed(cfg, dynamics.Settings)
+    assert s.fixed_k == [10] and s.fractions == [0.0, 1.0]
     assert all(isinstance(f, float) for f in s.fractions)
-    assert (s.per_tag_max_n, s.conc_ci, s.conc_n_boot) == (7, 0.9, 11)
-    assert (s.sanity_model, s.sanity_token_counts, s.seed) == ("m", (5,), 4)
-    assert s.per_tag_min_n == dynamics.Settings().per_tag_min_n  # absent keys keep defaults
+    assert (s.per_tag.max_n, s.concentration.ci, s.concentration.n_boot) == (7, 0.9, 11)
+    assert (s.sanity.model, s.sanity.token_counts, s.seed) == ("m", [5], 4)
+    assert s.per_tag.min_n == dynamics.Settings().per_tag.min_n  # absent keys keep defaults
+    assert s.claims.c3.margin == 0.1
+
+
+def test_a_representation_with_nan_gives_na_rows_with_the_reason(tmp_path):
+    """NaN in one checkpoint's layer: that layer's rows at that step are NA with a reason
+    naming model, probe, step and layer; every other row is computed; claims skip NA rows."""
+    from analysis import claims, report
+
+    runs = build_study(tmp_path)
+    lm = runs[0]
+    path = repstore.step_dir(lm.stores["synth"], 4) / "act" / "lstm_1.npy"
+    bad = np.load(path)
+    bad[3, 2] = np.nan
+    np.save(path, bad)
+    conv = dynamics.over_training(dynamics.Probe.open(lm, "synth"), small_settings())[
+        "convergence"]
+    na = conv[conv.na_reason.notna()]
+    assert set(zip(na.step_a, na.layer_a, strict=True)) == {(4, "lstm_1")}
+    assert na.value.isna().all() and len(na) == conv.metric.nunique()
+    assert na.na_reason.str.contains("lm/synth step 4 lstm_1").all()
+    assert conv[conv.na_reason.isna()].value.notna().all()
+    counted = report.not_computed({"convergence": conv})
+    assert set(counted.metric) == set(conv.metric) and (counted.rows == 1).all()
+    assert len(claims.evaluate({"convergence": conv}, small_settings().claims)) > 0

@@ -1,6 +1,7 @@
 """analysis.figures: every figure drawn from the tables alone, in every format."""
 
 import json
+import os
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -8,6 +9,7 @@ import pandas as pd
 from synthstudy import plotted
 
 from analysis import figures
+from analysis.settings import PlotSettings
 
 EXPECTED = {
     "f1_layers_lm_synth_lm", "f1_layers_nmt_synth_source", "f1_layers_nmt_synth_target",
@@ -33,7 +35,7 @@ def test_plot_stage_draws_every_figure_from_the_tables():
 
 def test_every_configured_format_is_written(tmp_path):
     _, _, tables = plotted()
-    ps = figures.PlotSettings(formats=("png", "pdf"), dpi=40)
+    ps = PlotSettings(formats=["png", "pdf"], dpi=40)
     drawn = figures.draw_all({"sanity_tokens": tables["sanity_tokens"]}, tmp_path, ps)
     assert [d["name"] for d in drawn] == ["s1_token_count"]
     assert drawn[0]["files"] == ["s1_token_count.png", "s1_token_count.pdf"]
@@ -43,7 +45,7 @@ def test_every_configured_format_is_written(tmp_path):
 def test_missing_tables_are_reported_not_drawn():
     notes = figures.skipped_notes({"convergence": pd.DataFrame()})
     assert any(n.startswith("F5") for n in notes) and any(n.startswith("F4") for n in notes)
-    assert list(figures.fig_per_tag({}, figures.PlotSettings())) == []
+    assert list(figures.fig_per_tag({}, PlotSettings())) == []
 
 
 def test_ci_bands_drawn_when_tables_carry_intervals():
@@ -59,16 +61,27 @@ def test_ci_bands_drawn_when_tables_carry_intervals():
     plt.close("all")
 
 
-def test_colours_are_fixed_per_tag_and_depth():
-    assert figures.tag_colour("NOUN") == figures.tag_colour("NOUN")
+def test_colours_are_fixed_per_tag_and_depth_in_every_process():
+    """The same tag (genres included) gets the same colour in another Python process with
+    another hash seed (figures are drawn in worker processes), and distinct tags differ."""
+    import subprocess
+    import sys
+
+    code = ("from analysis import figures; print([figures.tag_colour(t) for t in "
+            "('NOUN', 'VERB', 'news', 'fiction')])")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}, check=True).stdout
+            for seed in ("1", "2")}
+    assert outs == {str([figures.tag_colour(t) for t in ("NOUN", "VERB", "news",
+                                                          "fiction")]) + "\n"}
     assert figures.tag_colour("NOUN") != figures.tag_colour("VERB")
-    assert figures.tag_colour("news") == figures.tag_colour("news")  # genres stable too
     assert len({figures.depth_colour(d) for d in range(4)}) == 4
 
 
-def test_plot_settings_from_config():
-    ps = figures.PlotSettings.from_mapping({"formats": ["png"], "metrics": ["cka"]})
-    assert ps.formats == ("png",) and ps.metrics == ("cka",) and ps.matrix_metrics is None
+def test_metric_labels_follow_the_settings():
+    settings = pd.DataFrame({"key": ["variance", "variance_rule"], "value": ["0.9", '"s"']})
+    assert figures.metric_label("svcca", {"settings": settings}) == "SVCCA (90% of Σs)"
+    assert figures.metric_label("svcca_k20", {}) == "SVCCA k=20"
 
 
 def test_s2_drawn_when_seed_pairs_exist(tmp_path):
@@ -78,7 +91,7 @@ def test_s2_drawn_when_seed_pairs_exist(tmp_path):
             for point, v in (("init", 0.1), ("final", 0.8 - 0.1 * d))
             for m in ("svcca", "cka")]
     tables = {"seeds": pd.DataFrame(rows)}
-    drawn = figures.draw_all(tables, tmp_path, figures.PlotSettings(formats=("png",), dpi=40))
+    drawn = figures.draw_all(tables, tmp_path, PlotSettings(formats=["png"], dpi=40))
     assert [d["name"] for d in drawn] == ["s2_seed_to_seed"]
     assert "1 seed pairs" in drawn[0]["caption"]
     assert not any("S2" in n for n in figures.skipped_notes(tables))

@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 from synthstudy import REPO_CONF, build_study, plotted, write_units
 
 from analysis import pooling
+from analysis.settings import Claims
 
 
 def test_pool_means_and_t_intervals_over_seeds():
@@ -30,7 +31,7 @@ def test_pool_means_and_t_intervals_over_seeds():
 
 def test_every_analysis_table_has_a_pooling_rule():
     _, _, tables = plotted()  # the analyze stage's tables of the synthetic study
-    pooled = pooling.aggregate([tables, tables])
+    pooled = pooling.aggregate([tables, tables], Claims())
     assert set(tables) <= set(pooled), sorted(set(tables) - set(pooled))
     assert (pooled["convergence"].n_seeds == 1).all()  # the same seed twice
 
@@ -38,7 +39,7 @@ def test_every_analysis_table_has_a_pooling_rule():
 def test_a_table_without_a_rule_is_an_error():
     _, _, tables = plotted()
     with pytest.raises(ValueError, match="'new_table'.*no pooling rule"):
-        pooling.aggregate([{**tables, "new_table": pd.DataFrame({"x": [1.0]})}])
+        pooling.aggregate([{**tables, "new_table": pd.DataFrame({"x": [1.0]})}], Claims())
 
 
 def test_aggregate_stage_pools_seeds_and_compares_them(tmp_path):
@@ -48,6 +49,7 @@ def test_aggregate_stage_pools_seeds_and_compares_them(tmp_path):
     from pipeline.analyze_stage import run_analyze
 
     analysis = OmegaConf.load(REPO_CONF / "analysis" / "default.yaml")
+    analysis.max_tokens = 5000  # interpolated from extract in the full config
     analysis.per_tag.update(min_n=30, max_n=60)
     analysis.sanity.update(dims=8, token_counts=[40, 100])
     analysis.concentration.n_boot = 20

@@ -21,7 +21,8 @@ def test_report_markdown_lists_settings_claims_and_every_figure():
         assert f"figures/{name}.png" in md
     captions = re.findall(r"^(F\d|S\d).*", md, flags=re.M)
     assert len(captions) >= len(summary["figures"])
-    for key in ("variance_rule", "fixed_k", "claims.threshold", "max_tokens"):
+    for key in ("variance_rule", "fixed_k", "claims.convergence_threshold", "max_tokens",
+                "per_tag.max_n"):
         assert f"`{key}`" in md
     s = tables["claims_summary"]
     for row in s.itertuples():  # every claim/metric verdict is in the report
@@ -54,6 +55,7 @@ def test_analyze_stage_writes_parquet_and_csv(tmp_path):
     runs = build_study(tmp_path / "stores")
     extract, train = write_units(runs[:2], tmp_path)  # the LM and the NMT model
     analysis = OmegaConf.load(REPO / "conf" / "analysis" / "default.yaml")
+    analysis.max_tokens = 5000  # interpolated from extract in the full config
     analysis.per_tag.update(min_n=30, max_n=60)
     analysis.sanity.update(dims=8, token_counts=[40, 100])
     analysis.concentration.n_boot = 20
@@ -70,3 +72,25 @@ def test_analyze_stage_writes_parquet_and_csv(tmp_path):
     models = pd.read_parquet(tables / "models.parquet").set_index("model")
     assert models.loc["lm", "test_ppl"] == 11.0 and models.loc["nmt", "family"] == "transformer"
     assert "C1/svcca" in summary["claims"]
+
+
+def test_the_analysis_seed_not_the_model_seed_picks_tokens_and_shuffles(tmp_path):
+    """Two model seeds over the same stores give the same rows and values: the subsample,
+    shuffles and bootstrap follow analysis.seed only, which every table records."""
+    from pipeline.analyze_stage import run_analyze
+
+    runs = build_study(tmp_path / "stores")
+    extract, train = write_units(runs[:1], tmp_path)
+    analysis = OmegaConf.load(REPO / "conf" / "analysis" / "default.yaml")
+    analysis.max_tokens = 300  # a subsample of the 400 tokens
+    analysis.per_tag.update(min_n=30, max_n=60)
+    analysis.sanity.update(dims=8, token_counts=[40, 100])
+    analysis.concentration.n_boot = 20
+    out = {}
+    for seed in (1, 2):
+        cfg = OmegaConf.create({"analysis": analysis, "seed": seed, "train": {"parallel": 1}})
+        run_analyze(cfg, tmp_path / f"out{seed}", {"extract": extract, "train": train})
+        out[seed] = pd.read_parquet(tmp_path / f"out{seed}" / "tables" / "convergence.parquet")
+    assert (out[1].analysis_seed == 0).all()
+    pd.testing.assert_series_equal(out[1].value, out[2].value)
+    pd.testing.assert_series_equal(out[1].baseline, out[2].baseline)

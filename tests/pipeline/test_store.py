@@ -1,8 +1,14 @@
-"""The runner: atomic stage directories, cached reruns, force, per-model units."""
+"""The runner: atomic stage directories, cached reruns, force, per-model units, locks,
+validation of cached results, and why a stage reruns."""
 
 import logging
+import signal
+import subprocess
+import sys
+import threading
 
 import pytest
+from conftest import REPO
 from omegaconf import OmegaConf
 
 from pipeline import stages, store
@@ -59,7 +65,8 @@ def test_failed_stage_leaves_nothing_half_written(tmp_path, fake):
     cfg = make_cfg(tmp_path, data={"x": "boom"})
     with pytest.raises(RuntimeError, match="boom"):
         stages.run_pipeline(cfg)
-    assert list((tmp_path / "t" / "prepare").iterdir()) == []
+    left = [p.name for p in (tmp_path / "t" / "prepare").iterdir()]
+    assert [n for n in left if not n.endswith(".lock")] == []  # a lock file is no result
 
 
 def test_changing_one_model_reruns_that_model_only(tmp_path, fake):
@@ -88,3 +95,90 @@ def test_a_stage_needs_its_inputs_run_first(tmp_path, fake):
 def test_unknown_stage_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="unknown stage"):
         stages.run_pipeline(make_cfg(tmp_path, stages=["prepare", "trian"]))
+
+
+def test_a_second_run_waits_for_the_first_and_reuses_its_result(tmp_path, monkeypatch):
+    """Two runs on one artifacts dir at once (two threads here; two processes in
+    test_trust_smoke): one computes, the other waits on the lock and reuses the result."""
+    started, release, calls = threading.Event(), threading.Event(), []
+
+    def prepare(cfg, out, inputs):
+        calls.append(out)
+        started.set()
+        assert release.wait(30)
+        (out / "result.txt").write_text("1")
+        return {}
+
+    monkeypatch.setitem(stages.REGISTRY, "prepare", stages.Stage("prepare", ("data",),
+                                                                 run=prepare))
+    cfg = make_cfg(tmp_path)
+    results = {}
+    first = threading.Thread(target=lambda: results.update(a=stages.run_pipeline(cfg)))
+    first.start()
+    assert started.wait(30)
+    second = threading.Thread(target=lambda: results.update(b=stages.run_pipeline(cfg)))
+    second.start()
+    second.join(1.0)
+    assert second.is_alive()  # waiting on the lock, not computing
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert len(calls) == 1
+    assert sorted([results["a"]["prepare"], results["b"]["prepare"]]) == ["cached", "ran"]
+
+
+def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
+    final = tmp_path / "stage" / "key"
+    code = (f"from pipeline import store; import os, signal\n"
+            f"with store.lock(__import__('pathlib').Path({str(final)!r}), 'x'):\n"
+            f"    os.kill(os.getpid(), signal.SIGKILL)\n")
+    killed = subprocess.run([sys.executable, "-c", code], cwd=REPO)
+    assert killed.returncode == -signal.SIGKILL
+    assert final.with_name("key.lock").exists()  # the file stays; its OS lock went with it
+    done = threading.Event()
+
+    def take():
+        with store.lock(final, "x"):
+            done.set()
+
+    t = threading.Thread(target=take, daemon=True)
+    t.start()
+    assert done.wait(10)
+
+
+def test_force_starts_a_resumable_unit_over(tmp_path, fake, monkeypatch):
+    cfg = make_cfg(tmp_path, stages=["prepare", "train"])
+    stage = stages.REGISTRY["train"]
+    monkeypatch.setitem(stages.REGISTRY, "train",
+                        stages.Stage("train", ("seed",), ("prepare",), unit=stage.unit,
+                                     resumable=True))
+    unit = stages.plan(cfg)["train"].units["a"].dir
+    partial = unit.with_name(unit.name + ".partial")
+    partial.mkdir(parents=True)
+    (partial / "left_by_a_killed_run").write_text("x")
+    stages.run_pipeline(cfg)
+    assert (unit / "left_by_a_killed_run").exists()  # resumed from it
+    stages.run_pipeline(make_cfg(tmp_path, stages=["prepare", "train"], force=["train"]))
+    assert not (unit / "left_by_a_killed_run").exists() and (unit / "size.txt").exists()
+
+
+def test_an_invalid_cached_result_is_recomputed_and_the_log_says_why(tmp_path, fake, caplog,
+                                                                      monkeypatch):
+    def check(path):
+        if not (path / "result.txt").is_file():
+            raise store.Invalid(f"{path}/result.txt is missing")
+
+    prepare = stages.REGISTRY["prepare"]
+    monkeypatch.setitem(stages.REGISTRY, "prepare",
+                        stages.Stage("prepare", ("data",), run=prepare.run, check=check))
+    cfg = make_cfg(tmp_path)
+    stages.run_pipeline(cfg)
+    final = stages.plan(cfg)["prepare"].dir
+    (final / "result.txt").unlink()
+    with caplog.at_level(logging.INFO):
+        assert stages.run_pipeline(cfg)["prepare"] == "ran"
+    assert "result.txt is missing); recomputing" in caplog.text
+    assert (final / "result.txt").is_file()
+    with caplog.at_level(logging.INFO):
+        stages.run_pipeline(make_cfg(tmp_path, data={"x": 2}))
+    assert "(config changed: data.x)" in caplog.text

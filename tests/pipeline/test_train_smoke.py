@@ -53,11 +53,11 @@ def test_all_models_have_step_zero_and_the_schedule(smoke_trained):
 def test_cached_train_unit_refuses_a_changed_checkpoint(smoke_trained, tmp_path):
     copy = tmp_path / "tagger_pos"
     shutil.copytree(smoke_trained[3]["tagger_pos"], copy)
-    stages._verify(copy)
+    stages._check_train(copy)
     victim = copy / "checkpoints" / "step_0000001.pt"
     victim.write_bytes(victim.read_bytes() + b"x")
     with pytest.raises(CheckpointError, match="step_0000001.pt: sha256"):
-        stages._verify(copy)
+        stages._check_train(copy)
 
 
 def _train_args(art, mirror):
@@ -65,40 +65,60 @@ def _train_args(art, mirror):
             "model.lstm_lm_paper.max_update=150", f"mirror={mirror}", f"artifacts_dir={art}"]
 
 
-def test_killed_training_resumes_to_the_uninterrupted_result(smoke_prepared, mirror, tmp_path):
+def _start_and_wait(root, mirror, step):
+    """Start a training run in its own process group (as a terminal would) and return it
+    once its snapshots reach ``step``."""
+    cmd = [sys.executable, "-m", "pipeline", *_train_args(root, mirror)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        logs = list((root / "smoke" / "train").glob("lstm_lm_paper/*/checkpoints/"
+                                                      "snapshots.jsonl"))
+        if logs and any(json.loads(line)["step"] >= step for line in open(logs[0])):
+            return proc
+        assert proc.poll() is None, proc.stdout.read()[-2000:]
+        time.sleep(0.2)
+    raise AssertionError(f"training never reached step {step}")
+
+
+def test_killed_or_interrupted_training_resumes_to_the_same_bytes(smoke_prepared, mirror,
+                                                                  tmp_path):
+    """SIGKILL, or Ctrl-C (SIGINT to the process group, as a terminal sends it), mid-training;
+    the rerun finishes with checkpoints byte-identical to an undisturbed run's (its own
+    artifacts dir, so paths differ too). Ctrl-C stops within 10 s and is not retried."""
     art, _, _ = smoke_prepared
     runs = {}
-    for name in ("killed", "clean"):
+    for name in ("killed", "interrupted", "clean"):
         runs[name] = tmp_path / name
         shutil.copytree(art / "smoke" / "prepare", runs[name] / "smoke" / "prepare")
     clean = run_pipeline(*_train_args(runs["clean"], mirror))
     assert clean.returncode == 0, clean.stderr[-2000:]
 
-    cmd = [sys.executable, "-m", "pipeline", *_train_args(runs["killed"], mirror)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    log = None
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        logs = list((runs["killed"] / "smoke" / "train").glob("lstm_lm_paper/*/checkpoints/"
-                                                                "snapshots.jsonl"))
-        if logs and any(json.loads(line)["step"] >= 20 for line in open(logs[0])):
-            log = logs[0]
-            break
-        time.sleep(0.2)
-    assert log is not None, "training never reached step 20"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not any((runs["killed"] / "smoke" / "train").glob("lstm_lm_paper/*/.done.json"))
-
-    resumed = run_pipeline(*_train_args(runs["killed"], mirror))
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    killed = _start_and_wait(runs["killed"], mirror, 20)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+    interrupted = _start_and_wait(runs["interrupted"], mirror, 20)
+    os.killpg(interrupted.pid, signal.SIGINT)
+    try:
+        interrupted.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(interrupted.pid, signal.SIGKILL)
+        raise AssertionError("Ctrl-C did not stop the run within 10 s") from None
+    output = interrupted.stdout.read()
+    assert interrupted.returncode == 130, output[-2000:]
+    assert "resuming once" not in output and "rerunning the same command resumes" in output
+    for name in ("killed", "interrupted"):
+        assert not any((runs[name] / "smoke" / "train").glob("lstm_lm_paper/*/.done.json"))
+        resumed = run_pipeline(*_train_args(runs[name], mirror))
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
 
     def table(root):
         (d,) = (root / "smoke" / "train" / "lstm_lm_paper").glob("*/.done.json")
         return pd.read_csv(d.parent / "checkpoints.csv")
 
-    a, b = table(runs["killed"]), table(runs["clean"])
-    cols = ["step", "epoch", "tokens_seen", "train_loss", "valid_loss"]
-    pd.testing.assert_frame_equal(a[cols], b[cols])
-    assert list(a.step) == checkpoint_schedule(150, 4, 3)
+    clean_table = table(runs["clean"])
+    assert list(clean_table.step) == checkpoint_schedule(150, 4, 3)
+    cols = ["step", "epoch", "tokens_seen", "train_loss", "valid_loss", "sha256"]
+    for name in ("killed", "interrupted"):
+        pd.testing.assert_frame_equal(table(runs[name])[cols], clean_table[cols])

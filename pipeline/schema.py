@@ -1,0 +1,346 @@
+"""The config schema: one dataclass per config group, checked once at start-up.
+
+Unknown keys, wrong types and out-of-range values, in a config file, an experiment file or on
+the command line, stop the run before any work, naming the key and where it was set. Each
+model preset is checked against its kind's schema (the adapter's ``Config``). Stage functions
+read typed settings through :func:`typed`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import operator
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationError
+
+from analysis.fields import setting
+from analysis.settings import AnalysisSettings, PlotSettings
+from pipeline.config import CONFIG_DIR
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the key and where it was set."""
+
+
+# ---------------------------------------------------------------------------- groups
+
+@dataclass
+class BrownData:
+    max_docs_per_genre: int | None = setting(None, ge=1)
+    fractions: dict[str, float] = field(
+        default_factory=lambda: {"valid": 0.05, "test": 0.05, "probe": 0.10})
+    split_seed: int = 13
+
+
+@dataclass
+class LMData:
+    vocab_size: int = setting(10000, ge=10)
+
+
+@dataclass
+class Capped:
+    max_sentences: int | None = setting(None, ge=1)
+
+
+@dataclass
+class Multi30kData:
+    max_train_pairs: int | None = setting(None, ge=1)
+    valid: str = "val"
+    test: str = "test_2016_flickr"
+
+
+@dataclass
+class BPEData:
+    vocab_size: int = setting(8000, ge=10)
+    character_coverage: float = setting(1.0, gt=0, le=1)
+    input_sentence_size: int = setting(1000000, ge=1)
+
+
+@dataclass
+class DataConfig:
+    brown: BrownData = field(default_factory=BrownData)
+    lm: LMData = field(default_factory=LMData)
+    ewt: Capped = field(default_factory=Capped)
+    pud: Capped = field(default_factory=Capped)
+    pmb: Capped = field(default_factory=Capped)
+    multi30k: Multi30kData = field(default_factory=Multi30kData)
+    bpe: BPEData = field(default_factory=BPEData)
+    preprocess_workers: int = setting(1, ge=1)
+
+
+@dataclass
+class Schedule:
+    log_points: int = setting(12, ge=0)
+    linear_points: int = setting(12, ge=1)
+
+
+@dataclass
+class TrainConfig:
+    device: str = setting("cpu", choices=("cpu", "cuda"))
+    threads: int = setting(1, ge=1)
+    parallel: int = setting(2, ge=1)
+    schedule: Schedule = field(default_factory=Schedule)
+    max_valid_steps: int | None = setting(20, ge=1)
+    fairseq: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExtractConfig:
+    probes: list[str] = field(default_factory=lambda: ["brown_probe", "ewt_test", "pud"])
+    max_tokens_per_probe: int | None = setting(5000, ge=1)
+    gradients: bool = True
+    reference_checkpoints: str = setting("last", choices=("last", "all"))
+    dtype: str = setting("float32", choices=("float32", "float16"))
+    batch_size: int = setting(32, ge=1)
+
+
+@dataclass
+class AggregateConfig:
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    ci: float = setting(0.95, gt=0, lt=1)
+
+
+@dataclass
+class TopConfig:
+    """The top-level keys of conf/pipeline.yaml (the groups are checked on their own)."""
+
+    stages: list[str] = field(default_factory=list)
+    force: list[str] = field(default_factory=list)
+    mirror: str | None = None
+    cache_dir: str = ""
+    download: bool = True
+    artifacts_dir: str = ""
+    name: str = ""
+    seed: int = setting(1, ge=0)
+    dry_run: bool = False
+
+
+GROUPS: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "extract": ExtractConfig,
+                           "analysis": AnalysisSettings, "plot": PlotSettings,
+                           "aggregate": AggregateConfig}
+
+
+# ---------------------------------------------------------------------------- typed access
+
+def typed(node: Any, schema: type):
+    """A config node (DictConfig or plain dict) as an instance of its schema dataclass."""
+    if OmegaConf.is_config(node):
+        node = OmegaConf.to_container(node, resolve=True)
+    base = OmegaConf.structured(schema)
+    return OmegaConf.to_object(OmegaConf.merge(base, node))
+
+
+# ---------------------------------------------------------------------------- provenance
+
+def _runtime() -> tuple[dict, list[str], list[Path]]:
+    """The running Hydra app's group choices, command-line overrides and config folders
+    (conf/ and any `hydra.searchpath` folders); empty outside an app (tests compose)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+    except ValueError:
+        return {}, [], [Path(CONFIG_DIR)]
+    dirs = [Path(src.path) for src in hc.runtime.config_sources
+            if src.schema == "file" and src.path]
+    return dict(hc.runtime.choices), list(hc.overrides.task), dirs or [Path(CONFIG_DIR)]
+
+
+def _has(path: Path, keys: list[str]) -> bool:
+    """Whether the YAML file sets the nested key (a defaults list does not count)."""
+    node = OmegaConf.load(path)
+    for key in keys:
+        if not OmegaConf.is_dict(node) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def origin(key: str, cfg: DictConfig) -> str:
+    """Where ``key`` (dotted) was set: the command line, the experiment file, the group's file
+    or a model preset (and the preset it inherits)."""
+    choices, overrides, dirs = _runtime()
+    for o in overrides:
+        name = o.split("=", 1)[0].lstrip("+~")
+        if key == name or key.startswith(name + "."):
+            return f"the command line ({o})"
+    parts = key.split(".")
+    experiment = choices.get("experiment") or cfg.get("name")
+    candidates = []  # (file, the keys below its package)
+    if experiment:
+        candidates.append((f"experiment/{experiment}.yaml", parts))
+    if parts[0] == "model" and len(parts) > 1:
+        candidates.append((f"model/{parts[1]}.yaml", parts[2:]))
+        base = _inherited(_find(dirs, f"model/{parts[1]}.yaml"))
+        if base:
+            candidates.append((f"model/{base}.yaml", parts[2:]))
+    elif parts[0] in GROUPS:
+        candidates.append((f"{parts[0]}/{choices.get(parts[0], 'default')}.yaml", parts[1:]))
+    for name, keys in candidates:
+        path = _find(dirs, name)
+        if path is not None and _has(path, keys):
+            return str(path)
+    if parts[0] == "mirror" and os.environ.get("PIPELINE_MIRROR"):
+        return "the environment (PIPELINE_MIRROR)"
+    return str(_find(dirs, "pipeline.yaml") or "conf/pipeline.yaml")
+
+
+def _find(dirs: list[Path], name: str) -> Path | None:
+    """The first config folder's file ``name`` (Hydra's search order)."""
+    return next((d / name for d in dirs if (d / name).is_file()), None)
+
+
+def _inherited(preset: Path | None) -> str | None:
+    """The preset a model preset inherits through its defaults list (`- base@_here_`)."""
+    if preset is None or not preset.is_file():
+        return None
+    for entry in OmegaConf.load(preset).get("defaults", []):
+        if isinstance(entry, str) and entry.endswith("@_here_"):
+            return entry.split("@", 1)[0]
+    return None
+
+
+# ---------------------------------------------------------------------------- checks
+
+def _fail(key: str, problem: str, cfg: DictConfig) -> None:
+    raise ConfigError(f"config error: {key}: {problem} (set in {origin(key, cfg)})")
+
+
+def _merge_check(prefix: str, node: Any, schema: type, cfg: DictConfig,
+                 partial: bool = False) -> Any:
+    """Merge ``node`` into ``schema``: unknown keys and wrong types become ConfigErrors.
+    ``partial``: only the keys given are checked (an experiment's deltas for a model that is
+    not selected), not the missing ones."""
+    base = OmegaConf.structured(schema)
+    try:
+        merged = OmegaConf.merge(base, node)
+        return merged if partial else OmegaConf.to_object(merged)
+    except ConfigKeyError as err:
+        key = f"{prefix}.{err.full_key}" if prefix else str(err.full_key)
+        parent = key.rsplit(".", 1)[0]
+        known = _fields_at(schema, err.full_key.rsplit(".", 1)[0] if "." in err.full_key
+                           else "")
+        close = difflib.get_close_matches(key.rsplit(".", 1)[-1], known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        _fail(key, f"unknown key; {parent} has: {', '.join(sorted(known))}{hint}", cfg)
+    except MissingMandatoryValue as err:
+        _fail(f"{prefix}.{err.full_key}", "missing: this setting has no default", cfg)
+    except ValidationError as err:
+        key = f"{prefix}.{err.full_key}" if prefix else str(err.full_key)
+        _fail(key, str(err).splitlines()[0], cfg)
+
+
+def _fields_at(schema: type, path: str) -> list[str]:
+    """The field names of the (nested) schema dataclass at dotted ``path``."""
+    cls = schema
+    for part in filter(None, path.split(".")):
+        f = {f.name: f for f in dataclasses.fields(cls)}.get(part)
+        factory = f.default_factory if f is not None else None
+        if not (isinstance(factory, type) and dataclasses.is_dataclass(factory)):
+            return []
+        cls = factory
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+BOUNDS = {"ge": (operator.ge, ">="), "gt": (operator.gt, ">"), "le": (operator.le, "<="),
+          "lt": (operator.lt, "<")}
+
+
+def _ranges(prefix: str, obj: Any, cfg: DictConfig) -> None:
+    """Every field's ``ge``/``gt``/``le``/``lt``/``choices`` metadata, recursively (lists are
+    checked element by element)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        if dataclasses.is_dataclass(value):
+            _ranges(key, value, cfg)
+            continue
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if item is None or isinstance(item, bool):
+                continue
+            bounds = f.metadata
+            if "choices" in bounds and item not in bounds["choices"]:
+                _fail(key, f"{item!r} is not one of {list(bounds['choices'])}", cfg)
+            for op, (ok, word) in BOUNDS.items():
+                if op in bounds and not ok(item, bounds[op]):
+                    _fail(key, f"{item!r} must be {word} {bounds[op]}", cfg)
+
+
+def _model_checks(cfg: DictConfig, models: dict) -> None:
+    from pipeline.models import get, kinds
+
+    conf = Path(CONFIG_DIR) / "model"
+    for name, spec in models.items():
+        kind = spec.get("kind")
+        partial = kind is None
+        if partial:  # an experiment's deltas for a model that is not selected
+            preset = conf / f"{name}.yaml"
+            if not preset.is_file():
+                _fail(f"model.{name}", f"no preset conf/model/{name}.yaml", cfg)
+            kind = OmegaConf.load(preset).get("kind")
+            if kind is None and _inherited(preset):
+                kind = OmegaConf.load(conf / f"{_inherited(preset)}.yaml").get("kind")
+        if kind not in kinds():
+            _fail(f"model.{name}.kind", f"unknown model kind {kind!r}; kinds: {kinds()}", cfg)
+        schema = get(kind).Config
+        checked = _merge_check(f"model.{name}", spec, schema, cfg, partial=partial)
+        if not partial:
+            _ranges(f"model.{name}", checked, cfg)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the whole config against the schema before any work; raises ConfigError."""
+    from pipeline.stages import REGISTRY
+
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+    except Exception as err:  # an interpolation that does not resolve
+        raise ConfigError(f"config error: {err}") from err
+    plain.pop("hydra", None)
+    top = {k: v for k, v in plain.items() if k not in GROUPS and k != "model"}
+    checked = _merge_check("", top, TopConfig, cfg)
+    _ranges("", checked, cfg)
+    for group, schema in GROUPS.items():
+        if group not in plain:
+            _fail(group, "config group missing", cfg)
+        _ranges(group, _merge_check(group, plain[group], schema, cfg), cfg)
+    _model_checks(cfg, plain.get("model") or {})
+    for key in ("stages", "force"):
+        for name in plain[key]:
+            if name not in REGISTRY:
+                _fail(key, f"unknown stage {name!r}; stages are {list(REGISTRY)}", cfg)
+    if plain.get("mirror") is not None and not Path(plain["mirror"]).is_dir():
+        what = "does not exist" if not Path(plain["mirror"]).exists() else "is not a folder"
+        _fail("mirror", f"{plain['mirror']} {what}", cfg)
+    _analysis_checks(cfg, typed(plain["analysis"], AnalysisSettings),
+                     typed(plain["plot"], PlotSettings))
+
+
+def _analysis_checks(cfg: DictConfig, a: AnalysisSettings, p: PlotSettings) -> None:
+    """Settings that must agree with each other or name known metrics."""
+    from analysis import dynamics
+
+    for key, names in (("analysis.metrics", a.metrics), ("analysis.matrix_metrics",
+                                                         a.matrix_metrics),
+                       ("analysis.per_tag.metrics", a.per_tag.metrics)):
+        try:
+            dynamics.metric_specs(a, names)
+        except ValueError as err:
+            _fail(key, str(err), cfg)
+    computed = {s.name for s in dynamics.metric_specs(a)}
+    for key, names in (("plot.metrics", p.metrics), ("plot.matrix_metrics", p.matrix_metrics),
+                       ("plot.per_tag_metrics", p.per_tag_metrics),
+                       ("plot.primary_metric", [p.primary_metric])):
+        unknown = sorted(set(names) - computed)
+        if unknown:
+            _fail(key, f"{unknown} are not computed by analysis.metrics (which give "
+                       f"{sorted(computed)})", cfg)
+    if a.per_tag.min_n > a.per_tag.max_n:
+        _fail("analysis.per_tag.min_n", f"{a.per_tag.min_n} > max_n {a.per_tag.max_n}", cfg)

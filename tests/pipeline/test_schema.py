@@ -1,0 +1,74 @@
+"""The config schema: unknown keys, wrong types and out-of-range values, in an experiment
+file or on the command line, stop the run before any work, naming the key and where it was
+set; every shipped experiment passes."""
+
+from pathlib import Path
+
+import pytest
+from conftest import compose, run_pipeline
+
+from pipeline.config import CONFIG_DIR
+from pipeline.schema import ConfigError, validate
+
+EXPERIMENTS = sorted(p.stem for p in Path(CONFIG_DIR, "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_passes(experiment, tmp_path):
+    validate(compose(f"experiment={experiment}", f"artifacts_dir={tmp_path}", "mirror=null"))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("seed=abc", "seed: Value 'abc' of type 'str' could not be converted to Integer"),
+    ("train.schedule.log_points=-1", "train.schedule.log_points: -1 must be >= 0"),
+    ("extract.max_tokens_per_probe=0", "extract.max_tokens_per_probe: 0 must be >= 1"),
+    ("+analysis.per_tag.max_nn=50", "analysis.per_tag.max_nn: unknown key; analysis.per_tag "
+                                    "has: freq_bins, max_n, metrics, min_n, min_tags; did you "
+                                    "mean max_n?"),
+    ("+model.tagger_pos.hiden=3", "model.tagger_pos.hiden: unknown key"),
+    ("model.lstm_lm_paper.dropout=1.5", "model.lstm_lm_paper.dropout: 1.5 must be < 1"),
+    ("analysis.variance_rule=sum", "analysis.variance_rule: 'sum' is not one of ['s2', 's']"),
+    ("plot.metrics=[svca]", "plot.metrics: ['svca'] are not computed by analysis.metrics"),
+    ("analysis.metrics=[svcca,ckaa]", "analysis.metrics: unknown metric 'ckaa'"),
+])
+def test_bad_values_are_refused_naming_the_key(override, message, tmp_path):
+    with pytest.raises(ConfigError) as err:
+        validate(compose("experiment=smoke", f"artifacts_dir={tmp_path}", "mirror=null",
+                         override))
+    assert message in str(err.value)
+
+
+def test_a_mirror_that_is_no_folder_is_refused(tmp_path):
+    not_dir = tmp_path / "file"
+    not_dir.write_text("x")
+    for mirror, what in ((tmp_path / "absent", "does not exist"), (not_dir, "is not a folder")):
+        with pytest.raises(ConfigError, match=f"mirror: {mirror} {what}"):
+            validate(compose("experiment=smoke", f"mirror={mirror}"))
+
+
+def test_typo_in_an_experiment_file_stops_before_any_work_naming_key_and_file(tmp_path):
+    exp = tmp_path / "conf" / "experiment"
+    exp.mkdir(parents=True)
+    (exp / "typo.yaml").write_text("# @package _global_\ndefaults:\n  - smoke\nname: typo\n"
+                                   "analysis:\n  claims:\n    threshold: 0.5\n")
+    art = tmp_path / "art"
+    result = run_pipeline("experiment=typo", f"artifacts_dir={art}",
+                          f"hydra.searchpath=[file://{tmp_path / 'conf'}]")
+    assert result.returncode != 0
+    assert ("config error: analysis.claims.threshold: unknown key; analysis.claims has: c1, "
+            "c3, c4, convergence_threshold, sustained; did you mean convergence_threshold? "
+            f"(set in {exp / 'typo.yaml'})") in result.stderr
+    assert not (art / "typo" / "prepare").exists()  # no work was started
+
+
+def test_command_line_errors_name_the_override(tmp_path):
+    result = run_pipeline("experiment=smoke", f"artifacts_dir={tmp_path}", "seed=abc")
+    assert result.returncode != 0
+    assert "(set in the command line (seed=abc))" in result.stderr
+    assert not (tmp_path / "smoke" / "prepare").exists()  # (Hydra made only its log dir)
+
+
+def test_one_name_per_setting_and_values_that_must_agree_are_interpolated():
+    cfg = compose("experiment=default", "extract.max_tokens_per_probe=1234")
+    assert cfg.analysis.max_tokens == 1234
+    assert "threshold" not in cfg.analysis.claims and "convergence_threshold" in cfg.analysis.claims
