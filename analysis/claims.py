@@ -131,13 +131,13 @@ def claim_c2(family: pd.DataFrame, cs: ClaimSettings, metrics: Sequence[str] = (
 
 
 def claim_c3(tagger: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
-    """C3 per (LM, probe, tagger family) and metric: min(Δ recurrent, −Δ embedding) > margin,
+    """C3 per (model, probe, tagger) and metric: min(Δ recurrent, −Δ embedding) > margin,
     Δ = similarity at the last LM checkpoint minus at the first."""
     rows = []
     t = tagger
     if t.empty:
         return rows
-    keys = ["model", "seed", "probe", "tag_family", "metric"]
+    keys = ["model", "seed", "probe", "model_b", "metric"]
     for key, g in t.groupby(keys, sort=True):
         r = dict(zip(keys, key, strict=True))
         delta = {}
@@ -146,7 +146,8 @@ def claim_c3(tagger: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
             delta[(d, name)] = float(lg.value.iloc[-1] - lg.value.iloc[0])
         emb = [v for (d, _), v in delta.items() if d == 0]
         rec = [v for (d, _), v in delta.items() if d > 0]
-        scope = f"tagger={r['tag_family']}"
+        shared = bool(g.shared_init.iloc[0]) if "shared_init" in g else False
+        scope = f"tagger={r['model_b']}" + (" (shared init)" if shared else "")
         detail = ", ".join(f"Δ{n}={v:+.3f}" for (_, n), v in delta.items())
         if not emb or not rec:
             rows.append(_row("C3", r, scope, r["metric"], "min(Δrec, -Δemb)", np.nan,
@@ -212,5 +213,56 @@ def summarize(claims: pd.DataFrame) -> pd.DataFrame:
                                        "n_na", "verdict"])
 
 
-__all__ = ["CLAIMS", "CLAIM_COLUMNS", "ClaimSettings", "claim_c1", "claim_c2", "claim_c3",
-           "claim_c4", "crossing_step", "evaluate", "summarize"]
+HOLDS, MIXED, NOT_HOLD, UNTESTED = "holds", "mixed", "does not hold", "not evaluated"
+FIGURES = {"C1": "f2_convergence", "C2": "f3_family", "C3": "f4_tagger",
+           "C4": "f6b_function_content"}  # the figure (name prefix) that shows each claim
+
+
+def answer(claims: pd.DataFrame, support: float, level: float = 0.95) -> pd.DataFrame:
+    """The verdict per claim across metrics and seeds, with the effect.
+
+    Per metric, the share of evaluated (unit, seed) pairs that pass: the metric supports the
+    claim at a share >= ``support``, contradicts it at <= 1 - ``support``, else is mixed. A
+    claim holds when every metric that evaluated it supports it, does not hold when every one
+    contradicts it, and is mixed otherwise. The effect is the claim's statistic averaged over
+    units, per seed, then its mean with a t-interval over seeds (one seed: the range over
+    units). Rows: one per claim and metric, and one per claim (metric "all")."""
+    from scipy import stats
+
+    rows = []
+    for claim, gc in claims.groupby("claim", sort=True):
+        per_metric = []
+        for metric, g in gc.groupby("metric", sort=True):
+            done = g[g.verdict.isin([PASS, FAIL])]
+            share = float((done.verdict == PASS).mean()) if len(done) else np.nan
+            verdict = (UNTESTED if not len(done) else HOLDS if share >= support
+                       else NOT_HOLD if share <= 1 - support else MIXED)
+            finite = done[np.isfinite(done.value.astype(float))]
+            by_seed = finite.groupby(finite.seed.fillna(-1)).value.mean()
+            if len(by_seed) >= 2:
+                half = (stats.t.ppf((1 + level) / 2, len(by_seed) - 1) * by_seed.std(ddof=1)
+                        / np.sqrt(len(by_seed)))
+                effect, low, high = by_seed.mean(), by_seed.mean() - half, by_seed.mean() + half
+                interval = f"{level:.0%} CI over {len(by_seed)} seeds"
+            else:
+                effect = finite.value.mean() if len(finite) else np.nan
+                low, high = (finite.value.min(), finite.value.max()) if len(finite) else (
+                    np.nan, np.nan)
+                interval = f"range over {len(finite)} units"
+            per_metric.append(dict(
+                claim=claim, metric=metric, verdict=verdict, pass_share=share,
+                evaluated=len(done), statistic=g.statistic.iloc[0], effect=effect, low=low,
+                high=high, interval=interval, figure=FIGURES.get(claim, "")))
+        tested = [r["verdict"] for r in per_metric if r["verdict"] != UNTESTED]
+        overall = (UNTESTED if not tested else HOLDS if set(tested) == {HOLDS}
+                   else NOT_HOLD if set(tested) == {NOT_HOLD} else MIXED)
+        rows.append(dict(claim=claim, metric="all", verdict=overall,
+                         evaluated=sum(r["evaluated"] for r in per_metric),
+                         statement=CLAIMS.get(claim, ""), figure=FIGURES.get(claim, ""),
+                         metrics_holding=f"{tested.count(HOLDS)} of {len(tested)}"))
+        rows += per_metric
+    return pd.DataFrame(rows)
+
+
+__all__ = ["CLAIMS", "CLAIM_COLUMNS", "ClaimSettings", "answer", "claim_c1", "claim_c2",
+           "claim_c3", "claim_c4", "crossing_step", "evaluate", "summarize"]

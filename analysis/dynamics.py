@@ -88,8 +88,10 @@ def metric_specs(settings: Settings, names: Sequence[str] | None = None) -> list
 class ModelRun:
     """One trained model as its extraction describes it (model.json): kind and family (labels
     only), whether it is a reference (a tagger, compared in its trained state), the tag set of
-    a tagger, its seed, its checkpoints table (step, epoch, tokens_seen, valid_loss, ...) and
-    its store per probe."""
+    a tagger, its seed (and the offset its initialisation seed has from it), its checkpoints
+    table (step, epoch, tokens_seen, valid_loss, ...) and its store per probe. A tagger with the
+    model's seed offset and family starts from the model's exact initial weights (shared_init
+    in the comparison rows): the control for that confound."""
 
     name: str
     kind: str
@@ -99,6 +101,7 @@ class ModelRun:
     tags: str | None = None
     reference: bool = False
     family: str = ""
+    seed_offset: int = 0  # added to the run seed for its fairseq seed (initialisation)
 
 
 def discover_runs(extract_units: Mapping[str, Path], train_units: Mapping[str, Path],
@@ -113,7 +116,7 @@ def discover_runs(extract_units: Mapping[str, Path], train_units: Mapping[str, P
         table = pd.read_csv(Path(train_units[name]) / "checkpoints.csv")
         runs.append(ModelRun(name, str(info["kind"]), int(seed), table, stores,
                              info.get("tags"), bool(info.get("reference")),
-                             str(info.get("family", ""))))
+                             str(info.get("family", "")), int(info.get("seed_offset", 0))))
     return runs
 
 
@@ -347,17 +350,17 @@ def over_training(p: Probe, settings: Settings, taggers: Mapping[str, Probe] | N
         finals = [full_basis(p.array(final, layer, idx), p.where(final, layer))
                   for layer in layers]
         tagger_bases = {}
-        for fam, t in (taggers or {}).items():
+        for tagger, t in (taggers or {}).items():
             if side not in t.tokens or not same_tokens(p.tokens[side], t.tokens[side]):
                 log.warning("%s/%s: tagger %s has other tokens; not compared", p.run.name,
-                            p.name, fam)
+                            p.name, tagger)
                 continue
             t_layers = t.layers.get(side, [])
             pairs = {layer: tagger_layer(layer, depth, t_layers)
                      for depth, layer in enumerate(layers)}
             cache = {tl: full_basis(t.array(t.final, tl, idx), t.where(t.final, tl))
                      for tl in set(pairs.values())}
-            tagger_bases[fam] = (t, {layer: (tl, cache[tl]) for layer, tl in pairs.items()})
+            tagger_bases[tagger] = (t, {layer: (tl, cache[tl]) for layer, tl in pairs.items()})
         for step in p.steps:
             bases = finals if step == final else [
                 full_basis(p.array(step, layer, idx), p.where(step, layer)) for layer in layers]
@@ -370,11 +373,13 @@ def over_training(p: Probe, settings: Settings, taggers: Mapping[str, Probe] | N
                 for row in compare(b, finals[depth], specs, shuffles, seed):
                     conv.append({**base, "analysis": "convergence", "model_b": p.run.name,
                                  "step_b": final, **row})
-                for fam, (t, tb) in tagger_bases.items():
+                for tagger, (t, tb) in tagger_bases.items():
                     t_layer, t_basis = tb[layer]
+                    shared = t.run.seed_offset == p.run.seed_offset and t.run.family == p.run.family
                     for row in compare(b, t_basis, specs, shuffles, seed):
-                        vs_tagger.append({**base, "analysis": "tagger", "model_b": t.run.name,
-                                          "step_b": t.final, "tag_family": fam,
+                        vs_tagger.append({**base, "analysis": "tagger", "model_b": tagger,
+                                          "step_b": t.final, "tag_family": t.run.tags or tagger,
+                                          "shared_init": shared,
                                           "layer_b": t_layer,
                                           "depth_b": t.layers[side].index(t_layer), **row})
                 usable = isinstance(b, sim.Basis)
@@ -728,8 +733,8 @@ def sizes_table(probes: Sequence[Probe], settings: Settings) -> pd.DataFrame:
 
 def analyze_store(p: Probe, settings: Settings, fams: Mapping[str, Probe]
                   ) -> dict[str, pd.DataFrame]:
-    """Every over-training table of one (model, probe) store; ``fams`` maps a tag family to
-    its tagger's store on the same probe."""
+    """Every over-training table of one (model, probe) store; ``fams`` maps each reference
+    model (tagger) to its store on the same probe."""
     tables = over_training(p, settings, fams)
     tables["per_tag"] = per_tag(p, settings)
     tables["family"] = family_pooled(tables["per_tag"])
@@ -757,8 +762,8 @@ def analyze(runs: Sequence[ModelRun], settings: Settings, progress: bool = True,
             opened[(run.name, probe)] = p
     taggers = [r for r in runs if r.reference]
     todo = [p for p in opened.values() if not p.run.reference]
-    fams = [{t.tags or t.name: opened[(t.name, p.name)] for t in taggers
-             if (t.name, p.name) in opened} for p in todo]
+    fams = [{t.name: opened[(t.name, p.name)] for t in taggers if (t.name, p.name) in opened}
+            for p in todo]
     jobs = (todo, [settings] * len(todo), fams)
     bar = {"total": len(todo), "desc": "analyze", "unit": "store", "disable": not progress}
     if workers > 1 and len(todo) > 1:

@@ -261,6 +261,19 @@ def fig_layer_matrix(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> It
 # ---------------------------------------------------------------------------- F2, k
 
 
+def _seed_bounds(ax: plt.Axes, seeds: pd.DataFrame, model: str, probe: str, side: str,
+                 metric: str, colour: Callable[[object], str]) -> None:
+    """S2 on a convergence panel: how similar two seeds' final layers are (the ceiling a
+    curve toward its own final state can be read against) and two initialisations (floor)."""
+    if seeds.empty:
+        return
+    s = seeds[(seeds.model == model) & (seeds.probe == probe) & (seeds.side == side)
+              & (seeds.metric == metric)]
+    for (layer, point), g in s.groupby(["layer", "checkpoint"]):
+        ax.axhline(g.value.mean(), color=colour(layer), lw=0.8,
+                   ls="--" if point == "final" else "-.")
+
+
 def _threshold_line(ax: plt.Axes, tables: Mapping[str, pd.DataFrame]) -> None:
     thr = _setting(tables, "claims.convergence_threshold", "")
     if thr:
@@ -279,6 +292,7 @@ def fig_convergence(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Ite
     last column is k (directions holding 99% of the variance), which moves 99%-SVCCA."""
     t = tables.get("convergence", pd.DataFrame())
     kdim = tables.get("intrinsic_dim", pd.DataFrame())
+    seeds = tables.get("seeds", pd.DataFrame())
     if t.empty:
         return
     for probe, g in t.groupby("probe", sort=True):
@@ -293,6 +307,7 @@ def fig_convergence(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Ite
                 order, colour = _depths(d)
                 _lines(ax, d, "layer_a", colour, order=order)
                 _baseline(ax, d, "layer_a", colour)
+                _seed_bounds(ax, seeds, model, probe, side, metric, colour)
                 _threshold_line(ax, tables)
                 _step_axis(ax)
                 _similarity_panel(ax, f"{_stack_name(model, side)}: {metric_label(metric)}",
@@ -315,7 +330,10 @@ def fig_convergence(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Ite
                    f"claim C1. Last column: k, the number of directions holding "
                    f"{_setting(tables, 'variance')} of the variance (rule "
                    f"'{_setting(tables, 'variance_rule')}'). Expected: lower layers converge "
-                   f"first.")
+                   f"first." + (" Flat lines (several seeds): dashed, the ceiling, each final "
+                                "layer against the same model trained with another seed (S2); "
+                                "dash-dotted, the floor, two random initialisations."
+                                if len(seeds) else ""))
         yield Figure(_slug("f2_convergence", probe),
                      _finish(fig, f"F2 convergence — {probe}"), caption)
 
@@ -367,25 +385,45 @@ def fig_tagger(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator
     t = tables.get("tagger", pd.DataFrame())
     if t.empty:
         return
+    if "shared_init" not in t:
+        t = t.assign(shared_init=False)
     for (model, probe), g in t.groupby(["model", "probe"], sort=True):
         metrics = _present(g, ps.metrics)
         layers = g.sort_values("depth_a").layer_a.unique()
+        fam = dict(zip(g.model_b, g.tag_family, strict=False))
+        shared = dict(zip(g.model_b, g.shared_init.astype(bool), strict=False))
+
+        def colour(tagger, fam=fam):
+            return FAMILY_COLOURS.get(fam[tagger], "#555555")
+
         fig, axes = _grid(len(layers), len(metrics), legend=True)
         for i, layer in enumerate(layers):
             for j, metric in enumerate(metrics):
                 ax = axes[i, j]
                 d = g[(g.metric == metric) & (g.layer_a == layer)]
-                _lines(ax, d, "tag_family", FAMILY_COLOURS.get,
-                       label=lambda k: f"{k} tagger")
-                _baseline(ax, d, "tag_family", FAMILY_COLOURS.get)
+                for own in (True, False):
+                    part = d[d.model_b.map(shared) != own]
+                    _lines(ax, part, "model_b", colour, ls="-" if own else "--",
+                           label=lambda k, own=own, fam=fam: f"{fam[k]} tagger"
+                           + ("" if own else " (shared init)"))
+                    if own:  # the untrained LM (another seed than the tagger's): the floor
+                        first = part[part.step_a == part.step_a.min()]
+                        for r in first.itertuples():
+                            ax.axhline(r.value, color=colour(r.model_b), ls="-.", lw=0.8)
+                _baseline(ax, d, "model_b", colour)
                 _step_axis(ax)
                 _similarity_panel(ax, f"{layer}: {metric_label(metric)}", "similarity to tagger",
                                   j == 0)
         _legend(fig, axes[0, -1])
-        caption = (f"F4 ({model}, {probe}). Similarity of each LM layer at each checkpoint to "
-                   f"the same layer of the final POS / semantic-tag / topic tagger (same "
-                   f"architecture, trained to predict the next word's tag) on the same "
-                   f"{_n_tokens(g)} tokens. Dotted: shuffled baselines. Expected (Saphra & "
+        caption = (f"F4 ({model}, {probe}). Similarity of each layer at each checkpoint to the "
+                   f"final POS / semantic-tag / topic tagger (an LSTM with lstm_lm_paper's "
+                   f"architecture, trained to predict the next word's tag; a layer without a "
+                   f"namesake is compared with the tagger's top layer) on the same "
+                   f"{_n_tokens(g)} tokens. Solid: taggers with their own initialisation; "
+                   f"dash-dotted, flat: the untrained model's similarity to them (the floor: "
+                   f"another seed); dotted with crosses: shuffled baselines; dashed: the "
+                   f"control taggers started from lstm_lm_paper's exact initial weights, whose "
+                   f"early similarity measures that shared initialisation. Expected (Saphra & "
                    f"Lopez 2019): the recurrent layer rises, the embedding falls (claim C3).")
         yield Figure(_slug("f4_tagger", model, probe),
                      _finish(fig, f"F4 {model} — {probe}", axes), caption)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -76,24 +77,65 @@ def not_computed(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["table", "metric", "rows", "of", "example"])
 
 
+def _figure_for(prefix: str, figures: Sequence[Mapping]) -> str:
+    """The names of the drawn figures showing a claim (their name starts with ``prefix``)."""
+    names = [f["name"] for f in figures if prefix and f["name"].startswith(prefix)]
+    return ", ".join(names[:3]) + (f" (+{len(names) - 3})" if len(names) > 3 else "")
+
+
+def answer_blocks(tables: Mapping[str, pd.DataFrame], figures: Sequence[Mapping]):
+    """The report's opening: per claim a verdict across metrics and seeds, the effect with its
+    interval, and the figures that show it; then the verdict per metric."""
+    a = tables.get("answer", pd.DataFrame())
+    if a.empty:
+        return [("p", "No claim could be evaluated.")]
+    overall = a[a.metric == "all"].assign(
+        figures=lambda d: [_figure_for(f, figures) for f in d.figure])
+    per_metric = a[a.metric != "all"].copy()
+    per_metric["effect"] = [
+        f"{e:.3g} [{lo:.3g}, {hi:.3g}]" if np.isfinite(e) else ""
+        for e, lo, hi in zip(per_metric.effect, per_metric.low, per_metric.high, strict=True)]
+    settings = tables.get("settings", pd.DataFrame(columns=["key", "value"]))
+    support = dict(zip(settings.key, settings.value, strict=True)).get("claims.support", "?")
+    models = tables.get("models", pd.DataFrame())
+    blocks = [
+        ("p", "Do the papers' findings reproduce here? Each claim is checked on every unit "
+              "(model, probe, layer or stack) under every similarity metric, and on every seed. "
+              f"A metric supports a claim when at least {support} of its evaluations pass, "
+              "contradicts it at the mirror share, else is mixed; a claim **holds** when every "
+              "metric supports it, **does not hold** when every one contradicts it, and is "
+              "**mixed** otherwise (thresholds fixed in the config before any result)."),
+        ("table", overall[["claim", "statement", "verdict", "metrics_holding", "evaluated",
+                           "figures"]]),
+        ("h3", "Per metric: the share of evaluations that pass and the effect"),
+        ("table", per_metric[["claim", "metric", "verdict", "pass_share", "evaluated",
+                              "statistic", "effect", "interval"]]),
+    ]
+    if len(models) and "learned" in models:
+        not_learned = models[~models.learned.astype(bool)]
+        blocks.append(("p", "All models have learned by the criteria in the settings."
+                       if not_learned.empty else
+                       "Not learned by the criteria in the settings (read the claims with "
+                       "this in mind): " + "; ".join(
+                           f"{m}: {why}" for m, why in zip(not_learned.model,
+                                                            not_learned.not_learned_because,
+                                                            strict=True)) + "."))
+    return blocks
+
+
 def _sections(tables: Mapping[str, pd.DataFrame], notes: Sequence[str]):
-    """(heading, blocks) of the text sections; a block is ("h3" | "p", text),
-    ("table", DataFrame) or ("list", [text])."""
+    """(heading, blocks) of the sections after the figures (shown collapsed in HTML); a block
+    is ("h3" | "p", text), ("table", DataFrame) or ("list", [text])."""
     claims = tables.get("claims", pd.DataFrame())
     summary = tables.get("claims_summary", pd.DataFrame())
     settings = tables.get("settings", pd.DataFrame())
-    yield "Settings", [
-        ("h3", "Models"), ("table", models_table(tables)),
-        ("h3", "Data sizes"),
+    yield "Models", [("table", models_table(tables))]
+    yield "Data sizes", [
         ("p", "Tokens per probe side; `used` is the seeded subsample shared by every model and "
               "checkpoint; `per_tag_N` the common N of the per-tag analyses and `tags` how many "
               "tags reached it."),
-        ("table", sizes_summary(tables)),
-        ("h3", "Analysis settings"),
-        ("list", [f"`{k}`: {v}" for k, v in zip(settings.key, settings.value, strict=True)]
-         if len(settings) else []),
-    ]
-    yield "Claims", [
+        ("table", sizes_summary(tables))]
+    yield "Claims, unit by unit", [
         ("list", [f"{k}: {v}" for k, v in CLAIMS.items()]),
         ("p", "Verdict per claim and metric (PASS when every evaluated unit passes, FAIL when "
               "any fails, NA when none could be evaluated); thresholds are in the settings."),
@@ -109,6 +151,9 @@ def _sections(tables: Mapping[str, pd.DataFrame], notes: Sequence[str]):
             ("table", na)]
     if notes:
         yield "Not drawn", [("list", list(notes))]
+    yield "Analysis settings", [
+        ("list", [f"`{k}`: {v}" for k, v in zip(settings.key, settings.value, strict=True)]
+         if len(settings) else [])]
 
 
 def _md_blocks(blocks) -> list[str]:
@@ -128,17 +173,17 @@ def _md_blocks(blocks) -> list[str]:
 def write_report(out: Path, tables: Mapping[str, pd.DataFrame], figures: Sequence[Mapping],
                  notes: Sequence[str] = (), title: str = "Learning dynamics",
                  figure_dir: str = "figures") -> dict[str, Path]:
-    """Write ``out/report.md`` (figures linked) and ``out/report.html`` (figures embedded).
+    """Write ``out/report.md`` (figures linked) and ``out/report.html`` (figures embedded):
+    the answer first (a verdict per claim), then every figure with its caption, then the
+    models, data, every claim unit and the settings (collapsed in HTML).
 
     ``figures``: dicts with name, caption and files (as returned by figures.draw_all), the
     files lying in ``out/figure_dir``.
     """
     out = Path(out)
+    answer = answer_blocks(tables, figures)
     sections = list(_sections(tables, notes))
-    md = [f"# {title}", ""]
-    for head, blocks in sections:
-        md += [f"## {head}", "", *_md_blocks(blocks)]
-    md += ["## Figures", ""]
+    md = [f"# {title}", "", "## The answer", "", *_md_blocks(answer), "## Figures", ""]
     for f in figures:
         png = next((x for x in f["files"] if x.endswith(".png")), None)
         links = ", ".join(f"[{x.rsplit('.', 1)[-1]}]({figure_dir}/{x})" for x in f["files"])
@@ -146,18 +191,43 @@ def write_report(out: Path, tables: Mapping[str, pd.DataFrame], figures: Sequenc
         if png:
             md += [f"![{f['name']}]({figure_dir}/{png})", ""]
         md += [f"{f['caption']} ({links})", ""]
+    for head, blocks in sections:
+        md += [f"## {head}", "", *_md_blocks(blocks)]
     md_path = out / "report.md"
     md_path.write_text("\n".join(md))
     html_path = out / "report.html"
-    html_path.write_text(_html(title, sections, figures, out / figure_dir))
+    html_path.write_text(_html(title, answer, sections, figures, out / figure_dir))
     return {"md": md_path, "html": html_path}
 
 
 _CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}
 table{border-collapse:collapse;font-size:0.8em;margin:0.5em 0}
 td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}
-figure{margin:1.5em 0}figcaption{font-size:0.9em;color:#333}
-.PASS{background:#d8f0d8}.FAIL{background:#f6d5d5}.NA{background:#eee}"""
+figure{margin:1.5em 0}figcaption{font-size:0.9em;color:#333}code{background:#f3f3f3}
+details{margin:0.5em 0}summary{font-weight:bold;cursor:pointer}
+.PASS,.holds{background:#d8f0d8}.FAIL,.does-not-hold{background:#f6d5d5}
+.NA,.not-evaluated{background:#eee}.mixed{background:#fbefc9}
+#broken{background:#f6d5d5;padding:0.5em}"""
+VERDICT_CLASSES = {"PASS": "PASS", "FAIL": "FAIL", "NA": "NA", "holds": "holds",
+                   "does not hold": "does-not-hold", "mixed": "mixed",
+                   "not evaluated": "not-evaluated"}
+# marks the page when a figure fails to load (and counts them for a browser test)
+_CHECK = """<script>window.addEventListener('load', function () {
+  var imgs = document.images, bad = 0;
+  for (var i = 0; i < imgs.length; i++) { if (!imgs[i].complete || !imgs[i].naturalWidth) bad++; }
+  document.body.setAttribute('data-images', imgs.length);
+  document.body.setAttribute('data-broken-images', bad);
+  if (bad) { var p = document.createElement('p'); p.id = 'broken';
+    p.textContent = bad + ' of ' + imgs.length + ' figures did not load';
+    document.body.insertBefore(p, document.body.firstChild); }
+});</script>"""
+
+
+def inline(text: str) -> str:
+    """The markdown this report uses inside text (`code`, **bold**) as HTML, escaped."""
+    out = html.escape(text)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)
 
 
 def _html_table(df: pd.DataFrame) -> str:
@@ -167,7 +237,8 @@ def _html_table(df: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     rows = []
     for row in df.itertuples(index=False):
-        cls = next((v for v in row if isinstance(v, str) and v in ("PASS", "FAIL", "NA")), "")
+        cls = next((VERDICT_CLASSES[v] for v in row if isinstance(v, str)
+                    and v in VERDICT_CLASSES), "")
         cells = "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row)
         rows.append(f'<tr class="{cls}">{cells}</tr>')
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
@@ -177,22 +248,20 @@ def _html_blocks(blocks) -> str:
     out = []
     for kind, content in blocks:
         if kind == "h3":
-            out.append(f"<h3>{html.escape(content)}</h3>")
+            out.append(f"<h3>{inline(content)}</h3>")
         elif kind == "p":
-            out.append(f"<p>{html.escape(content)}</p>")
+            out.append(f"<p>{inline(content)}</p>")
         elif kind == "table":
             out.append(_html_table(content))
         elif kind == "list":
-            out.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in content) + "</ul>")
+            out.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in content) + "</ul>")
     return "\n".join(out)
 
 
-def _html(title: str, sections, figures: Sequence[Mapping], figure_dir: Path) -> str:
+def _html(title: str, answer, sections, figures: Sequence[Mapping], figure_dir: Path) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-             f"</title><style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
-    for head, blocks in sections:
-        parts.append(f"<h2>{html.escape(head)}</h2>{_html_blocks(blocks)}")
-    parts.append("<h2>Figures</h2>")
+             f"</title><style>{_CSS}</style>{_CHECK}</head><body><h1>{html.escape(title)}</h1>",
+             f"<h2>The answer</h2>{_html_blocks(answer)}", "<h2>Figures</h2>"]
     for f in figures:
         png = next((x for x in f["files"] if x.endswith(".png")), None)
         img = ""
@@ -200,9 +269,13 @@ def _html(title: str, sections, figures: Sequence[Mapping], figure_dir: Path) ->
             data = base64.b64encode((figure_dir / png).read_bytes()).decode("ascii")
             img = f"<img alt='{html.escape(f['name'])}' src='data:image/png;base64,{data}'>"
         parts.append(f"<figure id='{html.escape(f['name'])}'><h3>{html.escape(f['name'])}</h3>"
-                     f"{img}<figcaption>{html.escape(f['caption'])}</figcaption></figure>")
+                     f"{img}<figcaption>{inline(f['caption'])}</figcaption></figure>")
+    for head, blocks in sections:
+        parts.append(f"<details><summary>{html.escape(head)}</summary>"
+                     f"{_html_blocks(blocks)}</details>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-__all__ = ["markdown_table", "models_table", "not_computed", "sizes_summary", "write_report"]
+__all__ = ["answer_blocks", "inline", "markdown_table", "models_table", "not_computed",
+           "sizes_summary", "write_report"]

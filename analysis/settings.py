@@ -78,6 +78,19 @@ class Claims:
     c1: C1 = field(default_factory=C1)
     c3: C3 = field(default_factory=C3)
     c4: C4 = field(default_factory=C4)
+    # a metric supports a claim when this share of its (unit, seed) evaluations pass, and
+    # contradicts it at 1 - support or less; the claim holds when every metric supports it
+    support: float = setting(0.75, gt=0.5, le=1)
+
+
+@dataclass
+class Learned:
+    """When a model counts as trained (analysis/learned.py), fixed before any result."""
+
+    window: float = setting(0.25, gt=0, lt=1)     # the last share of updates ...
+    max_gain: float = setting(0.03, gt=0)          # ... over which valid ppl improves less
+    min_epochs: float = setting(3.0, ge=0)         # LMs: passes over the training data
+    max_rise: float = setting(0.5, ge=0)           # NMT: BLEU points since 75% of training
 
 
 @dataclass
@@ -102,6 +115,7 @@ class AnalysisSettings:
     concentration: Concentration = field(default_factory=Concentration)
     sanity: Sanity = field(default_factory=Sanity)
     claims: Claims = field(default_factory=Claims)
+    learned: Learned = field(default_factory=Learned)
     # seeds the token subsample, shuffles and bootstrap; fixed, so that models trained with
     # different seeds are compared on the same tokens (the model seed is `seed`)
     seed: int = setting(0, ge=0)
@@ -137,7 +151,7 @@ def flat(settings) -> dict[str, str]:
     return out
 
 
-NESTED = {"per_tag", "concentration", "sanity", "claims", "c1", "c3", "c4"}
+NESTED = {"per_tag", "concentration", "sanity", "claims", "c1", "c3", "c4", "learned"}
 
-__all__ = ["AnalysisSettings", "C1", "C3", "C4", "Claims", "Concentration", "PerTag",
-           "PlotSettings", "Sanity", "flat"]
+__all__ = ["AnalysisSettings", "C1", "C3", "C4", "Claims", "Concentration", "Learned",
+           "PerTag", "PlotSettings", "Sanity", "flat"]

@@ -11,11 +11,13 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
 from analysis import claims, dynamics, report
-from analysis.settings import AnalysisSettings
+from analysis.learned import learned
+from analysis.settings import AnalysisSettings, Learned
 from pipeline.schema import typed
 
 log = logging.getLogger(__name__)
@@ -32,16 +34,20 @@ def write_tables(folder: Path, tables: dict[str, pd.DataFrame]) -> dict[str, int
     return rows
 
 
-def models_table(runs: list[dynamics.ModelRun], train_units: dict[str, Path]) -> pd.DataFrame:
-    """One row per model: kind, family, role, seed, training length and its evaluation."""
+def models_table(runs: list[dynamics.ModelRun], train_units: dict[str, Path],
+                 criteria: Learned) -> pd.DataFrame:
+    """One row per model: kind, family, role, seed, training length, its evaluation and
+    whether it has learned by the criteria fixed in config (analysis.learned)."""
     rows = []
     for run in runs:
         c = run.checkpoints.sort_values("step")
         metrics = json.loads((Path(train_units[run.name]) / "eval.json").read_text())
         rows.append(dict(model=run.name, kind=run.kind, family=run.family,
                          reference=run.reference, seed=run.seed, checkpoints=len(c),
-                         final_step=int(c.step.iloc[-1]), epochs=float(c.epoch.iloc[-1]),
-                         final_valid_ppl=float(c.valid_ppl.iloc[-1]), **metrics))
+                         final_step=int(c.step.iloc[-1]),
+                         epochs=float(c.epochs.iloc[-1]) if "epochs" in c else np.nan,
+                         final_valid_ppl=float(c.valid_ppl.iloc[-1]), **metrics,
+                         **learned(c, metrics, criteria)))
     return pd.DataFrame(rows)
 
 
@@ -51,12 +57,13 @@ def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     runs = dynamics.discover_runs(inputs["extract"], inputs["train"], int(cfg.seed))
     log.info("analyzing %d models: %s", len(runs), ", ".join(r.name for r in runs))
     tables = dynamics.analyze(runs, settings, progress=True, workers=int(cfg.train.parallel))
-    tables["models"] = models_table(runs, inputs["train"])
+    tables["models"] = models_table(runs, inputs["train"], settings.learned)
     for row in report.not_computed(tables).itertuples():
         log.warning("%s: %d of %d %s rows not computed, e.g. %s", row.table, row.rows, row.of,
                     row.metric, row.example)
     tables["claims"] = claims.evaluate(tables, settings.claims)
     tables["claims_summary"] = claims.summarize(tables["claims"])
+    tables["answer"] = claims.answer(tables["claims"], settings.claims.support)
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         log.info("claims:\n%s", tables["claims_summary"].drop(columns="statement")
                  .to_string(index=False))

@@ -9,8 +9,8 @@ import pandas as pd
 from data_prep.sources import sha256_file
 
 CSV = "checkpoints.csv"
-COLUMNS = ["step", "epoch", "tokens_seen", "train_loss", "valid_loss", "valid_ppl", "bytes",
-           "sha256", "file"]
+COLUMNS = ["step", "epoch", "epochs", "tokens_seen", "train_loss", "valid_loss", "valid_ppl",
+           "bytes", "sha256", "file"]
 
 
 class CheckpointError(RuntimeError):

@@ -27,11 +27,14 @@ def load_model(checkpoint: Path, overrides: dict):
     return models[0].eval(), cfg, task
 
 
-def stream_eval(checkpoint: Path, overrides: dict, split: str = "test") -> dict:
+def stream_eval(checkpoint: Path, overrides: dict, split: str = "test",
+                device: str = "cpu") -> dict:
     """Token-level loss and accuracy of an LM or tagger on a split (no dropout, no grad)."""
     import torch
+    from fairseq import utils
 
     model, cfg, task = load_model(checkpoint, overrides)
+    model.to(device)
     task.load_dataset(split)
     pad, eos = task.target_dictionary.pad(), task.target_dictionary.eos()
     itr = task.get_batch_iterator(dataset=task.dataset(split), max_sentences=64,
@@ -40,6 +43,7 @@ def stream_eval(checkpoint: Path, overrides: dict, split: str = "test") -> dict:
     counts = np.zeros(len(task.target_dictionary), dtype=np.int64)
     with torch.no_grad():
         for sample in itr:
+            sample = utils.move_to_cuda(sample) if device.startswith("cuda") else sample
             lprobs = model.get_normalized_probs(model(**sample["net_input"]), log_probs=True)
             target = sample["target"]
             mask = target != pad
@@ -48,7 +52,7 @@ def stream_eval(checkpoint: Path, overrides: dict, split: str = "test") -> dict:
             words = mask & (target != eos)  # accuracy over word tags, not sentence ends
             correct += (lprobs.argmax(-1) == target)[words].sum().item()
             n_words += int(words.sum())
-            counts += np.bincount(target[words].numpy(), minlength=len(counts))
+            counts += np.bincount(target[words].cpu().numpy(), minlength=len(counts))
     return {"loss_bits": nll / n / math.log(2), "accuracy": correct / n_words, "tokens": n,
             "word_tokens": n_words, "target_counts": counts,
             "dictionary": task.target_dictionary}
@@ -68,14 +72,22 @@ def majority_tag(tags_dir: Path) -> int:
     return int(counts.argmax())
 
 
+def generate_dir(checkpoint: Path) -> Path:
+    """Where fairseq-generate's output for a checkpoint goes: <unit>/generate/<checkpoint>/."""
+    return checkpoint.parent.parent / "generate" / checkpoint.stem
+
+
 def bleu(checkpoint: Path, prepared: Path, beam: int, device: str) -> float:
     """Detokenised BLEU of beam search on the prepared test set (Multi30k test2016)."""
     import sacrebleu
 
     args = [str(prepared / "nmt" / "bin"), "--path", str(checkpoint), "--gen-subset", "test",
             "--beam", str(beam), "--batch-size", "64", "--post-process", "sentencepiece",
+            # hypotheses of at most 1.2 x source + 10 tokens: an untrained model would
+            # otherwise fill fairseq's default 200 tokens for every sentence (minutes on a CPU)
+            "--max-len-a", "1.2", "--max-len-b", "10",
             "--user-dir", str(Path(REPO_ROOT) / "pipeline" / "fairseq_plugin"),
-            "--results-path", str(checkpoint.parent.parent / "generate")]
+            "--results-path", str(generate_dir(checkpoint))]
     if device == "cpu":
         args.append("--cpu")
     cmd = [sys.executable, "-c", "from fairseq_cli.generate import cli_main; cli_main()", *args]
@@ -83,7 +95,7 @@ def bleu(checkpoint: Path, prepared: Path, beam: int, device: str) -> float:
     if result.returncode != 0:
         raise RuntimeError(f"fairseq-generate failed:\n{result.stderr[-3000:]}")
     hyps = {}
-    with open(checkpoint.parent.parent / "generate" / "generate-test.txt", encoding="utf-8") as f:
+    with open(generate_dir(checkpoint) / "generate-test.txt", encoding="utf-8") as f:
         for line in f:
             if line.startswith("D-"):
                 key, _, text = line.rstrip("\n").split("\t", 2)

@@ -79,6 +79,7 @@ def model_manifest(name: str, spec: dict, steps: list[int], probes: dict[str, bo
     kind = adapter(spec)
     return {"name": name, "kind": spec["kind"], "family": kind.family,
             "reference": kind.reference, "tags": spec.get("tags"),
+            "seed_offset": int(spec.get("seed_offset", 0)),
             "layers": [{"name": n, "side": s, "dim": int(d)} for n, s, d in kind.layers(spec)],
             "steps": [int(s) for s in steps], "gradients": probes}
 
@@ -133,6 +134,7 @@ def extract_model(name: str, spec: dict, model_dir: Path, data: Path, out: Path,
         name, spec, list(table.step), {p: g for p, (_, _, g) in probes.items()}), indent=1))
     first = model_dir / "checkpoints" / table.file.iloc[0]
     model, _, task = evaluate.load_model(first, kind.load_overrides(spec, data))
+    model.to(extract["device"])
     summary = {}
     for probe, (rows, label_column, with_grads) in probes.items():
         root = out / probe
@@ -142,7 +144,7 @@ def extract_model(name: str, spec: dict, model_dir: Path, data: Path, out: Path,
             if not repstore.problems(root, [step], with_grads):
                 continue
             path = checkpoints.checkpoint_path(model_dir, step)
-            state = torch.load(path, map_location="cpu", weights_only=False)
+            state = torch.load(path, map_location=extract["device"], weights_only=False)
             model.load_state_dict(state["model"])
             model.eval()
             acts, grads = kind.states(model, task, spec, rows, label_column, with_grads,

@@ -98,6 +98,7 @@ class ExtractConfig:
     reference_checkpoints: str = setting("last", choices=("last", "all"))
     dtype: str = setting("float32", choices=("float32", "float16"))
     batch_size: int = setting(32, ge=1)
+    device: str = setting("cpu", choices=("cpu", "cuda"))
 
 
 @dataclass

@@ -28,7 +28,8 @@ def fairseq_args(spec: dict, data: Path, save_dir: Path, seed: int, train: dict,
                  max_update: int) -> list[str]:
     """fairseq-train flags for one model (the same list the benchmark runs bare)."""
     args = adapter(spec).fairseq_args(spec, data) + [
-        "--user-dir", PLUGIN, "--seed", seed, "--max-update", max_update,
+        "--user-dir", PLUGIN, "--seed", seed + int(spec.get("seed_offset", 0)),
+        "--max-update", max_update,
         "--save-dir", str(save_dir), "--save-interval-updates", max(1, max_update // 10),
         "--keep-interval-updates", 1, "--no-epoch-checkpoints", "--log-format", "simple",
         "--log-interval", max(1, min(100, max_update // 10)), "--num-workers", 0,
@@ -58,6 +59,25 @@ def checkpoint_mb(spec: dict, data: Path, train: dict) -> float:
     full fairseq checkpoint with optimizer state (about 3 times the weights)."""
     mb = 4 * adapter(spec).parameters(spec, data) / 1e6
     return mb * (len(schedule(spec, train)) + 3)
+
+
+RISE_AT = 0.75  # a metric that must stop rising is also evaluated at this share of training
+
+
+def final_metrics(spec: dict, model_dir: Path, table: pd.DataFrame, data: Path,
+                  device: str) -> dict:
+    """The final checkpoint's evaluation; a metric the adapter names as ``rising`` (BLEU)
+    also at the checkpoint nearest RISE_AT of training, to see whether it still rises."""
+    kind = adapter(spec)
+    metrics = evaluate.evaluate_model(spec, model_dir / "checkpoints" / table.file.iloc[-1],
+                                      data, device)
+    if kind.rising:
+        earlier = table.iloc[int((table.step - RISE_AT * table.step.max()).abs().argmin())]
+        before = evaluate.evaluate_model(spec, model_dir / "checkpoints" / earlier.file, data,
+                                         device)
+        metrics[f"{kind.rising}_earlier"] = before[kind.rising]
+        metrics["earlier_step"] = int(earlier.step)
+    return metrics
 
 
 def write_checkpoints_csv(model_dir: Path) -> pd.DataFrame:
@@ -146,8 +166,7 @@ def train_model(name: str, spec: dict, data: Path, model_dir: Path, seed: int,
     missing = sorted(set(steps) - set(table.step))
     if missing:
         raise RuntimeError(f"model {name}: scheduled checkpoints {missing} were not written")
-    final = model_dir / "checkpoints" / table.file.iloc[-1]
-    metrics = evaluate.evaluate_model(spec, final, data, train["device"])
+    metrics = final_metrics(spec, model_dir, table, data, train["device"])
     store.write_text(model_dir / "eval.json", json.dumps(metrics, indent=2))
     for extra in (model_dir / "fairseq").glob("checkpoint*.pt"):
         if extra.name != "checkpoint_last.pt":  # keep only the latest full checkpoint

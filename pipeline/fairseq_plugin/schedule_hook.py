@@ -72,9 +72,16 @@ def portable_cfg(cfg) -> dict:
     return strip(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
 
 
-def write_snapshot(trainer, epoch: int, valid_loss) -> None:
+def epochs_done(epoch_itr) -> float:
+    """Passes over the training data so far: whole epochs plus the share of this one."""
+    n = len(epoch_itr)
+    return round(epoch_itr.epoch - 1 + (epoch_itr.iterations_in_epoch / n if n else 0.0), 6)
+
+
+def write_snapshot(trainer, epoch_itr, valid_loss) -> None:
     """Save the weights (no optimizer state) atomically and append its record."""
     step = trainer.get_num_updates()
+    epoch = epoch_itr.epoch
     state = {  # the fields of Trainer.state_dict() that loaders need, without optimizer state
         "args": None,
         "cfg": portable_cfg(trainer.cfg),
@@ -95,7 +102,8 @@ def write_snapshot(trainer, epoch: int, valid_loss) -> None:
     torch.save(state, tmp)
     os.replace(tmp, path)
     digest = sha256_file(path)
-    record = {"step": step, "epoch": epoch, "tokens_seen": STATE["tokens"],
+    record = {"step": step, "epoch": epoch, "epochs": epochs_done(epoch_itr),
+              "tokens_seen": STATE["tokens"],
               "train_loss": STATE["train_loss"], "valid_loss": valid_loss,
               "lr": trainer.get_lr(), "file": os.path.basename(path),
               "bytes": os.path.getsize(path), "sha256": digest, "time": time.time(),
@@ -145,7 +153,7 @@ def _wrap_load_checkpoint(original):
         # step 0 (the initialisation), or a scheduled step whose snapshot a killed run did not
         # write after saving checkpoint_last
         if step in SCHEDULE and step not in done:
-            write_snapshot(trainer, epoch_itr.epoch,
+            write_snapshot(trainer, epoch_itr,
                            _validate(trainer.cfg, trainer, trainer.task, epoch_itr))
         return extra_state, epoch_itr
 
@@ -162,7 +170,7 @@ def _wrap_validate_and_save(original):
             STATE["valid_s"] = 0.0  # fairseq validated on its own interval (counted there)
             if loss is None:
                 loss = _validate(cfg, trainer, task, epoch_itr)
-            write_snapshot(trainer, epoch_itr.epoch, loss)
+            write_snapshot(trainer, epoch_itr, loss)
         return valid_losses, should_stop
 
     return validate_and_save

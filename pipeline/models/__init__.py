@@ -41,6 +41,7 @@ class ModelKind:
     family: str = ""          # architecture family, for labels ("lstm", "transformer")
     sides: tuple[str, ...] = ()
     reference: bool = False   # analysed as a trained reference (taggers), not over training
+    rising: str | None = None  # a final metric also evaluated earlier: learned = stopped rising
 
     def fairseq_args(self, spec: Spec, data: Path) -> list[str]:
         """The task, architecture and optimisation flags of fairseq-train (data path first)."""

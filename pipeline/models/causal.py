@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from pipeline.models.words import target_nll
+
 
 def wide(x: torch.Tensor) -> torch.Tensor:
     """``x`` in at least float32 (half precision is widened, float64 kept)."""
@@ -73,6 +75,5 @@ def decoder_token_grads(model, embedded: torch.Tensor, target: torch.Tensor,
     x = x.transpose(0, 1)
     if dec.project_out_dim is not None:
         x = dec.project_out_dim(x)
-    lprobs = model.get_normalized_probs((dec.output_layer(x), None), log_probs=True)
-    nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1) * keep
+    nll = target_nll(model, x, target, pad=-1) * keep
     return list(torch.autograd.grad(nll.sum(), states))

@@ -72,8 +72,7 @@ def lstm_states(model, inp: torch.Tensor, target: torch.Tensor | None, pad: int,
         x = h.view(bsz, steps, -1)
         outs.append(x)
     top = dec.additional_fc(x) if hasattr(dec, "additional_fc") else x
-    lprobs = model.get_normalized_probs((dec.output_layer(top), None), log_probs=True)
-    nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1).masked_fill(target == pad, 0)
+    nll = words.target_nll(model, top, target, pad)
     gradients = torch.autograd.grad(nll.sum(), outs)
     return acts, dict(zip(names, gradients, strict=True))
 
@@ -95,6 +94,9 @@ class LSTMConfig:
     tokens_per_sample: int = setting(ge=1)
     batch_size: int = setting(ge=1)
     max_update: int = setting(ge=1)
+    # added to `seed` for this model's fairseq seed (initialisation, data order): taggers use
+    # their own, so they do not start from their LM's weights; 0 = the LM's (the control)
+    seed_offset: int = setting(0, ge=0)
     adaptive_softmax_cutoff: list[int] | None = setting(None, ge=1)
     tags: str | None = None               # a tagger's tag set (its `words` stream's labels)
 
@@ -123,8 +125,9 @@ class LSTMLanguageModel(ModelKind):
             spec["lr_shrink"]]
         cutoff = spec.get("adaptive_softmax_cutoff")
         if cutoff and not spec.get("tags"):
+            # fairseq's adaptive loss refuses its default distributed backend, even on one CPU
             args += ["--adaptive-softmax-cutoff", ",".join(map(str, cutoff)),
-                     "--criterion", "adaptive_loss"]
+                     "--criterion", "adaptive_loss", "--ddp-backend", "legacy_ddp"]
         else:
             args += ["--criterion", "cross_entropy"]
         return args
@@ -156,7 +159,7 @@ class LSTMLanguageModel(ModelKind):
         words.forward(model, task, rows, batch_size)
 
     def evaluate(self, spec: Spec, checkpoint: Path, data: Path, device: str) -> dict:
-        return words.evaluate_stream(spec, checkpoint, data)
+        return words.evaluate_stream(spec, checkpoint, data, device)
 
 
 @register("lstm_tagger")

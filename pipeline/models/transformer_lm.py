@@ -52,6 +52,9 @@ class TransformerLMConfig:
     tokens_per_sample: int = setting(ge=1)
     batch_size: int = setting(ge=1)
     max_update: int = setting(ge=1)
+    # added to `seed` for this model's fairseq seed (initialisation, data order): taggers use
+    # their own, so they do not start from their LM's weights; 0 = the LM's (the control)
+    seed_offset: int = setting(0, ge=0)
     adaptive_softmax_cutoff: list[int] | None = setting(None, ge=1)
     tags: str | None = None
 
@@ -79,8 +82,9 @@ class TransformerLanguageModel(ModelKind):
             args.append("--decoder-normalize-before")
         cutoff = spec.get("adaptive_softmax_cutoff")
         if cutoff and not spec.get("tags"):
+            # fairseq's adaptive loss refuses its default distributed backend, even on one CPU
             args += ["--adaptive-softmax-cutoff", ",".join(map(str, cutoff)),
-                     "--criterion", "adaptive_loss"]
+                     "--criterion", "adaptive_loss", "--ddp-backend", "legacy_ddp"]
         else:
             args += ["--criterion", "cross_entropy"]
         return args
@@ -114,4 +118,4 @@ class TransformerLanguageModel(ModelKind):
         words.forward(model, task, rows, batch_size)
 
     def evaluate(self, spec: Spec, checkpoint: Path, data: Path, device: str) -> dict:
-        return words.evaluate_stream(spec, checkpoint, data)
+        return words.evaluate_stream(spec, checkpoint, data, device)

@@ -90,6 +90,9 @@ class TransformerNMTConfig:
     label_smoothing: float = setting(ge=0, lt=1)
     max_tokens: int = setting(ge=1)
     max_update: int = setting(ge=1)
+    # added to `seed` for this model's fairseq seed (initialisation, data order): taggers use
+    # their own, so they do not start from their LM's weights; 0 = the LM's (the control)
+    seed_offset: int = setting(0, ge=0)
     beam: int = setting(ge=1)
 
 
@@ -97,6 +100,7 @@ class TransformerNMTConfig:
 class TransformerNMT(ModelKind):
     Config = TransformerNMTConfig
     family = "transformer"
+    rising = "test_bleu"
     sides = ("source", "target")
 
     def fairseq_args(self, spec: Spec, data: Path) -> list:
@@ -137,9 +141,11 @@ class TransformerNMT(ModelKind):
         src_s, tgt_s = side_sentences(rows, "source"), side_sentences(rows, "target")
         order = np.argsort([len(t) for t in tgt_s], kind="stable")  # by length: less padding
         dictionary = task.source_dictionary
+        device = next(model.parameters()).device
         per_sent: dict[str, dict] = {"act": {}, "grad": {}}
         for idx, src, prev, target, keep, src_lens, tgt_lens in nmt_batches(
                 src_s, tgt_s, dictionary, batch_size, order):
+            src, prev, target, keep = (x.to(device) for x in (src, prev, target, keep))
             a, g = nmt_states(model, src, prev, target, dictionary.pad(), grads, keep)
             for what, arrays in (("act", a), ("grad", g)):
                 for name, batch in arrays.items():
@@ -155,9 +161,11 @@ class TransformerNMT(ModelKind):
 
     def forward(self, model, task, rows, batch_size):
         d = task.source_dictionary
+        device = next(model.parameters()).device
         with torch.no_grad():
             for _, src, prev, *_ in nmt_batches(side_sentences(rows, "source"),
                                                 side_sentences(rows, "target"), d, batch_size):
+                src, prev = src.to(device), prev.to(device)
                 model(src, (src != d.pad()).sum(1), prev)
 
     def evaluate(self, spec: Spec, checkpoint: Path, data: Path, device: str) -> dict:

@@ -84,6 +84,33 @@ def batches(sents: list[pd.DataFrame], src_dict, tgt_dict, label_column: str | N
         yield inp, target, [len(i) for i in ids]
 
 
+def target_nll(model, features: torch.Tensor, target: torch.Tensor, pad: int) -> torch.Tensor:
+    """-log p(target) per position, differentiable in ``features`` (the decoder output before
+    its output layer; [B, T, C]); 0 at padding. An adaptive softmax is evaluated out of place
+    (fairseq's get_log_prob writes into its result, which autograd refuses): head log-softmax
+    for frequent words, plus the cluster's tail log-softmax for the others."""
+    dec = model.decoder
+    adaptive = getattr(dec, "adaptive_softmax", None)
+    if adaptive is None:
+        lprobs = model.get_normalized_probs((dec.output_layer(features), None), log_probs=True)
+        nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        return nll.masked_fill(target == pad, 0)
+    x = features.reshape(-1, features.shape[-1])
+    t = target.reshape(-1)
+    head = torch.log_softmax(adaptive.head(x), -1)
+    cut = adaptive.cutoff
+    head_target = t.clone()
+    lp = torch.zeros_like(t, dtype=head.dtype)
+    for i, tail in enumerate(adaptive.tail):
+        inside = (t >= cut[i]) & (t < cut[i + 1])
+        head_target = torch.where(inside, torch.full_like(t, cut[0] + i), head_target)
+        in_tail = torch.log_softmax(tail(x), -1).gather(
+            -1, (t - cut[i]).clamp(0, cut[i + 1] - cut[i] - 1).unsqueeze(-1)).squeeze(-1)
+        lp = lp + torch.where(inside, in_tail, torch.zeros_like(in_tail))
+    lp = lp + head.gather(-1, head_target.unsqueeze(-1)).squeeze(-1)
+    return (-lp).reshape(target.shape).masked_fill(target == pad, 0)
+
+
 def sentences(rows: pd.DataFrame) -> list[pd.DataFrame]:
     """The probe's sentences in order."""
     return [g for _, g in rows.groupby("sent_index", sort=True)]
@@ -106,9 +133,10 @@ def run_states(states_fn, model, task, rows: pd.DataFrame, label_column: str | N
     with_grads = grads and label_column != ""
     acts: dict[str, list] = {}
     grad: dict[str, list] = {}
+    device = next(model.parameters()).device
     for inp, target, lens in batches(sentences(rows), src_dict, tgt_dict, label_column,
                                      batch_size):
-        a, g = states_fn(model, inp, target, tgt_dict.pad(), with_grads)
+        a, g = states_fn(model, inp.to(device), target.to(device), tgt_dict.pad(), with_grads)
         collect(acts, a, lens, 1)
         collect(grad, g, lens, 1)
     return ({k: np.concatenate(v) for k, v in acts.items()},
@@ -117,15 +145,16 @@ def run_states(states_fn, model, task, rows: pd.DataFrame, label_column: str | N
 
 def forward(model, task, rows: pd.DataFrame, batch_size: int) -> None:
     """fairseq's own forward pass over the probe batches, nothing recorded."""
+    device = next(model.parameters()).device
     with torch.no_grad():
         for inp, _, _ in batches(sentences(rows), task.source_dictionary,
                                  task.target_dictionary, None, batch_size):
-            model(inp)
+            model(inp.to(device))
 
 
-def evaluate_stream(spec: Spec, checkpoint: Path, data: Path) -> dict:
+def evaluate_stream(spec: Spec, checkpoint: Path, data: Path, device: str = "cpu") -> dict:
     """LM test perplexity, or tagger accuracy beside the majority-class baseline."""
-    result = evaluate.stream_eval(checkpoint, load_overrides(spec, data))
+    result = evaluate.stream_eval(checkpoint, load_overrides(spec, data), device=device)
     if not spec.get("tags"):
         return {"test_ppl": round(2 ** result["loss_bits"], 2)}
     majority = evaluate.majority_tag(bins(data) / spec["tags"])

@@ -127,14 +127,14 @@ def build_study(root: Path, lower_first: bool = True, towards_tagger: bool = Tru
     runs = [dynamics.ModelRun("lm", "lstm_lm", seed, _checkpoints(),
                               {"synth": root / "lm" / "synth"}, family="lstm")]
     runs.append(_nmt(root, tokens, lower_first, rng, seed))
-    for fam in ("pos", "semtag", "topic"):
+    for offset, fam in enumerate(("pos", "semtag", "topic"), start=101):
         noise = {layer: a + 0.2 * rng.standard_normal(a.shape)
                  for layer, a in tagger_final.items()}
         treps = {step: noise for step in STEPS}
         _write(root / f"tagger_{fam}" / "synth", tokens, treps)
         runs.append(dynamics.ModelRun(f"tagger_{fam}", "lstm_tagger", seed, _checkpoints(),
                                       {"synth": root / f"tagger_{fam}" / "synth"}, tags=fam,
-                                      reference=True, family="lstm"))
+                                      reference=True, family="lstm", seed_offset=offset))
     return runs
 
 
@@ -176,7 +176,7 @@ def write_units(runs: list[dynamics.ModelRun], root: Path, seed: int = 1
             (e / probe).symlink_to(store)
         (e / "model.json").write_text(json.dumps(
             {"name": run.name, "kind": run.kind, "family": run.family,
-             "reference": run.reference, "tags": run.tags}))
+             "reference": run.reference, "tags": run.tags, "seed_offset": run.seed_offset}))
         run.checkpoints.assign(valid_ppl=2 ** run.checkpoints.valid_loss).to_csv(
             t / "checkpoints.csv", index=False)
         (t / "eval.json").write_text(json.dumps({"test_ppl": 10.0 + seed}))
@@ -228,6 +228,7 @@ def plotted() -> tuple[Path, dict, dict[str, pd.DataFrame]]:
     root = _scratch("plotted")
     tables = dict(study_tables())
     tables["claims"] = claims.evaluate(tables, small_settings().claims)
+    tables["answer"] = claims.answer(tables["claims"], small_settings().claims.support)
     tables["claims_summary"] = claims.summarize(tables["claims"])
     write_tables(root / "analyze" / "tables", tables)
     plot_cfg = OmegaConf.load(REPO_CONF / "plot" / "default.yaml")

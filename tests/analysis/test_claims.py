@@ -32,7 +32,8 @@ def test_c3_passes_and_fails_by_construction():
     bad = claims.evaluate(reversed_tables(), CS)
     for table, expected in ((good, "PASS"), (bad, "FAIL")):
         c3 = table[table.claim == "C3"]
-        assert set(c3.scope) == {"tagger=pos", "tagger=semtag", "tagger=topic"}
+        assert set(c3.scope) == {"tagger=tagger_pos", "tagger=tagger_semtag",
+                                 "tagger=tagger_topic"}
         assert set(c3.metric) == SIM_METRICS
         assert (c3.verdict == expected).all()
 

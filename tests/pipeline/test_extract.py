@@ -22,7 +22,7 @@ def test_extract_stage_writes_every_model_checkpoint_probe_and_layer(smoke_train
     # the disk estimate is printed before any per-model work (an earlier test may have run it)
     assert "extraction about" in out_text
     extract = units(plan(*[a for a in args if not a.startswith("stages=")]), "extract")
-    assert set(extract) == set(train_units) and len(extract) == 7
+    assert set(extract) == set(train_units) and len(extract) == 8
     manifest = json.loads((prepared / "probes.json").read_text())
     assert manifest["brown_probe"]["labels"] == {"pos": "pos", "topic": "genre"}
     assert manifest["pud"]["sides"] == ["source", "target"]

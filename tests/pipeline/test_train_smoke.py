@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import pandas as pd
 import pytest
@@ -20,7 +21,7 @@ from pipeline.schedule import checkpoint_schedule
 
 pytestmark = pytest.mark.slow
 MODELS = {"lstm_lm_paper", "lstm_lm_deep", "transformer_lm_small", "tagger_pos",
-          "tagger_semtag", "tagger_topic", "transformer_nmt_small"}
+          "tagger_semtag", "tagger_topic", "tagger_pos_shared_init", "transformer_nmt_small"}
 LONGER = {"lstm_lm_paper", "lstm_lm_deep", "transformer_lm_small"}  # 30 updates in smoke
 
 
@@ -42,12 +43,54 @@ def test_all_models_have_step_zero_and_the_schedule(smoke_trained):
         assert first["extra_state"]["step"] == 0
         assert any(not torch.equal(first["model"][k], last["model"][k]) for k in last["model"])
         assert (unit / "fairseq" / "checkpoint_last.pt").is_file()
+
+
+
+def test_final_evaluation_matches_independent_counts(smoke_trained):
+    """LM perplexity beats a uniform guess over the vocabulary; the tagger's majority baseline
+    is the share on test of the train stream's most frequent tag, counted from the text files;
+    BLEU is sacrebleu's on fairseq-generate's output, at the final and at the earlier step."""
+    import sacrebleu
+
+    _, _, _, train_units, prepared = smoke_trained
     metrics = {n: json.loads((train_units[n] / "eval.json").read_text()) for n in MODELS}
-    assert metrics["lstm_lm_paper"]["test_ppl"] > 1
-    assert metrics["transformer_lm_small"]["test_ppl"] > 1
-    assert 0 <= metrics["tagger_pos"]["test_accuracy"] <= 1
-    assert 0 <= metrics["tagger_pos"]["majority_baseline"] <= 1
-    assert metrics["transformer_nmt_small"]["test_bleu"] >= 0
+    vocab = sum(1 for _ in open(prepared / "lm" / "dict.lm.txt")) + 4
+    for lm in ("lstm_lm_paper", "lstm_lm_deep", "transformer_lm_small"):
+        assert 1 < metrics[lm]["test_ppl"] < vocab
+    text = prepared / "lm" / "text"
+    train_tags = Counter(t for line in open(text / "train.pos") for t in line.split())
+    test_tags = [t for line in open(text / "test.pos") for t in line.split()]
+    majority = train_tags.most_common(1)[0][0]
+    share = sum(t == majority for t in test_tags) / len(test_tags)
+    assert metrics["tagger_pos"]["majority_tag"] == majority
+    assert metrics["tagger_pos"]["majority_baseline"] == round(share, 4)
+    nmt = metrics["transformer_nmt_small"]
+    refs = (prepared / "nmt" / "text" / "ref.test.de").read_text().splitlines()
+    table = pd.read_csv(train_units["transformer_nmt_small"] / "checkpoints.csv")
+    for step, key in ((int(table.step.max()), "test_bleu"), (nmt["earlier_step"],
+                                                              "test_bleu_earlier")):
+        out = train_units["transformer_nmt_small"] / "generate" / f"step_{step:07d}"
+        hyps = {}
+        for line in open(out / "generate-test.txt", encoding="utf-8"):
+            if line.startswith("D-"):
+                k, _, hyp = line.rstrip("\n").split("\t", 2)
+                hyps[int(k[2:])] = hyp
+        score = sacrebleu.corpus_bleu([hyps[i] for i in range(len(refs))], [refs]).score
+        assert nmt[key] == round(score, 2)
+
+
+def test_taggers_start_from_their_own_weights_and_the_control_from_the_lms(smoke_trained):
+    _, _, _, train_units, _ = smoke_trained
+
+    def step0(name):
+        return torch.load(train_units[name] / "checkpoints" / "step_0000000.pt",
+                          weights_only=False)["model"]
+
+    lm, own, shared = step0("lstm_lm_paper"), step0("tagger_pos"), step0("tagger_pos_shared_init")
+    common = [k for k in lm if k in own and lm[k].shape == own[k].shape]
+    assert "decoder.embed_tokens.weight" in common
+    assert all(torch.equal(lm[k], shared[k]) for k in common)  # the confound, in the control
+    assert not any(torch.equal(lm[k], own[k]) for k in common if lm[k].numel() > 1)
 
 
 def test_cached_train_unit_refuses_a_changed_checkpoint(smoke_trained, tmp_path):

@@ -1,0 +1,60 @@
+"""Has a model learned? The criteria fixed in config (analysis.learned) before any result,
+checked on its checkpoints table (validation perplexity over training) and final evaluation:
+
+- a plateau: validation perplexity over the last ``window`` of updates improves by less than
+  ``max_gain`` (its relative drop from the checkpoint nearest the window's start to the end),
+  for models evaluated by perplexity or accuracy (LMs and taggers);
+- at least ``min_epochs`` passes over the training data, for LMs (evaluated by perplexity);
+- above the majority-class baseline on held-out data, for taggers;
+- a metric that must have stopped rising (BLEU for NMT): at most ``max_rise`` above its value
+  at the earlier evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from analysis.settings import Learned
+
+
+def plateau_gain(checkpoints: pd.DataFrame, window: float) -> float:
+    """Relative improvement of validation perplexity over the last ``window`` of updates."""
+    c = checkpoints.dropna(subset=["valid_ppl"]).sort_values("step")
+    if len(c) < 2:
+        return float("nan")
+    start = c.iloc[int((c.step - (1 - window) * c.step.max()).abs().argmin())]
+    return float((start.valid_ppl - c.valid_ppl.iloc[-1]) / start.valid_ppl)
+
+
+def learned(checkpoints: pd.DataFrame, metrics: Mapping, criteria: Learned) -> dict:
+    """The verdict (``learned``), each criterion's number and a one-line reason."""
+    out: dict = {}
+    failed = []
+    if "test_ppl" in metrics or "test_accuracy" in metrics:
+        gain = plateau_gain(checkpoints, criteria.window)
+        out["plateau_gain"] = gain
+        if not gain < criteria.max_gain:
+            failed.append(f"valid ppl still improving {gain:.1%} over the last "
+                          f"{criteria.window:.0%} of updates (plateau: < {criteria.max_gain:.0%})")
+    if "test_ppl" in metrics:
+        epochs = float(checkpoints.epochs.max()) if "epochs" in checkpoints else np.nan
+        if not epochs >= criteria.min_epochs:
+            failed.append(f"{epochs:.2f} epochs < {criteria.min_epochs}")
+    if "test_accuracy" in metrics:
+        if not metrics["test_accuracy"] > metrics["majority_baseline"]:
+            failed.append(f"accuracy {metrics['test_accuracy']:.3f} <= majority "
+                          f"{metrics['majority_baseline']:.3f}")
+    for key, value in metrics.items():
+        if key.endswith("_earlier"):
+            metric = key[: -len("_earlier")]
+            rise = float(metrics[metric] - value)
+            out[f"{metric}_rise"] = rise
+            if not rise < criteria.max_rise:
+                failed.append(f"{metric} still rising: +{rise:.2f} since step "
+                              f"{metrics.get('earlier_step')} (limit {criteria.max_rise})")
+    out["learned"] = not failed
+    out["not_learned_because"] = "; ".join(failed)
+    return out
