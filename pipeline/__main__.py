@@ -13,6 +13,7 @@ from pipeline.jobs import Interrupted
 from pipeline.runtime import set_threads
 from pipeline.schema import validate
 from pipeline.stages import run_pipeline
+from pipeline.sweep import in_sweep, record_failure
 
 log = logging.getLogger("pipeline")
 
@@ -27,6 +28,10 @@ def main(cfg: DictConfig) -> None:
         log.warning("%s: stopped; what finished is kept, and rerunning the same command "
                     "resumes", stop)
         raise SystemExit(130) from None
+    except Exception as err:
+        if not in_sweep():
+            raise
+        record_failure(err)  # the sweep goes on; SweepReport names the failures at the end
 
 
 if __name__ == "__main__":
