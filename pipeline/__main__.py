@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 
 import hydra
 from omegaconf import DictConfig
@@ -21,6 +22,10 @@ log = logging.getLogger("pipeline")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> None:
     validate(cfg)  # before any work: unknown keys, types and ranges, naming key and file
+    if multiprocessing.get_start_method(allow_none=True) not in (None, "fork", "spawn",
+                                                                 "forkserver"):
+        # A joblib (loky) worker: its start method is unknown to the processes we spawn.
+        multiprocessing.set_start_method(None, force=True)
     set_threads(int(cfg.train.threads))
     try:
         run_pipeline(cfg)
