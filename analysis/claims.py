@@ -16,6 +16,8 @@ A unit that cannot be evaluated (missing data) is reported as NA with the reason
 
 from __future__ import annotations
 
+import itertools
+import zlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -25,7 +27,7 @@ from scipy.stats import spearmanr
 from analysis.settings import Claims
 
 CLAIM_COLUMNS = ["claim", "model", "seed", "probe", "scope", "metric", "statistic", "value",
-                 "threshold", "ci_low", "ci_high", "n", "verdict", "detail"]
+                 "threshold", "ci_low", "ci_high", "n", "p_value", "verdict", "detail"]
 CLAIMS = {
     "C1": "lower layers reach their final representation first (LM, NMT encoder)",
     "C2": "POS-restricted similarity stabilises before topic-restricted similarity",
@@ -57,11 +59,23 @@ def crossing_step(steps: Sequence[float], values: Sequence[float], threshold: fl
 
 
 def _row(claim: str, r: Mapping, scope: str, metric: str, statistic: str, value: float,
-         threshold: float, verdict: str, detail: str, n: int = 0, ci=(np.nan, np.nan)) -> dict:
+         threshold: float, verdict: str, detail: str, n: int = 0, ci=(np.nan, np.nan),
+         p: float = np.nan) -> dict:
     return dict(claim=claim, model=r.get("model", ""), seed=r.get("seed", np.nan),
                 probe=r.get("probe", ""), scope=scope, metric=metric, statistic=statistic,
                 value=value, threshold=threshold, ci_low=ci[0], ci_high=ci[1], n=n,
-                verdict=verdict, detail=detail)
+                p_value=p, verdict=verdict, detail=detail)
+
+
+def spearman_p(depth: Sequence, steps: Sequence, rho: float) -> float:
+    """Exact one-sided p of a Spearman ρ(depth, step) this large: over every ordering of the
+    layers' depths (so with 2 layers it is at least 1/2: two layers cannot establish an
+    order); NaN without an observed ρ."""
+    if not np.isfinite(rho):
+        return float("nan")
+    null = [spearmanr(perm, steps).statistic for perm in itertools.permutations(depth)]
+    null = np.nan_to_num(np.asarray(null, dtype=float), nan=-np.inf)
+    return float(np.mean(null >= rho - 1e-12))
 
 
 def _fmt(x: float) -> str:
@@ -89,14 +103,50 @@ def claim_c1(convergence: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
             detail += " (all layers cross at the same step: no ordering)"
         verdict = PASS if np.isfinite(rho) and rho >= cs.c1.min_rho else FAIL
         rows.append(_row("C1", r, f"stack={r['side']}", r["metric"], "spearman_rho", rho,
-                         cs.c1.min_rho, verdict, detail, n=len(depth)))
+                         cs.c1.min_rho, verdict, detail, n=len(depth),
+                         p=spearman_p(depth, ranked, rho)))
     return rows
 
 
-def claim_c2(family: pd.DataFrame, cs: ClaimSettings, metrics: Sequence[str] = ()
-             ) -> list[dict]:
+def _family_steps(per_tag: pd.DataFrame, is_pos: Mapping[str, bool], cs: ClaimSettings
+                  ) -> float:
+    """step(tags labelled POS) - step(the others), of their token-weighted pooled curves."""
+    out = []
+    for fam in (True, False):
+        part = per_tag[per_tag.tag.map(is_pos) == fam]
+        w = part.value * part.tag_tokens
+        pooled = w.groupby(part.step_a).sum() / part.tag_tokens.groupby(part.step_a).sum()
+        step = crossing_step(pooled.index, pooled.values, cs.convergence_threshold, cs.sustained)
+        out.append(np.inf if not np.isfinite(step) else step)
+    return out[0] - out[1]
+
+
+def hash_seed(key) -> int:
+    """A seed from a unit's key (stable across processes, unlike hash())."""
+    return zlib.crc32("|".join(map(str, key)).encode())
+
+
+def family_p(per_tag: pd.DataFrame, observed: float, cs: ClaimSettings, seed: int) -> float:
+    """One-sided permutation p of POS stabilising this much earlier than topic: the tags of
+    both families are randomly reassigned to two groups of the families' sizes and the
+    pooled curves' crossing steps compared again (``n_permutations`` times)."""
+    if not np.isfinite(observed) or cs.n_permutations < 1:
+        return float("nan")
+    tags = per_tag.drop_duplicates("tag").set_index("tag").tag_family
+    n_pos = int((tags == "pos").sum())
+    rng = np.random.default_rng(seed)
+    null = []
+    for _ in range(cs.n_permutations):
+        pick = set(rng.permutation(tags.index.to_numpy())[:n_pos])
+        null.append(_family_steps(per_tag, {t: t in pick for t in tags.index}, cs))
+    null = np.asarray(null, dtype=float)
+    return float((1 + np.sum(null <= observed)) / (len(null) + 1))
+
+
+def claim_c2(family: pd.DataFrame, cs: ClaimSettings, metrics: Sequence[str] = (),
+             per_tag: pd.DataFrame | None = None) -> list[dict]:
     """C2 per (model, probe, layer) and metric: POS crossing step < topic crossing step, on
-    the probes that carry topic labels.
+    the probes that carry topic labels; its p-value permutes tags between the families.
 
     ``metrics`` lists every metric of the analysis, so those never computed on tag subsets
     show up as NA instead of silently missing."""
@@ -124,9 +174,17 @@ def claim_c2(family: pd.DataFrame, cs: ClaimSettings, metrics: Sequence[str] = (
         sp, st = step["pos"], step["topic"]
         diff = (np.inf if not np.isfinite(sp) else sp) - (np.inf if not np.isfinite(st) else st)
         verdict = PASS if np.isfinite(sp) and (not np.isfinite(st) or sp < st) else FAIL
+        p = np.nan
+        if per_tag is not None and len(per_tag) and np.isfinite(diff):
+            mine = per_tag[(per_tag.model == r["model"]) & (per_tag.seed == r["seed"])
+                           & (per_tag.probe == r["probe"]) & (per_tag.layer_a == r["layer_a"])
+                           & (per_tag.metric == r["metric"])
+                           & per_tag.tag_family.isin(["pos", "topic"])
+                           & ~per_tag.freq_matched.astype(bool)]
+            p = family_p(mine, float(diff), cs, hash_seed(key))
         rows.append(_row("C2", r, scope, r["metric"], "step_pos - step_topic",
                          float(diff) if np.isfinite(diff) else np.nan, 0.0, verdict,
-                         f"pos stable from {_fmt(sp)}, topic from {_fmt(st)}", n=2))
+                         f"pos stable from {_fmt(sp)}, topic from {_fmt(st)}", n=2, p=p))
     return rows
 
 
@@ -156,8 +214,19 @@ def claim_c3(tagger: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
         value = min(min(rec), -max(emb))
         verdict = PASS if value > cs.c3.margin else FAIL
         rows.append(_row("C3", r, scope, r["metric"], "min(Δrec, -Δemb)", value, cs.c3.margin,
-                         verdict, detail, n=len(delta)))
+                         verdict, detail, n=len(delta), p=_c3_p(g)))
     return rows
+
+
+def _c3_p(g: pd.DataFrame) -> float:
+    """Intersection-union p of C3: every recurrent layer's rise and the embedding's fall must
+    exceed what shuffled token pairings give (the permutation p the analysis computed on
+    the last checkpoint's rows), so the claim's p is the largest of theirs."""
+    if "p_increase" not in g:
+        return float("nan")
+    last = g[g.step_a == g.step_a.max()]
+    ps = [r.p_decrease if r.depth_a == 0 else r.p_increase for r in last.itertuples()]
+    return float(max(ps)) if ps and np.isfinite(ps).all() else float("nan")
 
 
 def claim_c4(function_content: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
@@ -178,7 +247,7 @@ def claim_c4(function_content: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
                          "mean c(function) - mean c(content)", r["difference"],
                          cs.c4.min_difference, verdict, detail,
                          n=int(r["n_function"] + r["n_content"]),
-                         ci=(r["ci_low"], r["ci_high"])))
+                         ci=(r["ci_low"], r["ci_high"]), p=r.get("p_value", np.nan)))
     return rows
 
 
@@ -188,12 +257,15 @@ def evaluate(tables: Mapping[str, pd.DataFrame], cs: ClaimSettings) -> pd.DataFr
     empty = pd.DataFrame()
     tables = {name: t[t.na_reason.isna()] if "na_reason" in t else t
               for name, t in tables.items()}
+    # the claims read similarities (higher = more alike); distances are reported only
+    tables = {name: t[t.metric_kind != "distance"] if "metric_kind" in t else t
+              for name, t in tables.items()}
     conv = tables.get("convergence", empty)
     metrics = sorted(conv.metric.unique()) if len(conv) else []
     rows = []
     if len(conv):
         rows += claim_c1(conv, cs)
-    rows += claim_c2(tables.get("family", empty), cs, metrics)
+    rows += claim_c2(tables.get("family", empty), cs, metrics, tables.get("per_tag"))
     rows += claim_c3(tables.get("tagger", empty), cs)
     rows += claim_c4(tables.get("function_content", empty), cs)
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
@@ -218,7 +290,7 @@ FIGURES = {"C1": "f2_convergence", "C2": "f3_family", "C3": "f4_tagger",
            "C4": "f6b_function_content"}  # the figure (name prefix) that shows each claim
 
 
-def answer(claims: pd.DataFrame, support: float, level: float = 0.95) -> pd.DataFrame:
+def answer(claims: pd.DataFrame, cs: ClaimSettings, level: float = 0.95) -> pd.DataFrame:
     """The verdict per claim across metrics and seeds, with the effect.
 
     Per metric, the share of evaluated (unit, seed) pairs that pass: the metric supports the
@@ -226,15 +298,21 @@ def answer(claims: pd.DataFrame, support: float, level: float = 0.95) -> pd.Data
     claim holds when every metric that evaluated it supports it, does not hold when every one
     contradicts it, and is mixed otherwise. The effect is the claim's statistic averaged over
     units, per seed, then its mean with a t-interval over seeds (one seed: the range over
-    units). Rows: one per claim and metric, and one per claim (metric "all")."""
+    units). A claim is **robust** when at least ``robust_share`` of its evaluated metrics
+    support it counting only passes whose permutation p < ``alpha``. Rows: one per claim and
+    metric, and one per claim (metric "all")."""
     from scipy import stats
 
+    support = cs.support
     rows = []
     for claim, gc in claims.groupby("claim", sort=True):
         per_metric = []
         for metric, g in gc.groupby("metric", sort=True):
             done = g[g.verdict.isin([PASS, FAIL])]
             share = float((done.verdict == PASS).mean()) if len(done) else np.nan
+            significant = (done.verdict == PASS) & (done.p_value < cs.alpha) if "p_value" in \
+                done else pd.Series(False, index=done.index)
+            sig_share = float(significant.mean()) if len(done) else np.nan
             verdict = (UNTESTED if not len(done) else HOLDS if share >= support
                        else NOT_HOLD if share <= 1 - support else MIXED)
             finite = done[np.isfinite(done.value.astype(float))]
@@ -251,15 +329,20 @@ def answer(claims: pd.DataFrame, support: float, level: float = 0.95) -> pd.Data
                 interval = f"range over {len(finite)} units"
             per_metric.append(dict(
                 claim=claim, metric=metric, verdict=verdict, pass_share=share,
+                significant_share=sig_share, robust=bool(len(done)) and sig_share >= support,
                 evaluated=len(done), statistic=g.statistic.iloc[0], effect=effect, low=low,
                 high=high, interval=interval, figure=FIGURES.get(claim, "")))
-        tested = [r["verdict"] for r in per_metric if r["verdict"] != UNTESTED]
-        overall = (UNTESTED if not tested else HOLDS if set(tested) == {HOLDS}
-                   else NOT_HOLD if set(tested) == {NOT_HOLD} else MIXED)
+        tested = [r for r in per_metric if r["verdict"] != UNTESTED]
+        verdicts = [r["verdict"] for r in tested]
+        overall = (UNTESTED if not tested else HOLDS if set(verdicts) == {HOLDS}
+                   else NOT_HOLD if set(verdicts) == {NOT_HOLD} else MIXED)
+        n_robust = sum(r["robust"] for r in tested)
         rows.append(dict(claim=claim, metric="all", verdict=overall,
+                         robust=bool(tested) and n_robust >= cs.robust_share * len(tested),
                          evaluated=sum(r["evaluated"] for r in per_metric),
                          statement=CLAIMS.get(claim, ""), figure=FIGURES.get(claim, ""),
-                         metrics_holding=f"{tested.count(HOLDS)} of {len(tested)}"))
+                         metrics_holding=f"{verdicts.count(HOLDS)} of {len(tested)}",
+                         metrics_significant=f"{n_robust} of {len(tested)}"))
         rows += per_metric
     return pd.DataFrame(rows)
 

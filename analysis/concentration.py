@@ -146,7 +146,9 @@ class FrequencyMatched:
     """Difference mean(groups[0]) − mean(groups[1]) within word-frequency bins.
 
     ``difference`` is the weighted mean of the per-bin differences, ``ci_low``/``ci_high`` its
-    stratified-bootstrap interval, ``bins`` one row per bin populated by both groups.
+    stratified-bootstrap interval, ``bins`` one row per bin populated by both groups;
+    ``p_value`` the one-sided permutation p of difference > 0 (group labels permuted within
+    each frequency bin; NaN without permutations).
     """
 
     difference: float
@@ -156,6 +158,7 @@ class FrequencyMatched:
     groups: tuple
     weight: str
     n_dropped: int
+    p_value: float = float("nan")
 
 
 def frequency_matched_difference(
@@ -170,6 +173,7 @@ def frequency_matched_difference(
     n_boot: int = 1000,
     seed: int = 0,
     ci: float = 0.95,
+    n_perm: int = 0,
 ) -> FrequencyMatched:
     """Compare two groups of tokens (e.g. function vs content words) at matched frequency.
 
@@ -180,7 +184,8 @@ def frequency_matched_difference(
     (``"tokens"``) or n_a (``"first"``: standardised to the first group's frequencies).
     ``group`` is boolean (``order`` defaults to (True, False)) or two labels (default: sorted).
     ``n_dropped`` counts the tokens not used (NaN value, non-positive frequency, another
-    group, outside the shared range, or in a dropped bin).
+    group, outside the shared range, or in a dropped bin). ``n_perm`` permutations of the
+    group labels within each bin give the one-sided ``p_value`` of a difference > 0.
     """
     _check_ci(n_boot, ci)
     if n_bins < 1:
@@ -211,7 +216,7 @@ def frequency_matched_difference(
     edges = np.unique(np.quantile(logf[ok], np.linspace(0, 1, n_bins + 1)))
     bin_of = np.searchsorted(edges[1:-1], logf, side="right")
     rng = np.random.default_rng(seed)
-    rows, boot = [], np.zeros(n_boot)
+    rows, boot, pooled = [], np.zeros(n_boot), []
     for b in range(max(len(edges) - 1, 1)):
         va = vals[ok & in_a & (bin_of == b)]
         vb = vals[ok & in_b & (bin_of == b)]
@@ -238,6 +243,7 @@ def frequency_matched_difference(
         )
         if n_boot:
             boot += w * (_boot_means(va, n_boot, rng) - _boot_means(vb, n_boot, rng))
+        pooled.append((np.concatenate([va, vb]), va.size, w))
     if not rows:
         raise ValueError(f"no frequency bin holds >= {min_count} tokens of both groups")
     bins = pd.DataFrame(rows)
@@ -245,7 +251,20 @@ def frequency_matched_difference(
     difference = float((bins["weight"] * bins["diff"]).sum() / total_w)
     ci_low, ci_high = _interval(boot / total_w if n_boot else np.zeros(0), ci)
     n_dropped = int(vals.size - bins["n_a"].sum() - bins["n_b"].sum())
-    return FrequencyMatched(difference, ci_low, ci_high, bins, tuple(order), weight, n_dropped)
+    p = _permutation_p(pooled, total_w, difference, n_perm, rng) if n_perm else float("nan")
+    return FrequencyMatched(difference, ci_low, ci_high, bins, tuple(order), weight, n_dropped,
+                            p)
+
+
+def _permutation_p(pooled: list, total_w: float, observed: float, n_perm: int, rng) -> float:
+    """One-sided p of the weighted difference under group labels permuted within bins."""
+    null = np.zeros(n_perm)
+    for values, n_a, w in pooled:
+        order = np.argsort(rng.random((n_perm, values.size)), axis=1)
+        shuffled = values[order]
+        null += w * (shuffled[:, :n_a].mean(1) - shuffled[:, n_a:].mean(1))
+    null /= total_w
+    return float((1 + np.sum(null >= observed - 1e-12)) / (n_perm + 1))
 
 
 __all__ = [

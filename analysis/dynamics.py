@@ -72,13 +72,23 @@ def metric_specs(settings: Settings, names: Sequence[str] | None = None) -> list
         elif name == "svcca_k":
             specs += [MetricSpec(f"svcca_k{k}", "svcca", {"k": k}, f"k={k}")
                       for k in settings.fixed_k]
-        elif name == "pwcca":
-            specs.append(MetricSpec("pwcca", "pwcca", {}, "rank"))
-        elif name in ("cka", "linear_cka"):
-            specs.append(MetricSpec("cka", "cka", {}, "full"))
+        elif name in FULL_RANK:
+            specs.append(MetricSpec(name, name, {}, FULL_RANK[name]))
+        elif name == "mutual_knn":
+            specs.append(MetricSpec(name, name, {"k": settings.knn_k}, f"k={settings.knn_k}"))
+        elif name == "rsa":
+            rows = settings.rsa_max_rows
+            specs.append(MetricSpec(name, name, {"max_rows": rows, "sample_seed": settings.seed},
+                                    f"rows<={rows}"))
         else:
-            raise ValueError(f"unknown metric {name!r}; use svcca, svcca_k, pwcca, cka")
+            raise ValueError(f"unknown metric {name!r}; use {', '.join(METRICS)}")
     return specs
+
+
+# metrics on the full-rank bases, with what their row records as the truncation
+FULL_RANK = {"pwcca": "rank", "cka": "full", "cka_debiased": "full", "procrustes": "full",
+             "procrustes_angular": "full"}
+METRICS = ("svcca", "svcca_k", *FULL_RANK, "mutual_knn", "rsa")
 
 
 # ---------------------------------------------------------------------------- models, stores
@@ -250,16 +260,41 @@ class Unusable:
     n_dims: int
 
 
-def full_basis(x: np.ndarray, where: str = "") -> sim.Basis | Unusable:
-    """Full-rank basis of one representation, reused by every metric (any truncation); an
-    input the library refuses gives an Unusable with the reason and ``where`` it was."""
+class Rep:
+    """One representation (a layer at a checkpoint, on a token sample): its full-rank basis,
+    and each metric's cache of it (neighbour lists, a ranked RDM), built on first use and
+    reused for every comparison it takes part in."""
+
+    def __init__(self, basis: sim.Basis, where: str = ""):
+        self.basis, self.where = basis, where
+        self._prepared: dict[tuple, sim.Prepared] = {}
+
+    @property
+    def n_tokens(self) -> int:
+        return self.basis.n_tokens
+
+    @property
+    def n_dims(self) -> int:
+        return self.basis.n_dims
+
+    def prepared(self, spec: MetricSpec) -> sim.Prepared:
+        key = (spec.base, tuple(sorted(spec.kwargs.items())))
+        if key not in self._prepared:
+            self._prepared[key] = sim.prepare(self.basis, spec.base, name=self.where,
+                                              **spec.kwargs)
+        return self._prepared[key]
+
+
+def full_basis(x: np.ndarray, where: str = "") -> Rep | Unusable:
+    """One representation with its full-rank basis, reused by every metric (any truncation);
+    an input the library refuses gives an Unusable with the reason and ``where`` it was."""
     try:
-        return sim.basis(x)
+        return Rep(sim.basis(x), where)
     except ValueError as err:
         return Unusable(f"{where}: {err}" if where else str(err), len(x), x.shape[1])
 
 
-def compare(ba: sim.Basis | Unusable, bb: sim.Basis | Unusable, specs: Sequence[MetricSpec],
+def compare(ba: Rep | Unusable, bb: Rep | Unusable, specs: Sequence[MetricSpec],
             shuffles: int, seed: int) -> list[dict]:
     """One row per metric for a pair of bases (value, k_a, k_b, n_tokens, baseline). A
     metric that cannot be computed (an unusable representation, CCA with too few tokens for
@@ -269,11 +304,11 @@ def compare(ba: sim.Basis | Unusable, bb: sim.Basis | Unusable, specs: Sequence[
         reason = next((b.reason for b in (ba, bb) if isinstance(b, Unusable)), None)
         if reason is None:
             try:
-                res = sim.pairwise([ba], [bb], spec.base, return_results=True,
-                                   **spec.kwargs)[0, 0]
+                pa, pb = ba.prepared(spec), bb.prepared(spec)
+                res = sim.compare_prepared(pa, pb)
                 if not np.isfinite(res.value):  # e.g. a representation without variance
-                    reason = getattr(res, "reason", None) or "not finite"
-            except ValueError as err:
+                    reason = res.reason or "not finite"
+            except ValueError as err:  # e.g. CCA with too few tokens for its dims
                 reason = str(err)
         if reason is not None:
             rows.append(dict(metric=spec.name, value=np.nan, k_a=np.nan, k_b=np.nan,
@@ -282,14 +317,15 @@ def compare(ba: sim.Basis | Unusable, bb: sim.Basis | Unusable, specs: Sequence[
             continue
         base_mean = base_std = np.nan
         if shuffles > 0:
-            bl = sim.shuffled_baseline(ba, bb, spec.base, n_shuffles=shuffles, seed=seed,
-                                       **spec.kwargs)
-            base_mean, base_std = bl.mean, bl.std
+            null = sim.permuted_values(pa, pb, shuffles, seed)
+            base_mean, base_std = float(null.mean()), float(null.std(ddof=1)) if shuffles > 1 \
+                else 0.0
         rows.append(dict(metric=spec.name, value=float(res.value), k_a=int(res.k_a),
                          k_b=int(res.k_b), n_tokens=int(res.n_tokens),
                          variance_rule=spec.variance_rule, baseline=base_mean,
-                         baseline_std=base_std, rtol_a=getattr(res, "rtol_a", np.nan),
-                         rtol_b=getattr(res, "rtol_b", np.nan), na_reason=None))
+                         baseline_std=base_std, rtol_a=res.rtol_a, rtol_b=res.rtol_b,
+                         metric_kind=res.kind, n_rows_used=res.n_rows_used,
+                         na_reason=None))
     return rows
 
 
@@ -343,6 +379,7 @@ def over_training(p: Probe, settings: Settings, taggers: Mapping[str, Probe] | N
     specs = metric_specs(settings)
     matrix_specs = metric_specs(settings, settings.matrix_metrics)
     conv, vs_tagger, matrix, kdim = [], [], [], []
+    nulls: dict = {}  # shuffled-pairing similarities at the first checkpoint (C3's null)
     final = p.final
     picked = fraction_steps(p.steps, settings.fractions)
     for side, layers in p.layers.items():
@@ -351,7 +388,9 @@ def over_training(p: Probe, settings: Settings, taggers: Mapping[str, Probe] | N
                   for layer in layers]
         tagger_bases = {}
         for tagger, t in (taggers or {}).items():
-            if side not in t.tokens or not same_tokens(p.tokens[side], t.tokens[side]):
+            if side not in t.tokens:  # the tagger reads other sides (NMT vs word streams)
+                continue
+            if not same_tokens(p.tokens[side], t.tokens[side]):
                 log.warning("%s/%s: tagger %s has other tokens; not compared", p.run.name,
                             p.name, tagger)
                 continue
@@ -376,21 +415,26 @@ def over_training(p: Probe, settings: Settings, taggers: Mapping[str, Probe] | N
                 for tagger, (t, tb) in tagger_bases.items():
                     t_layer, t_basis = tb[layer]
                     shared = t.run.seed_offset == p.run.seed_offset and t.run.family == p.run.family
-                    for row in compare(b, t_basis, specs, shuffles, seed):
+                    rows = compare(b, t_basis, specs, shuffles, seed)
+                    if step in (p.steps[0], final):
+                        _delta_null(rows, specs, b, t_basis, step == final, nulls,
+                                    (layer, tagger), settings, stable_seed(
+                                        settings.seed, p.run.name, p.name, layer, tagger))
+                    for row in rows:
                         vs_tagger.append({**base, "analysis": "tagger", "model_b": tagger,
                                           "step_b": t.final, "tag_family": t.run.tags or tagger,
                                           "shared_init": shared,
                                           "layer_b": t_layer,
                                           "depth_b": t.layers[side].index(t_layer), **row})
-                usable = isinstance(b, sim.Basis)
+                s = b.basis.s if isinstance(b, Rep) else None
                 kdim.append(_base_row(
                     p.run, p.name, side, layer=layer, depth=depth, step=step,
                     fraction=step / final, dim=b.n_dims, n_tokens=b.n_tokens,
-                    rank=b.rank if usable else np.nan,
-                    k=sim.n_keep(b.s, settings.variance, settings.variance_rule)
-                    if usable else np.nan,
-                    k_s2=sim.n_keep(b.s, settings.variance, "s2") if usable else np.nan,
-                    k_s=sim.n_keep(b.s, settings.variance, "s") if usable else np.nan,
+                    rank=b.basis.rank if s is not None else np.nan,
+                    k=sim.n_keep(s, settings.variance, settings.variance_rule)
+                    if s is not None else np.nan,
+                    k_s2=sim.n_keep(s, settings.variance, "s2") if s is not None else np.nan,
+                    k_s=sim.n_keep(s, settings.variance, "s") if s is not None else np.nan,
                     variance=settings.variance, variance_rule=settings.variance_rule))
             for frac in [f for f, st in picked.items() if st == step]:
                 matrix += _matrix_rows(p, side, layers, bases, finals, step, frac,
@@ -399,8 +443,33 @@ def over_training(p: Probe, settings: Settings, taggers: Mapping[str, Probe] | N
             "layer_matrix": _frame(matrix), "intrinsic_dim": pd.DataFrame(kdim)}
 
 
-def _matrix_rows(p: Probe, side: str, layers: list[str], bases: list[sim.Basis],
-                 finals: list[sim.Basis], step: int, frac: float,
+def _delta_null(rows: list[dict], specs: Sequence[MetricSpec], b: Rep | Unusable,
+                t: Rep | Unusable, last: bool, nulls: dict, key: tuple, settings: Settings,
+                seed: int) -> None:
+    """C3's permutation null: the similarity to the tagger with the tokens re-paired, at the
+    first and the last checkpoint with the same permutations, so each permutation gives a
+    change over training under no token correspondence. On the last checkpoint's rows,
+    ``p_increase``/``p_decrease`` are the one-sided p of the observed change."""
+    n = settings.claims.n_permutations
+    if not n or not (isinstance(b, Rep) and isinstance(t, Rep)):
+        return
+    for spec, row in zip(specs, rows, strict=True):
+        if row["na_reason"] is not None:
+            continue
+        null = sim.permuted_values(b.prepared(spec), t.prepared(spec), n, seed)
+        if not last:
+            nulls[(*key, spec.name)] = (row["value"], null)
+            continue
+        if (*key, spec.name) not in nulls:
+            continue
+        first_value, first_null = nulls[(*key, spec.name)]
+        delta, delta_null = row["value"] - first_value, null - first_null
+        row["p_increase"] = float((1 + np.sum(delta_null >= delta)) / (n + 1))
+        row["p_decrease"] = float((1 + np.sum(delta_null <= delta)) / (n + 1))
+
+
+def _matrix_rows(p: Probe, side: str, layers: list[str], bases: list[Rep | Unusable],
+                 finals: list[Rep | Unusable], step: int, frac: float,
                  specs: Sequence[MetricSpec]) -> list[dict]:
     """Rows of one F1 pane: every layer at ``step`` vs every final layer, per metric."""
     rows = []
@@ -601,7 +670,8 @@ def concentration_tables(p: Probe, settings: Settings) -> tuple[pd.DataFrame, pd
                             c, np.asarray(groups)[finite], freq[finite],
                             n_bins=settings.concentration.freq_bins,
                             order=("function", "content"), n_boot=settings.concentration.n_boot,
-                            seed=seed, ci=settings.concentration.ci)
+                            seed=seed, ci=settings.concentration.ci,
+                            n_perm=settings.claims.n_permutations)
                     except ValueError as err:
                         fc.append({**base, "difference": np.nan, "na_reason": str(err),
                                    "freq_bins": settings.concentration.freq_bins})
@@ -610,7 +680,7 @@ def concentration_tables(p: Probe, settings: Settings) -> tuple[pd.DataFrame, pd
                                "ci_high": fm.ci_high, "n_function": int(fm.bins.n_a.sum()),
                                "n_content": int(fm.bins.n_b.sum()), "n_bins": len(fm.bins),
                                "freq_bins": settings.concentration.freq_bins,
-                               "na_reason": None})
+                               "p_value": fm.p_value, "na_reason": None})
     per_t, fc_t = pd.DataFrame(per), pd.DataFrame(fc)
     for t in (per_t, fc_t):
         if not t.empty:
@@ -654,6 +724,81 @@ def token_count_sanity(settings: Settings, p: Probe | None = None) -> pd.DataFra
                                          seed=p.run.seed, probe=p.name, layer=layer,
                                          dim=ba.n_dims, **row))
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------- S4
+
+# metrics whose definition makes them invariant to an orthogonal map with isotropic scaling
+ROTATION_INVARIANT = ("svcca", "cca", "cka", "cka_debiased", "procrustes",
+                      "procrustes_angular", "mutual_knn")
+
+
+def sensitivity(p: Probe, settings: Settings) -> pd.DataFrame:
+    """S4 on every final layer of a store: the metric between the layer and itself with its
+    top-j principal components removed (``pcs``; must fall monotonically in j), and between
+    the layer and a random rotation of it scaled by ``scale`` (the metrics that claim the
+    invariance must stay at their self-similarity within ``tolerance``)."""
+    cfg, specs, rows = settings.sensitivity, metric_specs(settings), []
+    for side, layers in p.layers.items():
+        idx = p.sample(side, settings)
+        for depth, layer in enumerate(layers):
+            x = p.array(p.final, layer, idx).astype(np.float64)
+            ref = full_basis(x, p.where(p.final, layer))
+            if not isinstance(ref, Rep):
+                continue
+            xc = x - x.mean(0)
+            u, s, vt = np.linalg.svd(xc, full_matrices=False)
+            base = _base_row(p.run, p.name, side, analysis="sensitivity", layer=layer,
+                             depth=depth, step=p.final, dim=x.shape[1])
+            for j in [j for j in cfg.pcs if j < ref.basis.rank]:
+                removed = xc - (u[:, :j] * s[:j]) @ vt[:j]
+                for row in compare(ref, full_basis(removed), specs, 0, 0):
+                    rows.append({**base, "test": "pcs_removed", "j": j, **row})
+            rng = np.random.default_rng(stable_seed(settings.seed, p.run.name, layer, "S4"))
+            q, _ = np.linalg.qr(rng.standard_normal((x.shape[1], x.shape[1])))
+            moved = full_basis(cfg.scale * x @ q)
+            same = {r["metric"]: r["value"] for r in compare(ref, ref, specs, 0, 0)}
+            for row in compare(ref, moved, specs, 0, 0):
+                rows.append({**base, "test": "rotation_scaling", "j": 0, **row,
+                             "reference": same.get(row["metric"], np.nan)})
+    return pd.DataFrame(rows)
+
+
+def sensitivity_verdicts(table: pd.DataFrame, settings: Settings,
+                         seeds: pd.DataFrame | None = None,
+                         convergence: pd.DataFrame | None = None) -> pd.DataFrame:
+    """PASS/FAIL per metric and S4 test: monotone decrease with the components removed (every
+    layer), unchanged under rotation and scaling (where the metric claims invariance), and,
+    with several seeds, final-vs-final across seeds above initial-vs-final (every layer)."""
+    out = []
+    tol = settings.sensitivity.tolerance
+    if len(table):
+        for metric, g in table[table.test == "pcs_removed"].groupby("metric"):
+            ok = [bool(np.all(np.diff(lg.sort_values("j").value.to_numpy()) <= tol))
+                  for _, lg in g.groupby(["model", "probe", "side", "layer"])]
+            out.append(dict(test="pcs_removed", metric=metric, layers=len(ok),
+                            passing=int(sum(ok)), verdict="PASS" if all(ok) else "FAIL"))
+        for metric, g in table[table.test == "rotation_scaling"].groupby("metric"):
+            expected = ("svcca" if metric.startswith("svcca") else metric) in ROTATION_INVARIANT
+            ok = (g.value - g.reference).abs() <= tol
+            out.append(dict(test="rotation_scaling", metric=metric, layers=len(g),
+                            passing=int(ok.sum()),
+                            verdict=("PASS" if ok.all() else "FAIL") if expected
+                            else "not invariant by definition"))
+    if seeds is not None and len(seeds) and convergence is not None and len(convergence):
+        init = convergence[convergence.step_a == convergence.groupby(
+            ["model", "probe", "layer_a"]).step_a.transform("min")]
+        init = init.groupby(["model", "probe", "layer_a", "metric"]).value.mean()
+        final = seeds[seeds.checkpoint == "final"].groupby(
+            ["model", "probe", "layer", "metric"]).value.mean()
+        final.index = final.index.set_names(init.index.names)
+        both = pd.concat([final.rename("seed_vs_seed"), init.rename("init_vs_final")],
+                         axis=1).dropna()
+        for metric, g in both.groupby(level="metric"):
+            ok = g.seed_vs_seed > g.init_vs_final
+            out.append(dict(test="seeds_above_init", metric=metric, layers=len(g),
+                            passing=int(ok.sum()), verdict="PASS" if ok.all() else "FAIL"))
+    return pd.DataFrame(out, columns=["test", "metric", "layers", "passing", "verdict"])
 
 
 # ---------------------------------------------------------------------------- S2
@@ -738,6 +883,7 @@ def analyze_store(p: Probe, settings: Settings, fams: Mapping[str, Probe]
     tables = over_training(p, settings, fams)
     tables["per_tag"] = per_tag(p, settings)
     tables["family"] = family_pooled(tables["per_tag"])
+    tables["sensitivity"] = sensitivity(p, settings)
     tables["concentration"], tables["function_content"] = concentration_tables(p, settings)
     log.info("analyzed %s/%s (%d checkpoints)", p.run.name, p.name, len(p.steps))
     return tables

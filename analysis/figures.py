@@ -33,8 +33,12 @@ log = logging.getLogger(__name__)
 TAG_ORDER = ["NOUN", "VERB", "ADJ", "ADV", "PRON", "DET", "ADP", "CONJ", "PRT", "NUM", ".", "X",
              "</s>"]
 FAMILY_COLOURS = {"all": "#222222", "pos": "#1f77b4", "semtag": "#2ca02c", "topic": "#d62728"}
-METRIC_ORDER = ["svcca", "svcca_k20", "svcca_k50", "pwcca", "cka"]  # others follow, sorted
-BASE_LABELS = {"svcca": "SVCCA", "pwcca": "PWCCA", "cka": "linear CKA"}
+METRIC_ORDER = ["svcca", "svcca_k20", "svcca_k50", "pwcca", "cka", "cka_debiased",
+                "procrustes", "mutual_knn", "rsa"]  # others follow, sorted
+BASE_LABELS = {"svcca": "SVCCA", "pwcca": "PWCCA", "cka": "linear CKA",
+               "cka_debiased": "debiased CKA", "procrustes": "Procrustes",
+               "procrustes_angular": "Procrustes angle (distance)", "mutual_knn": "mutual k-NN",
+               "rsa": "RSA (Spearman)"}
 SIDE_LABELS = {"lm": "", "source": "encoder", "target": "decoder"}
 DEPTH_COLOURS = [matplotlib.colors.to_hex(c) for c in plt.cm.viridis(np.linspace(0, 0.88, 6))]
 _TAG_COLOURS = dict(zip(TAG_ORDER, sns.color_palette("tab20", len(TAG_ORDER)).as_hex(),
@@ -704,10 +708,50 @@ def fig_cka_vs_svcca(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> It
     yield Figure("s3_cka_vs_svcca", _finish(fig, "S3 CKA vs CCA-family", axes), caption)
 
 
+def fig_sensitivity(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[Figure]:
+    """S4: each final layer against itself with its top-j principal components removed."""
+    t = tables.get("sensitivity", pd.DataFrame())
+    if t.empty:
+        return
+    t = t[t.test == "pcs_removed"]
+    summary = tables.get("sensitivity_summary", pd.DataFrame())
+    verdicts = {} if summary.empty else {
+        (r.test, r.metric): r.verdict for r in summary.itertuples()}
+    metrics = _present(t, None)
+    fig, axes = _grid(1, len(metrics), legend=True)
+    models = sorted(t.model.unique())
+    colours = dict(zip(models, sns.color_palette("tab10", len(models)).as_hex(), strict=False))
+    for j, metric in enumerate(metrics):
+        ax = axes[0, j]
+        d = t[t.metric == metric]
+        labelled = set()
+        for (model, _, _, _), g in d.groupby(["model", "probe", "side", "layer"]):
+            g = g.sort_values("j")
+            ax.plot(g.j, g.value, color=colours[model], lw=0.8, alpha=0.7,
+                    label=None if model in labelled else model)
+            labelled.add(model)
+        ax.set_xlabel("top principal components removed")
+        monotone = verdicts.get(("pcs_removed", metric), "?")
+        rotation = verdicts.get(("rotation_scaling", metric), "?")
+        _title(ax, f"{metric_label(metric)}\nmonotone: {monotone}; rotation: {rotation}",
+               fontsize="xx-small")
+        ax.set_ylabel("similarity to the intact layer" if j == 0 else "")
+    _legend(fig, axes[0, -1])
+    caption = ("S4 (Ding et al. 2021). Each final layer against itself with its top-j "
+               "principal components removed from one side, one line per layer; a metric that "
+               "is sensitive to what carries the variance falls monotonically in j (verdict in "
+               "each title, with whether a random rotation plus isotropic scaling left the "
+               "metrics that claim that invariance unchanged). The table 'sensitivity_summary' "
+               "adds, with several seeds, whether final-vs-final across seeds exceeds "
+               "initial-vs-final.")
+    yield Figure("s4_sensitivity", _finish(fig, "S4 sensitivity and specificity", axes,
+                                           inner_y=False), caption)
+
+
 FIGURES: list[Callable[[Mapping[str, pd.DataFrame], PlotSettings], Iterator[Figure]]] = [
     fig_layer_matrix, fig_convergence, fig_family, fig_tagger, fig_per_tag,
     fig_concentration, fig_function_content, fig_nmt_stages, fig_sanity_tokens, fig_seeds,
-    fig_cka_vs_svcca,
+    fig_cka_vs_svcca, fig_sensitivity,
 ]
 
 

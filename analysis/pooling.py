@@ -31,12 +31,14 @@ VALUES: dict[str, tuple[list[str], list[str]]] = {
     "sanity_tokens": (["value", "baseline", "k_a", "k_b"], ["baseline_std"]),
     "checkpoints": (["train_loss", "valid_loss", "valid_ppl", "tokens_seen", "epoch", "epochs"],
                     []),
+    "sensitivity": (["value", "reference", "k_a", "k_b"], []),
     "models": (["final_valid_ppl", "test_ppl", "test_accuracy", "majority_baseline",
                 "test_bleu", "epochs", "plateau_gain", "test_bleu_earlier", "test_bleu_rise"],
                ["majority_tag", "learned", "not_learned_because"]),
 }
 FIRST_SEED = ("sizes", "settings")    # the same for every seed: taken from the first
-CLAIM_TABLES = ("claims", "claims_summary", "answer")  # evaluated again on the pooled tables
+# evaluated again on the pooled tables
+CLAIM_TABLES = ("claims", "claims_summary", "answer", "sensitivity_summary")
 
 
 def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
@@ -107,7 +109,7 @@ def aggregate(runs: Sequence[Mapping[str, pd.DataFrame]], cs: Claims, level: flo
     per_seed = pd.concat([t["claims"] for t in runs if "claims" in t], ignore_index=True)
     if len(per_seed):
         out["claims_over_seeds"] = pool_claims(per_seed, level)
-        out["answer"] = claims.answer(per_seed, cs.support, level)
+        out["answer"] = claims.answer(per_seed, cs, level)
     out["claims"] = claims.evaluate(out, cs)  # on the mean curves
     out["claims_summary"] = claims.summarize(out["claims"])
     return out

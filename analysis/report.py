@@ -105,11 +105,18 @@ def answer_blocks(tables: Mapping[str, pd.DataFrame], figures: Sequence[Mapping]
               "contradicts it at the mirror share, else is mixed; a claim **holds** when every "
               "metric supports it, **does not hold** when every one contradicts it, and is "
               "**mixed** otherwise (thresholds fixed in the config before any result)."),
-        ("table", overall[["claim", "statement", "verdict", "metrics_holding", "evaluated",
-                           "figures"]]),
+        ("table", overall[[c for c in ("claim", "statement", "verdict", "metrics_holding",
+                                       "robust", "metrics_significant", "evaluated", "figures")
+                           if c in overall]]),
+        ("p", "**robust**: the claim holds under at least the configured share of the metrics "
+              "counting only passes with a permutation p below alpha (C1: every ordering of "
+              "the layers, so 2 layers cannot reach p < 0.5; C2: tags reassigned between the "
+              "families; C3: tokens re-paired with the tagger's; C4: labels permuted within "
+              "frequency bins)."),
         ("h3", "Per metric: the share of evaluations that pass and the effect"),
-        ("table", per_metric[["claim", "metric", "verdict", "pass_share", "evaluated",
-                              "statistic", "effect", "interval"]]),
+        ("table", per_metric[[c for c in ("claim", "metric", "verdict", "pass_share",
+                                          "significant_share", "evaluated", "statistic",
+                                          "effect", "interval") if c in per_metric]]),
     ]
     if len(models) and "learned" in models:
         not_learned = models[~models.learned.astype(bool)]
@@ -143,6 +150,16 @@ def _sections(tables: Mapping[str, pd.DataFrame], notes: Sequence[str]):
         ("h3", "Every unit"),
         ("table", claims.drop(columns=[c for c in ("seed",) if c in claims])),
     ]
+    s4 = tables.get("sensitivity_summary", pd.DataFrame())
+    if len(s4):
+        yield "S4: sensitivity and specificity of the metrics", [
+            ("p", "Per metric and test: `pcs_removed`, similarity falls monotonically as the "
+                  "top principal components of one side are removed (every final layer); "
+                  "`rotation_scaling`, a random rotation with isotropic scaling leaves it "
+                  "unchanged (for the metrics invariant to it by definition); "
+                  "`seeds_above_init` (several seeds), final-vs-final across seeds exceeds "
+                  "initial-vs-final."),
+            ("table", s4)]
     na = not_computed(tables)
     if len(na):
         yield "Not computed", [

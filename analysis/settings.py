@@ -31,7 +31,7 @@ class PerTag:
     min_n: int = setting(100, ge=2)
     min_tags: int = setting(4, ge=1)
     freq_bins: int = setting(3, ge=1)      # frequency-matched variant: equal counts per bin
-    metrics: list[str] = _list("svcca_k", "cka")
+    metrics: list[str] = _list("svcca_k", "cka", "cka_debiased", "procrustes")
 
 
 @dataclass
@@ -49,6 +49,17 @@ class Sanity:
     dims: int = setting(200, ge=1)
     token_counts: list[int] = _list(250, 500, 1000, 2000, 5000, ge=2)
     model: str | None = None              # init-vs-final curve of this model (None: the first)
+
+
+@dataclass
+class Sensitivity:
+    """S4 (Ding et al. 2021) on the final layers: removing the top-j principal components of
+    one side must lower a metric monotonically in j; a random rotation with isotropic scaling
+    must leave the metrics that claim that invariance unchanged (within ``tolerance``)."""
+
+    pcs: list[int] = _list(0, 1, 2, 4, 8, 16, ge=0)
+    scale: float = setting(3.0, gt=0)
+    tolerance: float = setting(1e-6, gt=0)
 
 
 @dataclass
@@ -81,6 +92,11 @@ class Claims:
     # a metric supports a claim when this share of its (unit, seed) evaluations pass, and
     # contradicts it at 1 - support or less; the claim holds when every metric supports it
     support: float = setting(0.75, gt=0.5, le=1)
+    # permutations behind each claim's p-value; a claim is robust when at least robust_share
+    # of the metrics that evaluated it support it with every counted pass at p < alpha
+    n_permutations: int = setting(200, ge=0)
+    alpha: float = setting(0.05, gt=0, lt=1)
+    robust_share: float = setting(0.667, gt=0, le=1)
 
 
 @dataclass
@@ -100,8 +116,11 @@ class AnalysisSettings:
     variance: float = setting(0.99, gt=0, le=1)
     variance_rule: str = setting("s2", choices=("s2", "s"))
     fixed_k: list[int] = _list(20, 50, ge=1)
-    metrics: list[str] = _list("svcca", "svcca_k", "pwcca", "cka")
+    metrics: list[str] = _list("svcca", "svcca_k", "pwcca", "cka", "cka_debiased", "procrustes",
+                               "rsa")
     matrix_metrics: list[str] = _list("svcca", "svcca_k", "cka")
+    knn_k: int = setting(10, ge=1)            # mutual_knn: neighbours per token
+    rsa_max_rows: int = setting(1000, ge=3)   # rsa: a seeded subsample of this many tokens
     max_tokens: int | None = setting(5000, ge=2)  # per (probe, side); None: every token
     baseline_shuffles: int = setting(2, ge=0)
     fractions: list[float] = _list(0.0, 0.35, 0.75, 1.0, ge=0, le=1)
@@ -114,6 +133,7 @@ class AnalysisSettings:
     content_tags: list[str] = _list("NOUN", "VERB", "ADJ", "ADV")
     concentration: Concentration = field(default_factory=Concentration)
     sanity: Sanity = field(default_factory=Sanity)
+    sensitivity: Sensitivity = field(default_factory=Sensitivity)
     claims: Claims = field(default_factory=Claims)
     learned: Learned = field(default_factory=Learned)
     # seeds the token subsample, shuffles and bootstrap; fixed, so that models trained with
@@ -127,9 +147,9 @@ class PlotSettings:
 
     formats: list[str] = _list("png", choices=("png", "pdf", "svg"))
     dpi: int = setting(110, ge=10)
-    metrics: list[str] = _list("svcca", "svcca_k20", "cka")  # panels of F2/F4/S1
+    metrics: list[str] = _list("svcca", "svcca_k20", "cka", "procrustes", "rsa")  # F2/F4/S1
     matrix_metrics: list[str] = _list("svcca", "cka")          # F1 rows
-    per_tag_metrics: list[str] = _list("svcca_k20", "cka")     # F3 rows; F5 shows the first
+    per_tag_metrics: list[str] = _list("svcca_k20", "cka", "cka_debiased")  # F3; F5: first
     primary_metric: str = "svcca"                              # F7
     min_tag_tokens: int = setting(20, ge=1)                     # F6: rarer tags not drawn
     workers: int = setting(2, ge=1)       # figure groups drawn in parallel processes
@@ -151,7 +171,8 @@ def flat(settings) -> dict[str, str]:
     return out
 
 
-NESTED = {"per_tag", "concentration", "sanity", "claims", "c1", "c3", "c4", "learned"}
+NESTED = {"per_tag", "concentration", "sanity", "claims", "c1", "c3", "c4", "learned",
+          "sensitivity"}
 
 __all__ = ["AnalysisSettings", "C1", "C3", "C4", "Claims", "Concentration", "Learned",
-           "PerTag", "PlotSettings", "Sanity", "flat"]
+           "PerTag", "PlotSettings", "Sanity", "Sensitivity", "flat"]

@@ -1674,6 +1674,52 @@ def _undefined_result(measure: Measure, ca, cb) -> SimilarityResult:
     )
 
 
+# --------------------------------------------------------------------------- reused caches
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """One representation's cache for one metric and its options, built once and reused for
+    every pair it takes part in (what :func:`pairwise` does inside one call, across calls)."""
+
+    metric: str
+    measure: Measure
+    opts: dict
+    cache: object
+
+    @property
+    def n_tokens(self) -> int:
+        return self.cache.n_tokens
+
+
+def prepare(x: Array | Basis, metric: str = "svcca", name: str = "x", **kw) -> Prepared:
+    """The metric's cache of ``x`` (a basis, neighbour lists, a ranked RDM); a representation
+    the metric is undefined for gives a cache that compares to NaN with the reason."""
+    measure, opts = _resolve(metric, kw)
+    return Prepared(metric, measure, opts, _cache(measure, x, opts, name))
+
+
+def compare_prepared(a: Prepared, b: Prepared) -> SimilarityResult:
+    """The metric between two prepared representations (the same numbers as :func:`pairwise`)."""
+    if a.measure is not b.measure or a.opts != b.opts:
+        raise ValueError(f"prepared for different metrics or options: {a.metric} vs {b.metric}")
+    if a.n_tokens != b.n_tokens:
+        raise ValueError(f"a has {a.n_tokens} tokens and b has {b.n_tokens}")
+    if isinstance(a.cache, _Dead) or isinstance(b.cache, _Dead):
+        return _undefined_result(a.measure, a.cache, b.cache)
+    return a.measure.compare(a.cache, b.cache, a.opts, None)
+
+
+def permuted_values(a: Prepared, b: Prepared, n: int, seed: int) -> np.ndarray:
+    """The metric after ``n`` random re-pairings of b's tokens (each permutes b's cache only:
+    the rows of its basis, its neighbour labels, its RDM); NaN where it is undefined."""
+    if isinstance(a.cache, _Dead) or isinstance(b.cache, _Dead):
+        return np.full(n, np.nan)
+    rng = np.random.default_rng(seed)
+    return np.array([a.measure.compare(a.cache, b.cache.permuted(rng.permutation(
+        b.cache.n_perm)), a.opts, None).value for _ in range(n)])
+
+
 # --------------------------------------------------------------------------- chance level
 
 
@@ -1931,6 +1977,10 @@ class GramAccumulator:
 
 
 __all__ = [
+    "Prepared",
+    "compare_prepared",
+    "permuted_values",
+    "prepare",
     "Baseline",
     "Basis",
     "DEFAULT_RTOL",

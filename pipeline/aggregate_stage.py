@@ -44,6 +44,9 @@ def run_aggregate(cfg: DictConfig, out: Path, inputs: dict) -> dict:
     settings = typed(cfg.analysis, AnalysisSettings)
     pooled = pooling.aggregate(runs, settings.claims, level)
     pooled["seeds"] = seed_table(seeds, settings)
+    pooled["sensitivity_summary"] = dynamics.sensitivity_verdicts(
+        pooled.get("sensitivity", pd.DataFrame()), settings, pooled["seeds"],
+        pooled.get("convergence"))
     rows = write_tables(Path(out) / "tables", pooled)
     ps = typed(cfg.plot, PlotSettings)
     render(pooled, Path(out), ps,

@@ -63,7 +63,9 @@ def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
                     row.metric, row.example)
     tables["claims"] = claims.evaluate(tables, settings.claims)
     tables["claims_summary"] = claims.summarize(tables["claims"])
-    tables["answer"] = claims.answer(tables["claims"], settings.claims.support)
+    tables["answer"] = claims.answer(tables["claims"], settings.claims)
+    tables["sensitivity_summary"] = dynamics.sensitivity_verdicts(
+        tables.get("sensitivity", pd.DataFrame()), settings)
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         log.info("claims:\n%s", tables["claims_summary"].drop(columns="statement")
                  .to_string(index=False))

@@ -228,7 +228,7 @@ def plotted() -> tuple[Path, dict, dict[str, pd.DataFrame]]:
     root = _scratch("plotted")
     tables = dict(study_tables())
     tables["claims"] = claims.evaluate(tables, small_settings().claims)
-    tables["answer"] = claims.answer(tables["claims"], small_settings().claims.support)
+    tables["answer"] = claims.answer(tables["claims"], small_settings().claims)
     tables["claims_summary"] = claims.summarize(tables["claims"])
     write_tables(root / "analyze" / "tables", tables)
     plot_cfg = OmegaConf.load(REPO_CONF / "plot" / "default.yaml")

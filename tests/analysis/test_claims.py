@@ -8,7 +8,8 @@ from synthstudy import reversed_tables, study_tables
 from analysis import claims
 
 CS = claims.ClaimSettings()
-SIM_METRICS = {"svcca", "svcca_k20", "svcca_k50", "pwcca", "cka"}
+SIM_METRICS = {"svcca", "svcca_k20", "svcca_k50", "pwcca", "cka", "cka_debiased", "procrustes",
+               "rsa"}
 
 
 def test_c1_passes_when_lower_layers_converge_first():
@@ -98,3 +99,27 @@ def test_claim_settings_are_read_from_the_analysis_config():
     cs = typed(cfg, AnalysisSettings).claims
     assert cs.convergence_threshold == 0.8 and cs.c1.min_rho == 0.3
     assert cs.c4.sides == ["lm", "target"] and cs.c3.margin == claims.ClaimSettings().c3.margin
+
+
+def test_c1_p_value_is_exact_over_layer_orderings():
+    assert claims.spearman_p([0, 1, 2], [1.0, 2.0, 3.0], 1.0) == pytest.approx(1 / 6)
+    assert claims.spearman_p([0, 1], [1.0, 5.0], 1.0) == 0.5  # 2 layers cannot be significant
+    assert np.isnan(claims.spearman_p([0, 1], [1.0, 1.0], np.nan))
+
+
+def test_p_values_are_small_where_the_study_builds_the_effect_and_large_where_it_reverses():
+    good = claims.evaluate(study_tables(), CS)
+    bad = claims.evaluate(reversed_tables(), CS)
+    for claim in ("C3", "C4"):
+        g, b = good[good.claim == claim], bad[bad.claim == claim]
+        assert g.p_value.notna().all() and b.p_value.notna().all(), claim
+        assert (g.p_value < 0.05).mean() > 0.5 and (b.p_value > 0.5).mean() > 0.5, claim
+    c2 = good[(good.claim == "C2") & good.verdict.isin(["PASS", "FAIL"])]
+    assert c2.p_value.between(0, 1).all() and len(c2)
+
+
+def test_robust_claims_need_significant_passes():
+    answer = claims.answer(claims.evaluate(study_tables(), CS), CS)
+    overall = answer[answer.metric == "all"].set_index("claim")
+    assert overall.loc["C3", "robust"] and overall.loc["C3", "verdict"] == "holds"
+    assert not overall.loc["C1", "robust"]  # 3 layers: the best exact p is 1/6

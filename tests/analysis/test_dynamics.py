@@ -26,11 +26,15 @@ def test_similarity_tables_are_tidy():
         assert list(t.columns[: len(dynamics.SIM_COLUMNS)]) == dynamics.SIM_COLUMNS, name
         assert len(t) > 0, name
         assert (t.analysis == name).all()
-        assert t.value.between(-1e-9, 1 + 1e-9).all(), name
+        signed = t.metric.isin(["cka_debiased", "rsa"])  # unbiased / rank correlations
+        assert t.value[~signed].between(-1e-9, 1 + 1e-9).all(), name
+        assert t.value[signed].between(-1 - 1e-9, 1 + 1e-9).all(), name
         assert (t.k_a <= DIM).all() and (t.k_b <= DIM).all(), name
     conv = study_tables()["convergence"]
-    assert set(conv.metric) == {"svcca", "svcca_k20", "svcca_k50", "pwcca", "cka"}
-    assert set(conv.variance_rule) == {"s2:0.99", "k=20", "k=50", "rank", "full"}
+    assert set(conv.metric) == {"svcca", "svcca_k20", "svcca_k50", "pwcca", "cka", "cka_debiased",
+                                "procrustes", "rsa"}
+    assert set(conv.variance_rule) == {"s2:0.99", "k=20", "k=50", "rank", "full", "rows<=1000"}
+    assert (conv.rtol_a.dropna() > 0).all() and set(conv.metric_kind) == {"similarity"}
     # fixed k is capped at the layer width, and recorded
     assert (conv[conv.metric == "svcca_k50"].k_a == DIM).all()
 
@@ -178,7 +182,7 @@ def test_intrinsic_dimension_of_low_rank_layer():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((300, 3)) @ rng.standard_normal((3, 10))
     b = dynamics.full_basis(x)
-    assert b.rank == 3
+    assert b.basis.rank == 3
 
 
 def test_token_count_sanity_falls_with_tokens():
@@ -279,3 +283,15 @@ def test_a_representation_with_nan_gives_na_rows_with_the_reason(tmp_path):
     counted = report.not_computed({"convergence": conv})
     assert set(counted.metric) == set(conv.metric) and (counted.rows == 1).all()
     assert len(claims.evaluate({"convergence": conv}, small_settings().claims)) > 0
+
+
+def test_s4_sensitivity_and_specificity_on_the_final_layers():
+    t = study_tables()["sensitivity"]
+    assert {"pcs_removed", "rotation_scaling"} == set(t.test)
+    summary = dynamics.sensitivity_verdicts(t, small_settings()).set_index(["test", "metric"])
+    for metric in ("svcca", "cka", "procrustes"):
+        assert summary.loc[("rotation_scaling", metric), "verdict"] == "PASS"
+        assert summary.loc[("pcs_removed", metric), "verdict"] == "PASS"
+    assert summary.loc[("rotation_scaling", "rsa"), "verdict"] == "not invariant by definition"
+    removed = t[(t.test == "pcs_removed") & (t.metric == "cka")]
+    assert (removed[removed.j == 0].value > 1 - 1e-9).all()  # nothing removed: itself

@@ -498,3 +498,20 @@ def test_blas_routing_matches_numpy(monkeypatch):
     g = sim._syrk(torch.from_numpy(x).T, torch.from_numpy(x))
     np.testing.assert_allclose(g.numpy(), x.T @ x, rtol=1e-13, atol=1e-9)
     assert torch.equal(g, g.T)
+
+
+def test_prepared_caches_give_the_numbers_of_pairwise_and_its_baselines():
+    """prepare()/compare_prepared() reuse one cache across calls: same values as pairwise,
+    and permuted_values are shuffled_baseline's shuffles."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((300, 12))
+    y = x @ rng.standard_normal((12, 12)) + 0.5 * rng.standard_normal((300, 12))
+    for metric, kw in (("svcca", {}), ("cka", {}), ("procrustes", {}), ("mutual_knn", {"k": 5}),
+                       ("rsa", {"max_rows": 100})):
+        pa, pb = sim.prepare(x, metric, **kw), sim.prepare(y, metric, **kw)
+        value = sim.compare_prepared(pa, pb).value
+        np.testing.assert_allclose(value, sim.pairwise([x], [y], metric, **kw)[0, 0],
+                                   rtol=0, atol=1e-12)
+        shuffled = sim.permuted_values(pa, pb, 5, seed=3)
+        np.testing.assert_allclose(shuffled, sim.shuffled_baseline(
+            x, y, metric, n_shuffles=5, seed=3, **kw).values, rtol=0, atol=1e-12)
