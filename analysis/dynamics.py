@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm import tqdm
 
 from analysis import repstore
@@ -285,11 +286,13 @@ class Rep:
         return self._prepared[key]
 
 
-def full_basis(x: np.ndarray, where: str = "") -> Rep | Unusable:
-    """One representation with its full-rank basis, reused by every metric (any truncation);
-    an input the library refuses gives an Unusable with the reason and ``where`` it was."""
+def full_basis(x: np.ndarray, where: str = "", device: str = "cpu") -> Rep | Unusable:
+    """One representation with its full-rank basis on ``device``, reused by every metric (any
+    truncation); an input the library refuses gives an Unusable with the reason and ``where``
+    it was."""
     try:
-        return Rep(sim.basis(x), where)
+        t = x if device == "cpu" else torch.from_numpy(np.ascontiguousarray(x)).to(device)
+        return Rep(sim.basis(t), where)
     except ValueError as err:
         return Unusable(f"{where}: {err}" if where else str(err), len(x), x.shape[1])
 
@@ -376,6 +379,7 @@ def over_training(p: Probe, settings: Settings, taggers: Mapping[str, Probe] | N
 
     Shuffled baselines are computed at the F1 checkpoints only (they change slowly with k).
     """
+    dev = settings.device
     specs = metric_specs(settings)
     matrix_specs = metric_specs(settings, settings.matrix_metrics)
     conv, vs_tagger, matrix, kdim = [], [], [], []
@@ -384,7 +388,7 @@ def over_training(p: Probe, settings: Settings, taggers: Mapping[str, Probe] | N
     picked = fraction_steps(p.steps, settings.fractions)
     for side, layers in p.layers.items():
         idx = p.sample(side, settings)
-        finals = [full_basis(p.array(final, layer, idx), p.where(final, layer))
+        finals = [full_basis(p.array(final, layer, idx), p.where(final, layer), dev)
                   for layer in layers]
         tagger_bases = {}
         for tagger, t in (taggers or {}).items():
@@ -397,12 +401,13 @@ def over_training(p: Probe, settings: Settings, taggers: Mapping[str, Probe] | N
             t_layers = t.layers.get(side, [])
             pairs = {layer: tagger_layer(layer, depth, t_layers)
                      for depth, layer in enumerate(layers)}
-            cache = {tl: full_basis(t.array(t.final, tl, idx), t.where(t.final, tl))
+            cache = {tl: full_basis(t.array(t.final, tl, idx), t.where(t.final, tl), dev)
                      for tl in set(pairs.values())}
             tagger_bases[tagger] = (t, {layer: (tl, cache[tl]) for layer, tl in pairs.items()})
         for step in p.steps:
             bases = finals if step == final else [
-                full_basis(p.array(step, layer, idx), p.where(step, layer)) for layer in layers]
+                full_basis(p.array(step, layer, idx), p.where(step, layer), dev)
+                for layer in layers]
             for depth, (layer, b) in enumerate(zip(layers, bases, strict=True)):
                 base = _base_row(p.run, p.name, side, step_a=step, fraction_a=step / final,
                                  layer_a=layer, layer_b=layer, depth_a=depth, depth_b=depth,
@@ -541,6 +546,7 @@ def per_tag(p: Probe, settings: Settings) -> pd.DataFrame:
     the step-0 value of the same key in ``ref_init``. Metrics: ``per_tag_metrics`` (N is only
     a few times the width, too few tokens for 99%-SVCCA or PWCCA at full rank)."""
     specs = metric_specs(settings, settings.per_tag.metrics)
+    dev = settings.device
     rows = []
     final = p.final
     picked = set(fraction_steps(p.steps, settings.fractions).values())  # baselines here
@@ -563,10 +569,11 @@ def per_tag(p: Probe, settings: Settings) -> pd.DataFrame:
                 n_types = int(words.iloc[idx].nunique())
                 n_all = int((tokens[column] == tag).sum())
                 for depth, layer in enumerate(layers):
-                    ref = full_basis(p.array(final, layer, idx), p.where(final, layer, tag))
+                    ref = full_basis(p.array(final, layer, idx), p.where(final, layer, tag),
+                                     dev)
                     for step in p.steps:
                         b = ref if step == final else full_basis(
-                            p.array(step, layer, idx), p.where(step, layer, tag))
+                            p.array(step, layer, idx), p.where(step, layer, tag), dev)
                         base = _base_row(
                             p.run, p.name, side, analysis="per_tag", model_b=p.run.name,
                             step_a=step, step_b=final, fraction_a=step / final,
@@ -696,12 +703,13 @@ def token_count_sanity(settings: Settings, p: Probe | None = None) -> pd.DataFra
     ``sanity_dims`` units (true similarity 0), and, with ``p``, each layer at step 0 vs the
     final step on nested seeded subsamples of the probe."""
     specs = metric_specs(settings)
+    dev = settings.device
     rows = []
     rng = np.random.default_rng(stable_seed(settings.seed, "gaussian"))
     d = settings.sanity.dims
     for n in settings.sanity.token_counts:
         x, y = rng.standard_normal((n, d)), rng.standard_normal((n, d))
-        for row in compare(full_basis(x), full_basis(y), specs, 0, 0):
+        for row in compare(full_basis(x, "", dev), full_basis(y, "", dev), specs, 0, 0):
             rows.append(dict(source="gaussian", model="", seed=settings.seed, probe="",
                              layer="", dim=d, **row))
     if p is not None and len(p.steps) > 1:
@@ -717,7 +725,7 @@ def token_count_sanity(settings: Settings, p: Probe | None = None) -> pd.DataFra
                     if n > n_side:
                         continue
                     take = np.sort(perm[:n])  # nested: each N contains the smaller ones
-                    ba, bb = full_basis(first[take]), full_basis(last[take])
+                    ba, bb = full_basis(first[take], "", dev), full_basis(last[take], "", dev)
                     for row in compare(ba, bb, specs, settings.baseline_shuffles,
                                        stable_seed(settings.seed, layer, n)):
                         rows.append(dict(source="init_vs_final", model=p.run.name,
@@ -739,11 +747,12 @@ def sensitivity(p: Probe, settings: Settings) -> pd.DataFrame:
     the layer and a random rotation of it scaled by ``scale`` (the metrics that claim the
     invariance must stay at their self-similarity within ``tolerance``)."""
     cfg, specs, rows = settings.sensitivity, metric_specs(settings), []
+    dev = settings.device
     for side, layers in p.layers.items():
         idx = p.sample(side, settings)
         for depth, layer in enumerate(layers):
             x = p.array(p.final, layer, idx).astype(np.float64)
-            ref = full_basis(x, p.where(p.final, layer))
+            ref = full_basis(x, p.where(p.final, layer), device=dev)
             if not isinstance(ref, Rep):
                 continue
             xc = x - x.mean(0)
@@ -752,11 +761,11 @@ def sensitivity(p: Probe, settings: Settings) -> pd.DataFrame:
                              depth=depth, step=p.final, dim=x.shape[1])
             for j in [j for j in cfg.pcs if j < ref.basis.rank]:
                 removed = xc - (u[:, :j] * s[:j]) @ vt[:j]
-                for row in compare(ref, full_basis(removed), specs, 0, 0):
+                for row in compare(ref, full_basis(removed, device=dev), specs, 0, 0):
                     rows.append({**base, "test": "pcs_removed", "j": j, **row})
             rng = np.random.default_rng(stable_seed(settings.seed, p.run.name, layer, "S4"))
             q, _ = np.linalg.qr(rng.standard_normal((x.shape[1], x.shape[1])))
-            moved = full_basis(cfg.scale * x @ q)
+            moved = full_basis(cfg.scale * x @ q, device=dev)
             same = {r["metric"]: r["value"] for r in compare(ref, ref, specs, 0, 0)}
             for row in compare(ref, moved, specs, 0, 0):
                 rows.append({**base, "test": "rotation_scaling", "j": 0, **row,
@@ -809,6 +818,7 @@ def seed_to_seed(probes: Sequence[Probe], settings: Settings) -> pd.DataFrame:
     trained with another seed, on the same tokens (the lowest seed's subsample), under every
     metric with its shuffled baseline; step 0 (two random initialisations) as the reference."""
     specs = metric_specs(settings)
+    dev = settings.device
     groups: dict[tuple[str, str], list[Probe]] = {}
     for p in probes:
         groups.setdefault((p.run.name, p.name), []).append(p)
@@ -828,8 +838,8 @@ def seed_to_seed(probes: Sequence[Probe], settings: Settings) -> pd.DataFrame:
                         points.insert(0, ("init", a.steps[0], b.steps[0]))
                     for depth, layer in enumerate(layers):
                         for point, step_a, step_b in points:
-                            ba = full_basis(a.array(step_a, layer, idx))
-                            bb = full_basis(b.array(step_b, layer, idx))
+                            ba = full_basis(a.array(step_a, layer, idx), device=dev)
+                            bb = full_basis(b.array(step_b, layer, idx), device=dev)
                             seed = stable_seed(settings.seed, model, probe, layer, point)
                             for row in compare(ba, bb, specs, settings.baseline_shuffles, seed):
                                 rows.append(dict(model=model, kind=a.run.kind, probe=probe,

@@ -136,6 +136,9 @@ class AnalysisSettings:
     sensitivity: Sensitivity = field(default_factory=Sensitivity)
     claims: Claims = field(default_factory=Claims)
     learned: Learned = field(default_factory=Learned)
+    # where the similarity products run (the bases stay there); results are the same to
+    # float tolerance
+    device: str = setting("cpu", choices=("cpu", "cuda"))
     # seeds the token subsample, shuffles and bootstrap; fixed, so that models trained with
     # different seeds are compared on the same tokens (the model seed is `seed`)
     seed: int = setting(0, ge=0)

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from synthstudy import (
     DIM,
     STEPS,
@@ -295,3 +296,19 @@ def test_s4_sensitivity_and_specificity_on_the_final_layers():
     assert summary.loc[("rotation_scaling", "rsa"), "verdict"] == "not invariant by definition"
     removed = t[(t.test == "pcs_removed") & (t.metric == "cka")]
     assert (removed[removed.j == 0].value > 1 - 1e-9).all()  # nothing removed: itself
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_analysis_on_cuda_equals_cpu(tmp_path):
+    """analysis.device=cuda: the same tables as on the CPU, to float tolerance."""
+    runs = build_study(tmp_path, seed=1)
+    p = dynamics.Probe.open(runs[0], "synth")
+    for fn in (dynamics.over_training, dynamics.per_tag, dynamics.sensitivity):
+        cpu, gpu = (fn(p, small_settings(device=d)) for d in ("cpu", "cuda"))
+        for name in cpu if isinstance(cpu, dict) else [None]:
+            a, b = (cpu[name], gpu[name]) if name else (cpu, gpu)
+            assert list(a.columns) == list(b.columns) and len(a) == len(b), (fn, name)
+            for col in ("value", "baseline"):
+                if col in a:
+                    np.testing.assert_allclose(b[col], a[col], rtol=1e-6, atol=1e-9,
+                                               err_msg=f"{fn.__name__} {name} {col}")
