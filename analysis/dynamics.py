@@ -18,10 +18,8 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import multiprocessing
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from tqdm import tqdm
 from analysis import repstore
 from analysis import similarity as sim
 from analysis.concentration import aggregate_by_tag, concentration, frequency_matched_difference
+from analysis.pools import process_pool
 from analysis.settings import AnalysisSettings, flat
 
 log = logging.getLogger(__name__)
@@ -923,8 +922,7 @@ def analyze(runs: Sequence[ModelRun], settings: Settings, progress: bool = True,
     jobs = (todo, [settings] * len(todo), fams)
     bar = {"total": len(todo), "desc": "analyze", "unit": "store", "disable": not progress}
     if workers > 1 and len(todo) > 1:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx) as pool:
+        with process_pool(min(workers, len(todo)), "spawn") as pool:
             results = list(tqdm(pool.map(analyze_store, *jobs), **bar))
     else:
         results = list(tqdm(map(analyze_store, *jobs), **bar))

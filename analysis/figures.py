@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
+from analysis.pools import process_pool  # noqa: E402
 from analysis.settings import PlotSettings  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -760,7 +759,8 @@ def skipped_notes(tables: Mapping[str, pd.DataFrame]) -> list[str]:
     notes = []
     if tables.get("seeds") is None or tables["seeds"].empty:
         notes.append("S2 (seed-to-seed similarity of final models) needs several seeds: run "
-                     "`python -m pipeline -m seed=1,2,3 ...`, then scripts/aggregate.py.")
+                     "`python -m pipeline -m seed=1,2,3 ...`, then `stages=[aggregate] "
+                     "aggregate.seeds=[1,2,3]`.")
     for name, what in (("family", "F3"), ("tagger", "F4"), ("per_tag", "F5"),
                        ("concentration", "F6")):
         if tables.get(name) is None or tables[name].empty:
@@ -806,9 +806,8 @@ def draw_all(tables: Mapping[str, pd.DataFrame], out_dir: Path, ps: PlotSettings
         _init(tables, ps)
         groups = (_draw(make, out_dir) for make in FIGURES)
         return [f for group in groups for f in _report(group, progress)]
-    ctx = multiprocessing.get_context("fork")  # the children only draw (no torch, no threads)
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init,
-                             initargs=(tables, ps)) as pool:
+    # forked: the children only draw (no torch, no threads)
+    with process_pool(workers, "fork", initializer=_init, initargs=(tables, ps)) as pool:
         groups = pool.map(_draw, FIGURES, [out_dir] * len(FIGURES))
         return [f for group in groups for f in _report(group, progress)]
 

@@ -94,7 +94,7 @@ class Claims:
     support: float = setting(0.75, gt=0.5, le=1)
     # permutations behind each claim's p-value; a claim is robust when at least robust_share
     # of the metrics that evaluated it support it with every counted pass at p < alpha
-    n_permutations: int = setting(200, ge=0)
+    n_permutations: int = setting(50, ge=0)
     alpha: float = setting(0.05, gt=0, lt=1)
     robust_share: float = setting(0.667, gt=0, le=1)
 
