@@ -772,6 +772,13 @@ def sensitivity(p: Probe, settings: Settings) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _falls(values: np.ndarray, tol: float) -> bool:
+    """Lowered monotonically: never rises by more than ``tol`` and ends more than ``tol`` below
+    where it started (a metric that stays at 1, as CCA does when one side loses directions
+    the other still spans, is not sensitive to them)."""
+    return bool(np.all(np.diff(values) <= tol) and values[-1] < values[0] - tol)
+
+
 def sensitivity_verdicts(table: pd.DataFrame, settings: Settings,
                          seeds: pd.DataFrame | None = None,
                          convergence: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -782,7 +789,7 @@ def sensitivity_verdicts(table: pd.DataFrame, settings: Settings,
     tol = settings.sensitivity.tolerance
     if len(table):
         for metric, g in table[table.test == "pcs_removed"].groupby("metric"):
-            ok = [bool(np.all(np.diff(lg.sort_values("j").value.to_numpy()) <= tol))
+            ok = [_falls(lg.sort_values("j").value.to_numpy(), tol)
                   for _, lg in g.groupby(["model", "probe", "side", "layer"])]
             out.append(dict(test="pcs_removed", metric=metric, layers=len(ok),
                             passing=int(sum(ok)), verdict="PASS" if all(ok) else "FAIL"))

@@ -49,6 +49,7 @@ Values are similarities in [0, 1] (debiased CKA and RSA can be negative), except
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -1106,12 +1107,25 @@ class _RankedRDM:
     def permuted(self, perm: np.ndarray) -> _RankedRDM:
         """RDM of the rows re-paired by ``perm`` (over the rows used): entry (i, j) becomes
         (perm[i], perm[j]); ranks are permuted with the entries."""
-        n = self.n_perm
-        i, j = np.triu_indices(n, 1)
-        p, q = perm[i], perm[j]
-        lo, hi = np.minimum(p, q), np.maximum(p, q)
-        flat = lo * n - lo * (lo + 1) // 2 + hi - lo - 1  # position of (lo, hi), lo < hi
-        return dataclasses.replace(self, ranks=self.ranks[flat])
+        i, j = _upper_triangle(self.n_perm)
+        return dataclasses.replace(self, ranks=self.ranks[_triangle_positions(self.n_perm)[
+            perm[i], perm[j]]])
+
+
+@functools.lru_cache(maxsize=4)
+def _upper_triangle(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """np.triu_indices(n, 1), computed once per n (every permutation of an RSA null uses it)."""
+    return np.triu_indices(n, 1)
+
+
+@functools.lru_cache(maxsize=4)
+def _triangle_positions(n: int) -> np.ndarray:
+    """n x n table: the row-major position of entry (min(a, b), max(a, b)) in the upper
+    triangle (the diagonal is never read)."""
+    i, j = _upper_triangle(n)
+    table = np.zeros((n, n), dtype=np.int64)
+    table[i, j] = table[j, i] = np.arange(len(i))
+    return table
 
 
 def rsa_rows(n_tokens: int, max_rows: int | None, sample_seed: int) -> np.ndarray | None:

@@ -292,10 +292,17 @@ def test_s4_sensitivity_and_specificity_on_the_final_layers():
     summary = dynamics.sensitivity_verdicts(t, small_settings()).set_index(["test", "metric"])
     for metric in ("svcca", "cka", "procrustes"):
         assert summary.loc[("rotation_scaling", metric), "verdict"] == "PASS"
+    for metric in ("cka", "procrustes", "rsa"):
         assert summary.loc[("pcs_removed", metric), "verdict"] == "PASS"
     assert summary.loc[("rotation_scaling", "rsa"), "verdict"] == "not invariant by definition"
     removed = t[(t.test == "pcs_removed") & (t.metric == "cka")]
     assert (removed[removed.j == 0].value > 1 - 1e-9).all()  # nothing removed: itself
+    # full-rank CCA stays at 1 when one side loses directions the other still spans: a flat
+    # line is not "lowered monotonically" (Ding et al. 2021 find CCA insensitive to this)
+    for metric in ("pwcca", "svcca"):  # mean CCA over the fewer directions: all of them 1
+        flat = t[(t.test == "pcs_removed") & (t.metric == metric)]
+        assert (flat.value > 1 - 1e-6).all()
+        assert summary.loc[("pcs_removed", metric), "verdict"] == "FAIL"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
