@@ -59,11 +59,12 @@ def test_aggregate_stage_pools_seeds_and_compares_them(tmp_path):
     seeds = {}
     for seed in (1, 2):
         extract, train = write_units(runs, tmp_path / f"seed{seed}", seed)
-        cfg = OmegaConf.create({"analysis": analysis, "seed": seed, "train": {"parallel": 1}})
+        cfg = OmegaConf.create({"analysis": analysis, "seed": seed,
+                                "train": {"parallel": 1, "device": "cpu"}})
         run_analyze(cfg, tmp_path / f"analyze{seed}", {"extract": extract, "train": train})
         seeds[seed] = {"extract": extract, "train": train, "analyze": tmp_path / f"analyze{seed}"}
     cfg = OmegaConf.create({"name": "synthetic", "analysis": analysis, "plot": plot,
-                            "aggregate": {"seeds": [1, 2], "ci": 0.95}})
+                            "aggregate": {"seeds": [1, 2], "ci": 0.95}, "train": {"device": "cpu"}})
     summary = run_aggregate(cfg, tmp_path / "out", {"seeds": seeds})
     assert summary["seeds"] == [1, 2]
     written = {p.stem for p in (tmp_path / "out" / "tables").glob("*.parquet")}

@@ -60,7 +60,7 @@ def test_analyze_stage_writes_parquet_and_csv(tmp_path):
     analysis.sanity.update(dims=8, token_counts=[40, 100])
     analysis.concentration.n_boot = 20
     cfg = OmegaConf.create({"analysis": analysis, "seed": 2,
-                            "train": {"parallel": 2}})  # stores analysed in 2 processes
+                            "train": {"parallel": 2, "device": "cpu"}})  # 2 processes
     summary = run_analyze(cfg, tmp_path / "out", {"extract": extract, "train": train})
     tables = tmp_path / "out" / "tables"
     for name, rows in summary["tables"].items():
@@ -88,7 +88,8 @@ def test_the_analysis_seed_not_the_model_seed_picks_tokens_and_shuffles(tmp_path
     analysis.concentration.n_boot = 20
     out = {}
     for seed in (1, 2):
-        cfg = OmegaConf.create({"analysis": analysis, "seed": seed, "train": {"parallel": 1}})
+        cfg = OmegaConf.create({"analysis": analysis, "seed": seed,
+                                "train": {"parallel": 1, "device": "cpu"}})
         run_analyze(cfg, tmp_path / f"out{seed}", {"extract": extract, "train": train})
         out[seed] = pd.read_parquet(tmp_path / f"out{seed}" / "tables" / "convergence.parquet")
     assert (out[1].analysis_seed == 0).all()
