@@ -55,8 +55,8 @@ def test_typo_in_an_experiment_file_stops_before_any_work_naming_key_and_file(tm
     result = run_pipeline("experiment=typo", f"artifacts_dir={art}",
                           f"hydra.searchpath=[file://{tmp_path / 'conf'}]")
     assert result.returncode != 0
-    assert "config error: analysis.claims.threshold: unknown key; analysis.claims has: c1, " \
-        "c3, c4, convergence_threshold," in result.stderr
+    assert "config error: analysis.claims.threshold: unknown key; analysis.claims has: " \
+        "alpha, c1, c3, c4, convergence_threshold," in result.stderr
     assert ("did you mean convergence_threshold? "
             f"(set in {exp / 'typo.yaml'})") in result.stderr
     assert not (art / "typo" / "prepare").exists()  # no work was started
