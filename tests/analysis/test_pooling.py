@@ -53,6 +53,7 @@ def test_aggregate_stage_pools_seeds_and_compares_them(tmp_path):
     analysis.per_tag.update(min_n=30, max_n=60)
     analysis.sanity.update(dims=8, token_counts=[40, 100])
     analysis.concentration.n_boot = 20
+    analysis.claims.n_permutations, analysis.rsa_max_rows = 10, 300  # small and quick
     plot = OmegaConf.load(REPO_CONF / "plot" / "default.yaml")
     plot.update(dpi=40, formats=["png"], workers=1)
     runs = build_study(tmp_path / "stores")

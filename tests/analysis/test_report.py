@@ -59,6 +59,7 @@ def test_analyze_stage_writes_parquet_and_csv(tmp_path):
     analysis.per_tag.update(min_n=30, max_n=60)
     analysis.sanity.update(dims=8, token_counts=[40, 100])
     analysis.concentration.n_boot = 20
+    analysis.claims.n_permutations, analysis.rsa_max_rows = 10, 300  # small and quick
     cfg = OmegaConf.create({"analysis": analysis, "seed": 2,
                             "train": {"parallel": 2, "device": "cpu"}})  # 2 processes
     summary = run_analyze(cfg, tmp_path / "out", {"extract": extract, "train": train})
@@ -86,6 +87,7 @@ def test_the_analysis_seed_not_the_model_seed_picks_tokens_and_shuffles(tmp_path
     analysis.per_tag.update(min_n=30, max_n=60)
     analysis.sanity.update(dims=8, token_counts=[40, 100])
     analysis.concentration.n_boot = 20
+    analysis.claims.n_permutations, analysis.rsa_max_rows = 10, 300  # small and quick
     out = {}
     for seed in (1, 2):
         cfg = OmegaConf.create({"analysis": analysis, "seed": seed,
