@@ -16,6 +16,7 @@ run on the same artifacts wait and reuse the first one's result.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -348,17 +349,35 @@ def _run_units(cfg: DictConfig, nodes: dict[str, Node], names: list[str]) -> dic
                 cfg, stage, target, lambda tmp: stage.unit(cfg, model, specs[model], tmp, inputs))
         return run
 
-    chains = [[step(name, model) for name in names] for model in costliest_first(specs, data)]
+    order = costliest_first(specs, data, nodes, tuple(names))
+    chains = [[step(name, model) for name in names] for model in order]
     jobs.run_chains(chains, int(cfg.train.parallel))
     if "train" in names:
         _log_models(nodes["train"])
     return status
 
 
-def costliest_first(specs: dict[str, dict], data: Path) -> list[str]:
-    """Model names by their adapter's estimate of training cost, the costliest first: it
-    starts at once and the cheaper models fill the other workers meanwhile."""
+def costliest_first(specs: dict[str, dict], data: Path, nodes: dict[str, Node] | None = None,
+                    names: tuple[str, ...] = ()) -> list[str]:
+    """Model names by training cost, the costliest first: it starts at once and the cheaper
+    models fill the other workers meanwhile. The cost is each model's measured time (its
+    newest finished ``names`` units, any key: another seed's) when every model has one, else
+    its adapter's estimate, which cannot weigh e.g. NMT's BLEU evaluations."""
+    measured = {m: sum(_last_seconds(nodes[n].units[m].dir.parent) for n in names)
+                for m in specs} if nodes and names else {}
+    if measured and all(v > 0 for v in measured.values()):
+        return sorted(specs, key=lambda m: -measured[m])
     return sorted(specs, key=lambda m: -adapter(specs[m]).work(specs[m], data))
+
+
+def _last_seconds(unit_parent: Path) -> float:
+    """Seconds the newest finished unit under ``unit_parent`` took (0 when there is none)."""
+    records = []
+    for done in unit_parent.glob(f"*/{store.DONE}"):
+        with contextlib.suppress(OSError, ValueError):  # a damaged record: no measurement
+            records.append(store.read_done(done.parent))
+    records = [r for r in records if isinstance(r.get("seconds"), int | float)]
+    return float(max(records, key=lambda r: r.get("finished", ""))["seconds"]) if records else 0.0
 
 
 def _log_disk(cfg: DictConfig, specs: dict[str, dict], data: Path) -> None:

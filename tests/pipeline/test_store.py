@@ -44,7 +44,7 @@ def fake(monkeypatch):
                                                                  run=prepare))
     monkeypatch.setitem(stages.REGISTRY, "train", stages.Stage("train", ("seed",), ("prepare",),
                                                                unit=train))
-    monkeypatch.setattr(stages, "costliest_first", lambda specs, data: sorted(specs))
+    monkeypatch.setattr(stages, "costliest_first", lambda specs, data, *rest: sorted(specs))
     monkeypatch.setattr(stages, "_log_disk", lambda cfg, specs, data: None)
     return calls
 
@@ -182,3 +182,18 @@ def test_an_invalid_cached_result_is_recomputed_and_the_log_says_why(tmp_path, f
     with caplog.at_level(logging.INFO):
         stages.run_pipeline(make_cfg(tmp_path, data={"x": 2}))
     assert "(config changed: data.x)" in caplog.text
+
+
+def test_models_are_ordered_by_their_measured_time_once_every_one_has_one(tmp_path, monkeypatch):
+    cfg = make_cfg(tmp_path, stages=["prepare", "train"])
+    specs, nodes = dict(cfg.model), stages.plan(cfg)
+    monkeypatch.setattr(stages, "adapter", lambda spec: type(
+        "Estimate", (), {"work": lambda self, spec, data: spec["size"]})())
+    assert stages.costliest_first(specs, tmp_path, nodes, ("train",)) == ["b", "a"]  # estimate
+    for model, seconds in (("a", 900.0), ("b", 10.0)):  # another seed's units, measured
+        unit = nodes["train"].units[model].dir.with_name("otherkey")
+        unit.mkdir(parents=True)
+        (unit / store.DONE).write_text(f'{{"seconds": {seconds}, "finished": "2026"}}')
+    assert stages.costliest_first(specs, tmp_path, nodes, ("train",)) == ["a", "b"]
+    (unit / store.DONE).write_text("{damaged")  # b has no measurement: the estimate again
+    assert stages.costliest_first(specs, tmp_path, nodes, ("train",)) == ["b", "a"]
