@@ -301,25 +301,34 @@ def compare(ba: Rep | Unusable, bb: Rep | Unusable, specs: Sequence[MetricSpec],
     """One row per metric for a pair of bases (value, k_a, k_b, n_tokens, baseline). A
     metric that cannot be computed (an unusable representation, CCA with too few tokens for
     its dims) gives a row with value NaN and its reason in ``na_reason``."""
-    rows = []
-    for spec in specs:
+    reasons: dict[int, str] = {}
+    pairs: dict[int, tuple[sim.Prepared, sim.Prepared]] = {}
+    for i, spec in enumerate(specs):
         reason = next((b.reason for b in (ba, bb) if isinstance(b, Unusable)), None)
         if reason is None:
             try:
-                pa, pb = ba.prepared(spec), bb.prepared(spec)
-                res = sim.compare_prepared(pa, pb)
-                if not np.isfinite(res.value):  # e.g. a representation without variance
-                    reason = res.reason or "not finite"
+                pairs[i] = ba.prepared(spec), bb.prepared(spec)
             except ValueError as err:  # e.g. CCA with too few tokens for its dims
-                reason = str(err)
-        if reason is not None:
+                reasons[i] = str(err)
+        else:
+            reasons[i] = reason
+    results = _results(pairs)
+    for i, res in list(results.items()):
+        if isinstance(res, str) or not np.isfinite(res.value):  # e.g. no variance
+            reasons[i] = res if isinstance(res, str) else res.reason or "not finite"
+            del results[i]
+    nulls = dict(zip(results, sim.permuted_many([pairs[i] for i in results], shuffles, seed),
+                     strict=True)) if shuffles > 0 else {}
+    rows = []
+    for i, spec in enumerate(specs):
+        if i in reasons:
             rows.append(dict(metric=spec.name, value=np.nan, k_a=np.nan, k_b=np.nan,
                              n_tokens=ba.n_tokens, variance_rule=spec.variance_rule,
-                             baseline=np.nan, baseline_std=np.nan, na_reason=reason))
+                             baseline=np.nan, baseline_std=np.nan, na_reason=reasons[i]))
             continue
+        res, null = results[i], nulls.get(i)
         base_mean = base_std = np.nan
-        if shuffles > 0:
-            null = sim.permuted_values(pa, pb, shuffles, seed)
+        if null is not None:
             base_mean, base_std = float(null.mean()), float(null.std(ddof=1)) if shuffles > 1 \
                 else 0.0
         rows.append(dict(metric=spec.name, value=float(res.value), k_a=int(res.k_a),
@@ -329,6 +338,22 @@ def compare(ba: Rep | Unusable, bb: Rep | Unusable, specs: Sequence[MetricSpec],
                          metric_kind=res.kind, n_rows_used=res.n_rows_used,
                          na_reason=None))
     return rows
+
+
+def _results(pairs: dict[int, tuple[sim.Prepared, sim.Prepared]]
+             ) -> dict[int, sim.SimilarityResult | str]:
+    """Each metric's result (sharing the basis product), or the reason it failed: when one
+    fails, the others are computed one at a time."""
+    try:
+        return dict(zip(pairs, sim.compare_many(list(pairs.values())), strict=True))
+    except ValueError:
+        out: dict[int, sim.SimilarityResult | str] = {}
+        for i, (pa, pb) in pairs.items():
+            try:
+                out[i] = sim.compare_prepared(pa, pb)
+            except ValueError as err:
+                out[i] = str(err)
+        return out
 
 
 def _frame(rows: list[dict], columns: Sequence[str] = SIM_COLUMNS) -> pd.DataFrame:
@@ -457,10 +482,11 @@ def _delta_null(rows: list[dict], specs: Sequence[MetricSpec], b: Rep | Unusable
     n = settings.claims.n_permutations
     if not n or not (isinstance(b, Rep) and isinstance(t, Rep)):
         return
-    for spec, row in zip(specs, rows, strict=True):
-        if row["na_reason"] is not None:
-            continue
-        null = sim.permuted_values(b.prepared(spec), t.prepared(spec), n, seed)
+    live = [(spec, row) for spec, row in zip(specs, rows, strict=True)
+            if row["na_reason"] is None]
+    computed = sim.permuted_many([(b.prepared(spec), t.prepared(spec)) for spec, _ in live],
+                                 n, seed)
+    for (spec, row), null in zip(live, computed, strict=True):
         if not last:
             nulls[(*key, spec.name)] = (row["value"], null)
             continue

@@ -1709,23 +1709,84 @@ def prepare(x: Array | Basis, metric: str = "svcca", name: str = "x", **kw) -> P
 
 def compare_prepared(a: Prepared, b: Prepared) -> SimilarityResult:
     """The metric between two prepared representations (the same numbers as :func:`pairwise`)."""
-    if a.measure is not b.measure or a.opts != b.opts:
-        raise ValueError(f"prepared for different metrics or options: {a.metric} vs {b.metric}")
-    if a.n_tokens != b.n_tokens:
-        raise ValueError(f"a has {a.n_tokens} tokens and b has {b.n_tokens}")
-    if isinstance(a.cache, _Dead) or isinstance(b.cache, _Dead):
-        return _undefined_result(a.measure, a.cache, b.cache)
-    return a.measure.compare(a.cache, b.cache, a.opts, None)
+    return compare_many([(a, b)])[0]
+
+
+def compare_many(pairs: Sequence[tuple[Prepared, Prepared]]) -> list[SimilarityResult]:
+    """:func:`compare_prepared` of each pair (one pair of representations under several
+    metrics); the basis metrics among them share one product U_aᵀU_b of the two bases, each
+    taking its first k_a × k_b block (a metric's directions lead its basis)."""
+    for a, b in pairs:
+        if a.measure is not b.measure or a.opts != b.opts:
+            raise ValueError(f"prepared for different metrics or options: {a.metric} vs "
+                             f"{b.metric}")
+        if a.n_tokens != b.n_tokens:
+            raise ValueError(f"a has {a.n_tokens} tokens and b has {b.n_tokens}")
+    cross = _shared_cross(pairs)
+    return [_undefined_result(a.measure, a.cache, b.cache)
+            if isinstance(a.cache, _Dead) or isinstance(b.cache, _Dead)
+            else a.measure.compare(a.cache, b.cache, a.opts, cross(a.cache, b.cache))
+            for a, b in pairs]
+
+
+def _shared_cross(pairs: Sequence[tuple[Prepared, Prepared]]
+                  ) -> Callable[[object, object], torch.Tensor | None]:
+    """m for a pair's caches: a block of one U_aᵀU_b when the pairs' basis metrics with
+    float64 products hold the same two bases, else None (each metric takes its own product)."""
+    shared = [(a.cache, b.cache) for a, b in pairs
+              if a.measure.uses_bases and a.opts.get("products") == "float64"
+              and not isinstance(a.cache, _Dead) and not isinstance(b.cache, _Dead)]
+    bases = {(id(ca.basis), id(cb.basis)) for ca, cb in shared}
+    if len(shared) < 2 or len(bases) != 1:
+        return lambda ca, cb: None
+    ua, ub = shared[0][0].basis.u, shared[0][1].basis.u
+    ka, kb = max(ca.k for ca, _ in shared), max(cb.k for _, cb in shared)
+    m = _cross(ua[:, :ka], ub[:, :kb])
+    members = {(id(ca), id(cb)) for ca, cb in shared}
+
+    def cross(ca, cb) -> torch.Tensor | None:
+        return m[: ca.k, : cb.k] if (id(ca), id(cb)) in members else None
+
+    return cross
 
 
 def permuted_values(a: Prepared, b: Prepared, n: int, seed: int) -> np.ndarray:
     """The metric after ``n`` random re-pairings of b's tokens (each permutes b's cache only:
     the rows of its basis, its neighbour labels, its RDM); NaN where it is undefined."""
-    if isinstance(a.cache, _Dead) or isinstance(b.cache, _Dead):
-        return np.full(n, np.nan)
-    rng = np.random.default_rng(seed)
-    return np.array([a.measure.compare(a.cache, b.cache.permuted(rng.permutation(
-        b.cache.n_perm)), a.opts, None).value for _ in range(n)])
+    return permuted_many([(a, b)], n, seed)[0]
+
+
+def permuted_many(pairs: Sequence[tuple[Prepared, Prepared]], n: int, seed: int
+                  ) -> list[np.ndarray]:
+    """:func:`permuted_values` of each pair with the same seed (so every metric sees the same
+    re-pairings); the basis metrics share each permutation's product, as in
+    :func:`compare_many`."""
+    out = [np.full(n, np.nan) for _ in pairs]
+    live = [i for i, (a, b) in enumerate(pairs)
+            if not isinstance(a.cache, _Dead) and not isinstance(b.cache, _Dead)]
+    perms: dict[int, list[np.ndarray]] = {}
+    for i in live:
+        n_perm = pairs[i][1].cache.n_perm
+        if n_perm not in perms:
+            rng = np.random.default_rng(seed)
+            perms[n_perm] = [rng.permutation(n_perm) for _ in range(n)]
+    for j in range(n):
+        memo: dict[int, Basis] = {}
+        permuted = [(pairs[i][0], dataclasses.replace(pairs[i][1], cache=_permute(
+            pairs[i][1].cache, perms[pairs[i][1].cache.n_perm][j], memo))) for i in live]
+        for i, res in zip(live, compare_many(permuted), strict=True):
+            out[i][j] = res.value
+    return out
+
+
+def _permute(cache, perm: np.ndarray, memo: dict[int, Basis]):
+    """cache.permuted(perm); the basis metrics' caches of one basis share one permuted basis
+    (so that compare_many shares their product)."""
+    if not isinstance(cache, _BasisCache):
+        return cache.permuted(perm)
+    if id(cache.basis) not in memo:
+        memo[id(cache.basis)] = cache.permuted(perm).basis
+    return dataclasses.replace(cache, basis=memo[id(cache.basis)])
 
 
 # --------------------------------------------------------------------------- chance level
@@ -1986,7 +2047,9 @@ class GramAccumulator:
 
 __all__ = [
     "Prepared",
+    "compare_many",
     "compare_prepared",
+    "permuted_many",
     "permuted_values",
     "prepare",
     "Baseline",

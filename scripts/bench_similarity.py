@@ -16,6 +16,12 @@ Part 2 (P2) times the all-pairs pattern of a learning-dynamics analysis on reali
 default config): per layer every checkpoint against every checkpoint, and every checkpoint
 against the final layers, for every registered metric; pairs/s per metric.
 
+Part 3 (P3) times one pair under the default analysis' metrics (svcca, svcca k20/k50, pwcca,
+cka, cka_debiased, procrustes, rsa) with its permutation null, as the analysis runs it: each
+metric alone (its own U_aᵀU_b per comparison and per permutation) against ``compare_many`` and
+``permuted_many`` (one product per pair or permutation, sliced per metric); values must agree
+to 1e-12.
+
 google's code is imported from --google-svcca DIR (a checkout of github.com/google/svcca;
 never copied here); without it the reference is the re-implementation below, written from
 its documented steps. Ratios are measured side by side in one run; the load average
@@ -39,6 +45,7 @@ parser.add_argument("--threads", type=int, default=1, help="BLAS and torch threa
 parser.add_argument("--google-svcca", type=Path, help="directory holding google/svcca cca_core.py")
 parser.add_argument("--skip-p1", action="store_true", help="only Part 0 and Part 2")
 parser.add_argument("--skip-p2", action="store_true", help="only Part 0 and Part 1")
+parser.add_argument("--only-p3", action="store_true", help="only Part 3 (shared products)")
 args = parser.parse_args()
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = str(args.threads)  # before numpy/torch are imported
@@ -353,6 +360,34 @@ def all_pairs(n_layers, n_ckpt, n_tokens, dims, n_ref):
     return ok
 
 
+def shared_products(n_tokens, dims, n_perm, reps):
+    print(
+        f"\n== Part 3: one pair, {n_tokens} tokens, {dims} units, the default metrics, "
+        f"{n_perm} permutations; load {load()}"
+    )
+    layers = Layers(1, 4, n_tokens, dims)
+    ba, bb = sim.basis(layers(0, 1)), sim.basis(layers(0, 3))
+    specs = [("svcca", {}), ("svcca", {"k": 20}), ("svcca", {"k": 50}), ("pwcca", {}),
+             ("cka", {}), ("cka_debiased", {}), ("procrustes", {}), ("rsa", {"max_rows": 1000})]
+    pairs = [(sim.prepare(ba, m, **kw), sim.prepare(bb, m, **kw)) for m, kw in specs]
+
+    def alone():
+        return ([sim.compare_many([p])[0].value for p in pairs],
+                [sim.permuted_many([p], n_perm, 0)[0] for p in pairs])
+
+    def shared():
+        return ([r.value for r in sim.compare_many(pairs)], sim.permuted_many(pairs, n_perm, 0))
+
+    t_alone, (v_alone, n_alone) = best_of(reps, alone)
+    t_shared, (v_shared, n_shared) = best_of(reps, shared)
+    ok = np.allclose(v_alone, v_shared, rtol=0, atol=1e-12) and all(
+        np.allclose(a, b, rtol=0, atol=1e-12) for a, b in zip(n_alone, n_shared, strict=True))
+    print(f"  each metric alone {t_alone:6.2f} s, shared products {t_shared:6.2f} s: "
+          f"{t_alone / t_shared:.2f}x; values agree to 1e-12: {'yes' if ok else 'NO'}; "
+          f"load {load()}")
+    return ok
+
+
 def main() -> int:
     print(
         f"numpy {np.__version__}, torch {torch.__version__}, threads {args.threads}, "
@@ -360,18 +395,22 @@ def main() -> int:
     )
     t_start = time.perf_counter()
     ok = True
-    if args.quick:
+    if args.only_p3:
+        ok &= shared_products(1500 if args.quick else 5000, 64 if args.quick else 200, 10, 2)
+    elif args.quick:
         blas_floor(5000, 128)
         if not args.skip_p1:
             ok &= single_pairs(5000, 128, 2)[0]
         if not args.skip_p2:
             ok &= all_pairs(2, 6, 1500, 64, 2)
+        ok &= shared_products(1500, 64, 10, 2)
     else:
         blas_floor(50_000, 512)
         if not args.skip_p1:
             ok &= single_pairs(50_000, 512, 3)[0]
         if not args.skip_p2:
             ok &= all_pairs(3, 16, 5000, 200, 3)
+        ok &= shared_products(5000, 200, 10, 3)
     print(
         f"\nwhole benchmark {time.perf_counter() - t_start:.0f} s; load average "
         f"{os.getloadavg()} at end; all values agree: {'yes' if ok else 'NO'}"

@@ -515,3 +515,24 @@ def test_prepared_caches_give_the_numbers_of_pairwise_and_its_baselines():
         shuffled = sim.permuted_values(pa, pb, 5, seed=3)
         np.testing.assert_allclose(shuffled, sim.shuffled_baseline(
             x, y, metric, n_shuffles=5, seed=3, **kw).values, rtol=0, atol=1e-12)
+
+
+def test_metrics_sharing_one_basis_product_give_their_own_numbers():
+    """compare_many/permuted_many (one U_aᵀU_b per pair, sliced per metric) equal each metric
+    computed alone, to float64 rounding, with the same re-pairings for every metric."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((400, 20)) @ rng.standard_normal((20, 20))
+    y = x @ rng.standard_normal((20, 20)) + rng.standard_normal((400, 20))
+    ba, bb = sim.basis(x), sim.basis(y)
+    specs = [("svcca", {}), ("svcca", {"k": 5}), ("pwcca", {}), ("cka", {}),
+             ("cka_debiased", {}), ("procrustes", {}), ("rsa", {"max_rows": 100})]
+    pairs = [(sim.prepare(ba, m, **kw), sim.prepare(bb, m, **kw)) for m, kw in specs]
+    assert sim._shared_cross(pairs)(pairs[1][0].cache, pairs[1][1].cache) is not None
+    together = sim.compare_many(pairs)
+    nulls = sim.permuted_many(pairs, 4, seed=5)
+    for (pa, pb), res, null in zip(pairs, together, nulls, strict=True):
+        alone = sim.similarity(x, y, pa.metric, **dict(specs[pairs.index((pa, pb))][1]))
+        assert (res.k_a, res.k_b) == (alone.k_a, alone.k_b)
+        np.testing.assert_allclose(res.value, alone.value, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(null, sim.permuted_values(pa, pb, 4, seed=5), rtol=0,
+                                   atol=1e-12)
