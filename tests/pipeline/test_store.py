@@ -81,8 +81,9 @@ def test_changing_one_model_reruns_that_model_only(tmp_path, fake):
     status = stages.run_pipeline(changed)
     assert status == {"prepare": "cached", "train a": "cached", "train b": "ran"}
     assert stages.plan(changed)["train"].units["a"] == units["a"]
-    assert [c for c in fake if c[0] == "train"] == [("train", "a"), ("train", "b"),
-                                                   ("train", "b")]
+    # two workers: a and b of the first run may record in either order
+    assert sorted(c for c in fake if c[0] == "train") == [("train", "a"), ("train", "b"),
+                                                         ("train", "b")]
     # the seed is part of every model's key
     assert stages.plan(make_cfg(tmp_path, seed=2))["train"].units["a"].key != units["a"].key
 
