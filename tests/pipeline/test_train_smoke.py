@@ -105,7 +105,7 @@ def test_cached_train_unit_refuses_a_changed_checkpoint(smoke_trained, tmp_path)
 
 def _train_args(art, mirror):
     return ["experiment=smoke", "stages=[train]", "model=[lstm_lm_paper]",
-            "model.lstm_lm_paper.max_update=150", f"mirror={mirror}", f"artifacts_dir={art}"]
+            "model.lstm_lm_paper.max_update=60", f"mirror={mirror}", f"artifacts_dir={art}"]
 
 
 def _start_and_wait(root, mirror, step):
@@ -161,7 +161,7 @@ def test_killed_or_interrupted_training_resumes_to_the_same_bytes(smoke_prepared
         return pd.read_csv(d.parent / "checkpoints.csv")
 
     clean_table = table(runs["clean"])
-    assert list(clean_table.step) == checkpoint_schedule(150, 4, 3)
+    assert list(clean_table.step) == checkpoint_schedule(60, 4, 3)
     cols = ["step", "epoch", "tokens_seen", "train_loss", "valid_loss", "sha256"]
     for name in ("killed", "interrupted"):
         pd.testing.assert_frame_equal(table(runs[name])[cols], clean_table[cols])
