@@ -18,7 +18,8 @@ from pipeline.runtime import REPO_ROOT
 PACKAGES = ("pipeline", "data_prep", "analysis")
 # Orchestration only: where and when work runs, never what it computes.
 NEUTRAL = frozenset({"pipeline.jobs", "pipeline.stages", "pipeline.store", "pipeline.schema",
-                     "pipeline.codehash", "pipeline.__main__"})
+                     "pipeline.codehash", "pipeline.__main__",
+                     "pipeline.progress"})
 LIBRARIES = ("torch", "fairseq-fixed", "numpy", "scipy", "pandas", "sentencepiece", "sacrebleu")
 
 

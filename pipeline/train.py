@@ -7,16 +7,15 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 
 from pipeline import checkpoints, evaluate, jobs, store
 from pipeline.models import adapter
+from pipeline.progress import Progress
 from pipeline.runtime import REPO_ROOT, subprocess_env
 from pipeline.schedule import checkpoint_schedule
 
@@ -89,46 +88,6 @@ def write_checkpoints_csv(model_dir: Path) -> pd.DataFrame:
     table = table[checkpoints.COLUMNS]
     store.write_with(model_dir / checkpoints.CSV, lambda tmp: table.to_csv(tmp, index=False))
     return table
-
-
-UPDATES = re.compile(r"num_updates=(\d+)")
-
-
-class Progress:
-    """A progress line per model while fairseq trains: updates done of the total, speed, ETA
-    and the last scheduled validation perplexity (read from its log and snapshot records)."""
-
-    every = 30.0  # seconds between lines
-
-    def __init__(self, name: str, total: int, model_dir: Path):
-        self.name, self.total, self.dir = name, total, model_dir
-        self.start, self.first = time.monotonic(), None
-
-    def updates(self) -> int:
-        try:
-            with open(self.dir / "train.log", "rb") as f:
-                f.seek(max(0, f.seek(0, 2) - 20000))
-                found = UPDATES.findall(f.read().decode("utf-8", "replace"))
-        except OSError:
-            return 0
-        return int(found[-1]) if found else 0
-
-    def report(self) -> None:
-        done = self.updates()
-        if self.first is None and done:
-            self.first = (time.monotonic(), done)  # resumed runs start counting here
-        line = f"train {self.name}: {done}/{self.total} updates ({done / self.total:.0%})"
-        if self.first and done > self.first[1]:
-            rate = (done - self.first[1]) / (time.monotonic() - self.first[0])
-            line += f", {rate:.2f} upd/s, ETA {(self.total - done) / rate / 60:.1f} min"
-        try:
-            last = json.loads((self.dir / "checkpoints" / "snapshots.jsonl").read_text()
-                              .splitlines()[-1])
-            if last.get("valid_loss") is not None:
-                line += f", valid ppl {2 ** last['valid_loss']:.1f} at step {last['step']}"
-        except (OSError, IndexError, ValueError):
-            pass
-        log.info(line)
 
 
 def train_model(name: str, spec: dict, data: Path, model_dir: Path, seed: int,
