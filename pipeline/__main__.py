@@ -11,9 +11,9 @@ from omegaconf import DictConfig
 
 from pipeline.config import CONFIG_DIR, CONFIG_NAME
 from pipeline.jobs import Interrupted
+from pipeline.runner import run_pipeline
 from pipeline.runtime import set_threads
 from pipeline.schema import validate
-from pipeline.stages import run_pipeline
 from pipeline.sweep import in_sweep, record_failure
 
 log = logging.getLogger("pipeline")

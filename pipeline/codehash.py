@@ -17,9 +17,9 @@ from pipeline.runtime import REPO_ROOT
 
 PACKAGES = ("pipeline", "data_prep", "analysis")
 # Orchestration only: where and when work runs, never what it computes.
-NEUTRAL = frozenset({"pipeline.jobs", "pipeline.stages", "pipeline.store", "pipeline.schema",
-                     "pipeline.codehash", "pipeline.__main__",
-                     "pipeline.progress"})
+NEUTRAL = frozenset({"pipeline.__main__", "pipeline.runner", "pipeline.plan", "pipeline.jobs",
+                     "pipeline.store", "pipeline.schema", "pipeline.config", "pipeline.codehash",
+                     "pipeline.progress", "pipeline.stages.registry", "pipeline.stages.stage"})
 LIBRARIES = ("torch", "fairseq-fixed", "numpy", "scipy", "pandas", "sentencepiece", "sacrebleu")
 
 

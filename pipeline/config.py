@@ -1,9 +1,10 @@
 """Config helpers shared by the entry point, the stages and the tests: resolvers, the
-selected models."""
+selected models, typed access to a config group."""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -36,3 +37,11 @@ def model_specs(cfg: DictConfig) -> dict[str, dict]:
             get(spec["kind"])  # an unknown kind fails here, naming the known ones
             specs[name] = spec
     return specs
+
+
+def typed(node: Any, schema: type):
+    """A config node (DictConfig or plain dict) as an instance of its schema dataclass."""
+    if OmegaConf.is_config(node):
+        node = OmegaConf.to_container(node, resolve=True)
+    base = OmegaConf.structured(schema)
+    return OmegaConf.to_object(OmegaConf.merge(base, node))

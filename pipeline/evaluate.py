@@ -104,10 +104,3 @@ def bleu(checkpoint: Path, prepared: Path, beam: int, device: str) -> float:
     if len(hyps) != len(refs):
         raise RuntimeError(f"fairseq-generate gave {len(hyps)} hypotheses for {len(refs)} refs")
     return sacrebleu.corpus_bleu([hyps[i] for i in range(len(refs))], [refs]).score
-
-
-def evaluate_model(spec: dict, checkpoint: Path, data: Path, device: str) -> dict:
-    """The final-model metrics of the model's kind (its adapter decides which)."""
-    from pipeline.models import adapter
-
-    return adapter(spec).evaluate(spec, checkpoint, data, device)

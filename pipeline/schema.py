@@ -3,7 +3,7 @@
 Unknown keys, wrong types and out-of-range values, in a config file, an experiment file or on
 the command line, stop the run before any work, naming the key and where it was set. Each
 model preset is checked against its kind's schema (the adapter's ``Config``). Stage functions
-read typed settings through :func:`typed`.
+read typed settings through :func:`pipeline.config.typed`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationEr
 
 from analysis.fields import setting
 from analysis.settings import AnalysisSettings, PlotSettings
-from pipeline.config import CONFIG_DIR
+from pipeline.config import CONFIG_DIR, typed
+from pipeline.stages.registry import REGISTRY
 
 
 class ConfigError(ValueError):
@@ -125,16 +126,6 @@ class TopConfig:
 GROUPS: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "extract": ExtractConfig,
                            "analysis": AnalysisSettings, "plot": PlotSettings,
                            "aggregate": AggregateConfig}
-
-
-# ---------------------------------------------------------------------------- typed access
-
-def typed(node: Any, schema: type):
-    """A config node (DictConfig or plain dict) as an instance of its schema dataclass."""
-    if OmegaConf.is_config(node):
-        node = OmegaConf.to_container(node, resolve=True)
-    base = OmegaConf.structured(schema)
-    return OmegaConf.to_object(OmegaConf.merge(base, node))
 
 
 # ---------------------------------------------------------------------------- provenance
@@ -298,8 +289,6 @@ def _model_checks(cfg: DictConfig, models: dict) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Check the whole config against the schema before any work; raises ConfigError."""
-    from pipeline.stages import REGISTRY
-
     try:
         plain = OmegaConf.to_container(cfg, resolve=True)
     except Exception as err:  # an interpolation that does not resolve

@@ -24,11 +24,12 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf, open_dict  # noqa: E402
 
 from analysis import repstore  # noqa: E402
-from pipeline import checkpoints, evaluate, extract  # noqa: E402
+from pipeline import checkpoints, evaluate  # noqa: E402
 from pipeline.config import CONFIG_DIR, CONFIG_NAME, model_specs  # noqa: E402
 from pipeline.models import adapter  # noqa: E402
+from pipeline.plan import plan  # noqa: E402
 from pipeline.runtime import set_threads  # noqa: E402
-from pipeline.stages import plan  # noqa: E402
+from pipeline.stages import extract  # noqa: E402
 
 
 def ours(model, spec, task, rows, grads, label_column, ex):

@@ -30,7 +30,8 @@ its documented steps. Ratios are measured side by side in one run; the load aver
     python scripts/bench_similarity.py --google-svcca ~/svcca   # full run (~10 min, 1 core)
     python scripts/bench_similarity.py --quick                  # small shapes, ~30 s
 
-BLAS/torch run single-threaded by default (--threads), as in ../shared/NUMERICS.md §2.
+BLAS/torch run single-threaded by default (--threads): one thread per process is what the
+pipeline runs with.
 """
 
 import argparse
@@ -388,6 +389,15 @@ def shared_products(n_tokens, dims, n_perm, reps):
     return ok
 
 
+# Arguments of each part for --quick and the full run: Part 0 and P1 (tokens, dims[, repeats]),
+# P2 (layers, checkpoints, tokens, dims, references) and P3 (tokens, dims, permutations,
+# repeats; --only-p3 repeats twice).
+SIZES = {
+    "quick": dict(p1=(5000, 128, 2), p2=(2, 6, 1500, 64, 2), p3=(1500, 64, 10, 2)),
+    "full": dict(p1=(50_000, 512, 3), p2=(3, 16, 5000, 200, 3), p3=(5000, 200, 10, 3)),
+}
+
+
 def main() -> int:
     print(
         f"numpy {np.__version__}, torch {torch.__version__}, threads {args.threads}, "
@@ -395,22 +405,16 @@ def main() -> int:
     )
     t_start = time.perf_counter()
     ok = True
+    size = SIZES["quick" if args.quick else "full"]
     if args.only_p3:
-        ok &= shared_products(1500 if args.quick else 5000, 64 if args.quick else 200, 10, 2)
-    elif args.quick:
-        blas_floor(5000, 128)
-        if not args.skip_p1:
-            ok &= single_pairs(5000, 128, 2)[0]
-        if not args.skip_p2:
-            ok &= all_pairs(2, 6, 1500, 64, 2)
-        ok &= shared_products(1500, 64, 10, 2)
+        ok &= shared_products(*size["p3"][:3], 2)
     else:
-        blas_floor(50_000, 512)
+        blas_floor(*size["p1"][:2])
         if not args.skip_p1:
-            ok &= single_pairs(50_000, 512, 3)[0]
+            ok &= single_pairs(*size["p1"])[0]
         if not args.skip_p2:
-            ok &= all_pairs(3, 16, 5000, 200, 3)
-        ok &= shared_products(5000, 200, 10, 3)
+            ok &= all_pairs(*size["p2"])
+        ok &= shared_products(*size["p3"])
     print(
         f"\nwhole benchmark {time.perf_counter() - t_start:.0f} s; load average "
         f"{os.getloadavg()} at end; all values agree: {'yes' if ok else 'NO'}"

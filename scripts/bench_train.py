@@ -33,9 +33,10 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from pipeline import evaluate  # noqa: E402
 from pipeline.config import CONFIG_DIR, CONFIG_NAME, model_specs  # noqa: E402
+from pipeline.plan import plan  # noqa: E402
+from pipeline.runner import run_pipeline  # noqa: E402
 from pipeline.runtime import REPO_ROOT, subprocess_env  # noqa: E402
-from pipeline.stages import plan, run_pipeline  # noqa: E402
-from pipeline.train import fairseq_args, fairseq_train_command, schedule  # noqa: E402
+from pipeline.stages.train import fairseq_args, fairseq_train_command, schedule  # noqa: E402
 
 
 def timed(args: list[str], env: dict) -> float:

@@ -39,8 +39,8 @@ def compose(*overrides: str):
 
 
 def plan(*overrides: str):
-    """Where every stage and model unit of this config lives (pipeline.stages.plan)."""
-    from pipeline.stages import plan as stage_plan
+    """Where every stage and model unit of this config lives (pipeline.plan.plan)."""
+    from pipeline.plan import plan as stage_plan
 
     return stage_plan(compose(*overrides))
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.models import REQUIRED, ModelKind, Spec, register, setting, words
+from pipeline.models import REQUIRED, Spec, register, setting, words
 
 
 class LSTMRecorder:
@@ -78,27 +78,12 @@ def lstm_states(model, inp: torch.Tensor, target: torch.Tensor | None, pad: int,
 
 
 @dataclass
-class LSTMConfig:
+class LSTMConfig(words.WordStreamConfig):
     """conf/model/lstm_lm_*.yaml (and the taggers that inherit one)."""
 
-    kind: str = REQUIRED
-    words: str = REQUIRED                 # binarised word stream (prepare/lm/bin/<words>)
-    layers: int = setting(ge=1)
-    embed_dim: int = setting(ge=1)
     hidden: int = setting(ge=1)
-    dropout: float = setting(ge=0, lt=1)
     optimizer: str = setting(choices=("sgd", "adam"))
-    lr: float = setting(gt=0)
     lr_shrink: float = setting(gt=0, le=1)
-    clip_norm: float = setting(ge=0)
-    tokens_per_sample: int = setting(ge=1)
-    batch_size: int = setting(ge=1)
-    max_update: int = setting(ge=1)
-    # added to `seed` for this model's fairseq seed (initialisation, data order): taggers use
-    # their own, so they do not start from their LM's weights; 0 = the LM's (the control)
-    seed_offset: int = setting(0, ge=0)
-    adaptive_softmax_cutoff: list[int] | None = setting(None, ge=1)
-    tags: str | None = None               # a tagger's tag set (its `words` stream's labels)
 
 
 @dataclass
@@ -107,30 +92,22 @@ class LSTMTaggerConfig(LSTMConfig):
 
 
 @register("lstm_lm")
-class LSTMLanguageModel(ModelKind):
+class LSTMLanguageModel(words.WordStreamKind):
     """Saphra & Lopez's LSTM LM on the word stream (fairseq `lstm_lm`)."""
 
     Config = LSTMConfig
     family = "lstm"
-    sides = ("lm",)
     arch = "lstm_lm"
+    layer_states = staticmethod(lstm_states)
 
     def fairseq_args(self, spec: Spec, data: Path) -> list:
-        args = words.task_args(spec, data) + [
+        return words.task_args(spec, data) + [
             "--arch", self.arch, "--decoder-layers", spec["layers"],
             "--decoder-embed-dim", spec["embed_dim"], "--decoder-hidden-size", spec["hidden"],
             "--decoder-out-embed-dim", spec["hidden"], "--dropout", spec["dropout"],
             "--optimizer", spec["optimizer"], "--lr", spec["lr"], "--clip-norm",
             spec["clip_norm"], "--lr-scheduler", "reduce_lr_on_plateau", "--lr-shrink",
-            spec["lr_shrink"]]
-        cutoff = spec.get("adaptive_softmax_cutoff")
-        if cutoff and not spec.get("tags"):
-            # fairseq's adaptive loss refuses its default distributed backend, even on one CPU
-            args += ["--adaptive-softmax-cutoff", ",".join(map(str, cutoff)),
-                     "--criterion", "adaptive_loss", "--ddp-backend", "legacy_ddp"]
-        else:
-            args += ["--criterion", "cross_entropy"]
-        return args
+            spec["lr_shrink"]] + self.output_args(spec)
 
     def parameters(self, spec: Spec, data: Path) -> int:
         vocab, out = words.vocab_sizes(spec, data)
@@ -138,28 +115,9 @@ class LSTMLanguageModel(ModelKind):
         lstm = sum(4 * h * ((e if i == 0 else h) + h) + 8 * h for i in range(spec["layers"]))
         return vocab * e + lstm + h * out + out
 
-    def tokens_per_update(self, spec: Spec) -> int:
-        return int(spec["tokens_per_sample"]) * int(spec["batch_size"])
-
     def layers(self, spec: Spec) -> list[tuple[str, str, int]]:
         return [("embed", "lm", spec["embed_dim"])] + [
             (f"lstm_{i + 1}", "lm", spec["hidden"]) for i in range(spec["layers"])]
-
-    def load_overrides(self, spec: Spec, data: Path) -> dict:
-        return words.load_overrides(spec, data)
-
-    def label_column(self, spec: Spec, probe) -> str | None:
-        return words.label_column(spec, probe)
-
-    def states(self, model, task, spec, rows, label_column, grads, batch_size):
-        return words.run_states(lstm_states, model, task, rows, label_column, grads,
-                                batch_size)
-
-    def forward(self, model, task, rows, batch_size):
-        words.forward(model, task, rows, batch_size)
-
-    def evaluate(self, spec: Spec, checkpoint: Path, data: Path, device: str) -> dict:
-        return words.evaluate_stream(spec, checkpoint, data, device)
 
 
 @register("lstm_tagger")

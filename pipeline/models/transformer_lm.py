@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.models import REQUIRED, ModelKind, Spec, causal, register, setting, words
+from pipeline.models import Spec, causal, register, setting, words
 
 
 def transformer_lm_states(model, inp: torch.Tensor, target: torch.Tensor, pad: int,
@@ -34,36 +34,21 @@ def transformer_lm_states(model, inp: torch.Tensor, target: torch.Tensor, pad: i
 
 
 @dataclass
-class TransformerLMConfig:
+class TransformerLMConfig(words.WordStreamConfig):
     """conf/model/transformer_lm_*.yaml."""
 
-    kind: str = REQUIRED
-    words: str = REQUIRED
-    layers: int = setting(ge=1)
-    embed_dim: int = setting(ge=1)
     ffn_dim: int = setting(ge=1)
     heads: int = setting(ge=1)
-    dropout: float = setting(ge=0, lt=1)
     normalize_before: bool = True
     share_embeddings: bool = True
-    lr: float = setting(gt=0)
     warmup_updates: int = setting(ge=0)
-    clip_norm: float = setting(ge=0)
-    tokens_per_sample: int = setting(ge=1)
-    batch_size: int = setting(ge=1)
-    max_update: int = setting(ge=1)
-    # added to `seed` for this model's fairseq seed (initialisation, data order): taggers use
-    # their own, so they do not start from their LM's weights; 0 = the LM's (the control)
-    seed_offset: int = setting(0, ge=0)
-    adaptive_softmax_cutoff: list[int] | None = setting(None, ge=1)
-    tags: str | None = None
 
 
 @register("transformer_lm")
-class TransformerLanguageModel(ModelKind):
+class TransformerLanguageModel(words.WordStreamKind):
     Config = TransformerLMConfig
     family = "transformer"
-    sides = ("lm",)
+    layer_states = staticmethod(transformer_lm_states)
 
     def fairseq_args(self, spec: Spec, data: Path) -> list:
         args = words.task_args(spec, data) + [
@@ -80,14 +65,7 @@ class TransformerLanguageModel(ModelKind):
             args.append("--share-decoder-input-output-embed")
         if spec.get("normalize_before"):  # pre-norm (fairseq's arch default does not apply it)
             args.append("--decoder-normalize-before")
-        cutoff = spec.get("adaptive_softmax_cutoff")
-        if cutoff and not spec.get("tags"):
-            # fairseq's adaptive loss refuses its default distributed backend, even on one CPU
-            args += ["--adaptive-softmax-cutoff", ",".join(map(str, cutoff)),
-                     "--criterion", "adaptive_loss", "--ddp-backend", "legacy_ddp"]
-        else:
-            args += ["--criterion", "cross_entropy"]
-        return args
+        return args + self.output_args(spec)
 
     def parameters(self, spec: Spec, data: Path) -> int:
         vocab, out = words.vocab_sizes(spec, data)
@@ -96,26 +74,7 @@ class TransformerLanguageModel(ModelKind):
         output = 0 if spec.get("share_embeddings") else d * out
         return vocab * d + n * layer + 2 * d + output
 
-    def tokens_per_update(self, spec: Spec) -> int:
-        return int(spec["tokens_per_sample"]) * int(spec["batch_size"])
-
     def layers(self, spec: Spec) -> list[tuple[str, str, int]]:
         d = spec["embed_dim"]
         return [("embed", "lm", d)] + [(f"layer_{i}", "lm", d)
                                        for i in range(1, spec["layers"] + 1)]
-
-    def load_overrides(self, spec: Spec, data: Path) -> dict:
-        return words.load_overrides(spec, data)
-
-    def label_column(self, spec: Spec, probe) -> str | None:
-        return words.label_column(spec, probe)
-
-    def states(self, model, task, spec, rows, label_column, grads, batch_size):
-        return words.run_states(transformer_lm_states, model, task, rows, label_column, grads,
-                                batch_size)
-
-    def forward(self, model, task, rows, batch_size):
-        words.forward(model, task, rows, batch_size)
-
-    def evaluate(self, spec: Spec, checkpoint: Path, data: Path, device: str) -> dict:
-        return words.evaluate_stream(spec, checkpoint, data, device)

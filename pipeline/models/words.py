@@ -8,7 +8,8 @@ positions 1..n (the states after reading w1..wn).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import pandas as pd
 import torch
 
 from pipeline import evaluate
-from pipeline.models import Spec, dict_size
+from pipeline.models import REQUIRED, ModelKind, Spec, dict_size, setting
 
 
 def bins(data: Path) -> Path:
@@ -162,3 +163,63 @@ def evaluate_stream(spec: Spec, checkpoint: Path, data: Path, device: str = "cpu
     return {"test_accuracy": round(result["accuracy"], 4),
             "majority_baseline": round(float(baseline), 4),
             "majority_tag": result["dictionary"][majority]}
+
+
+@dataclass
+class WordStreamConfig:
+    """The settings every model on the word stream has (conf/model/lstm_lm_*.yaml,
+    transformer_lm_*.yaml and the taggers that inherit one); each kind adds its own."""
+
+    kind: str = REQUIRED
+    words: str = REQUIRED                 # binarised word stream (prepare/lm/bin/<words>)
+    layers: int = setting(ge=1)
+    embed_dim: int = setting(ge=1)
+    dropout: float = setting(ge=0, lt=1)
+    lr: float = setting(gt=0)
+    clip_norm: float = setting(ge=0)
+    tokens_per_sample: int = setting(ge=1)
+    batch_size: int = setting(ge=1)
+    max_update: int = setting(ge=1)
+    # added to `seed` for this model's fairseq seed (initialisation, data order): taggers use
+    # their own, so they do not start from their LM's weights; 0 = the LM's (the control)
+    seed_offset: int = setting(0, ge=0)
+    adaptive_softmax_cutoff: list[int] | None = setting(None, ge=1)
+    tags: str | None = None               # a tagger's tag set (its `words` stream's labels)
+
+
+class WordStreamKind(ModelKind):
+    """What the adapters of word-stream models share: their data flags, output layer and
+    criterion, probe batches, states through ``layer_states`` and evaluation."""
+
+    sides = ("lm",)
+    # (model, inp, target, pad, grads) -> (acts, grads), each {layer: [B, T, dim]}
+    layer_states: Callable
+
+    @staticmethod
+    def output_args(spec: Spec) -> list:
+        """The criterion: an adaptive softmax (LMs with a cutoff) or cross-entropy."""
+        cutoff = spec.get("adaptive_softmax_cutoff")
+        if cutoff and not spec.get("tags"):
+            # fairseq's adaptive loss refuses its default distributed backend, even on one CPU
+            return ["--adaptive-softmax-cutoff", ",".join(map(str, cutoff)),
+                    "--criterion", "adaptive_loss", "--ddp-backend", "legacy_ddp"]
+        return ["--criterion", "cross_entropy"]
+
+    def tokens_per_update(self, spec: Spec) -> int:
+        return int(spec["tokens_per_sample"]) * int(spec["batch_size"])
+
+    def load_overrides(self, spec: Spec, data: Path) -> dict:
+        return load_overrides(spec, data)
+
+    def label_column(self, spec: Spec, probe) -> str | None:
+        return label_column(spec, probe)
+
+    def states(self, model, task, spec, rows, label_column, grads, batch_size):
+        return run_states(type(self).layer_states, model, task, rows, label_column, grads,
+                          batch_size)
+
+    def forward(self, model, task, rows, batch_size):
+        forward(model, task, rows, batch_size)
+
+    def evaluate(self, spec: Spec, checkpoint: Path, data: Path, device: str) -> dict:
+        return evaluate_stream(spec, checkpoint, data, device)

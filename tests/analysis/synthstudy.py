@@ -222,8 +222,8 @@ def plotted() -> tuple[Path, dict, dict[str, pd.DataFrame]]:
     from omegaconf import OmegaConf
 
     from analysis import claims
-    from pipeline.analyze_stage import write_tables
-    from pipeline.plot_stage import run_plot
+    from pipeline.stages.plot import run_plot
+    from pipeline.tables import write_tables
 
     root = _scratch("plotted")
     tables = dict(study_tables())

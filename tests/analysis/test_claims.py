@@ -92,7 +92,7 @@ def test_claim_settings_are_read_from_the_analysis_config():
     from omegaconf import OmegaConf
 
     from analysis.settings import AnalysisSettings
-    from pipeline.schema import typed
+    from pipeline.config import typed
 
     cfg = OmegaConf.create({"claims": {"convergence_threshold": 0.8, "c1": {"min_rho": 0.3},
                                        "c4": {"sides": ["lm", "target"]}}})

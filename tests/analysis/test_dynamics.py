@@ -249,7 +249,7 @@ def test_seed_to_seed_finds_shared_and_unshared_layers(tmp_path):
 def test_settings_from_config_are_typed_and_nested():
     from omegaconf import OmegaConf
 
-    from pipeline.schema import typed
+    from pipeline.config import typed
 
     cfg = OmegaConf.create({"fixed_k": [10], "fractions": [0, 1], "claims": {"c3": {"margin": 0.1}},
                             "per_tag": {"max_n": 7}, "concentration": {"ci": 0.9, "n_boot": 11},

@@ -45,8 +45,8 @@ def test_a_table_without_a_rule_is_an_error():
 def test_aggregate_stage_pools_seeds_and_compares_them(tmp_path):
     """run_aggregate on two seeds' units: every table pooled, S2 from the representations
     (seed 2's stores are copies of seed 1's, so every final layer matches exactly)."""
-    from pipeline.aggregate_stage import run_aggregate
-    from pipeline.analyze_stage import run_analyze
+    from pipeline.stages.aggregate import run_aggregate
+    from pipeline.stages.analyze import run_analyze
 
     analysis = OmegaConf.load(REPO_CONF / "analysis" / "default.yaml")
     analysis.max_tokens = 5000  # interpolated from extract in the full config

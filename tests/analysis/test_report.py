@@ -50,7 +50,7 @@ def test_markdown_table_format():
 
 def test_analyze_stage_writes_parquet_and_csv(tmp_path):
     """run_analyze on synthetic train and extract units, with the real analysis config."""
-    from pipeline.analyze_stage import run_analyze
+    from pipeline.stages.analyze import run_analyze
 
     runs = build_study(tmp_path / "stores")
     extract, train = write_units(runs[:2], tmp_path)  # the LM and the NMT model
@@ -78,7 +78,7 @@ def test_analyze_stage_writes_parquet_and_csv(tmp_path):
 def test_the_analysis_seed_not_the_model_seed_picks_tokens_and_shuffles(tmp_path):
     """Two model seeds over the same stores give the same rows and values: the subsample,
     shuffles and bootstrap follow analysis.seed only, which every table records."""
-    from pipeline.analyze_stage import run_analyze
+    from pipeline.stages.analyze import run_analyze
 
     runs = build_study(tmp_path / "stores")
     extract, train = write_units(runs[:1], tmp_path)

@@ -3,6 +3,7 @@ rsa, cka_debiased): each against a direct, naive implementation of its definitio
 invariances that definition implies, chance level, and the registry machinery itself."""
 
 import dataclasses
+import sys
 
 import numpy as np
 import pytest
@@ -490,7 +491,14 @@ def test_blas_routing_matches_numpy(monkeypatch):
     def numpy_mm(a, b):
         return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
 
-    monkeypatch.setattr(sim, "_mm", numpy_mm)
+    # every module of the package that calls _mm binds it by name: patch each binding
+    original = sim._mm
+    bound = [module for name, module in sorted(sys.modules.items())
+             if name.split(".")[:2] == ["analysis", "similarity"]
+             and getattr(module, "_mm", None) is original]
+    assert sys.modules["analysis.similarity.bases"] in bound
+    for module in bound:
+        monkeypatch.setattr(module, "_mm", numpy_mm)
     off = ~np.eye(3, dtype=bool)
     for m in BASIS_METRICS:
         old = sim.pairwise(reps, metric=m)

@@ -4,7 +4,7 @@ reruns exactly the stages that run the edited code, and comments or docstrings c
 import pytest
 from conftest import compose
 
-from pipeline import codehash, stages
+from pipeline import codehash, plan
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_a_change_in_dynamics_reruns_analyze_plot_and_aggregate_only(monkeypatch
     """In smoke: an AST change in analysis/dynamics.py changes the keys of analyze and of
     the stages that read it, and of nothing else."""
     cfg = compose("experiment=smoke", f"artifacts_dir={tmp_path}", "mirror=null")
-    before = stages.plan(cfg)
+    before = plan.plan(cfg)
     real = codehash._module_info
 
     def edited(module):
@@ -59,12 +59,12 @@ def test_a_change_in_dynamics_reruns_analyze_plot_and_aggregate_only(monkeypatch
         return ("edited" if module == "analysis.dynamics" else digest), imports
 
     monkeypatch.setattr(codehash, "_module_info", edited)
-    after = stages.plan(cfg)
+    after = plan.plan(cfg)
     changed = {t.label for name in before for t, u in zip(before[name].targets(),
                                                            after[name].targets(), strict=True)
                if t.key != u.key}
     assert changed == {"stage analyze", "stage plot", "stage aggregate"}
     old = before["analyze"].target
     record = {"code": old.code, "config": old.config, "inputs": old.inputs}
-    assert stages.differences(record, after["analyze"].target) == (
+    assert plan.differences(record, after["analyze"].target) == (
         "code changed: analysis/dynamics.py")

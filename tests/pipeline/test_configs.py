@@ -6,7 +6,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from pipeline.config import CONFIG_DIR, CONFIG_NAME
-from pipeline.stages import REGISTRY, plan
+from pipeline.plan import plan
+from pipeline.stages.registry import REGISTRY
 
 EXPERIMENTS = sorted(p.stem for p in Path(CONFIG_DIR, "experiment").glob("*.yaml"))
 

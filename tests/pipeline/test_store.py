@@ -11,7 +11,9 @@ import pytest
 from conftest import REPO
 from omegaconf import OmegaConf
 
-from pipeline import stages, store
+from pipeline import plan, runner, store
+from pipeline.stages.registry import REGISTRY
+from pipeline.stages.stage import Stage
 
 
 def make_cfg(tmp_path, **kw):
@@ -36,66 +38,66 @@ def fake(monkeypatch):
 
     def train(cfg, name, spec, out, inputs):
         calls.append(("train", name))
-        assert inputs["prepare"].name == stages.plan(cfg)["prepare"].key
+        assert inputs["prepare"].name == plan.plan(cfg)["prepare"].key
         (out / "size.txt").write_text(str(spec["size"]))
         return {"model": name}
 
-    monkeypatch.setitem(stages.REGISTRY, "prepare", stages.Stage("prepare", ("data",),
+    monkeypatch.setitem(REGISTRY, "prepare", Stage("prepare", ("data",),
                                                                  run=prepare))
-    monkeypatch.setitem(stages.REGISTRY, "train", stages.Stage("train", ("seed",), ("prepare",),
+    monkeypatch.setitem(REGISTRY, "train", Stage("train", ("seed",), ("prepare",),
                                                                unit=train))
-    monkeypatch.setattr(stages, "costliest_first", lambda specs, data, *rest: sorted(specs))
-    monkeypatch.setattr(stages, "_log_disk", lambda cfg, specs, data: None)
+    monkeypatch.setattr(runner, "costliest_first", lambda specs, data, *rest: sorted(specs))
+    monkeypatch.setattr(runner, "_log_disk", lambda cfg, specs, data: None)
     return calls
 
 
 def test_rerun_is_cached_and_force_recomputes(tmp_path, fake, caplog):
     cfg = make_cfg(tmp_path)
-    assert stages.run_pipeline(cfg)["prepare"] == "ran" and len(fake) == 1
-    final = stages.plan(cfg)["prepare"].dir
+    assert runner.run_pipeline(cfg)["prepare"] == "ran" and len(fake) == 1
+    final = plan.plan(cfg)["prepare"].dir
     assert store.is_done(final) and (final / "result.txt").read_text() == "1"
     with caplog.at_level(logging.INFO):
-        assert stages.run_pipeline(cfg)["prepare"] == "cached"
+        assert runner.run_pipeline(cfg)["prepare"] == "cached"
     assert "stage prepare: cached" in caplog.text and len(fake) == 1
-    assert stages.run_pipeline(make_cfg(tmp_path, force=["prepare"]))["prepare"] == "ran"
+    assert runner.run_pipeline(make_cfg(tmp_path, force=["prepare"]))["prepare"] == "ran"
     assert len(fake) == 2
 
 
 def test_failed_stage_leaves_nothing_half_written(tmp_path, fake):
     cfg = make_cfg(tmp_path, data={"x": "boom"})
     with pytest.raises(RuntimeError, match="boom"):
-        stages.run_pipeline(cfg)
+        runner.run_pipeline(cfg)
     left = [p.name for p in (tmp_path / "t" / "prepare").iterdir()]
     assert [n for n in left if not n.endswith(".lock")] == []  # a lock file is no result
 
 
 def test_changing_one_model_reruns_that_model_only(tmp_path, fake):
     cfg = make_cfg(tmp_path, stages=["prepare", "train"])
-    assert stages.run_pipeline(cfg) == {"prepare": "ran", "train a": "ran", "train b": "ran"}
-    units = stages.plan(cfg)["train"].units
+    assert runner.run_pipeline(cfg) == {"prepare": "ran", "train a": "ran", "train b": "ran"}
+    units = plan.plan(cfg)["train"].units
     assert (units["b"].dir / "size.txt").read_text() == "2"
     assert units["a"].dir.parent.name == "a" and units["a"].dir.parent.parent.name == "train"
     changed = make_cfg(tmp_path, stages=["prepare", "train"],
                        model={"a": {"kind": "lstm_lm", "size": 1},
                               "b": {"kind": "lstm_lm", "size": 3}})
-    status = stages.run_pipeline(changed)
+    status = runner.run_pipeline(changed)
     assert status == {"prepare": "cached", "train a": "cached", "train b": "ran"}
-    assert stages.plan(changed)["train"].units["a"] == units["a"]
+    assert plan.plan(changed)["train"].units["a"] == units["a"]
     # two workers: a and b of the first run may record in either order
     assert sorted(c for c in fake if c[0] == "train") == [("train", "a"), ("train", "b"),
                                                          ("train", "b")]
     # the seed is part of every model's key
-    assert stages.plan(make_cfg(tmp_path, seed=2))["train"].units["a"].key != units["a"].key
+    assert plan.plan(make_cfg(tmp_path, seed=2))["train"].units["a"].key != units["a"].key
 
 
 def test_a_stage_needs_its_inputs_run_first(tmp_path, fake):
     with pytest.raises(RuntimeError, match="stage train needs prepare, which has not been run"):
-        stages.run_pipeline(make_cfg(tmp_path, stages=["train"]))
+        runner.run_pipeline(make_cfg(tmp_path, stages=["train"]))
 
 
 def test_unknown_stage_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="unknown stage"):
-        stages.run_pipeline(make_cfg(tmp_path, stages=["prepare", "trian"]))
+        runner.run_pipeline(make_cfg(tmp_path, stages=["prepare", "trian"]))
 
 
 def test_a_second_run_waits_for_the_first_and_reuses_its_result(tmp_path, monkeypatch):
@@ -110,14 +112,14 @@ def test_a_second_run_waits_for_the_first_and_reuses_its_result(tmp_path, monkey
         (out / "result.txt").write_text("1")
         return {}
 
-    monkeypatch.setitem(stages.REGISTRY, "prepare", stages.Stage("prepare", ("data",),
+    monkeypatch.setitem(REGISTRY, "prepare", Stage("prepare", ("data",),
                                                                  run=prepare))
     cfg = make_cfg(tmp_path)
     results = {}
-    first = threading.Thread(target=lambda: results.update(a=stages.run_pipeline(cfg)))
+    first = threading.Thread(target=lambda: results.update(a=runner.run_pipeline(cfg)))
     first.start()
     assert started.wait(30)
-    second = threading.Thread(target=lambda: results.update(b=stages.run_pipeline(cfg)))
+    second = threading.Thread(target=lambda: results.update(b=runner.run_pipeline(cfg)))
     second.start()
     second.join(1.0)
     assert second.is_alive()  # waiting on the lock, not computing
@@ -149,17 +151,17 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
 
 def test_force_starts_a_resumable_unit_over(tmp_path, fake, monkeypatch):
     cfg = make_cfg(tmp_path, stages=["prepare", "train"])
-    stage = stages.REGISTRY["train"]
-    monkeypatch.setitem(stages.REGISTRY, "train",
-                        stages.Stage("train", ("seed",), ("prepare",), unit=stage.unit,
+    stage = REGISTRY["train"]
+    monkeypatch.setitem(REGISTRY, "train",
+                        Stage("train", ("seed",), ("prepare",), unit=stage.unit,
                                      resumable=True))
-    unit = stages.plan(cfg)["train"].units["a"].dir
+    unit = plan.plan(cfg)["train"].units["a"].dir
     partial = unit.with_name(unit.name + ".partial")
     partial.mkdir(parents=True)
     (partial / "left_by_a_killed_run").write_text("x")
-    stages.run_pipeline(cfg)
+    runner.run_pipeline(cfg)
     assert (unit / "left_by_a_killed_run").exists()  # resumed from it
-    stages.run_pipeline(make_cfg(tmp_path, stages=["prepare", "train"], force=["train"]))
+    runner.run_pipeline(make_cfg(tmp_path, stages=["prepare", "train"], force=["train"]))
     assert not (unit / "left_by_a_killed_run").exists() and (unit / "size.txt").exists()
 
 
@@ -169,32 +171,32 @@ def test_an_invalid_cached_result_is_recomputed_and_the_log_says_why(tmp_path, f
         if not (path / "result.txt").is_file():
             raise store.Invalid(f"{path}/result.txt is missing")
 
-    prepare = stages.REGISTRY["prepare"]
-    monkeypatch.setitem(stages.REGISTRY, "prepare",
-                        stages.Stage("prepare", ("data",), run=prepare.run, check=check))
+    prepare = REGISTRY["prepare"]
+    monkeypatch.setitem(REGISTRY, "prepare",
+                        Stage("prepare", ("data",), run=prepare.run, check=check))
     cfg = make_cfg(tmp_path)
-    stages.run_pipeline(cfg)
-    final = stages.plan(cfg)["prepare"].dir
+    runner.run_pipeline(cfg)
+    final = plan.plan(cfg)["prepare"].dir
     (final / "result.txt").unlink()
     with caplog.at_level(logging.INFO):
-        assert stages.run_pipeline(cfg)["prepare"] == "ran"
+        assert runner.run_pipeline(cfg)["prepare"] == "ran"
     assert "result.txt is missing); recomputing" in caplog.text
     assert (final / "result.txt").is_file()
     with caplog.at_level(logging.INFO):
-        stages.run_pipeline(make_cfg(tmp_path, data={"x": 2}))
+        runner.run_pipeline(make_cfg(tmp_path, data={"x": 2}))
     assert "(config changed: data.x)" in caplog.text
 
 
 def test_models_are_ordered_by_their_measured_time_once_every_one_has_one(tmp_path, monkeypatch):
     cfg = make_cfg(tmp_path, stages=["prepare", "train"])
-    specs, nodes = dict(cfg.model), stages.plan(cfg)
-    monkeypatch.setattr(stages, "adapter", lambda spec: type(
+    specs, nodes = dict(cfg.model), plan.plan(cfg)
+    monkeypatch.setattr(runner, "adapter", lambda spec: type(
         "Estimate", (), {"work": lambda self, spec, data: spec["size"]})())
-    assert stages.costliest_first(specs, tmp_path, nodes, ("train",)) == ["b", "a"]  # estimate
+    assert runner.costliest_first(specs, tmp_path, nodes, ("train",)) == ["b", "a"]  # estimate
     for model, seconds in (("a", 900.0), ("b", 10.0)):  # another seed's units, measured
         unit = nodes["train"].units[model].dir.with_name("otherkey")
         unit.mkdir(parents=True)
         (unit / store.DONE).write_text(f'{{"seconds": {seconds}, "finished": "2026"}}')
-    assert stages.costliest_first(specs, tmp_path, nodes, ("train",)) == ["a", "b"]
+    assert runner.costliest_first(specs, tmp_path, nodes, ("train",)) == ["a", "b"]
     (unit / store.DONE).write_text("{damaged")  # b has no measurement: the estimate again
-    assert stages.costliest_first(specs, tmp_path, nodes, ("train",)) == ["b", "a"]
+    assert runner.costliest_first(specs, tmp_path, nodes, ("train",)) == ["b", "a"]

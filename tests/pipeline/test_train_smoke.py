@@ -15,9 +15,9 @@ import pytest
 import torch
 from conftest import REPO, run_pipeline
 
-from pipeline import stages
 from pipeline.checkpoints import CheckpointError
 from pipeline.schedule import checkpoint_schedule
+from pipeline.stages import train
 
 pytestmark = pytest.mark.slow
 MODELS = {"lstm_lm_paper", "lstm_lm_deep", "transformer_lm_small", "tagger_pos",
@@ -96,11 +96,11 @@ def test_taggers_start_from_their_own_weights_and_the_control_from_the_lms(smoke
 def test_cached_train_unit_refuses_a_changed_checkpoint(smoke_trained, tmp_path):
     copy = tmp_path / "tagger_pos"
     shutil.copytree(smoke_trained[3]["tagger_pos"], copy)
-    stages._check_train(copy)
+    train.check(copy)
     victim = copy / "checkpoints" / "step_0000001.pt"
     victim.write_bytes(victim.read_bytes() + b"x")
     with pytest.raises(CheckpointError, match="step_0000001.pt: sha256"):
-        stages._check_train(copy)
+        train.check(copy)
 
 
 def _train_args(art, mirror):

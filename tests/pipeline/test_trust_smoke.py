@@ -12,8 +12,9 @@ import pytest
 from conftest import REPO, plan, run_pipeline, units
 
 from analysis import repstore
-from pipeline import extract, store
+from pipeline import store
 from pipeline.config import model_specs
+from pipeline.stages import extract
 
 pytestmark = pytest.mark.slow
 

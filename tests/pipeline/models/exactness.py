@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from fairseq import utils as fairseq_utils
 
-from pipeline import checkpoints, evaluate, extract
+from pipeline import checkpoints, evaluate
 from pipeline.models import adapter
+from pipeline.stages import extract
 
 RTOL = 1e-6  # per-token relative bound in float64; every row measured within 1e-12
 

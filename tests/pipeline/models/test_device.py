@@ -6,8 +6,8 @@ import pytest
 import torch
 from exactness import assert_rows_close, float64_softmax, load_float64  # noqa: F401
 
-from pipeline import extract
 from pipeline.models import adapter
+from pipeline.stages import extract
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]

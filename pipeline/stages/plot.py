@@ -17,17 +17,11 @@ from tqdm import tqdm
 
 from analysis import figures, report
 from analysis.settings import PlotSettings
-from pipeline.schema import typed
+from pipeline.config import typed
+from pipeline.stages.stage import Stage
+from pipeline.tables import load_tables
 
 log = logging.getLogger(__name__)
-
-
-def load_tables(folder: Path) -> dict[str, pd.DataFrame]:
-    """Every table of an analyze stage (name -> DataFrame)."""
-    paths = sorted(Path(folder).glob("*.parquet"))
-    if not paths:
-        raise FileNotFoundError(f"no tables in {folder}: run the analyze stage first")
-    return {p.stem: pd.read_parquet(p) for p in paths}
 
 
 def render(tables: dict[str, pd.DataFrame], out: Path, ps: figures.PlotSettings,
@@ -51,3 +45,6 @@ def run_plot(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     tables = load_tables(Path(inputs["analyze"]) / "tables")
     ps = typed(cfg.plot, PlotSettings)
     return render(tables, Path(out), ps, f"Learning dynamics: experiment '{cfg.name}'")
+
+
+STAGE = Stage("plot", ("plot",), ("analyze",), code=("pipeline.stages.plot",), run=run_plot)

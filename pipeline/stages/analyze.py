@@ -18,20 +18,11 @@ from omegaconf import DictConfig
 from analysis import claims, dynamics, report
 from analysis.learned import learned
 from analysis.settings import AnalysisSettings, Learned
-from pipeline.schema import typed
+from pipeline.config import typed
+from pipeline.stages.stage import Stage
+from pipeline.tables import write_tables
 
 log = logging.getLogger(__name__)
-
-
-def write_tables(folder: Path, tables: dict[str, pd.DataFrame]) -> dict[str, int]:
-    """Each table as parquet and csv; returns rows per table."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = {}
-    for name, table in sorted(tables.items()):
-        table.to_parquet(folder / f"{name}.parquet", index=False)
-        table.to_csv(folder / f"{name}.csv", index=False)
-        rows[name] = len(table)
-    return rows
 
 
 def models_table(runs: list[dynamics.ModelRun], train_units: dict[str, Path],
@@ -73,3 +64,7 @@ def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     verdicts = {f"{r.claim}/{r.metric}": r.verdict
                 for r in tables["claims_summary"].itertuples()}
     return {"tables": rows, "claims": verdicts}
+
+
+STAGE = Stage("analyze", ("analysis",), ("train", "extract"), code=("pipeline.stages.analyze",),
+              run=run_analyze)

@@ -1,4 +1,4 @@
-"""The extract unit: for one trained model, every checkpoint and probe set, each layer's
+"""The extract stage, per model: for one trained model, every checkpoint and probe set, each layer's
 activation at every token and the gradient of that token's own loss with respect to it.
 
 Which probes a model reads (those whose sides match its adapter's), its layers, and how states
@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from analysis import repstore
-from pipeline import checkpoints, evaluate, store
+from pipeline import checkpoints, evaluate, jobs, store
 from pipeline.models import adapter
+from pipeline.stages.stage import Stage
 
 log = logging.getLogger(__name__)
 TOKEN_COLUMNS = ["probe", "side", "sent_id", "sent_index", "position", "token", "word_index",
@@ -179,3 +181,16 @@ def disk_estimate(spec: dict, n_checkpoints: int, data: Path, extract: dict) -> 
         width = sum(int(per_side.get(side, 0)) * dim for _, side, dim in layers)
         total += width * itemsize * n_checkpoints * (2 if extract["gradients"] else 1)
     return total
+
+
+def unit(cfg: DictConfig, name: str, spec: dict, out: Path, inputs: dict) -> dict:
+    """Unit function: ``extract_model`` in its own process (torch state stays out of the
+    runner), with the configured torch threads."""
+    return jobs.call_in_process("pipeline.stages.extract:extract_model", name, spec,
+                                inputs["train"], inputs["prepare"], out,
+                                OmegaConf.to_container(cfg.extract, resolve=True),
+                                threads=int(cfg.train.threads))
+
+
+STAGE = Stage("extract", ("extract",), ("prepare", "train"), code=("pipeline.stages.extract",),
+              unit=unit, resumable=True, check=validate_unit)

@@ -1,6 +1,7 @@
-"""The train unit: one model trained with fairseq-train (a subprocess), with analysis
-checkpoints on the configured schedule, a checkpoints.csv and an evaluation. What is specific to
-the model's family (flags, size, evaluation) comes from its adapter (pipeline.models)."""
+"""The train stage, per model: one model trained with fairseq-train (a subprocess), with
+analysis checkpoints on the configured schedule, a checkpoints.csv and an evaluation. What is
+specific to the model's family (flags, size, evaluation) comes from its adapter
+(pipeline.models)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from omegaconf import DictConfig, OmegaConf
 
-from pipeline import checkpoints, evaluate, jobs, store
+from pipeline import checkpoints, jobs, store
 from pipeline.models import adapter
 from pipeline.progress import Progress
 from pipeline.runtime import REPO_ROOT, subprocess_env
 from pipeline.schedule import checkpoint_schedule
+from pipeline.stages.stage import Stage
 
 log = logging.getLogger(__name__)
 PLUGIN = str(Path(REPO_ROOT) / "pipeline" / "fairseq_plugin")
@@ -68,12 +71,10 @@ def final_metrics(spec: dict, model_dir: Path, table: pd.DataFrame, data: Path,
     """The final checkpoint's evaluation; a metric the adapter names as ``rising`` (BLEU)
     also at the checkpoint nearest RISE_AT of training, to see whether it still rises."""
     kind = adapter(spec)
-    metrics = evaluate.evaluate_model(spec, model_dir / "checkpoints" / table.file.iloc[-1],
-                                      data, device)
+    metrics = kind.evaluate(spec, model_dir / "checkpoints" / table.file.iloc[-1], data, device)
     if kind.rising:
         earlier = table.iloc[int((table.step - RISE_AT * table.step.max()).abs().argmin())]
-        before = evaluate.evaluate_model(spec, model_dir / "checkpoints" / earlier.file, data,
-                                         device)
+        before = kind.evaluate(spec, model_dir / "checkpoints" / earlier.file, data, device)
         metrics[f"{kind.rising}_earlier"] = before[kind.rising]
         metrics["earlier_step"] = int(earlier.step)
     return metrics
@@ -134,3 +135,21 @@ def train_model(name: str, spec: dict, data: Path, model_dir: Path, seed: int,
             "disk_mb": round(sum(p.stat().st_size for p in model_dir.rglob("*")
                                  if p.is_file()) / 1e6, 1), **metrics}
 
+
+
+def unit(cfg: DictConfig, name: str, spec: dict, out: Path, inputs: dict) -> dict:
+    """Unit function: train model ``name`` on the prepared data into ``out``."""
+    return train_model(name, spec, inputs["prepare"], out, int(cfg.seed),
+                       OmegaConf.to_container(cfg.train, resolve=True))
+
+
+def check(unit_dir: Path) -> None:
+    """A checkpoint changed after training is refused, not retrained."""
+    checkpoints.verify(unit_dir)
+
+
+# threads and parallel jobs do not change results, so they are not in the key
+STAGE = Stage("train", ("seed", "train.device", "train.schedule", "train.max_valid_steps",
+                        "train.fairseq"), ("prepare",),
+              code=("pipeline.stages.train", "pipeline.fairseq_plugin"), unit=unit,
+              resumable=True, check=check)

@@ -3,7 +3,7 @@ claims per seed and on the pooled curves), S2 (each final model against the same
 trained with another seed), the figures with CI bands and the report.
 
 inputs["seeds"] maps each seed of `aggregate.seeds` to that seed's train and extract units and
-analyze directory, found through their stage keys (pipeline.stages.plan).
+analyze directory, found through their stage keys (pipeline.plan).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from omegaconf import DictConfig
 
 from analysis import dynamics, pooling
 from analysis.settings import AnalysisSettings, PlotSettings
-from pipeline.analyze_stage import write_tables
-from pipeline.plot_stage import load_tables, render
-from pipeline.schema import typed
+from pipeline.config import typed
+from pipeline.stages.plot import render
+from pipeline.stages.stage import Stage
+from pipeline.tables import load_tables, write_tables
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +53,7 @@ def run_aggregate(cfg: DictConfig, out: Path, inputs: dict) -> dict:
     render(pooled, Path(out), ps,
            f"Learning dynamics: experiment '{cfg.name}', mean over seeds {sorted(seeds)}")
     return {"seeds": sorted(seeds), "tables": rows}
+
+
+STAGE = Stage("aggregate", ("aggregate", "analysis", "plot"), ("train", "extract", "analyze"),
+              code=("pipeline.stages.aggregate",), run=run_aggregate, across_seeds=True)

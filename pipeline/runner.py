@@ -1,0 +1,242 @@
+"""The runner: the requested stages in order, each target under its lock, cached ones
+reused (and said to be).
+
+`train` and `extract` are per-model: each selected model is its own cached unit, so changing one
+model recomputes that model only. Requested together, a model's extraction starts as soon as its
+own training is done; `train.parallel` models run at a time, the costliest first. The other
+stages are whole: one directory per key. A lock per result directory makes a second run on the
+same artifacts wait and reuse the first one's result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline import jobs, store
+from pipeline.config import model_specs
+from pipeline.models import adapter
+from pipeline.plan import Node, Target, explain, plan
+from pipeline.stages.registry import REGISTRY
+from pipeline.stages.stage import Stage
+
+log = logging.getLogger(__name__)
+
+
+def _inputs(nodes: dict[str, Node], stage: Stage, model: str | None = None) -> dict:
+    if stage.across_seeds:
+        node = nodes[stage.name]
+        return {"seeds": {s: {n: ns[n].value() for n in stage.needs}
+                          for s, ns in node.seeds.items()}}
+    out = {}
+    for n in stage.needs:
+        value = nodes[n].value()
+        out[n] = value[model] if model is not None and nodes[n].stage.unit else value
+    return out
+
+
+def _cached(stage: Stage, target: Target, forced: bool) -> bool:
+    """Whether a finished result can be reused: done, not forced, and valid (an invalid one
+    is moved back to its scratch directory, so a resumable stage redoes only what is bad)."""
+    if forced or not store.is_done(target.dir):
+        return False
+    if stage.check is None:
+        return True
+    try:
+        stage.check(target.dir)
+        return True
+    except store.Invalid as err:
+        log.warning("%s: cached result %s is invalid (%s); recomputing", target.label,
+                    target.dir, err)
+        store.reopen(target.dir, keep=stage.resumable)
+        return False
+
+
+def _run_target(cfg: DictConfig, stage: Stage, target: Target,
+                work: Callable[[Path], dict]) -> str:
+    """Run one target under its lock: reuse it if cached (also when another run finished it
+    while this one waited), else run ``work`` into its scratch directory and commit."""
+    forced = stage.name in cfg.force
+    if _cached(stage, target, forced):
+        log.info("%s: cached at %s", target.label, target.dir)
+        return "cached"
+    with store.lock(target.dir, target.label):
+        if not forced and _cached(stage, target, forced):
+            log.info("%s: cached at %s (made by another run meanwhile)", target.label,
+                     target.dir)
+            return "cached"
+        log.info("%s: running into %s (%s)", target.label, target.dir, explain(target))
+        start = time.perf_counter()
+        tmp = store.partial_dir(target.dir, resume=stage.resumable and not forced)
+        try:
+            summary = work(tmp)
+        except BaseException:
+            if not stage.resumable:  # nothing half-written is left behind
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        seconds = round(time.perf_counter() - start, 1)
+        store.commit(tmp, target.dir, {
+            "stage": stage.name, "model": target.model, "key": target.key,
+            "seconds": seconds, "config": target.config, "inputs": target.inputs,
+            "code": target.code, "summary": summary})
+    log.info("%s: done in %.1f s", target.label, seconds)
+    return "ran"
+
+
+def _run_units(cfg: DictConfig, nodes: dict[str, Node], names: list[str]) -> dict[str, str]:
+    """The per-model stages ``names`` for every selected model: one chain per model (its
+    stages in order), ``train.parallel`` chains at a time, the costliest model first."""
+    specs = model_specs(cfg)
+    data = nodes["prepare"].dir
+    _log_disk(cfg, specs, data)
+    status: dict[str, str] = {}
+
+    def step(name: str, model: str) -> Callable[[], None]:
+        stage, target = REGISTRY[name], nodes[name].units[model]
+        inputs = _inputs(nodes, stage, model)
+
+        def run() -> None:
+            status[target.label] = _run_target(
+                cfg, stage, target, lambda tmp: stage.unit(cfg, model, specs[model], tmp, inputs))
+        return run
+
+    order = costliest_first(specs, data, nodes, tuple(names))
+    chains = [[step(name, model) for name in names] for model in order]
+    jobs.run_chains(chains, int(cfg.train.parallel))
+    if "train" in names:
+        _log_models(nodes["train"])
+    return status
+
+
+def costliest_first(specs: dict[str, dict], data: Path, nodes: dict[str, Node] | None = None,
+                    names: tuple[str, ...] = ()) -> list[str]:
+    """Model names by training cost, the costliest first: it starts at once and the cheaper
+    models fill the other workers meanwhile. The cost is each model's measured time (its
+    newest finished ``names`` units, any key: another seed's) when every model has one, else
+    its adapter's estimate, which cannot weigh e.g. NMT's BLEU evaluations."""
+    measured = {m: sum(_last_seconds(nodes[n].units[m].dir.parent) for n in names)
+                for m in specs} if nodes and names else {}
+    if measured and all(v > 0 for v in measured.values()):
+        return sorted(specs, key=lambda m: -measured[m])
+    return sorted(specs, key=lambda m: -adapter(specs[m]).work(specs[m], data))
+
+
+def _last_seconds(unit_parent: Path) -> float:
+    """Seconds the newest finished unit under ``unit_parent`` took (0 when there is none)."""
+    records = []
+    for done in unit_parent.glob(f"*/{store.DONE}"):
+        with contextlib.suppress(OSError, ValueError):  # a damaged record: no measurement
+            records.append(store.read_done(done.parent))
+    records = [r for r in records if isinstance(r.get("seconds"), int | float)]
+    return float(max(records, key=lambda r: r.get("finished", ""))["seconds"]) if records else 0.0
+
+
+def _log_disk(cfg: DictConfig, specs: dict[str, dict], data: Path) -> None:
+    """The disk the selected models' checkpoints and extractions will take, before any work."""
+    from pipeline.stages.extract import disk_estimate
+    from pipeline.stages.train import checkpoint_mb, schedule
+
+    train = OmegaConf.to_container(cfg.train, resolve=True)
+    extract = OmegaConf.to_container(cfg.extract, resolve=True)
+    total_ckpt = total_reps = 0.0
+    for name, spec in specs.items():
+        n = len(schedule(spec, train))
+        ckpt = checkpoint_mb(spec, data, train)
+        n_ext = 1 if adapter(spec).reference and extract["reference_checkpoints"] == "last" \
+            else n
+        reps = disk_estimate(spec, n_ext, data, extract) / 1e6
+        total_ckpt, total_reps = total_ckpt + ckpt, total_reps + reps
+        log.info("model %-22s %2d checkpoints, %6.0f MB; extraction %6.0f MB", name, n, ckpt,
+                 reps)
+    log.info("disk: checkpoints about %.0f MB, extraction about %.0f MB", total_ckpt,
+             total_reps)
+
+
+def _log_models(node: Node) -> None:
+    import pandas as pd
+
+    rows = [store.read_done(u.dir)["summary"] for u in node.units.values()
+            if store.is_done(u.dir)]
+    if rows:
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            log.info("trained models:\n%s", pd.DataFrame(rows).to_string(index=False))
+
+
+def _check_inputs(nodes: dict[str, Node], name: str, requested: list[str]) -> None:
+    """Every stage ``name`` reads must be requested too or already done for this config."""
+    stage = REGISTRY[name]
+    for need in stage.needs:
+        if need in requested:
+            continue
+        if stage.across_seeds:
+            missing = [s for s, ns in nodes[name].seeds.items() if not ns[need].done()]
+            if missing:
+                raise RuntimeError(
+                    f"stage {name} needs {need} for seeds {missing}, not run for this config: "
+                    f"run `python -m pipeline -m seed={','.join(map(str, missing))} ...` first")
+            continue
+        node = nodes[need]
+        if not node.done():
+            where = ", ".join(str(t.dir) for t in node.targets() if not store.is_done(t.dir))
+            raise RuntimeError(f"stage {name} needs {need}, which has not been run for this "
+                               f"config ({where}); add it to stages=[...]")
+
+
+def dry_run(cfg: DictConfig, nodes: dict[str, Node], requested: list[str]) -> dict[str, str]:
+    """Every requested stage and model: cached, stale (and why), or missing; nothing runs."""
+    status = {}
+    for name in requested:
+        for t in nodes[name].targets():
+            if store.is_done(t.dir) and name not in cfg.force:
+                status[t.label] = "cached"
+            elif name in cfg.force:
+                status[t.label] = "forced"
+            else:
+                why = explain(t)
+                status[t.label] = "missing" if why == "no earlier result" else f"stale ({why})"
+    width = max(map(len, status), default=0)
+    log.info("dry run: nothing is run\n%s",
+             "\n".join(f"  {label:{width}s}  {what}" for label, what in status.items()))
+    return status
+
+
+def run_pipeline(cfg: DictConfig) -> dict[str, str]:
+    """Run the requested stages in order; cached stages and units are skipped and said to be.
+    Returns what happened to each (stage, or stage and model for per-model stages)."""
+    for key in ("stages", "force"):
+        unknown = [s for s in cfg[key] if s not in REGISTRY]
+        if unknown:
+            raise ValueError(f"{key}={list(cfg[key])}: unknown stage(s) {unknown}; stages are "
+                             f"{list(REGISTRY)}")
+    nodes = plan(cfg)
+    requested = [s for s in REGISTRY if s in cfg.stages]
+    if cfg.get("dry_run"):
+        return dry_run(cfg, nodes, requested)
+    for name in requested:
+        _check_inputs(nodes, name, requested)
+    status: dict[str, str] = {}
+    with jobs.signals_stop():
+        i = 0
+        while i < len(requested):
+            group = [requested[i]]
+            while (REGISTRY[group[-1]].unit is not None and i + len(group) < len(requested)
+                   and REGISTRY[requested[i + len(group)]].unit is not None):
+                group.append(requested[i + len(group)])
+            if REGISTRY[group[0]].unit is not None:
+                status.update(_run_units(cfg, nodes, group))
+            else:
+                stage = REGISTRY[group[0]]
+                inputs = _inputs(nodes, stage)
+                status[stage.name] = _run_target(
+                    cfg, stage, nodes[stage.name].target,
+                    lambda tmp, stage=stage, inputs=inputs: stage.run(cfg, tmp, inputs))
+            i += len(group)
+    for name, what in status.items():
+        log.info("%-30s %s", name, what)
+    return status

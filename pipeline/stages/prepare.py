@@ -1,0 +1,27 @@
+"""The prepare stage: corpora to the tagged-sentence table, splits, vocabularies, fairseq bins
+and the probe tables (the work is data_prep.prepare's)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from data_prep.prepare import prepare
+from pipeline.stages.stage import Stage
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig, out: Path, inputs: dict) -> dict:
+    """Stage function: the prepared data of ``cfg.data`` into ``out``."""
+    summary = prepare(OmegaConf.to_container(cfg.data, resolve=True), out, cfg.mirror,
+                      cfg.cache_dir, cfg.download)
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        log.info("corpus statistics (%s):\n%s", out.name, summary["stats"].to_string(index=False))
+    return {"rows": len(summary["stats"])}
+
+
+STAGE = Stage("prepare", ("data",), code=("pipeline.stages.prepare",), run=run)

@@ -1,0 +1,13 @@
+"""The stages in their order, by name: what the runner, the planner and the schema read."""
+
+from __future__ import annotations
+
+from pipeline.stages import aggregate, analyze, extract, plot, prepare, train
+from pipeline.stages.stage import Stage
+
+REGISTRY: dict[str, Stage] = {
+    s.STAGE.name: s.STAGE for s in (prepare, train, extract, analyze, plot, aggregate)}
+
+
+def names() -> list[str]:
+    return list(REGISTRY)

@@ -1,0 +1,29 @@
+"""What a stage declares: its config keys, its inputs, its code and its work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+StageFn = Callable[[DictConfig, Path, dict], dict]
+UnitFn = Callable[[DictConfig, str, dict, Path, dict], dict]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A step of the chain: the config its key depends on, the stages it reads, the modules it
+    runs (for its code hash), and either a whole-stage function or a per-model unit function.
+    ``check`` validates a cached (or resumable) result, raising store.Invalid to recompute."""
+
+    name: str
+    config: tuple[str, ...]
+    needs: tuple[str, ...] = ()
+    code: tuple[str, ...] = ()
+    run: StageFn | None = None
+    unit: UnitFn | None = None
+    resumable: bool = False
+    check: Callable[[Path], None] | None = None
+    across_seeds: bool = False                    # reads `needs` for every aggregate.seeds
