@@ -123,7 +123,7 @@ def build_nmt_data(cfg: dict, get: Callable[[str], Path], out: Path, workers: in
     names = {"train": "train", "valid": m["valid"], "test": m["test"]}
     pairs = {}
     for split, name in names.items():
-        cap = m["max_train_pairs"] if split == "train" else None
+        cap = {"train": m["max_train_pairs"], "test": m.get("max_test_pairs")}.get(split)
         pairs[split] = readers.read_parallel(get(M30K.format(name=name, lang="en")),
                                              get(M30K.format(name=name, lang="de")), cap)
     raw = [_write_lines(text / f"raw.train.{lang}", (p[i] for p in pairs["train"]))

@@ -52,6 +52,7 @@ class Capped:
 @dataclass
 class Multi30kData:
     max_train_pairs: int | None = setting(None, ge=1)
+    max_test_pairs: int | None = setting(None, ge=1)
     valid: str = "val"
     test: str = "test_2016_flickr"
 

@@ -49,10 +49,28 @@ def units(nodes, stage: str) -> dict[str, Path]:
     return {m: u.dir for m, u in nodes[stage].units.items()}
 
 
+def pytest_collection_modifyitems(items):
+    """The tests that read the shared smoke training run in one xdist group (one process, in
+    order), so that none sees another's changes to those artifacts half-made."""
+    for item in items:
+        if "smoke_trained" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("smoke"))
+
+
+def _shared_dir(tmp_path_factory, worker_id: str, name: str) -> Path:
+    """A folder every xdist worker of this session sees (one per worker otherwise)."""
+    if worker_id == "master":
+        return tmp_path_factory.mktemp(name)
+    shared = tmp_path_factory.getbasetemp().parent / name
+    shared.mkdir(exist_ok=True)
+    return shared
+
+
 @pytest.fixture(scope="session")
-def smoke_prepared(mirror, tmp_path_factory):
-    """The smoke experiment's prepare stage, run once per test session."""
-    art = tmp_path_factory.mktemp("artifacts")
+def smoke_prepared(mirror, tmp_path_factory, worker_id):
+    """The smoke experiment's prepare stage, run once per test session: both xdist workers
+    ask for it in one artifacts dir, and the pipeline's lock makes the second reuse it."""
+    art = _shared_dir(tmp_path_factory, worker_id, "artifacts")
     args = ["experiment=smoke", "stages=[prepare]", f"mirror={mirror}", f"artifacts_dir={art}"]
     result = run_pipeline(*args)
     assert result.returncode == 0, result.stderr[-3000:]

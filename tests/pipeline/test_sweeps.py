@@ -2,6 +2,8 @@
 the joblib launcher shares one prepare and leaves two seeds that the aggregate stage pools
 with every analysis table (and S2); a failed job is reported by name and log at the end."""
 
+import shutil
+
 import pandas as pd
 import pytest
 from conftest import plan, run_pipeline
@@ -10,12 +12,15 @@ pytestmark = pytest.mark.slow
 MODELS = "model=[lstm_lm_paper,tagger_pos]"
 
 
-def test_a_parallel_sweep_shares_prepare_and_the_aggregate_pools_it(mirror, tmp_path):
-    common = ["experiment=smoke", f"mirror={mirror}", f"artifacts_dir={tmp_path}", MODELS]
+def test_a_parallel_sweep_shares_prepare_and_the_aggregate_pools_it(smoke_trained, mirror):
+    """On the shared smoke artifacts: seed 1's units are the smoke training's (cached), seed 2
+    trains beside it."""
+    art = smoke_trained[0]
+    common = ["experiment=smoke", f"mirror={mirror}", f"artifacts_dir={art}", MODELS]
     sweep = run_pipeline("-m", *common, "stages=[prepare,train,extract,analyze]", "seed=1,2",
                          "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "train.parallel=1")
     assert sweep.returncode == 0, sweep.stderr[-3000:]
-    assert len(list((tmp_path / "smoke" / "prepare").glob("*/.done.json"))) == 1  # shared
+    assert len(list((art / "smoke" / "prepare").glob("*/.done.json"))) == 1  # shared
     agg = run_pipeline(*common, "stages=[aggregate]", "aggregate.seeds=[1,2]",
                        "plot.formats=[png]")
     assert agg.returncode == 0, agg.stderr[-3000:]
@@ -34,7 +39,8 @@ def test_a_parallel_sweep_shares_prepare_and_the_aggregate_pools_it(mirror, tmp_
     assert answer[answer.metric != "all"].interval.str.contains("over 2 seeds").any()
 
 
-def test_failed_jobs_are_named_with_their_logs_at_the_end(mirror, tmp_path):
+def test_failed_jobs_are_named_with_their_logs_at_the_end(smoke_prepared, mirror, tmp_path):
+    shutil.copytree(smoke_prepared[0] / "smoke" / "prepare", tmp_path / "smoke" / "prepare")
     common = ["experiment=smoke", f"mirror={mirror}", f"artifacts_dir={tmp_path}", MODELS]
     result = run_pipeline("-m", *common, "stages=[prepare],[analyze]")  # nothing trained here
     assert result.returncode != 0

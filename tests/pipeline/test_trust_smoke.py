@@ -19,7 +19,8 @@ from pipeline.stages import extract
 pytestmark = pytest.mark.slow
 
 
-def test_two_concurrent_runs_share_one_valid_result(mirror, tmp_path):
+def test_two_concurrent_runs_share_one_valid_result(smoke_prepared, mirror, tmp_path):
+    shutil.copytree(smoke_prepared[0] / "smoke" / "prepare", tmp_path / "smoke" / "prepare")
     args = ["experiment=smoke", "stages=[prepare,train]", "model=[lstm_lm_paper]",
             f"mirror={mirror}", f"artifacts_dir={tmp_path}"]
     procs = [subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=REPO,
