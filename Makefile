@@ -4,8 +4,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
-# two test processes (pytest-xdist); the tests that share the smoke run stay on one of them
-XDIST ?= -n 2 --dist loadgroup
+# two test processes (pytest-xdist); the tests that share the smoke training stay on one of
+# them (tests/conftest.py)
+XDIST ?= -n 2
 
 .PHONY: setup setup-dev run test test-fast lint
 setup:
@@ -16,7 +17,7 @@ run: setup
 	$(PY) -m pipeline $(ARGS)
 lint: setup-dev
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 test: lint
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q $(XDIST) $(PYTEST_ARGS)
 test-fast: lint

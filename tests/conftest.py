@@ -1,6 +1,7 @@
 """Shared test settings: the data mirror is ../shared/data unless PIPELINE_MIRROR says otherwise."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,12 +50,22 @@ def units(nodes, stage: str) -> dict[str, Path]:
     return {m: u.dir for m, u in nodes[stage].units.items()}
 
 
-def pytest_collection_modifyitems(items):
-    """The tests that read the shared smoke training run in one xdist group (one process, in
-    order), so that none sees another's changes to those artifacts half-made."""
-    for item in items:
-        if "smoke_trained" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("smoke"))
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist, the tests that read the shared smoke training (their node ids carry
+    its fixture parameter, ``[smoke]``) run in one process, in order, so that none sees
+    another's changes to those artifacts half-made; the others are spread over the rest.
+    (xdist's own loadgroup does not group under pytest 9: it renames a node id pytest no
+    longer reads.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SmokeGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "smoke" if SMOKE_ID.search(nodeid) else nodeid
+
+    return SmokeGroup(config, log)
+
+
+SMOKE_ID = re.compile(r"\[(.*-)?smoke(-.*)?\]$")
 
 
 def _shared_dir(tmp_path_factory, worker_id: str, name: str) -> Path:
@@ -77,7 +88,7 @@ def smoke_prepared(mirror, tmp_path_factory, worker_id):
     return art, args, result
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", params=["smoke"])
 def smoke_trained(smoke_prepared):
     """The smoke experiment's prepare and train stages (every model), once per session:
     (artifacts dir, args, result, train units {model: dir}, prepare dir)."""
