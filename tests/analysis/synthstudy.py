@@ -216,6 +216,22 @@ def reversed_tables() -> dict[str, pd.DataFrame]:
 
 
 @functools.cache
+def study_claims() -> pd.DataFrame:
+    """The claims on :func:`study_tables` with the default claim settings (do not modify)."""
+    from analysis import claims
+
+    return claims.evaluate(study_tables(), small_settings().claims)
+
+
+@functools.cache
+def reversed_claims() -> pd.DataFrame:
+    """The claims on :func:`reversed_tables` with the default claim settings."""
+    from analysis import claims
+
+    return claims.evaluate(reversed_tables(), small_settings().claims)
+
+
+@functools.cache
 def plotted() -> tuple[Path, dict, dict[str, pd.DataFrame]]:
     """The study's tables written like the analyze stage (with claims), read back by the plot
     stage, and drawn: (output dir, run_plot summary, tables as written)."""
@@ -227,7 +243,7 @@ def plotted() -> tuple[Path, dict, dict[str, pd.DataFrame]]:
 
     root = _scratch("plotted")
     tables = dict(study_tables())
-    tables["claims"] = claims.evaluate(tables, small_settings().claims)
+    tables["claims"] = study_claims()
     tables["answer"] = claims.answer(tables["claims"], small_settings().claims)
     tables["claims_summary"] = claims.summarize(tables["claims"])
     write_tables(root / "analyze" / "tables", tables)

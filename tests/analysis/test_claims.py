@@ -3,17 +3,17 @@
 import numpy as np
 import pandas as pd
 import pytest
-from synthstudy import reversed_tables, study_tables
+from synthstudy import reversed_claims, study_claims
 
 from analysis import claims
 
-CS = claims.ClaimSettings()
+CS = claims.ClaimSettings()  # the settings study_claims() evaluates with
 SIM_METRICS = {"svcca", "svcca_k20", "svcca_k50", "pwcca", "cka", "cka_debiased", "procrustes",
                "rsa"}
 
 
 def test_c1_passes_when_lower_layers_converge_first():
-    c = claims.evaluate(study_tables(), CS)
+    c = study_claims()
     c1 = c[c.claim == "C1"]
     # the LM and the NMT encoder; the decoder is not part of C1
     assert set(c1.scope) == {"stack=lm", "stack=source"}
@@ -22,15 +22,15 @@ def test_c1_passes_when_lower_layers_converge_first():
 
 
 def test_c1_fails_when_upper_layers_converge_first():
-    c = claims.evaluate(reversed_tables(), CS)
+    c = reversed_claims()
     c1 = c[c.claim == "C1"]
     assert (c1.verdict == "FAIL").all()
     assert (c1.value < 0).all()  # depth and convergence step anti-correlated
 
 
 def test_c3_passes_and_fails_by_construction():
-    good = claims.evaluate(study_tables(), CS)
-    bad = claims.evaluate(reversed_tables(), CS)
+    good = study_claims()
+    bad = reversed_claims()
     for table, expected in ((good, "PASS"), (bad, "FAIL")):
         c3 = table[table.claim == "C3"]
         assert set(c3.scope) == {"tagger=tagger_pos", "tagger=tagger_semtag",
@@ -40,8 +40,8 @@ def test_c3_passes_and_fails_by_construction():
 
 
 def test_c4_passes_and_fails_by_construction():
-    good = claims.evaluate(study_tables(), CS)
-    bad = claims.evaluate(reversed_tables(), CS)
+    good = study_claims()
+    bad = reversed_claims()
     g, b = good[good.claim == "C4"], bad[bad.claim == "C4"]
     assert len(g) == 3 and (g.verdict == "PASS").all() and (g.ci_low > 0).all()
     assert len(b) == 3 and (b.verdict == "FAIL").all() and (b.ci_high < 0).all()
@@ -108,8 +108,8 @@ def test_c1_p_value_is_exact_over_layer_orderings():
 
 
 def test_p_values_are_small_where_the_study_builds_the_effect_and_large_where_it_reverses():
-    good = claims.evaluate(study_tables(), CS)
-    bad = claims.evaluate(reversed_tables(), CS)
+    good = study_claims()
+    bad = reversed_claims()
     for claim in ("C3", "C4"):
         g, b = good[good.claim == claim], bad[bad.claim == claim]
         assert g.p_value.notna().all() and b.p_value.notna().all(), claim
@@ -119,7 +119,7 @@ def test_p_values_are_small_where_the_study_builds_the_effect_and_large_where_it
 
 
 def test_robust_claims_need_significant_passes():
-    answer = claims.answer(claims.evaluate(study_tables(), CS), CS)
+    answer = claims.answer(study_claims(), CS)
     overall = answer[answer.metric == "all"].set_index("claim")
     assert overall.loc["C3", "robust"] and overall.loc["C3", "verdict"] == "holds"
     assert not overall.loc["C1", "robust"]  # 3 layers: the best exact p is 1/6
