@@ -77,6 +77,12 @@ def _shared_dir(tmp_path_factory, worker_id: str, name: str) -> Path:
     return shared
 
 
+@pytest.fixture(scope="session", autouse=True)
+def synthstudy_cache(tmp_path_factory, worker_id):
+    """The folder in which tests/analysis/synthstudy.py shares its results between processes."""
+    os.environ["SYNTHSTUDY_CACHE"] = str(_shared_dir(tmp_path_factory, worker_id, "synthstudy"))
+
+
 @pytest.fixture(scope="session")
 def smoke_prepared(mirror, tmp_path_factory, worker_id):
     """The smoke experiment's prepare stage, run once per test session: both xdist workers

@@ -2,7 +2,8 @@
 
 A helper module, not a conftest.py: tests/pipeline import the top-level tests/conftest.py as
 `conftest`, which a second conftest.py here would shadow. The shared results are cached
-functions (computed once per test process) instead of session fixtures.
+functions instead of session fixtures: computed once per test session, and shared between
+pytest-xdist's processes through the folder tests/conftest.py names in SYNTHSTUDY_CACHE.
 
 `build_study` writes an LM (embed, lstm_1, lstm_2), three taggers (embed, lstm_1) and a small
 encoder-decoder (enc_embed, enc_1 on the source side, dec_embed, dec_1 on the target side) on
@@ -19,12 +20,15 @@ import atexit
 import dataclasses
 import functools
 import json
+import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 
 from analysis import dynamics, repstore
 from analysis.settings import Concentration, PerTag, Sanity
@@ -200,14 +204,33 @@ def _scratch(name: str) -> Path:
     return root
 
 
-@functools.cache
+def shared(fn):
+    """Cache ``fn()`` in this process and, when SYNTHSTUDY_CACHE names a folder, on disk for
+    the other test processes (the first to ask computes it under a lock)."""
+    @functools.cache
+    def cached():
+        folder = os.environ.get("SYNTHSTUDY_CACHE")
+        if not folder:
+            return fn()
+        path = Path(folder) / f"{fn.__name__}.pickle"
+        with FileLock(f"{path}.lock"):
+            if path.is_file():
+                return pickle.loads(path.read_bytes())
+            value = fn()
+            path.write_bytes(pickle.dumps(value))
+            return value
+
+    return functools.wraps(fn)(cached)
+
+
+@shared
 def study_tables() -> dict[str, pd.DataFrame]:
     """Tables of the study built so that C1, C3 and C4 should hold (computed once per run;
     do not modify)."""
     return dynamics.analyze(build_study(_scratch("pass")), small_settings(), progress=False)
 
 
-@functools.cache
+@shared
 def reversed_tables() -> dict[str, pd.DataFrame]:
     """Tables of the study built so that C1, C3 and C4 should fail (computed once per run)."""
     runs = build_study(_scratch("fail"), lower_first=False, towards_tagger=False,
@@ -215,7 +238,7 @@ def reversed_tables() -> dict[str, pd.DataFrame]:
     return dynamics.analyze(runs, small_settings(), progress=False)
 
 
-@functools.cache
+@shared
 def study_claims() -> pd.DataFrame:
     """The claims on :func:`study_tables` with the default claim settings (do not modify)."""
     from analysis import claims
@@ -223,7 +246,7 @@ def study_claims() -> pd.DataFrame:
     return claims.evaluate(study_tables(), small_settings().claims)
 
 
-@functools.cache
+@shared
 def reversed_claims() -> pd.DataFrame:
     """The claims on :func:`reversed_tables` with the default claim settings."""
     from analysis import claims
