@@ -12,10 +12,12 @@ pytestmark = pytest.mark.slow
 MODELS = "model=[lstm_lm_paper,tagger_pos]"
 
 
-def test_a_parallel_sweep_shares_prepare_and_the_aggregate_pools_it(smoke_trained, mirror):
-    """On the shared smoke artifacts: seed 1's units are the smoke training's (cached), seed 2
-    trains beside it."""
-    art = smoke_trained[0]
+def test_a_parallel_sweep_shares_prepare_and_the_aggregate_pools_it(smoke_prepared, mirror,
+                                                                      tmp_path):
+    """In its own artifacts dir (beside the smoke training's tests, in another process),
+    starting from the shared prepared data."""
+    art = tmp_path
+    shutil.copytree(smoke_prepared[0] / "smoke" / "prepare", art / "smoke" / "prepare")
     common = ["experiment=smoke", f"mirror={mirror}", f"artifacts_dir={art}", MODELS]
     sweep = run_pipeline("-m", *common, "stages=[prepare,train,extract,analyze]", "seed=1,2",
                          "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "train.parallel=1")
