@@ -16,23 +16,41 @@ Conventions, so that numbers stay comparable:
 from __future__ import annotations
 
 import itertools
-import json
 import logging
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm import tqdm
 
 from analysis import repstore
 from analysis import similarity as sim
+from analysis.comparisons import (  # noqa: F401  (dynamics.X stays importable)
+    FULL_RANK,
+    METRICS,
+    MetricSpec,
+    Rep,
+    Settings,
+    Unusable,
+    compare,
+    full_basis,
+    metric_specs,
+)
 from analysis.concentration import aggregate_by_tag, concentration, frequency_matched_difference
 from analysis.pools import process_pool
-from analysis.settings import AnalysisSettings, flat
+from analysis.runs import (  # noqa: F401
+    ModelRun,
+    Probe,
+    discover_runs,
+    load_rows,
+    same_tokens,
+    side_layers,
+    stable_seed,
+    subsample,
+    tagged_word_and_freq,
+    usable_steps,
+)
+from analysis.settings import flat
 
 log = logging.getLogger(__name__)
 
@@ -44,316 +62,6 @@ SIM_COLUMNS = [
 ]
 ALL = "all"          # tag value of unrestricted rows
 POOLED = "pooled"    # tag value of family rows pooled over tags
-
-
-# ---------------------------------------------------------------------------- settings
-
-Settings = AnalysisSettings  # conf/analysis; every table records the settings it used
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """One reported metric: the library metric, its truncation keywords and a label."""
-
-    name: str
-    base: str
-    kwargs: Mapping
-    variance_rule: str
-
-
-def metric_specs(settings: Settings, names: Sequence[str] | None = None) -> list[MetricSpec]:
-    """The configured metrics (or ``names``); ``svcca_k`` expands to one metric per fixed k."""
-    specs = []
-    for name in settings.metrics if names is None else names:
-        if name == "svcca":
-            kw = {"variance": settings.variance, "rule": settings.variance_rule}
-            specs.append(MetricSpec("svcca", "svcca", kw,
-                                    f"{settings.variance_rule}:{settings.variance:g}"))
-        elif name == "svcca_k":
-            specs += [MetricSpec(f"svcca_k{k}", "svcca", {"k": k}, f"k={k}")
-                      for k in settings.fixed_k]
-        elif name in FULL_RANK:
-            specs.append(MetricSpec(name, name, {}, FULL_RANK[name]))
-        elif name == "mutual_knn":
-            specs.append(MetricSpec(name, name, {"k": settings.knn_k}, f"k={settings.knn_k}"))
-        elif name == "rsa":
-            rows = settings.rsa_max_rows
-            specs.append(MetricSpec(name, name, {"max_rows": rows, "sample_seed": settings.seed},
-                                    f"rows<={rows}"))
-        else:
-            raise ValueError(f"unknown metric {name!r}; use {', '.join(METRICS)}")
-    return specs
-
-
-# metrics on the full-rank bases, with what their row records as the truncation
-FULL_RANK = {"pwcca": "rank", "cka": "full", "cka_debiased": "full", "procrustes": "full",
-             "procrustes_angular": "full"}
-METRICS = ("svcca", "svcca_k", *FULL_RANK, "mutual_knn", "rsa")
-
-
-# ---------------------------------------------------------------------------- models, stores
-
-
-@dataclass(frozen=True)
-class ModelRun:
-    """One trained model as its extraction describes it (model.json): kind and family (labels
-    only), whether it is a reference (a tagger, compared in its trained state), the tag set of
-    a tagger, its seed (and the offset its initialisation seed has from it), its checkpoints
-    table (step, epoch, tokens_seen, valid_loss, ...) and its store per probe. A tagger with the
-    model's seed offset and family starts from the model's exact initial weights (shared_init
-    in the comparison rows): the control for that confound."""
-
-    name: str
-    kind: str
-    seed: int
-    checkpoints: pd.DataFrame
-    stores: Mapping[str, Path]
-    tags: str | None = None
-    reference: bool = False
-    family: str = ""
-    seed_offset: int = 0  # added to the run seed for its fairseq seed (initialisation)
-
-
-def discover_runs(extract_units: Mapping[str, Path], train_units: Mapping[str, Path],
-                  seed: int) -> list[ModelRun]:
-    """The models of the extract units (<unit>/model.json, <unit>/<probe>/) with their
-    checkpoint tables (<train unit>/checkpoints.csv)."""
-    runs = []
-    for name, unit in extract_units.items():
-        info = json.loads((Path(unit) / "model.json").read_text())
-        stores = {p.name: p for p in sorted(Path(unit).iterdir())
-                  if (p / "tokens.parquet").is_file()}
-        table = pd.read_csv(Path(train_units[name]) / "checkpoints.csv")
-        runs.append(ModelRun(name, str(info["kind"]), int(seed), table, stores,
-                             info.get("tags"), bool(info.get("reference")),
-                             str(info.get("family", "")), int(info.get("seed_offset", 0))))
-    return runs
-
-
-def usable_steps(root: Path) -> list[int]:
-    """Checkpoints whose activations are complete (a 'done' marker where the store uses them,
-    else every layer's activation file)."""
-    layers = repstore.layers(root)
-    steps = repstore.steps(root)
-    marked = any((repstore.step_dir(root, s) / "done").is_file() for s in steps)
-    ok = []
-    for s in steps:
-        folder = repstore.step_dir(root, s)
-        if marked and not (folder / "done").is_file():
-            continue
-        if all((folder / "act" / f"{layer}.npy").is_file() for layer in layers):
-            ok.append(s)
-    return ok
-
-
-def side_layers(root: Path) -> dict[str, list[str]]:
-    """Layer names per side, in depth order (layers.json order)."""
-    out: dict[str, list[str]] = {}
-    for name, info in repstore.layers(root).items():
-        out.setdefault(info["side"], []).append(name)
-    return out
-
-
-def load_rows(root: Path, step: int, layer: str, kind: str, idx: np.ndarray,
-              n_rows: int) -> np.ndarray | None:
-    """Rows ``idx`` of one stored array (None when the file is absent, e.g. tagger grads).
-
-    Unlike repstore.load, it takes the row count from the caller: a store's token table is
-    read once, not once per array."""
-    path = repstore.step_dir(root, step) / kind / f"{layer}.npy"
-    if not path.is_file():
-        return None
-    array = np.load(path, mmap_mode="r")
-    if len(array) != n_rows:
-        raise ValueError(f"{path}: {len(array)} rows for {n_rows} tokens of its side")
-    return np.asarray(array[idx])
-
-
-def stable_seed(seed: int, *key) -> int:
-    """A seed derived from the run seed and a key (stable across processes, unlike hash())."""
-    return (int(seed) * 1_000_003 + zlib.crc32("|".join(map(str, key)).encode())) % 2**32
-
-
-def subsample(n: int, cap: int | None, seed: int, *key) -> np.ndarray:
-    """Sorted indices of a seeded random subset of min(n, cap) of range(n) (all: cap None)."""
-    if cap is None or n <= cap:
-        return np.arange(n)
-    rng = np.random.default_rng(stable_seed(seed, *key))
-    return np.sort(rng.choice(n, size=cap, replace=False))
-
-
-def tagged_word_and_freq(tokens: pd.DataFrame, tag_column: str) -> tuple[pd.Series, pd.Series]:
-    """The word a tag belongs to and its training frequency: the token itself for
-    input-aligned columns, the next token of the sentence for ``*_target`` columns."""
-    word = tokens["word"].astype(str).str.lower()
-    freq = tokens["train_freq"].astype(float)
-    if tag_column.endswith("_target"):
-        group = tokens["sent_index"]
-        word = word.groupby(group, sort=False).shift(-1)
-        freq = freq.groupby(group, sort=False).shift(-1)
-    return word, freq
-
-
-def same_tokens(a: pd.DataFrame, b: pd.DataFrame) -> bool:
-    """Whether two stores' token tables hold the same tokens in the same order."""
-    cols = ["sent_id", "position", "token"]
-    return len(a) == len(b) and all((a[c].to_numpy() == b[c].to_numpy()).all() for c in cols)
-
-
-@dataclass
-class Probe:
-    """One (model, probe) store opened for analysis: layers per side, usable steps, tokens,
-    and the labels the probe carries (tag set -> column, from the probe manifest)."""
-
-    run: ModelRun
-    name: str
-    root: Path
-    steps: list[int]
-    layers: dict[str, list[str]]
-    tokens: dict[str, pd.DataFrame]
-    labels: dict[str, str]
-
-    @classmethod
-    def open(cls, run: ModelRun, probe: str) -> Probe:
-        root = Path(run.stores[probe])
-        steps = usable_steps(root)
-        last = int(run.checkpoints["step"].max())
-        if steps and steps[-1] != last:
-            log.warning("%s/%s: last stored step %d is not the last checkpoint %d; "
-                        "using %d as the reference", run.name, probe, steps[-1], last, steps[-1])
-        layers = side_layers(root)
-        tokens = {side: repstore.tokens(root, side) for side in layers}
-        labels = json.loads((root / "probe.json").read_text())["labels"]
-        return cls(run, probe, root, steps, layers, tokens, labels)
-
-    @property
-    def final(self) -> int:
-        return self.steps[-1]
-
-    def side_of(self, layer: str) -> str:
-        return next(side for side, names in self.layers.items() if layer in names)
-
-    def sample(self, side: str, settings: Settings) -> np.ndarray:
-        """The (probe, side) token subsample shared by every model and checkpoint."""
-        return subsample(len(self.tokens[side]), settings.max_tokens, settings.seed,
-                         self.name, side)
-
-    def where(self, step: int, layer: str, tag: str | None = None) -> str:
-        """Names a representation in messages: model/probe, step, layer (and tag)."""
-        return (f"{self.run.name}/{self.name} step {step} {layer}"
-                + (f" tag {tag}" if tag else ""))
-
-    def array(self, step: int, layer: str, idx: np.ndarray, kind: str = "act"):
-        n = len(self.tokens[self.side_of(layer)])
-        return load_rows(self.root, step, layer, kind, idx, n)
-
-
-# ---------------------------------------------------------------------------- comparisons
-
-
-@dataclass(frozen=True)
-class Unusable:
-    """A representation no metric can use (non-finite or constant values), and why."""
-
-    reason: str
-    n_tokens: int
-    n_dims: int
-
-
-class Rep:
-    """One representation (a layer at a checkpoint, on a token sample): its full-rank basis,
-    and each metric's cache of it (neighbour lists, a ranked RDM), built on first use and
-    reused for every comparison it takes part in."""
-
-    def __init__(self, basis: sim.Basis, where: str = ""):
-        self.basis, self.where = basis, where
-        self._prepared: dict[tuple, sim.Prepared] = {}
-
-    @property
-    def n_tokens(self) -> int:
-        return self.basis.n_tokens
-
-    @property
-    def n_dims(self) -> int:
-        return self.basis.n_dims
-
-    def prepared(self, spec: MetricSpec) -> sim.Prepared:
-        key = (spec.base, tuple(sorted(spec.kwargs.items())))
-        if key not in self._prepared:
-            self._prepared[key] = sim.prepare(self.basis, spec.base, name=self.where,
-                                              **spec.kwargs)
-        return self._prepared[key]
-
-
-def full_basis(x: np.ndarray, where: str = "", device: str = "cpu") -> Rep | Unusable:
-    """One representation with its full-rank basis on ``device``, reused by every metric (any
-    truncation); an input the library refuses gives an Unusable with the reason and ``where``
-    it was."""
-    try:
-        t = x if device == "cpu" else torch.from_numpy(np.ascontiguousarray(x)).to(device)
-        return Rep(sim.basis(t), where)
-    except ValueError as err:
-        return Unusable(f"{where}: {err}" if where else str(err), len(x), x.shape[1])
-
-
-def compare(ba: Rep | Unusable, bb: Rep | Unusable, specs: Sequence[MetricSpec],
-            shuffles: int, seed: int) -> list[dict]:
-    """One row per metric for a pair of bases (value, k_a, k_b, n_tokens, baseline). A
-    metric that cannot be computed (an unusable representation, CCA with too few tokens for
-    its dims) gives a row with value NaN and its reason in ``na_reason``."""
-    reasons: dict[int, str] = {}
-    pairs: dict[int, tuple[sim.Prepared, sim.Prepared]] = {}
-    for i, spec in enumerate(specs):
-        reason = next((b.reason for b in (ba, bb) if isinstance(b, Unusable)), None)
-        if reason is None:
-            try:
-                pairs[i] = ba.prepared(spec), bb.prepared(spec)
-            except ValueError as err:  # e.g. CCA with too few tokens for its dims
-                reasons[i] = str(err)
-        else:
-            reasons[i] = reason
-    results = _results(pairs)
-    for i, res in list(results.items()):
-        if isinstance(res, str) or not np.isfinite(res.value):  # e.g. no variance
-            reasons[i] = res if isinstance(res, str) else res.reason or "not finite"
-            del results[i]
-    nulls = dict(zip(results, sim.permuted_many([pairs[i] for i in results], shuffles, seed),
-                     strict=True)) if shuffles > 0 else {}
-    rows = []
-    for i, spec in enumerate(specs):
-        if i in reasons:
-            rows.append(dict(metric=spec.name, value=np.nan, k_a=np.nan, k_b=np.nan,
-                             n_tokens=ba.n_tokens, variance_rule=spec.variance_rule,
-                             baseline=np.nan, baseline_std=np.nan, na_reason=reasons[i]))
-            continue
-        res, null = results[i], nulls.get(i)
-        base_mean = base_std = np.nan
-        if null is not None:
-            base_mean, base_std = float(null.mean()), float(null.std(ddof=1)) if shuffles > 1 \
-                else 0.0
-        rows.append(dict(metric=spec.name, value=float(res.value), k_a=int(res.k_a),
-                         k_b=int(res.k_b), n_tokens=int(res.n_tokens),
-                         variance_rule=spec.variance_rule, baseline=base_mean,
-                         baseline_std=base_std, rtol_a=res.rtol_a, rtol_b=res.rtol_b,
-                         metric_kind=res.kind, n_rows_used=res.n_rows_used,
-                         na_reason=None))
-    return rows
-
-
-def _results(pairs: dict[int, tuple[sim.Prepared, sim.Prepared]]
-             ) -> dict[int, sim.SimilarityResult | str]:
-    """Each metric's result (sharing the basis product), or the reason it failed: when one
-    fails, the others are computed one at a time."""
-    try:
-        return dict(zip(pairs, sim.compare_many(list(pairs.values())), strict=True))
-    except ValueError:
-        out: dict[int, sim.SimilarityResult | str] = {}
-        for i, (pa, pb) in pairs.items():
-            try:
-                out[i] = sim.compare_prepared(pa, pb)
-            except ValueError as err:
-                out[i] = str(err)
-        return out
 
 
 def _frame(rows: list[dict], columns: Sequence[str] = SIM_COLUMNS) -> pd.DataFrame:
@@ -631,12 +339,19 @@ def family_pooled(per_tag_table: pd.DataFrame) -> pd.DataFrame:
 
     def pool(g: pd.DataFrame) -> pd.Series:
         w = g.tag_tokens.to_numpy(dtype=float)
+        counts = dict(n_tokens=int(g.n_tokens.sum()), n_types=int(g.n_types.sum()),
+                      n_tags=len(g))
+        missing = g.value.isna()
+        if missing.any():  # a family value needs all its tags: NA, saying which one failed
+            reason = next((r for r in g.na_reason if isinstance(r, str)), "not computed")
+            return pd.Series(dict(value=np.nan, baseline=np.nan, k_a=np.nan, k_b=np.nan,
+                                  **counts, na_reason=f"{int(missing.sum())} of {len(g)} "
+                                  f"tags not computed: {reason}"))
         return pd.Series(dict(
             value=np.average(g.value, weights=w),
             baseline=np.average(g.baseline, weights=w) if g.baseline.notna().all() else np.nan,
             k_a=int(round(np.average(g.k_a, weights=w))),
-            k_b=int(round(np.average(g.k_b, weights=w))),
-            n_tokens=int(g.n_tokens.sum()), n_types=int(g.n_types.sum()), n_tags=len(g)))
+            k_b=int(round(np.average(g.k_b, weights=w))), **counts, na_reason=None))
 
     pooled = t.groupby(keys, dropna=False).apply(pool, include_groups=False).reset_index()
     pooled["analysis"] = "family"

@@ -91,6 +91,20 @@ def problems(root: Path, steps: list[int], gradients: bool) -> list[str]:
     return out
 
 
+def nonfinite(root: Path, chunk_rows: int = 65536) -> list[str]:
+    """Every stored array of a store that holds NaN or inf, named with its count (one pass
+    over the arrays, a chunk of rows at a time). A diverged model's values are kept, not
+    redone: the analyses give NA rows for them."""
+    found = []
+    for path in sorted(Path(root).glob("step_*/*/*.npy")):
+        array = open_array(path)
+        bad = sum(int(array.size and (~np.isfinite(array[i:i + chunk_rows])).sum())
+                  for i in range(0, len(array), chunk_rows))
+        if bad:
+            found.append(f"{path}: {bad} of {array.size} values are NaN or inf")
+    return found
+
+
 def write_arrays(root: Path, step: int, kind: str, arrays: dict[str, np.ndarray],
                  dtype: str = "float32") -> None:
     """Write one checkpoint's arrays of one kind; each file appears complete or not at all."""

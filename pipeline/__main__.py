@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from pipeline.config import CONFIG_DIR, CONFIG_NAME
-from pipeline.jobs import Interrupted
+from pipeline.jobs import Interrupted, exit_code
 from pipeline.runner import run_pipeline
 from pipeline.runtime import set_threads
 from pipeline.schema import validate
@@ -32,7 +32,7 @@ def main(cfg: DictConfig) -> None:
     except Interrupted as stop:
         log.warning("%s: stopped; what finished is kept, and rerunning the same command "
                     "resumes", stop)
-        raise SystemExit(130) from None
+        raise SystemExit(exit_code()) from None
     except Exception as err:
         if not in_sweep():
             raise

@@ -35,7 +35,8 @@ def verify(model_dir: Path, steps: list[int] | None = None) -> pd.DataFrame:
         got = sha256_file(path)
         if got != row.sha256:
             raise CheckpointError(f"{path}: sha256 {got} does not match {CSV} ({row.sha256}); "
-                                  "the file changed after training: refusing to use it")
+                                  "the file changed after training: refusing to use it "
+                                  "(force=[train] retrains the model)")
     return table
 
 

@@ -12,12 +12,15 @@ import contextlib
 import importlib
 import logging
 import multiprocessing
+import os
 import signal
 import subprocess
 import threading
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+
+from analysis.pools import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,15 @@ GRACE_S = 5.0  # a stopped child gets this long to exit before it is killed
 
 class Interrupted(KeyboardInterrupt):
     """The run was stopped by a signal (raised where work notices it)."""
+
+
+def exit_code() -> int:
+    """The shell's exit status for a run stopped by a signal: 128 + its number (130 for
+    SIGINT, 143 for SIGTERM); SIGINT's when the stop came from a child."""
+    return 128 + int(STOPPED_BY.get("signal", signal.SIGINT))
+
+
+STOPPED_BY: dict[str, int] = {}
 
 
 def check_stop() -> None:
@@ -84,9 +96,10 @@ def was_stopped(returncode: int) -> bool:
     return STOP.is_set() or (returncode < 0 and -returncode in stops) or returncode == 130
 
 
-def _child_main(target: str, args: tuple, threads: int, conn) -> None:
+def _child_main(target: str, args: tuple, threads: int, conn, parent: int) -> None:
     from pipeline.runtime import set_threads
 
+    die_with_parent(parent)
     set_threads(threads)
     try:
         module, name = target.rsplit(":", 1)
@@ -104,7 +117,8 @@ def call_in_process(target: str, *args, threads: int = 1):
     check_stop()
     ctx = multiprocessing.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_main, args=(target, args, threads, send), daemon=True)
+    proc = ctx.Process(target=_child_main, args=(target, args, threads, send, os.getpid()),
+                       daemon=True)
     with _registered(proc):
         proc.start()
         send.close()
@@ -164,10 +178,12 @@ def signals_stop():
         if STOP.is_set():
             return  # already stopping
         STOP.set()
+        STOPPED_BY["signal"] = signum
         log.warning("%s: stopping every job", signal.Signals(signum).name)
         stop_children()
         raise Interrupted(f"stopped by {signal.Signals(signum).name}")
 
+    STOPPED_BY.clear()
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield

@@ -41,37 +41,105 @@ def _inputs(nodes: dict[str, Node], stage: Stage, model: str | None = None) -> d
     return out
 
 
-def _cached(stage: Stage, target: Target, forced: bool) -> bool:
+def _cached(stage: Stage, target: Target, forced: bool, invalid: list[str]) -> bool:
     """Whether a finished result can be reused: done, not forced, and valid (an invalid one
-    is moved back to its scratch directory, so a resumable stage redoes only what is bad)."""
+    is moved back to its scratch directory, so a resumable stage redoes only what is bad;
+    why it was invalid is appended to ``invalid``)."""
     if forced or not store.is_done(target.dir):
         return False
-    if stage.check is None:
+    why = invalid_reason(stage, target.dir)
+    if why is None:
         return True
-    try:
-        stage.check(target.dir)
-        return True
-    except store.Invalid as err:
-        log.warning("%s: cached result %s is invalid (%s); recomputing", target.label,
-                    target.dir, err)
-        store.reopen(target.dir, keep=stage.resumable)
-        return False
+    log.warning("%s: cached result %s is invalid (%s); recomputing", target.label,
+                target.dir, why)
+    invalid.append(why)
+    store.reopen(target.dir, keep=stage.resumable)
+    return False
+
+
+def invalid_reason(stage: Stage, result: Path) -> str | None:
+    """Why a finished result of ``stage`` is unusable: a file it recorded is gone or
+    truncated, or it fails the stage's own check (None when it is sound)."""
+    if stage.check is not None:
+        try:
+            stage.check(result)
+        except store.Invalid as err:
+            return str(err)
+    missing = store.missing_files(result)
+    more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
+    return "; ".join(missing[:3]) + more if missing else None
+
+
+def _input_targets(nodes: dict[str, Node], stage: Stage, model: str | None
+                   ) -> list[tuple[str, Target]]:
+    """The finished targets ``stage`` (for ``model``, if per-model) reads, by stage name."""
+    out = []
+    for need in stage.needs:
+        if stage.across_seeds:
+            node_list = [ns[need] for ns in nodes[stage.name].seeds.values()]
+        else:
+            node_list = [nodes[need]]
+        for node in node_list:
+            if model is not None and node.stage.unit is not None:
+                targets = [node.units[model]]
+            else:
+                targets = node.targets()
+            out += [(need, t) for t in targets if store.is_done(t.dir)]
+    return out
+
+
+def unsound_inputs(cfg: DictConfig, nodes: dict[str, Node], stage: Stage,
+                   model: str | None = None) -> list[tuple[str, str]]:
+    """(label, what is wrong) for each finished input of ``stage`` that this run does not
+    produce itself (those are checked as they are reused), naming the file."""
+    out = []
+    for need, t in _input_targets(nodes, stage, model):
+        if need not in cfg.stages:
+            why = invalid_reason(REGISTRY[need], t.dir)
+            if why:
+                out.append((t.label, f"{why}; rerun with stages=[{need}] (an invalid result "
+                                     "is redone)"))
+    return out
+
+
+def _refuse_unsound(stage_name: str, problems: list[tuple[str, str]]) -> None:
+    unique = dict(problems)  # one line per input, however many units read it
+    if unique:
+        raise store.Invalid(f"stage {stage_name}: " + "\n".join(
+            f"input {label} is invalid: {why}" for label, why in unique.items()))
+
+
+def _why_running(stage: Stage, target: Target, forced: bool, invalid: list[str]) -> str:
+    """What the log says a target runs for: forced, redoing an invalid result, resuming a
+    stopped run's partial result, or what changed since the newest earlier result."""
+    if forced:
+        return f"recomputing: force=[{stage.name}]"
+    if invalid:
+        return f"recomputing: the cached result was invalid ({invalid[-1]})"
+    if stage.resumable and store.partial_path(target.dir).exists():
+        return "resuming the partial result a stopped run left"
+    return explain(target)
 
 
 def _run_target(cfg: DictConfig, stage: Stage, target: Target,
-                work: Callable[[Path], dict]) -> str:
+                work: Callable[[Path], dict],
+                inputs_sound: Callable[[], None] = lambda: None) -> str:
     """Run one target under its lock: reuse it if cached (also when another run finished it
-    while this one waited), else run ``work`` into its scratch directory and commit."""
+    while this one waited), else check its inputs, run ``work`` into its scratch directory
+    and commit."""
     forced = stage.name in cfg.force
-    if _cached(stage, target, forced):
+    invalid: list[str] = []
+    if _cached(stage, target, forced, invalid):
         log.info("%s: cached at %s", target.label, target.dir)
         return "cached"
     with store.lock(target.dir, target.label):
-        if not forced and _cached(stage, target, forced):
+        if not forced and _cached(stage, target, forced, invalid):
             log.info("%s: cached at %s (made by another run meanwhile)", target.label,
                      target.dir)
             return "cached"
-        log.info("%s: running into %s (%s)", target.label, target.dir, explain(target))
+        inputs_sound()
+        log.info("%s: running into %s (%s)", target.label, target.dir,
+                 _why_running(stage, target, forced, invalid))
         start = time.perf_counter()
         tmp = store.partial_dir(target.dir, resume=stage.resumable and not forced)
         try:
@@ -106,6 +174,12 @@ def _run_units(cfg: DictConfig, nodes: dict[str, Node], names: list[str]) -> dic
                 cfg, stage, target, lambda tmp: stage.unit(cfg, model, specs[model], tmp, inputs))
         return run
 
+    for name in names:  # the inputs of every unit that will run, checked before any runs
+        stage = REGISTRY[name]
+        _refuse_unsound(name, [p for model in specs
+                               if name in cfg.force or not store.is_done(
+                                   nodes[name].units[model].dir)
+                               for p in unsound_inputs(cfg, nodes, stage, model)])
     order = costliest_first(specs, data, nodes, tuple(names))
     chains = [[step(name, model) for name in names] for model in order]
     jobs.run_chains(chains, int(cfg.train.parallel))
@@ -188,18 +262,31 @@ def _check_inputs(nodes: dict[str, Node], name: str, requested: list[str]) -> No
                                f"config ({where}); add it to stages=[...]")
 
 
+def _dry_check(stage: Stage, result: Path) -> str | None:
+    """The check a run makes of a cached result, said instead of done (None: sound)."""
+    try:
+        why = invalid_reason(stage, result)
+    except RuntimeError as err:  # e.g. a changed checkpoint, which a run refuses
+        return f"refused ({err})"
+    return None if why is None else f"invalid ({why}): recomputed"
+
+
 def dry_run(cfg: DictConfig, nodes: dict[str, Node], requested: list[str]) -> dict[str, str]:
     """Every requested stage and model: cached, stale (and why), or missing; nothing runs."""
     status = {}
     for name in requested:
+        stage = REGISTRY[name]
         for t in nodes[name].targets():
             if store.is_done(t.dir) and name not in cfg.force:
-                status[t.label] = "cached"
+                why = _dry_check(stage, t.dir)
+                status[t.label] = "cached" if why is None else why
             elif name in cfg.force:
                 status[t.label] = "forced"
             else:
                 why = explain(t)
                 status[t.label] = "missing" if why == "no earlier result" else f"stale ({why})"
+        for label, why in unsound_inputs(cfg, nodes, stage):
+            status[f"{label} (an input of {name})"] = f"invalid: {why}"
     width = max(map(len, status), default=0)
     log.info("dry run: nothing is run\n%s",
              "\n".join(f"  {label:{width}s}  {what}" for label, what in status.items()))
@@ -235,7 +322,9 @@ def run_pipeline(cfg: DictConfig) -> dict[str, str]:
                 inputs = _inputs(nodes, stage)
                 status[stage.name] = _run_target(
                     cfg, stage, nodes[stage.name].target,
-                    lambda tmp, stage=stage, inputs=inputs: stage.run(cfg, tmp, inputs))
+                    lambda tmp, stage=stage, inputs=inputs: stage.run(cfg, tmp, inputs),
+                    lambda stage=stage: _refuse_unsound(stage.name,
+                                                        unsound_inputs(cfg, nodes, stage)))
             i += len(group)
     for name, what in status.items():
         log.info("%-30s %s", name, what)

@@ -55,9 +55,31 @@ def read_done(path: Path) -> dict:
     return json.loads((Path(path) / DONE).read_text())
 
 
+def missing_files(path: Path) -> list[str]:
+    """The files a finished result recorded that are gone or changed size, each named (none
+    for a record written before results listed their files)."""
+    try:
+        files = read_done(path).get("files", {})
+    except (OSError, ValueError) as err:
+        return [f"{Path(path) / DONE}: unreadable ({err})"]
+    out = []
+    for name, size in files.items():
+        file = Path(path) / name
+        if not file.is_file():
+            out.append(f"{file}: missing")
+        elif file.stat().st_size != size:
+            out.append(f"{file}: {file.stat().st_size} bytes, {size} when it was written")
+    return out
+
+
+def partial_path(final: Path) -> Path:
+    """Where the scratch directory of `final` lives (a stopped run's partial result)."""
+    return final.with_name(final.name + ".partial")
+
+
 def partial_dir(final: Path, resume: bool) -> Path:
     """The scratch directory for `final`; emptied first unless the work can resume from it."""
-    tmp = final.with_name(final.name + ".partial")
+    tmp = partial_path(final)
     if tmp.exists() and not resume:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True, exist_ok=True)
@@ -65,8 +87,12 @@ def partial_dir(final: Path, resume: bool) -> Path:
 
 
 def commit(tmp: Path, final: Path, record: dict) -> None:
-    """Mark `tmp` done and move it to `final` (replacing a stale copy forced to recompute)."""
-    record = {**record, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    """Mark `tmp` done and move it to `final` (replacing a stale copy forced to recompute).
+    The record lists every file with its size, so a later reader can find one deleted or
+    truncated (``missing_files``)."""
+    files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*"))
+             if p.is_file()}
+    record = {**record, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": files}
     write_text(tmp / DONE, json.dumps(record, indent=2, sort_keys=True, default=str))
     if final.exists():
         shutil.rmtree(final)
@@ -76,7 +102,7 @@ def commit(tmp: Path, final: Path, record: dict) -> None:
 def reopen(final: Path, keep: bool) -> None:
     """Take an invalid finished result back: into its scratch directory (``keep``: a
     resumable stage then redoes only what is bad), or away entirely."""
-    tmp = final.with_name(final.name + ".partial")
+    tmp = partial_path(final)
     if tmp.exists():
         shutil.rmtree(tmp)
     if keep:

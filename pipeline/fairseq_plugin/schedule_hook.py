@@ -2,7 +2,7 @@
 
 fairseq saves only at fixed intervals (`--save-interval-updates`). Saving every update and
 pruning would cost a full checkpoint (with optimizer state) per update, so instead this hook
-wraps four fairseq functions, when the environment names a schedule:
+wraps these fairseq functions, when the environment names a schedule:
 
 - `checkpoint_utils.load_checkpoint`: right after fairseq builds (or restores) the model, a
   fresh run writes step 0, the initialisation itself, before any update;
@@ -12,26 +12,38 @@ wraps four fairseq functions, when the environment names a schedule:
 - `Trainer.save_checkpoint`: stores the token count and last loss in fairseq's checkpoint for
   resuming;
 - `fairseq_cli.train.train`: a run resumed at (or past) `--max-update` trains no further
-  update (fairseq would run one more before checking).
+  update (fairseq would run one more before checking);
+- `FairseqTask.get_batch_iterator`: a run resumed in epoch E > 1 gets the batches an
+  uninterrupted run has (fairseq fixes them once, with seed + 1, when it first builds the
+  iterator; a resumed run would build them with seed + E).
+
+A run resumed from fairseq's end-of-epoch checkpoint also replays the end-of-epoch learning
+rate step (fairseq saves that checkpoint before it steps, so the resumed run would skip a
+plateau shrink). With both, a resumed run writes the same bytes as an uninterrupted one.
 
 Each analysis checkpoint is fairseq's own checkpoint dict without optimizer state, so fairseq's
 loaders read it; one JSON line per checkpoint goes to `snapshots.jsonl`. The paths of this run
 (save dir, data) are left out of the stored config, so identical runs write byte-identical
 checkpoints wherever their artifacts live. fairseq's own `checkpoint_last.pt` (with optimizer
 state) is kept for resuming. Environment: PIPELINE_SCHEDULE=0,1,2,4,... and
-PIPELINE_SNAPSHOT_DIR=dir.
+PIPELINE_SNAPSHOT_DIR=dir; for the resume tests, PIPELINE_FAULT=<update>:<signal>:<whom>
+(whom: `group`, the run's process group as a terminal's Ctrl-C reaches it, or `parent`, the
+pipeline process alone) sends that signal right after that update.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import os
+import signal
 import time
 
 import torch
 from fairseq import checkpoint_utils
+from fairseq.tasks import FairseqTask
 from fairseq.trainer import Trainer
 from omegaconf import OmegaConf
 
@@ -41,6 +53,7 @@ log = logging.getLogger("pipeline.schedule")
 SCHEDULE = {int(s) for s in os.environ.get("PIPELINE_SCHEDULE", "").split(",") if s.strip()}
 OUT = os.environ.get("PIPELINE_SNAPSHOT_DIR", "")
 STATE = {"tokens": 0, "train_loss": None, "valid_s": 0.0}
+FAULT = os.environ.get("PIPELINE_FAULT", "")
 
 
 def snapshot_path(step: int) -> str:
@@ -144,6 +157,7 @@ def _wrap_load_checkpoint(original):
         extra_state, epoch_itr = original(cfg, trainer, **kwargs)
         STATE["tokens"] = int((extra_state or {}).get("pipeline_tokens_seen", 0))
         STATE["train_loss"] = (extra_state or {}).get("pipeline_train_loss")
+        _replay_epoch_end(trainer, extra_state, epoch_itr)
         step = trainer.get_num_updates()
         done = _prune_after(step)
         if step == 0:
@@ -158,6 +172,45 @@ def _wrap_load_checkpoint(original):
         return extra_state, epoch_itr
 
     return load_checkpoint
+
+
+def _replay_epoch_end(trainer, extra_state, epoch_itr) -> None:
+    """Resumed from the checkpoint fairseq saved at the end of epoch E-1 (before its
+    `lr_step(E-1, val_loss)`): take that step now, as the uninterrupted run did. The inner
+    torch scheduler's epoch counter is put back where the uninterrupted run has it (fairseq's
+    own `lr_step(E)` on loading already advanced it)."""
+    itr = (extra_state or {}).get("train_iterator") or {}
+    if not itr or itr.get("iterations_in_epoch", 0) != 0 or epoch_itr.epoch <= 1:
+        return
+    inner = getattr(trainer.lr_scheduler, "lr_scheduler", None)
+    last_epoch = getattr(inner, "last_epoch", None)
+    trainer.lr_step(epoch_itr.epoch - 1, extra_state.get("val_loss"))
+    if last_epoch is not None:
+        inner.last_epoch = last_epoch
+    log.info("resumed at the start of epoch %d: its learning rate step replayed (lr %g)",
+             epoch_itr.epoch, trainer.get_lr())
+
+
+def _wrap_get_batch_iterator(original):
+    signature = inspect.signature(original)
+
+    def get_batch_iterator(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        built_once = (not a["disable_iterator_cache"] and not a["update_epoch_batch_itr"]
+                      and self.can_reuse_epoch_itr(a["dataset"])
+                      and a["dataset"] not in self.dataset_to_epoch_iter
+                      and not getattr(self.cfg, "rebuild_batches", False))
+        epoch = a["epoch"]
+        if not built_once or epoch <= 1:
+            return original(*bound.args, **bound.kwargs)
+        a["epoch"] = 1  # the batches an uninterrupted run fixed in epoch 1
+        itr = original(*bound.args, **bound.kwargs)
+        itr.epoch = epoch
+        return itr
+
+    return get_batch_iterator
 
 
 def _wrap_validate_and_save(original):
@@ -191,9 +244,22 @@ def _wrap_train_step(original):
         output = original(self, samples, *args, **kwargs)
         if output is not None and "loss" in output:
             STATE["train_loss"] = float(output["loss"])
+        if FAULT:
+            _inject_fault(self.get_num_updates())
         return output
 
     return train_step
+
+
+def _inject_fault(step: int) -> None:
+    """PIPELINE_FAULT's signal, once this run reaches its update (tests only)."""
+    at, name, whom = FAULT.split(":")
+    if step == int(at):
+        sig = signal.Signals[name]
+        if whom == "group":
+            os.killpg(os.getpgrp(), sig)
+        else:
+            os.kill(os.getppid(), sig)
 
 
 def _wrap_train(original):
@@ -212,5 +278,6 @@ if SCHEDULE and OUT:
     checkpoint_utils.load_checkpoint = _wrap_load_checkpoint(checkpoint_utils.load_checkpoint)
     fairseq_train.validate_and_save = _wrap_validate_and_save(fairseq_train.validate_and_save)
     fairseq_train.train = _wrap_train(fairseq_train.train)
+    FairseqTask.get_batch_iterator = _wrap_get_batch_iterator(FairseqTask.get_batch_iterator)
     Trainer.train_step = _wrap_train_step(Trainer.train_step)
     Trainer.save_checkpoint = _wrap_save_checkpoint(Trainer.save_checkpoint)

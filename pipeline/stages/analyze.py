@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from analysis import claims, dynamics, report
+from analysis import claims, dynamics, report, repstore
 from analysis.learned import learned
 from analysis.settings import AnalysisSettings, Learned
 from pipeline.config import typed
@@ -46,6 +46,9 @@ def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     """Stage function: every analysis table and the claims, under out/tables/."""
     settings = typed(cfg.analysis, AnalysisSettings)
     runs = dynamics.discover_runs(inputs["extract"], inputs["train"], int(cfg.seed))
+    for found in (f for run in runs for root in run.stores.values()
+                  for f in repstore.nonfinite(root)):
+        log.warning("%s: the rows that use it are NA", found)
     log.info("analyzing %d models: %s", len(runs), ", ".join(r.name for r in runs))
     tables = dynamics.analyze(runs, settings, progress=True, workers=int(cfg.train.parallel))
     tables["models"] = models_table(runs, inputs["train"], settings.learned)

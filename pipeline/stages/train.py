@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,8 +48,11 @@ def fairseq_args(spec: dict, data: Path, save_dir: Path, seed: int, train: dict,
 
 
 def fairseq_train_command(args: list[str]) -> list[str]:
-    """fairseq-train through its module (so the plugin can patch fairseq_cli.train)."""
-    return [sys.executable, "-c", "from fairseq_cli.train import cli_main; cli_main()", *args]
+    """fairseq-train through its module (so the plugin can patch fairseq_cli.train), killed
+    by the kernel if the pipeline dies (no orphan training after a SIGKILL)."""
+    code = (f"from analysis.pools import die_with_parent; die_with_parent({os.getpid()}); "
+            "from fairseq_cli.train import cli_main; cli_main()")
+    return [sys.executable, "-c", code, *args]
 
 
 def schedule(spec: dict, train: dict) -> list[int]:

@@ -284,6 +284,14 @@ def test_a_representation_with_nan_gives_na_rows_with_the_reason(tmp_path):
     counted = report.not_computed({"convergence": conv})
     assert set(counted.metric) == set(conv.metric) and (counted.rows == 1).all()
     assert len(claims.evaluate({"convergence": conv}, small_settings().claims)) > 0
+    assert repstore.nonfinite(lm.stores["synth"]) == [
+        f"{path}: 1 of {bad.size} values are NaN or inf"]
+    per_tag = dynamics.per_tag(dynamics.Probe.open(lm, "synth"), small_settings())
+    family = dynamics.family_pooled(per_tag)  # pooled over tags: NA where one tag is
+    na = family[family.value.isna()]
+    assert len(na) and set(zip(na.step_a, na.layer_a, strict=True)) == {(4, "lstm_1")}
+    assert na.na_reason.str.contains("tags not computed: .*lm/synth step 4 lstm_1").all()
+    assert family[family.value.notna()].na_reason.isna().all()
 
 
 def test_s4_sensitivity_and_specificity_on_the_final_layers():

@@ -149,7 +149,7 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
     assert done.wait(10)
 
 
-def test_force_starts_a_resumable_unit_over(tmp_path, fake, monkeypatch):
+def test_force_starts_a_resumable_unit_over(tmp_path, fake, monkeypatch, caplog):
     cfg = make_cfg(tmp_path, stages=["prepare", "train"])
     stage = REGISTRY["train"]
     monkeypatch.setitem(REGISTRY, "train",
@@ -159,10 +159,36 @@ def test_force_starts_a_resumable_unit_over(tmp_path, fake, monkeypatch):
     partial = unit.with_name(unit.name + ".partial")
     partial.mkdir(parents=True)
     (partial / "left_by_a_killed_run").write_text("x")
-    runner.run_pipeline(cfg)
+    with caplog.at_level(logging.INFO):
+        runner.run_pipeline(cfg)
     assert (unit / "left_by_a_killed_run").exists()  # resumed from it
-    runner.run_pipeline(make_cfg(tmp_path, stages=["prepare", "train"], force=["train"]))
+    assert "(resuming the partial result a stopped run left)" in caplog.text
+    with caplog.at_level(logging.INFO):
+        runner.run_pipeline(make_cfg(tmp_path, stages=["prepare", "train"], force=["train"]))
     assert not (unit / "left_by_a_killed_run").exists() and (unit / "size.txt").exists()
+    assert "(recomputing: force=[train])" in caplog.text
+
+
+def test_a_stage_refuses_an_input_whose_files_changed_and_dry_run_says_so(tmp_path, fake):
+    """A finished input (not rerun here) with a file truncated or deleted stops the stage
+    that reads it before any work, naming the file; a dry run says the same."""
+    runner.run_pipeline(make_cfg(tmp_path, stages=["prepare", "train"]))
+    result = plan.plan(make_cfg(tmp_path))["prepare"].dir / "result.txt"
+    result.write_text("")
+    fake.clear()
+    with pytest.raises(store.Invalid, match=f"{result}: 0 bytes, 1 when it was written.*"
+                       r"stages=\[prepare\]"):
+        runner.run_pipeline(make_cfg(tmp_path, stages=["train"], force=["train"]))
+    assert fake == []  # refused before any work
+    status = runner.run_pipeline(make_cfg(tmp_path, stages=["prepare", "train"], dry_run=True))
+    assert status["stage prepare"].startswith(f"invalid ({result}: 0 bytes")
+    status = runner.run_pipeline(make_cfg(tmp_path, stages=["train"], dry_run=True))
+    assert any("an input of train" in k and "0 bytes" in v for k, v in status.items())
+    result.unlink()
+    with pytest.raises(store.Invalid, match=f"{result}: missing"):
+        runner.run_pipeline(make_cfg(tmp_path, stages=["train"], force=["train"]))
+    runner.run_pipeline(make_cfg(tmp_path, stages=["prepare", "train"]))  # redone
+    assert result.read_text() == "1"
 
 
 def test_an_invalid_cached_result_is_recomputed_and_the_log_says_why(tmp_path, fake, caplog,

@@ -1,6 +1,7 @@
 """The train stage on the smoke data: all six models with step 0 and the schedule; killing and
 rerunning resumes to the same result as an uninterrupted run; changed checkpoints are refused."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -9,11 +10,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, run_pipeline
+from conftest import REPO
 
 from pipeline.checkpoints import CheckpointError
 from pipeline.schedule import checkpoint_schedule
@@ -103,65 +105,110 @@ def test_cached_train_unit_refuses_a_changed_checkpoint(smoke_trained, tmp_path)
         train.check(copy)
 
 
-def _train_args(art, mirror):
-    return ["experiment=smoke", "stages=[train]", "model=[lstm_lm_paper]",
-            "model.lstm_lm_paper.max_update=60", f"mirror={mirror}", f"artifacts_dir={art}"]
+# batches of 100 windows: 24 updates per smoke epoch, so 60 updates cross two epoch ends
+# (fairseq saves there, and every 6 updates); lr_threshold 0.5 makes the second epoch end a
+# plateau, so the learning rate shrinks there and a resume that skipped it would show
+RESUME_ARGS = ["model=[lstm_lm_paper]", "model.lstm_lm_paper.max_update=60",
+               "model.lstm_lm_paper.batch_size=100", "+train.fairseq.lr_threshold=0.5"]
+# where each interruption lands: mid-interval in epoch 1 (resumes from update 6), in epoch 2
+# (from 30, six batches into it), and two updates after the end of epoch 2 (from fairseq's
+# end-of-epoch checkpoint at 48, saved before that epoch's learning rate step)
+FAULTS = ("9:SIGINT:group", "33:SIGKILL:parent", "50:SIGKILL:group")
 
 
-def _start_and_wait(root, mirror, step):
-    """Start a training run in its own process group (as a terminal would) and return it
-    once its snapshots reach ``step``."""
-    cmd = [sys.executable, "-m", "pipeline", *_train_args(root, mirror)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        logs = list((root / "smoke" / "train").glob("lstm_lm_paper/*/checkpoints/"
-                                                      "snapshots.jsonl"))
-        if logs and any(json.loads(line)["step"] >= step for line in open(logs[0])):
-            return proc
-        assert proc.poll() is None, proc.stdout.read()[-2000:]
-        time.sleep(0.2)
-    raise AssertionError(f"training never reached step {step}")
+def _train(root, mirror, fault=None) -> subprocess.CompletedProcess:
+    """A smoke train run of the resume test's LM in its own process group (as a terminal
+    starts it), with PIPELINE_FAULT's signal after that update."""
+    env = {**os.environ, **({"PIPELINE_FAULT": fault} if fault else {})}
+    cmd = [sys.executable, "-m", "pipeline", "experiment=smoke", "stages=[train]",
+           *RESUME_ARGS, f"mirror={mirror}", f"artifacts_dir={root}"]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env,
+                          timeout=600, start_new_session=True)
 
 
-def test_killed_or_interrupted_training_resumes_to_the_same_bytes(smoke_prepared, mirror,
-                                                                  tmp_path):
-    """SIGKILL, or Ctrl-C (SIGINT to the process group, as a terminal sends it), mid-training;
-    the rerun finishes with checkpoints byte-identical to an undisturbed run's (its own
-    artifacts dir, so paths differ too). Ctrl-C stops within 10 s and is not retried."""
+def _unit(root):
+    (unit,) = [d for d in (root / "smoke" / "train" / "lstm_lm_paper").iterdir() if d.is_dir()]
+    return unit
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.add(child)
+            todo.append(child)
+    return out
+
+
+def test_interrupted_training_resumes_to_the_same_bytes(smoke_prepared, mirror, tmp_path):
+    """One run stopped three times (Ctrl-C, SIGKILL of the pipeline alone, SIGKILL of the
+    whole group) at updates in three epochs and rerun each time ends with every analysis
+    checkpoint byte-identical to an undisturbed run's (in another artifacts dir, so paths
+    differ too). Ctrl-C exits 130 and is not retried; the log says the run resumed."""
     art, _, _ = smoke_prepared
-    runs = {}
-    for name in ("killed", "interrupted", "clean"):
-        runs[name] = tmp_path / name
-        shutil.copytree(art / "smoke" / "prepare", runs[name] / "smoke" / "prepare")
-    clean = run_pipeline(*_train_args(runs["clean"], mirror))
-    assert clean.returncode == 0, clean.stderr[-2000:]
+    clean, stopped = tmp_path / "clean", tmp_path / "stopped"
+    for root in (clean, stopped):
+        shutil.copytree(art / "smoke" / "prepare", root / "smoke" / "prepare")
+    done = _train(clean, mirror)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for fault in FAULTS:
+        run = _train(stopped, mirror, fault)
+        expected = {"SIGINT": 130, "SIGKILL": -9}[fault.split(":")[1]]
+        assert run.returncode == expected, (fault, run.stdout[-3000:])
+        assert "resuming once" not in run.stdout + run.stderr
+        unit = stopped / "smoke" / "train" / "lstm_lm_paper"
+        assert not any(unit.glob("*/.done.json")), fault
+    resumed = _train(stopped, mirror)
+    assert resumed.returncode == 0, resumed.stdout[-2000:]
+    assert "resuming the partial result a stopped run left" in resumed.stdout
+    a, b = _unit(clean), _unit(stopped)
+    ta, tb = (pd.read_csv(u / "checkpoints.csv") for u in (a, b))
+    assert list(ta.step) == checkpoint_schedule(60, 4, 3) and ta.epoch.max() == 3
+    with open(a / "checkpoints" / "snapshots.jsonl") as f:
+        assert {json.loads(line)["lr"] for line in f} == {20, 5}  # shrunk at the end of epoch 2
+    pd.testing.assert_frame_equal(ta[["step", "epoch", "tokens_seen", "train_loss",
+                                      "valid_loss", "sha256"]],
+                                  tb[["step", "epoch", "tokens_seen", "train_loss",
+                                      "valid_loss", "sha256"]])
+    for f in ta.file:
+        assert (a / "checkpoints" / f).read_bytes() == (b / "checkpoints" / f).read_bytes(), f
+    log = (b / "train.log").read_text()
+    assert log.count("Loaded checkpoint") == 3  # fairseq resumed from its checkpoint each time
+    assert log.count("its learning rate step replayed") == 1  # the end-of-epoch resume
 
-    killed = _start_and_wait(runs["killed"], mirror, 20)
-    os.killpg(killed.pid, signal.SIGKILL)
-    killed.wait()
-    interrupted = _start_and_wait(runs["interrupted"], mirror, 20)
-    os.killpg(interrupted.pid, signal.SIGINT)
+
+def test_a_killed_pipeline_leaves_no_process_behind(smoke_prepared, mirror, tmp_path):
+    """SIGKILL of the pipeline process alone, while fairseq-train runs under it: the kernel
+    takes the training process (and anything below it) down too."""
+    art, _, _ = smoke_prepared
+    shutil.copytree(art / "smoke" / "prepare", tmp_path / "smoke" / "prepare")
+    cmd = [sys.executable, "-m", "pipeline", "experiment=smoke", "stages=[train]",
+           *RESUME_ARGS, f"mirror={mirror}", f"artifacts_dir={tmp_path}"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while not any((tmp_path / "smoke" / "train").glob("lstm_lm_paper/*/checkpoints/*.pt")):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.1)
+    below = _descendants(proc.pid)
+    assert below  # fairseq-train
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 15
+    while alive := {p for p in below if _running(p)}:
+        assert time.time() < deadline, f"still running after SIGKILL of their parent: {alive}"
+        time.sleep(0.2)
+
+
+def _running(pid: int) -> bool:
     try:
-        interrupted.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(interrupted.pid, signal.SIGKILL)
-        raise AssertionError("Ctrl-C did not stop the run within 10 s") from None
-    output = interrupted.stdout.read()
-    assert interrupted.returncode == 130, output[-2000:]
-    assert "resuming once" not in output and "rerunning the same command resumes" in output
-    for name in ("killed", "interrupted"):
-        assert not any((runs[name] / "smoke" / "train").glob("lstm_lm_paper/*/.done.json"))
-        resumed = run_pipeline(*_train_args(runs[name], mirror))
-        assert resumed.returncode == 0, resumed.stderr[-2000:]
-
-    def table(root):
-        (d,) = (root / "smoke" / "train" / "lstm_lm_paper").glob("*/.done.json")
-        return pd.read_csv(d.parent / "checkpoints.csv")
-
-    clean_table = table(runs["clean"])
-    assert list(clean_table.step) == checkpoint_schedule(60, 4, 3)
-    cols = ["step", "epoch", "tokens_seen", "train_loss", "valid_loss", "sha256"]
-    for name in ("killed", "interrupted"):
-        pd.testing.assert_frame_equal(table(runs[name])[cols], clean_table[cols])
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
