@@ -9,11 +9,13 @@ import multiprocessing
 import hydra
 from omegaconf import DictConfig
 
+from pipeline.checkpoints import CheckpointError
 from pipeline.config import CONFIG_DIR, CONFIG_NAME
 from pipeline.jobs import Interrupted, exit_code
 from pipeline.runner import run_pipeline
 from pipeline.runtime import set_threads
 from pipeline.schema import validate
+from pipeline.store import Invalid
 from pipeline.sweep import in_sweep, record_failure
 
 log = logging.getLogger("pipeline")
@@ -33,6 +35,12 @@ def main(cfg: DictConfig) -> None:
         log.warning("%s: stopped; what finished is kept, and rerunning the same command "
                     "resumes", stop)
         raise SystemExit(exit_code()) from None
+    except (Invalid, CheckpointError) as err:  # an input refused: the message says what to do
+        if in_sweep():
+            record_failure(err)
+            return
+        log.error("%s", err)
+        raise SystemExit(1) from None
     except Exception as err:
         if not in_sweep():
             raise

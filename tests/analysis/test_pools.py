@@ -1,8 +1,13 @@
-"""analysis.pools: an interruption in the caller terminates the pool's workers."""
+"""analysis.pools: an interruption in the caller terminates the pool's workers, and a killed
+caller's workers die with it."""
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from analysis.pools import process_pool
 
@@ -26,3 +31,38 @@ def test_workers_do_not_outlive_an_interruption():
 def test_results_come_back_when_nothing_goes_wrong():
     with process_pool(2, "spawn") as pool:
         assert list(pool.map(abs, [-1, -2, 3])) == [1, 2, 3]
+
+
+PARENT = """
+import sys, time
+from analysis.pools import process_pool
+with process_pool(2, sys.argv[1]) as pool:
+    for _ in range(2):
+        pool.submit(time.sleep, 600)
+    print(" ".join(str(p) for p in pool._processes), flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("start_method", ["spawn", "fork"])
+def test_workers_die_with_a_killed_parent(start_method):
+    """SIGKILL leaves the parent no chance to clean up: the kernel kills the workers."""
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, start_method], cwd=REPO,
+                              stdout=subprocess.PIPE, text=True)
+    workers = [int(p) for p in parent.stdout.readline().split()]
+    assert len(workers) == 2
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while alive := [p for p in workers if _running(p)]:
+        assert time.monotonic() < deadline, f"workers {alive} outlived their killed parent"
+        time.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -28,7 +28,8 @@ def test_intact_checkpoints_verify(tmp_path):
 def test_modified_checkpoint_is_refused_by_path(tmp_path):
     model = make_model(tmp_path, {0: b"init", 10: b"final"})
     (model / "checkpoints" / "step_0000010.pt").write_bytes(b"tampered")
-    with pytest.raises(CheckpointError, match=r"step_0000010.pt: sha256 .* does not match"):
+    with pytest.raises(CheckpointError, match=r"step_0000010.pt: sha256 .* does not match.*"
+                       r"force=\[train\] retrains the model"):
         verify(model)
     with pytest.raises(CheckpointError, match="step_0000010.pt"):
         checkpoint_path(model, 10)
