@@ -8,6 +8,9 @@ checked on its checkpoints table (validation perplexity over training) and final
 - above the majority-class baseline on held-out data, for taggers;
 - a metric that must have stopped rising (BLEU for NMT): at most ``max_rise`` above its value
   at the earlier evaluation.
+
+Beside the verdict, the endpoint of an annealed schedule (``endpoint``): the last learning
+rate as a share of its peak, and the change of validation loss over the last updates.
 """
 
 from __future__ import annotations
@@ -27,6 +30,24 @@ def plateau_gain(checkpoints: pd.DataFrame, window: float) -> float:
         return float("nan")
     start = c.iloc[int((c.step - (1 - window) * c.step.max()).abs().argmin())]
     return float((start.valid_ppl - c.valid_ppl.iloc[-1]) / start.valid_ppl)
+
+
+def endpoint(checkpoints: pd.DataFrame, criteria: Learned) -> dict:
+    """The schedule's endpoint: the last learning rate as a share of its peak (``lr_share``)
+    and the relative change of validation loss over the last ``late_window`` of updates
+    (``late_loss_change``), each with whether it meets its limit (NaN/False when the table
+    has no learning rates, e.g. a model trained before they were recorded)."""
+    c = checkpoints.sort_values("step")
+    lr = c["lr"].astype(float) if "lr" in c else pd.Series(np.nan, index=c.index)
+    share = float(lr.iloc[-1] / lr.max()) if lr.notna().any() and lr.max() > 0 else np.nan
+    v = c.dropna(subset=["valid_loss"])
+    change = np.nan
+    if len(v) >= 2:
+        start = v.iloc[int((v.step - (1 - criteria.late_window) * v.step.max()).abs().argmin())]
+        change = float(abs(v.valid_loss.iloc[-1] - start.valid_loss) / abs(start.valid_loss))
+    return {"lr_share": share, "endpoint_lr": bool(share <= criteria.max_final_lr_share),
+            "late_loss_change": change,
+            "endpoint_loss": bool(change < criteria.max_loss_change)}
 
 
 def learned(checkpoints: pd.DataFrame, metrics: Mapping, criteria: Learned) -> dict:

@@ -107,6 +107,12 @@ class Learned:
     max_gain: float = setting(0.03, gt=0)          # ... over which valid ppl improves less
     min_epochs: float = setting(3.0, ge=0)         # LMs: passes over the training data
     max_rise: float = setting(0.5, ge=0)           # NMT: BLEU points since 75% of training
+    # the endpoint of an annealed schedule: the last checkpoint's learning rate is at most
+    # this share of its peak, and validation loss over the last late_window of updates
+    # changes by less than max_loss_change (relative)
+    max_final_lr_share: float = setting(0.01, gt=0, le=1)
+    late_window: float = setting(0.1, gt=0, lt=1)
+    max_loss_change: float = setting(0.01, gt=0)
 
 
 @dataclass

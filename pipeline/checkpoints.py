@@ -9,7 +9,7 @@ import pandas as pd
 from data_prep.sources import sha256_file
 
 CSV = "checkpoints.csv"
-COLUMNS = ["step", "epoch", "epochs", "tokens_seen", "train_loss", "valid_loss", "valid_ppl",
+COLUMNS = ["step", "epoch", "epochs", "tokens_seen", "train_loss", "valid_loss", "valid_ppl", "lr",
            "bytes", "sha256", "file"]
 
 

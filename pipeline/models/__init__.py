@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,40 @@ class ModelKind:
         """Relative training cost (parameters × tokens × updates), longest jobs first."""
         return float(self.parameters(spec, data)) * self.tokens_per_update(spec) * float(
             spec["max_update"])
+
+
+SCHEDULERS = ("reduce_lr_on_plateau", "inverse_sqrt", "polynomial_decay", "fixed")
+
+
+@dataclass
+class LRSchedule:
+    """The learning-rate schedule every preset names (its schema fields; scheduler_args)."""
+
+    lr_scheduler: str = setting(choices=SCHEDULERS)
+    warmup_updates: int = setting(0, ge=0)
+    lr_shrink: float = setting(0.25, gt=0, le=1)
+    end_lr: float = setting(0.0, ge=0)
+    power: float = setting(1.0, gt=0)
+
+
+def scheduler_args(spec: Spec) -> list:
+    """fairseq's learning-rate schedule flags from a preset's ``lr_scheduler`` and its
+    parameters: ``lr_shrink`` (reduce_lr_on_plateau: the factor at each plateau),
+    ``warmup_updates`` (linear from 0 where the scheduler warms up), ``end_lr`` and
+    ``power`` (polynomial_decay: from ``lr`` after warm-up to ``end_lr`` at ``max_update``)."""
+    def get(key: str):  # a preset leaves out what its scheduler does not use
+        return spec.get(key, next(f.default for f in fields(LRSchedule) if f.name == key))
+
+    name, warmup = spec["lr_scheduler"], int(get("warmup_updates"))
+    args = ["--lr-scheduler", name]
+    if name == "reduce_lr_on_plateau":
+        args += ["--lr-shrink", get("lr_shrink")]
+    elif name == "polynomial_decay":
+        args += ["--end-learning-rate", get("end_lr"), "--power", get("power"),
+                 "--total-num-update", spec["max_update"]]
+    if warmup or name == "inverse_sqrt":
+        args += ["--warmup-updates", warmup]
+    return args
 
 
 def register(kind: str):

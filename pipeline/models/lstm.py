@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.models import REQUIRED, Spec, register, setting, words
+from pipeline.models import REQUIRED, Spec, register, scheduler_args, setting, words
 
 
 class LSTMRecorder:
@@ -83,7 +83,6 @@ class LSTMConfig(words.WordStreamConfig):
 
     hidden: int = setting(ge=1)
     optimizer: str = setting(choices=("sgd", "adam"))
-    lr_shrink: float = setting(gt=0, le=1)
 
 
 @dataclass
@@ -106,8 +105,7 @@ class LSTMLanguageModel(words.WordStreamKind):
             "--decoder-embed-dim", spec["embed_dim"], "--decoder-hidden-size", spec["hidden"],
             "--decoder-out-embed-dim", spec["hidden"], "--dropout", spec["dropout"],
             "--optimizer", spec["optimizer"], "--lr", spec["lr"], "--clip-norm",
-            spec["clip_norm"], "--lr-scheduler", "reduce_lr_on_plateau", "--lr-shrink",
-            spec["lr_shrink"]] + self.output_args(spec)
+            spec["clip_norm"], *scheduler_args(spec)] + self.output_args(spec)
 
     def parameters(self, spec: Spec, data: Path) -> int:
         vocab, out = words.vocab_sizes(spec, data)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.models import Spec, causal, register, setting, words
+from pipeline.models import Spec, causal, register, scheduler_args, setting, words
 
 
 def transformer_lm_states(model, inp: torch.Tensor, target: torch.Tensor, pad: int,
@@ -41,7 +41,6 @@ class TransformerLMConfig(words.WordStreamConfig):
     heads: int = setting(ge=1)
     normalize_before: bool = True
     share_embeddings: bool = True
-    warmup_updates: int = setting(ge=0)
 
 
 @register("transformer_lm")
@@ -59,8 +58,7 @@ class TransformerLanguageModel(words.WordStreamKind):
             "--decoder-output-dim", spec["embed_dim"], "--decoder-ffn-embed-dim",
             spec["ffn_dim"], "--decoder-attention-heads", spec["heads"],
             "--dropout", spec["dropout"], "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)",
-            "--lr", spec["lr"], "--lr-scheduler", "inverse_sqrt", "--warmup-updates",
-            spec["warmup_updates"], "--clip-norm", spec["clip_norm"]]
+            "--lr", spec["lr"], *scheduler_args(spec), "--clip-norm", spec["clip_norm"]]
         if spec.get("share_embeddings"):
             args.append("--share-decoder-input-output-embed")
         if spec.get("normalize_before"):  # pre-norm (fairseq's arch default does not apply it)

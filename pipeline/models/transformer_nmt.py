@@ -15,7 +15,17 @@ import pandas as pd
 import torch
 
 from pipeline import evaluate
-from pipeline.models import REQUIRED, ModelKind, Spec, causal, dict_size, register, setting
+from pipeline.models import (
+    REQUIRED,
+    LRSchedule,
+    ModelKind,
+    Spec,
+    causal,
+    dict_size,
+    register,
+    scheduler_args,
+    setting,
+)
 
 
 def nmt_states(model, src: torch.Tensor, prev: torch.Tensor, target: torch.Tensor, pad: int,
@@ -75,7 +85,7 @@ def side_sentences(rows: pd.DataFrame, side: str) -> list[pd.DataFrame]:
 
 
 @dataclass
-class TransformerNMTConfig:
+class TransformerNMTConfig(LRSchedule):
     """conf/model/transformer_nmt_*.yaml."""
 
     kind: str = REQUIRED
@@ -85,7 +95,6 @@ class TransformerNMTConfig:
     heads: int = setting(ge=1)
     dropout: float = setting(ge=0, lt=1)
     lr: float = setting(gt=0)
-    warmup_updates: int = setting(ge=0)
     clip_norm: float = setting(ge=0)
     label_smoothing: float = setting(ge=0, lt=1)
     max_tokens: int = setting(ge=1)
@@ -114,8 +123,8 @@ class TransformerNMT(ModelKind):
             spec["ffn_dim"], "--encoder-attention-heads", spec["heads"],
             "--decoder-attention-heads", spec["heads"], "--dropout", spec["dropout"],
             "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", spec["lr"],
-            "--lr-scheduler", "inverse_sqrt", "--warmup-updates", spec["warmup_updates"],
-            "--clip-norm", spec["clip_norm"], "--criterion", "label_smoothed_cross_entropy",
+            *scheduler_args(spec), "--clip-norm", spec["clip_norm"],
+            "--criterion", "label_smoothed_cross_entropy",
             "--label-smoothing", spec["label_smoothing"], "--max-tokens", spec["max_tokens"],
         ]
 

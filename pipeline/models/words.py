@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from pipeline import evaluate
-from pipeline.models import REQUIRED, ModelKind, Spec, dict_size, setting
+from pipeline.models import REQUIRED, LRSchedule, ModelKind, Spec, dict_size, setting
 
 
 def bins(data: Path) -> Path:
@@ -166,7 +166,7 @@ def evaluate_stream(spec: Spec, checkpoint: Path, data: Path, device: str = "cpu
 
 
 @dataclass
-class WordStreamConfig:
+class WordStreamConfig(LRSchedule):
     """The settings every model on the word stream has (conf/model/lstm_lm_*.yaml,
     transformer_lm_*.yaml and the taggers that inherit one); each kind adds its own."""
 

@@ -16,7 +16,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from analysis import claims, dynamics, report, repstore
-from analysis.learned import learned
+from analysis.learned import endpoint, learned
 from analysis.settings import AnalysisSettings, Learned
 from pipeline.config import typed
 from pipeline.stages.stage import Stage
@@ -38,7 +38,7 @@ def models_table(runs: list[dynamics.ModelRun], train_units: dict[str, Path],
                          final_step=int(c.step.iloc[-1]),
                          epochs=float(c.epochs.iloc[-1]) if "epochs" in c else np.nan,
                          final_valid_ppl=float(c.valid_ppl.iloc[-1]), **metrics,
-                         **learned(c, metrics, criteria)))
+                         **learned(c, metrics, criteria), **endpoint(c, criteria)))
     return pd.DataFrame(rows)
 
 

@@ -30,6 +30,9 @@ def test_every_experiment_passes(experiment, tmp_path):
     ("analysis.variance_rule=sum", "analysis.variance_rule: 'sum' is not one of ['s2', 's']"),
     ("plot.metrics=[svca]", "plot.metrics: ['svca'] are not computed by analysis.metrics"),
     ("analysis.metrics=[svcca,ckaa]", "analysis.metrics: unknown metric 'ckaa'"),
+    ("model.lstm_lm_paper.lr_scheduler=cosine", "model.lstm_lm_paper.lr_scheduler: 'cosine' "
+                                                "is not one of ['reduce_lr_on_plateau'"),
+    ("+model.transformer_nmt_small.end_lr=-1", "model.transformer_nmt_small.end_lr: -1"),
 ])
 def test_bad_values_are_refused_naming_the_key(override, message, tmp_path):
     with pytest.raises(ConfigError) as err:

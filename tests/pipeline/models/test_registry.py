@@ -29,3 +29,23 @@ def test_adapters_declare_sides_and_families():
         a = models.get(kind)
         assert a.sides in (("lm",), ("source", "target")) and a.family
     assert models.get("lstm_tagger").reference and not models.get("lstm_lm").reference
+
+
+def test_the_schedule_is_a_preset_setting_passed_to_fairseq():
+    """Each scheduler gives its own flags; a preset's omitted parameters take the schema's
+    defaults; the presets as shipped give the flags the adapters once fixed inline."""
+    base = {"lr_scheduler": "reduce_lr_on_plateau", "lr_shrink": 0.5, "max_update": 100}
+    assert models.scheduler_args(base) == ["--lr-scheduler", "reduce_lr_on_plateau",
+                                           "--lr-shrink", 0.5]
+    poly = {**base, "lr_scheduler": "polynomial_decay", "warmup_updates": 10}
+    assert models.scheduler_args(poly) == [
+        "--lr-scheduler", "polynomial_decay", "--end-learning-rate", 0.0, "--power", 1.0,
+        "--total-num-update", 100, "--warmup-updates", 10]
+    assert models.scheduler_args({**base, "lr_scheduler": "inverse_sqrt"}) == [
+        "--lr-scheduler", "inverse_sqrt", "--warmup-updates", 0]
+    lstm = OmegaConf.load(Path(CONFIG_DIR, "model", "lstm_lm_paper.yaml"))
+    assert models.scheduler_args(lstm) == ["--lr-scheduler", "reduce_lr_on_plateau",
+                                           "--lr-shrink", 0.25]
+    nmt = OmegaConf.load(Path(CONFIG_DIR, "model", "transformer_nmt_small.yaml"))
+    assert models.scheduler_args(nmt) == ["--lr-scheduler", "inverse_sqrt",
+                                          "--warmup-updates", 200]
