@@ -37,6 +37,33 @@ def test_c3_passes_and_fails_by_construction():
                                  "tagger=tagger_topic"}
         assert set(c3.metric) == SIM_METRICS
         assert (c3.verdict == expected).all()
+        for half in ("C3 rec", "C3 emb"):  # the study builds both halves (or reverses both)
+            h = table[table.claim == half]
+            assert len(h) == len(c3) and (h.verdict == expected).all(), half
+
+
+def test_c3_reports_a_half_that_holds_when_the_other_does_not():
+    """The recurrent layer rises towards the tagger, the embedding rises too: the combined
+    claim fails, its recurrent half passes, its embedding half fails; a shared-init tagger's
+    halves carry their own claim names."""
+    rows = [dict(model="lm", seed=1, probe="p", model_b=b, metric="cka", depth_a=d,
+                 layer_a=layer, step_a=s, value=v, shared_init=b.endswith("shared"),
+                 p_increase=0.01, p_decrease=0.9)
+            for b in ("tagger", "tagger_shared")
+            for d, layer, values in ((0, "embed", (0.5, 0.6)), (1, "lstm_1", (0.2, 0.7)))
+            for s, v in zip((0, 100), values, strict=True)]
+    c = pd.DataFrame(claims.claim_c3(pd.DataFrame(rows), CS)).set_index("claim")
+    assert c.loc["C3"].verdict.tolist() == ["FAIL", "FAIL"]
+    assert c.loc["C3 rec", "verdict"] == "PASS" and c.loc["C3 rec", "p_value"] == 0.01
+    assert c.loc["C3 emb", "verdict"] == "FAIL" and c.loc["C3 emb", "p_value"] == 0.9
+    assert c.loc["C3 rec (shared init)", "value"] == pytest.approx(0.5)
+    assert c.loc["C3 emb (shared init)", "value"] == pytest.approx(-0.1)
+    summary = claims.answer(pd.DataFrame(claims.claim_c3(pd.DataFrame(rows), CS)), CS)
+    overall = summary[summary.metric == "all"].set_index("claim")
+    assert overall.loc["C3 rec", "verdict"] == "holds"
+    assert overall.loc["C3 emb", "verdict"] == "does not hold"
+    assert overall.loc["C3 rec (shared init)", "figure"] == "f4_tagger"
+    assert overall.loc["C3 emb (shared init)", "statement"].startswith("the embedding")
 
 
 def test_c4_passes_and_fails_by_construction():
