@@ -12,7 +12,8 @@ A unit that cannot be evaluated (missing data) is reported as NA with the reason
   embedding less (change from the first to the last checkpoint, beyond ``margin``); also its
   halves on their own, "C3 rec" and "C3 emb", under own and shared initialisation.
 - C4 function-word gradients are more concentrated than content-word gradients within
-  word-frequency bins (final checkpoint; the bootstrap CI of the difference above 0).
+  word-frequency bins (final checkpoint; the bootstrap CI of the difference above 0); also
+  per architecture ("C4 <model kind>").
 """
 
 from __future__ import annotations
@@ -256,11 +257,12 @@ def claim_c4(function_content: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
         verdict = PASS if low > cs.c4.min_difference else FAIL
         detail = (f"step {r['step']}: {r['n_function']} function / {r['n_content']} content "
                   f"tokens in {r['n_bins']} frequency bins")
-        rows.append(_row("C4", r, f"layer={r['layer']}", "concentration",
-                         "mean c(function) - mean c(content)", r["difference"],
-                         cs.c4.min_difference, verdict, detail,
-                         n=int(r["n_function"] + r["n_content"]),
-                         ci=(r["ci_low"], r["ci_high"]), p=r.get("p_value", np.nan)))
+        for claim in ("C4", f"C4 {r.get('kind', '')}".strip()):  # and per architecture
+            rows.append(_row(claim, r, f"layer={r['layer']}", "concentration",
+                             "mean c(function) - mean c(content)", r["difference"],
+                             cs.c4.min_difference, verdict, detail,
+                             n=int(r["n_function"] + r["n_content"]),
+                             ci=(r["ci_low"], r["ci_high"]), p=r.get("p_value", np.nan)))
     return rows
 
 
@@ -285,8 +287,13 @@ def evaluate(tables: Mapping[str, pd.DataFrame], cs: ClaimSettings) -> pd.DataFr
 
 
 def statement(claim: str) -> str:
-    """What a claim says; a control's claim (" (shared init)") says what its own does."""
-    return CLAIMS.get(claim.replace(" (shared init)", ""), "")
+    """What a claim says; a control's claim (" (shared init)") says what its own does, and a
+    claim on one architecture ("C4 lstm_lm") what the claim does, on that architecture."""
+    own = claim.replace(" (shared init)", "")
+    if own in CLAIMS:
+        return CLAIMS[own]
+    base, _, kind = own.partition(" ")
+    return f"{CLAIMS[base]} ({kind})" if base in CLAIMS else ""
 
 
 def summarize(claims: pd.DataFrame) -> pd.DataFrame:

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from synthstudy import reversed_claims, study_claims
+from synthstudy import reversed_claims, study_claims, study_tables
 
 from analysis import claims
 
@@ -72,6 +72,13 @@ def test_c4_passes_and_fails_by_construction():
     g, b = good[good.claim == "C4"], bad[bad.claim == "C4"]
     assert len(g) == 3 and (g.verdict == "PASS").all() and (g.ci_low > 0).all()
     assert len(b) == 3 and (b.verdict == "FAIL").all() and (b.ci_high < 0).all()
+    kind = good[good.claim.str.startswith("C4 ")]  # the same rows, per architecture
+    fc = study_tables()["function_content"]
+    kinds = dict(zip(fc.model, fc.kind, strict=True))
+    assert set(kind.claim) == {f"C4 {kinds[m]}" for m in g.model}
+    assert kind.drop(columns="claim").reset_index(drop=True).equals(
+        g.drop(columns="claim").reset_index(drop=True))
+    assert claims.statement(kind.claim.iloc[0]).startswith(claims.CLAIMS["C4"] + " (")
 
 
 def family_table(pos_arrive: int, topic_arrive: int | None) -> pd.DataFrame:
