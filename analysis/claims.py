@@ -7,7 +7,9 @@ A unit that cannot be evaluated (missing data) is reported as NA with the reason
 - C1 lower layers reach their final representation first: Spearman ρ between depth and the
   step from which similarity to the final checkpoint stays >= ``convergence_threshold`` (LM, NMT
   encoder).
-- C2 POS-restricted similarity stabilises before topic-restricted similarity (same rule).
+- C2 POS-restricted similarity stabilises before topic-restricted similarity (same rule);
+  C2b, the tagger reading: similarity to the POS tagger stabilises before similarity to the
+  topic tagger (each curve stable once within ``c2b.tolerance`` of its range of its end).
 - C3 over training the recurrent layers grow more similar to the final taggers and the
   embedding less (change from the first to the last checkpoint, beyond ``margin``); also its
   halves on their own, "C3 rec" and "C3 emb", under own and shared initialisation.
@@ -33,6 +35,7 @@ CLAIM_COLUMNS = ["claim", "model", "seed", "probe", "scope", "metric", "statisti
 CLAIMS = {
     "C1": "lower layers reach their final representation first (LM, NMT encoder)",
     "C2": "POS-restricted similarity stabilises before topic-restricted similarity",
+    "C2b": "similarity to the POS tagger stabilises before similarity to the topic tagger",
     "C3": "recurrent layers grow more similar to the taggers over training, the embedding less",
     "C3 rec": "recurrent layers grow more similar to the taggers over training",
     "C3 emb": "the embedding grows less similar to the taggers over training",
@@ -192,6 +195,47 @@ def claim_c2(family: pd.DataFrame, cs: ClaimSettings, metrics: Sequence[str] = (
     return rows
 
 
+def stable_step(steps: Sequence[float], values: Sequence[float], tolerance: float) -> float:
+    """The first step from which a curve stays within ``tolerance`` × its range (max − min)
+    of its final value (NaN for a curve with a NaN)."""
+    order = np.argsort(np.asarray(steps, dtype=float))
+    s = np.asarray(steps, dtype=float)[order]
+    v = np.asarray(values, dtype=float)[order]
+    if not np.isfinite(v).all() or not len(v):
+        return float("nan")
+    near = np.abs(v - v[-1]) <= tolerance * (v.max() - v.min())
+    far = np.flatnonzero(~near)
+    return float(s[0] if far.size == 0 else s[far[-1] + 1])
+
+
+def claim_c2b(tagger: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
+    """C2, the tagger reading, per (model, probe, layer) and metric: LM-vs-POS-tagger
+    similarity is stable (``stable_step``) before LM-vs-topic-tagger similarity (the taggers
+    with their own initialisation)."""
+    rows = []
+    if tagger.empty or "tag_family" not in tagger:
+        return rows
+    t = tagger[tagger.tag_family.isin(["pos", "topic"])]
+    if "shared_init" in t:
+        t = t[~t.shared_init.astype(bool)]
+    keys = ["model", "seed", "probe", "side", "layer_a", "metric"]
+    for key, g in t.groupby(keys, sort=True):
+        r = dict(zip(keys, key, strict=True))
+        scope = f"layer={r['layer_a']}"
+        steps = {fam: stable_step(f.step_a, f.value, cs.c2b.tolerance)
+                 for fam, f in g.groupby("tag_family")}
+        sp, st = steps.get("pos", np.nan), steps.get("topic", np.nan)
+        if not (np.isfinite(sp) and np.isfinite(st)):
+            rows.append(_row("C2b", r, scope, r["metric"], "step_pos - step_topic", np.nan,
+                             0.0, NA, "needs a POS and a topic tagger's curve"))
+            continue
+        rows.append(_row("C2b", r, scope, r["metric"], "step_pos - step_topic", sp - st, 0.0,
+                         PASS if sp < st else FAIL,
+                         f"vs POS tagger stable from {_fmt(sp)}, vs topic from {_fmt(st)}",
+                         n=2))
+    return rows
+
+
 def claim_c3(tagger: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
     """C3 per (model, probe, tagger) and metric, Δ = similarity at the last LM checkpoint
     minus at the first: the combined claim min(Δ recurrent, −Δ embedding) > margin, and its
@@ -281,6 +325,7 @@ def evaluate(tables: Mapping[str, pd.DataFrame], cs: ClaimSettings) -> pd.DataFr
     if len(conv):
         rows += claim_c1(conv, cs)
     rows += claim_c2(tables.get("family", empty), cs, metrics, tables.get("per_tag"))
+    rows += claim_c2b(tables.get("tagger", empty), cs)
     rows += claim_c3(tables.get("tagger", empty), cs)
     rows += claim_c4(tables.get("function_content", empty), cs)
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
@@ -311,7 +356,7 @@ def summarize(claims: pd.DataFrame) -> pd.DataFrame:
 
 
 HOLDS, MIXED, NOT_HOLD, UNTESTED = "holds", "mixed", "does not hold", "not evaluated"
-FIGURES = {"C1": "f2_convergence", "C2": "f3_family", "C3": "f4_tagger",
+FIGURES = {"C1": "f2_convergence", "C2": "f3_family", "C2b": "f4_tagger", "C3": "f4_tagger",
            "C4": "f6b_function_content"}  # the figure (name prefix) that shows each claim
 
 

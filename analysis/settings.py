@@ -70,6 +70,13 @@ class C1:
 
 
 @dataclass
+class C2b:
+    # a curve is stable from the first checkpoint after which it stays within this share of
+    # its range (max - min over training) of its final value
+    tolerance: float = setting(0.1, gt=0, lt=1)
+
+
+@dataclass
 class C3:
     margin: float = setting(0.02, ge=0)
 
@@ -87,6 +94,7 @@ class Claims:
     convergence_threshold: float = setting(0.9, gt=0, le=1)  # similarity to final = converged
     sustained: bool = True                # ... from the first step after which it stays above
     c1: C1 = field(default_factory=C1)
+    c2b: C2b = field(default_factory=C2b)
     c3: C3 = field(default_factory=C3)
     c4: C4 = field(default_factory=C4)
     # a metric supports a claim when this share of its (unit, seed) evaluations pass, and

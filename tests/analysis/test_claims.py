@@ -157,3 +157,35 @@ def test_robust_claims_need_significant_passes():
     overall = answer[answer.metric == "all"].set_index("claim")
     assert overall.loc["C3", "robust"] and overall.loc["C3", "verdict"] == "holds"
     assert not overall.loc["C1", "robust"]  # 3 layers: the best exact p is 1/6
+
+
+def test_stable_step_is_where_a_curve_stays_near_its_end():
+    assert claims.stable_step([0, 1, 2, 4, 8], [0.0, 0.5, 0.95, 1.0, 1.0], 0.1) == 2
+    assert claims.stable_step([0, 1, 2, 4, 8], [0.0, 1.0, 0.0, 0.5, 1.0], 0.1) == 8
+    assert claims.stable_step([0, 1], [0.3, 0.3], 0.1) == 0  # flat: stable throughout
+    assert np.isnan(claims.stable_step([0, 1], [0.3, np.nan], 0.1))
+
+
+def tagger_curves(pos_arrive: int, topic_arrive: int) -> pd.DataFrame:
+    """LM-vs-tagger similarity of one layer: 0.2 until each tagger's arrival, then 0.6."""
+    steps = [0, 1, 2, 4, 8, 16]
+    return pd.DataFrame([
+        dict(model="lm", seed=1, probe="p", side="lm", layer_a="lstm_1", metric="cka",
+             model_b=f"tagger_{fam}", tag_family=fam, shared_init=shared, step_a=s,
+             value=0.6 if s >= arrive else 0.2)
+        for fam, arrive in (("pos", pos_arrive), ("topic", topic_arrive))
+        for shared in (False, True) for s in steps
+        if not (shared and fam == "topic")])  # a shared-init control is left out
+
+
+def test_c2b_reads_the_taggers_pos_before_topic():
+    (early,) = claims.claim_c2b(tagger_curves(2, 8), CS)
+    assert early["verdict"] == "PASS" and early["value"] == 2 - 8
+    assert early["detail"] == "vs POS tagger stable from 2, vs topic from 8"
+    (late,) = claims.claim_c2b(tagger_curves(8, 2), CS)
+    assert late["verdict"] == "FAIL"
+    only_pos = tagger_curves(2, 8)
+    (na,) = claims.claim_c2b(only_pos[only_pos.tag_family == "pos"], CS)
+    assert na["verdict"] == "NA"
+    study = study_claims()
+    assert (study.claim == "C2b").any()
