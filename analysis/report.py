@@ -78,9 +78,11 @@ def not_computed(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def _figure_for(prefix: str, figures: Sequence[Mapping]) -> str:
-    """The names of the drawn figures showing a claim (their name starts with ``prefix``)."""
+    """Links to the drawn figures showing a claim (their name starts with ``prefix``), as
+    markdown ``[name](#name)``: each figure's heading (and, in HTML, its id) is its name."""
     names = [f["name"] for f in figures if prefix and f["name"].startswith(prefix)]
-    return ", ".join(names[:3]) + (f" (+{len(names) - 3})" if len(names) > 3 else "")
+    links = [f"[{n}](#{n})" for n in names[:3]]
+    return ", ".join(links) + (f" (+{len(names) - 3})" if len(names) > 3 else "")
 
 
 def answer_blocks(tables: Mapping[str, pd.DataFrame], figures: Sequence[Mapping]):
@@ -207,7 +209,7 @@ def write_report(out: Path, tables: Mapping[str, pd.DataFrame], figures: Sequenc
         md += [f"### {f['name']}", ""]
         if png:
             md += [f"![{f['name']}]({figure_dir}/{png})", ""]
-        md += [f"{f['caption']} ({links})", ""]
+        md += [f"{f['caption'].replace(chr(10), '  ' + chr(10))} ({links})", ""]
     for head, blocks in sections:
         md += [f"## {head}", "", *_md_blocks(blocks)]
     md_path = out / "report.md"
@@ -241,9 +243,11 @@ _CHECK = """<script>window.addEventListener('load', function () {
 
 
 def inline(text: str) -> str:
-    """The markdown this report uses inside text (`code`, **bold**) as HTML, escaped."""
+    """The markdown this report uses inside text (`code`, **bold**, [links](#anchor)) as
+    HTML, escaped."""
     out = html.escape(text)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    out = re.sub(r"\[([^\]]+)\]\((#[^)\s]+)\)", r'<a href="\2">\1</a>', out)
     return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)
 
 
@@ -256,7 +260,7 @@ def _html_table(df: pd.DataFrame) -> str:
     for row in df.itertuples(index=False):
         cls = next((VERDICT_CLASSES[v] for v in row if isinstance(v, str)
                     and v in VERDICT_CLASSES), "")
-        cells = "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row)
+        cells = "".join(f"<td>{inline(_cell(v))}</td>" for v in row)
         rows.append(f'<tr class="{cls}">{cells}</tr>')
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
@@ -286,7 +290,8 @@ def _html(title: str, answer, sections, figures: Sequence[Mapping], figure_dir: 
             data = base64.b64encode((figure_dir / png).read_bytes()).decode("ascii")
             img = f"<img alt='{html.escape(f['name'])}' src='data:image/png;base64,{data}'>"
         parts.append(f"<figure id='{html.escape(f['name'])}'><h3>{html.escape(f['name'])}</h3>"
-                     f"{img}<figcaption>{inline(f['caption'])}</figcaption></figure>")
+                     f"{img}<figcaption>{inline(f['caption']).replace(chr(10), '<br>')}"
+                     "</figcaption></figure>")
     for head, blocks in sections:
         parts.append(f"<details><summary>{html.escape(head)}</summary>"
                      f"{_html_blocks(blocks)}</details>")

@@ -164,9 +164,10 @@ class PlotSettings:
 
     formats: list[str] = _list("png", choices=("png", "pdf", "svg"))
     dpi: int = setting(110, ge=10)
-    metrics: list[str] = _list("svcca", "svcca_k20", "cka", "procrustes", "rsa")  # F2/F4/S1
+    # panels per figure ("all": every computed metric)
+    metrics: list[str] = _list("svcca", "cka")                 # F2/F4/S1
     matrix_metrics: list[str] = _list("svcca", "cka")          # F1 rows
-    per_tag_metrics: list[str] = _list("svcca_k20", "cka", "cka_debiased")  # F3; F5: first
+    per_tag_metrics: list[str] = _list("svcca_k20", "cka")     # F3; F5: the first
     primary_metric: str = "svcca"                              # F7
     min_tag_tokens: int = setting(20, ge=1)                     # F6: rarer tags not drawn
     workers: int = setting(2, ge=1)       # figure groups drawn in parallel processes

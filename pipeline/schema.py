@@ -329,7 +329,8 @@ def _analysis_checks(cfg: DictConfig, a: AnalysisSettings, p: PlotSettings) -> N
     for key, names in (("plot.metrics", p.metrics), ("plot.matrix_metrics", p.matrix_metrics),
                        ("plot.per_tag_metrics", p.per_tag_metrics),
                        ("plot.primary_metric", [p.primary_metric])):
-        unknown = sorted(set(names) - computed)
+        unknown = sorted(set(names) - computed - ({"all"} if key != "plot.primary_metric"
+                                                  else set()))
         if unknown:
             _fail(key, f"{unknown} are not computed by analysis.metrics (which give "
                        f"{sorted(computed)})", cfg)

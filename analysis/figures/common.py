@@ -110,9 +110,10 @@ def _setting(tables: Mapping[str, pd.DataFrame], key: str, default: str = "?") -
 
 
 def _present(table: pd.DataFrame, wanted: Sequence[str] | None) -> list[str]:
-    """Metrics of ``wanted`` (default: all) that the table holds, in a fixed order."""
+    """Metrics of ``wanted`` (default, or "all" among them: every one) that the table holds,
+    in a fixed order."""
     have = set(table.metric.unique()) if len(table) else set()
-    order = list(wanted) if wanted else [m for m in METRIC_ORDER if m in have] + sorted(
+    order = list(wanted) if wanted and "all" not in wanted else [m for m in METRIC_ORDER if m in have] + sorted(
         have - set(METRIC_ORDER))
     return [m for m in order if m in have]
 
@@ -229,6 +230,27 @@ def _tag_order(tags) -> list:
     return [x for x in TAG_ORDER if x in tags] + sorted(tags - set(TAG_ORDER), key=str)
 
 
+# What to look for in each figure, one line, first in its caption (by the title's code)
+LOOK_FOR = {
+    "F1": "the diagonal brightening from the bottom layers up over the checkpoints (C1).",
+    "F2": "lower layers' curves reaching the top of the plot earlier than higher ones (C1).",
+    "F3": "the POS curve flattening at its end before the topic curve does (C2).",
+    "F4": "recurrent layers rising towards the taggers and the embedding falling (C3); the "
+          "POS tagger's curves settling before the topic tagger's (C2b).",
+    "F5": "which tags' curves reach the final representation first.",
+    "F6": "function-word tags above content-word tags in gradient concentration.",
+    "F6b": "the function minus content difference above zero in every frequency bin (C4).",
+    "F7": "validation loss against the layers' similarity to their end, stage by stage.",
+    "S1": "how far similarity of unrelated data sits above zero at each token count: the "
+          "floor every other figure's values sit on.",
+    "S2": "another seed's final model above the model's own initialisation (learned, not "
+          "memorised noise).",
+    "S3": "whether CKA and the CCA metrics rank the same checkpoints alike.",
+    "S4": "invariant metrics flat under their transformation, and falling as principal "
+          "components are removed.",
+}
+
+
 def _figure(name: str, fig: plt.Figure, title: str, caption: str, axes=None,
             inner_y: bool = True, legend: bool = False, legend_title: str | None = None
             ) -> Figure:
@@ -236,6 +258,8 @@ def _figure(name: str, fig: plt.Figure, title: str, caption: str, axes=None,
     as the figure legend (:func:`_legend`), then the title and tick labels (:func:`_finish`)."""
     if legend:
         _legend(fig, axes[0, -1], title=legend_title)
+    look = LOOK_FOR.get(title.split()[0])
+    caption = f"Look for: {look}\n{caption}" if look else caption
     return Figure(name, _finish(fig, title, axes, inner_y=inner_y), caption)
 
 

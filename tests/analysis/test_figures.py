@@ -30,6 +30,9 @@ def test_plot_stage_draws_every_figure_from_the_tables():
         assert path.is_file() and path.stat().st_size > 1000, path
     captions = json.loads((out / "captions.json").read_text())
     assert set(captions) == EXPECTED and all(len(c) > 80 for c in captions.values())
+    for name, caption in captions.items():  # first, one line saying what to look for
+        look = caption.split("\n")[0]
+        assert look.startswith("Look for: ") and len(look) < 200, name
     assert any("S2" in note for note in summary["not_drawn"])
 
 
@@ -95,3 +98,11 @@ def test_s2_drawn_when_seed_pairs_exist(tmp_path):
     assert [d["name"] for d in drawn] == ["s2_seed_to_seed"]
     assert "1 seed pairs" in drawn[0]["caption"]
     assert not any("S2" in n for n in figures.skipped_notes(tables))
+
+
+def test_all_metrics_on_request():
+    from analysis.figures.common import _present
+
+    table = pd.DataFrame({"metric": ["cka", "rsa", "svcca"]})
+    assert _present(table, ["svcca", "cka"]) == ["svcca", "cka"]
+    assert set(_present(table, ["all"])) == {"cka", "rsa", "svcca"}

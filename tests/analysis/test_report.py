@@ -38,6 +38,9 @@ def test_report_html_is_self_contained():
     assert base64.b64decode(images[0])[:8] == b"\x89PNG\r\n\x1a\n"
     assert "src='figures/" not in html and 'src="figures/' not in html
     assert 'class="PASS"' in html and 'class="FAIL"' in html
+    links = set(re.findall(r'<a href="#([^"]+)">', html))  # the claims table to its figures
+    assert links and links <= set(re.findall(r"<figure id='([^']+)'>", html))
+    assert html.count("<figcaption>Look for: ") == len(summary["figures"])
 
 
 def test_markdown_table_format():

@@ -76,3 +76,8 @@ def test_one_name_per_setting_and_values_that_must_agree_are_interpolated():
     cfg = compose("experiment=default", "extract.max_tokens_per_probe=1234")
     assert cfg.analysis.max_tokens == 1234
     assert "threshold" not in cfg.analysis.claims and "convergence_threshold" in cfg.analysis.claims
+
+
+def test_figures_may_ask_for_every_metric(tmp_path):
+    validate(compose("experiment=smoke", f"artifacts_dir={tmp_path}", "mirror=null",
+                     "plot.metrics=[all]", "plot.per_tag_metrics=[all]"))
