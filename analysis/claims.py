@@ -355,6 +355,44 @@ def summarize(claims: pd.DataFrame) -> pd.DataFrame:
                                        "n_na", "verdict"])
 
 
+# the sign that makes a claim's unit statistic positive when the claim holds
+SIGN = {"C2": -1.0, "C2b": -1.0}  # step_pos - step_topic: negative when POS is first
+
+
+def sign_flip_p(x: np.ndarray, exact_max: int, n_random: int, seed: int) -> float:
+    """One-sided p of mean(x) > 0 under sign flips of each x: exact over every assignment
+    for at most ``exact_max`` values, else ``n_random`` random ones (plus the observed)."""
+    x = np.asarray(x, dtype=float)
+    if not len(x):
+        return float("nan")
+    observed = x.mean()
+    if len(x) <= exact_max:
+        signs = 1 - 2 * ((np.arange(2 ** len(x))[:, None] >> np.arange(len(x))) & 1)
+        null = signs @ x / len(x)
+        return float(np.mean(null >= observed - 1e-12 * max(1.0, abs(observed))))
+    rng = np.random.default_rng(seed)
+    null = rng.choice([-1.0, 1.0], size=(n_random, len(x))) @ x / len(x)
+    return float((1 + np.sum(null >= observed - 1e-12 * max(1.0, abs(observed))))
+                 / (1 + n_random))
+
+
+def pooled_test(claims: pd.DataFrame, cs: ClaimSettings) -> pd.DataFrame:
+    """Per claim and metric, one test over all its evaluated units (every seed, probe and
+    layer or pair): the mean of the unit statistics signed so that the claim is positive
+    (``SIGN``), and its sign-flip p (``sign_flip_p``)."""
+    rows = []
+    done = claims[claims.verdict.isin([PASS, FAIL])]
+    for (claim, metric), g in done.groupby(["claim", "metric"], sort=True):
+        x = SIGN.get(claim.split()[0], 1.0) * g.value.astype(float).to_numpy()
+        x = x[np.isfinite(x)]
+        rows.append(dict(claim=claim, metric=metric, pooled_units=len(x),
+                         pooled_effect=float(x.mean()) if len(x) else np.nan,
+                         pooled_p=sign_flip_p(x, cs.pooled_exact_max, cs.pooled_permutations,
+                                              hash_seed((claim, metric)))))
+    return pd.DataFrame(rows, columns=["claim", "metric", "pooled_units", "pooled_effect",
+                                       "pooled_p"])
+
+
 HOLDS, MIXED, NOT_HOLD, UNTESTED = "holds", "mixed", "does not hold", "not evaluated"
 FIGURES = {"C1": "f2_convergence", "C2": "f3_family", "C2b": "f4_tagger", "C3": "f4_tagger",
            "C4": "f6b_function_content"}  # the figure (name prefix) that shows each claim
@@ -368,12 +406,14 @@ def answer(claims: pd.DataFrame, cs: ClaimSettings, level: float = 0.95) -> pd.D
     claim holds when every metric that evaluated it supports it, does not hold when every one
     contradicts it, and is mixed otherwise. The effect is the claim's statistic averaged over
     units, per seed, then its mean with a t-interval over seeds (one seed: the range over
-    units). A claim is **robust** when at least ``robust_share`` of its evaluated metrics
-    support it counting only passes whose permutation p < ``alpha``. Rows: one per claim and
-    metric, and one per claim (metric "all")."""
+    units). Each metric's pooled test (``pooled_test``) is beside it: the metric is robust
+    when it supports the claim and its pooled p < ``alpha``, and a claim is **robust** when
+    at least ``robust_share`` of its evaluated metrics are. Rows: one per claim and metric,
+    and one per claim (metric "all")."""
     from scipy import stats
 
     support = cs.support
+    pooled = pooled_test(claims, cs).set_index(["claim", "metric"])
     rows = []
     for claim, gc in claims.groupby("claim", sort=True):
         per_metric = []
@@ -397,9 +437,13 @@ def answer(claims: pd.DataFrame, cs: ClaimSettings, level: float = 0.95) -> pd.D
                 low, high = (finite.value.min(), finite.value.max()) if len(finite) else (
                     np.nan, np.nan)
                 interval = f"range over {len(finite)} units"
+            test = pooled.loc[(claim, metric)] if (claim, metric) in pooled.index else None
+            pooled_p = float(test.pooled_p) if test is not None else np.nan
             per_metric.append(dict(
                 claim=claim, metric=metric, verdict=verdict, pass_share=share,
-                significant_share=sig_share, robust=bool(len(done)) and sig_share >= support,
+                significant_share=sig_share, pooled_p=pooled_p,
+                pooled_effect=float(test.pooled_effect) if test is not None else np.nan,
+                robust=verdict == HOLDS and bool(pooled_p < cs.alpha),
                 evaluated=len(done), statistic=g.statistic.iloc[0], effect=effect, low=low,
                 high=high, interval=interval, figure=FIGURES.get(claim.split()[0], "")))
         tested = [r for r in per_metric if r["verdict"] != UNTESTED]
@@ -418,4 +462,5 @@ def answer(claims: pd.DataFrame, cs: ClaimSettings, level: float = 0.95) -> pd.D
 
 
 __all__ = ["CLAIMS", "CLAIM_COLUMNS", "ClaimSettings", "answer", "claim_c1", "claim_c2",
-           "claim_c3", "claim_c4", "crossing_step", "evaluate", "summarize"]
+           "claim_c2b", "claim_c3", "claim_c4", "crossing_step", "evaluate", "pooled_test",
+           "sign_flip_p", "stable_step", "summarize"]

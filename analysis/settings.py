@@ -100,11 +100,15 @@ class Claims:
     # a metric supports a claim when this share of its (unit, seed) evaluations pass, and
     # contradicts it at 1 - support or less; the claim holds when every metric supports it
     support: float = setting(0.75, gt=0.5, le=1)
-    # permutations behind each claim's p-value; a claim is robust when at least robust_share
-    # of the metrics that evaluated it support it with every counted pass at p < alpha
+    # permutations behind each unit's p-value; a claim is robust when at least robust_share
+    # of the metrics that evaluated it support it and their pooled p (pooled_test) < alpha
     n_permutations: int = setting(50, ge=0)
     alpha: float = setting(0.05, gt=0, lt=1)
     robust_share: float = setting(0.667, gt=0, le=1)
+    # the pooled test: every sign assignment when a claim has at most this many units, else
+    # pooled_permutations random ones
+    pooled_exact_max: int = setting(14, ge=1, le=20)
+    pooled_permutations: int = setting(10000, ge=100)
 
 
 @dataclass

@@ -113,8 +113,8 @@ def _present(table: pd.DataFrame, wanted: Sequence[str] | None) -> list[str]:
     """Metrics of ``wanted`` (default, or "all" among them: every one) that the table holds,
     in a fixed order."""
     have = set(table.metric.unique()) if len(table) else set()
-    order = list(wanted) if wanted and "all" not in wanted else [m for m in METRIC_ORDER if m in have] + sorted(
-        have - set(METRIC_ORDER))
+    every = [m for m in METRIC_ORDER if m in have] + sorted(have - set(METRIC_ORDER))
+    order = list(wanted) if wanted and "all" not in wanted else every
     return [m for m in order if m in have]
 
 

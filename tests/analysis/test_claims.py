@@ -152,11 +152,37 @@ def test_p_values_are_small_where_the_study_builds_the_effect_and_large_where_it
     assert c2.p_value.between(0, 1).all() and len(c2)
 
 
-def test_robust_claims_need_significant_passes():
-    answer = claims.answer(study_claims(), CS)
-    overall = answer[answer.metric == "all"].set_index("claim")
-    assert overall.loc["C3", "robust"] and overall.loc["C3", "verdict"] == "holds"
-    assert not overall.loc["C1", "robust"]  # 3 layers: the best exact p is 1/6
+def test_the_pooled_test_is_exact_for_few_units_and_sampled_for_many():
+    assert claims.sign_flip_p([1.0, 2.0, 3.0], 14, 100, 0) == 1 / 8  # all 8 sign patterns
+    assert claims.sign_flip_p([1.0, -1.0], 14, 100, 0) == 3 / 4
+    many = np.ones(30)
+    assert claims.sign_flip_p(many, 14, 999, 0) == 1 / 1000  # only the observed one reaches it
+    assert np.isnan(claims.sign_flip_p([], 14, 100, 0))
+
+
+def unit_rows(claim: str, values) -> pd.DataFrame:
+    return pd.DataFrame([dict(claim=claim, model="lm", seed=s, probe="p", scope=f"u{i}",
+                              metric="cka", statistic="x", value=v, threshold=0.0,
+                              ci_low=np.nan, ci_high=np.nan, n=2, p_value=0.5,
+                              verdict="PASS" if claims.SIGN.get(claim, 1) * v > 0 else "FAIL",
+                              detail="")
+                         for s in (1, 2, 3) for i, v in enumerate(values)])
+
+
+def test_robust_reads_the_pooled_p_over_every_unit_and_seed():
+    """Two units per seed over three seeds: six units, exact p 1/64, robust although every
+    unit's own p is 0.5; one seed alone (two units, p 1/4) is not. C2's statistic counts
+    negative as the claim's direction."""
+    pooled = claims.pooled_test(unit_rows("C3", [0.1, 0.2]), CS).iloc[0]
+    assert pooled.pooled_units == 6 and pooled.pooled_p == 1 / 64
+    answer = claims.answer(unit_rows("C3", [0.1, 0.2]), CS).set_index("metric")
+    assert answer.loc["cka", "robust"] and answer.loc["all", "robust"]
+    one_seed = unit_rows("C3", [0.1, 0.2]).query("seed == 1")
+    assert not claims.answer(one_seed, CS).set_index("metric").loc["all", "robust"]
+    c2 = claims.pooled_test(unit_rows("C2", [-3.0, -1.0]), CS).iloc[0]
+    assert c2.pooled_effect == 2.0 and c2.pooled_p == 1 / 64
+    study = claims.answer(study_claims(), CS)
+    assert not study.set_index(["claim", "metric"]).loc[("C1", "all"), "robust"]  # one unit
 
 
 def test_stable_step_is_where_a_curve_stays_near_its_end():
