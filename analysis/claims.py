@@ -35,6 +35,8 @@ CLAIM_COLUMNS = ["claim", "model", "seed", "probe", "scope", "metric", "statisti
 CLAIMS = {
     "C1": "lower layers reach their final representation first (LM, NMT encoder)",
     "C2": "POS-restricted similarity stabilises before topic-restricted similarity",
+    "C2 size": "POS-restricted similarity stabilises before that of random token subsets of "
+               "the same size",
     "C2b": "similarity to the POS tagger stabilises before similarity to the topic tagger",
     "C3": "recurrent layers grow more similar to the taggers over training, the embedding less",
     "C3 rec": "recurrent layers grow more similar to the taggers over training",
@@ -151,20 +153,23 @@ def family_p(per_tag: pd.DataFrame, observed: float, cs: ClaimSettings, seed: in
 
 
 def claim_c2(family: pd.DataFrame, cs: ClaimSettings, metrics: Sequence[str] = (),
-             per_tag: pd.DataFrame | None = None) -> list[dict]:
+             per_tag: pd.DataFrame | None = None, other: str = "topic") -> list[dict]:
     """C2 per (model, probe, layer) and metric: POS crossing step < topic crossing step, on
     the probes that carry topic labels; its p-value permutes tags between the families.
+    ``other="random"``: "C2 size", POS against random subsets of the same N tokens.
 
     ``metrics`` lists every metric of the analysis, so those never computed on tag subsets
     show up as NA instead of silently missing."""
     rows = []
+    claim = "C2" if other == "topic" else "C2 size"
+    statistic = f"step_pos - step_{other}"
     t = family[family.tag == "pooled"] if len(family) else family
     if len(t):
         with_topic = t.groupby(["model", "probe"]).tag_family.transform(
             lambda f: (f == "topic").any())
         t = t[with_topic.astype(bool)]
     for metric in sorted(set(metrics) - set(t.metric if len(t) else [])):
-        rows.append(_row("C2", {}, "all", metric, "step_pos - step_topic", np.nan, 0.0, NA,
+        rows.append(_row(claim, {}, "all", metric, statistic, np.nan, 0.0, NA,
                          "metric not computed on tag-restricted subsets (per_tag.metrics)"))
     if t.empty:
         return rows
@@ -174,11 +179,11 @@ def claim_c2(family: pd.DataFrame, cs: ClaimSettings, metrics: Sequence[str] = (
         step = {fam: crossing_step(fg.step_a, fg.value, cs.convergence_threshold, cs.sustained)
                 for fam, fg in g.groupby("tag_family")}
         scope = f"layer={r['layer_a']}"
-        if "pos" not in step or "topic" not in step:
-            rows.append(_row("C2", r, scope, r["metric"], "step_pos - step_topic", np.nan, 0.0,
-                             NA, f"families present: {sorted(step)} (need pos and topic)"))
+        if "pos" not in step or other not in step:
+            rows.append(_row(claim, r, scope, r["metric"], statistic, np.nan, 0.0,
+                             NA, f"families present: {sorted(step)} (need pos and {other})"))
             continue
-        sp, st = step["pos"], step["topic"]
+        sp, st = step["pos"], step[other]
         diff = (np.inf if not np.isfinite(sp) else sp) - (np.inf if not np.isfinite(st) else st)
         verdict = PASS if np.isfinite(sp) and (not np.isfinite(st) or sp < st) else FAIL
         p = np.nan
@@ -186,12 +191,12 @@ def claim_c2(family: pd.DataFrame, cs: ClaimSettings, metrics: Sequence[str] = (
             mine = per_tag[(per_tag.model == r["model"]) & (per_tag.seed == r["seed"])
                            & (per_tag.probe == r["probe"]) & (per_tag.layer_a == r["layer_a"])
                            & (per_tag.metric == r["metric"])
-                           & per_tag.tag_family.isin(["pos", "topic"])
+                           & per_tag.tag_family.isin(["pos", other])
                            & ~per_tag.freq_matched.astype(bool)]
             p = family_p(mine, float(diff), cs, hash_seed(key))
-        rows.append(_row("C2", r, scope, r["metric"], "step_pos - step_topic",
+        rows.append(_row(claim, r, scope, r["metric"], statistic,
                          float(diff) if np.isfinite(diff) else np.nan, 0.0, verdict,
-                         f"pos stable from {_fmt(sp)}, topic from {_fmt(st)}", n=2, p=p))
+                         f"pos stable from {_fmt(sp)}, {other} from {_fmt(st)}", n=2, p=p))
     return rows
 
 
@@ -325,6 +330,8 @@ def evaluate(tables: Mapping[str, pd.DataFrame], cs: ClaimSettings) -> pd.DataFr
     if len(conv):
         rows += claim_c1(conv, cs)
     rows += claim_c2(tables.get("family", empty), cs, metrics, tables.get("per_tag"))
+    rows += claim_c2(tables.get("family", empty), cs, metrics, tables.get("per_tag"),
+                     other="random")
     rows += claim_c2b(tables.get("tagger", empty), cs)
     rows += claim_c3(tables.get("tagger", empty), cs)
     rows += claim_c4(tables.get("function_content", empty), cs)
@@ -356,7 +363,7 @@ def summarize(claims: pd.DataFrame) -> pd.DataFrame:
 
 
 # the sign that makes a claim's unit statistic positive when the claim holds
-SIGN = {"C2": -1.0, "C2b": -1.0}  # step_pos - step_topic: negative when POS is first
+SIGN = {"C2": -1.0, "C2b": -1.0}  # step_pos - step_other: negative when POS is first
 
 
 def sign_flip_p(x: np.ndarray, exact_max: int, n_random: int, seed: int) -> float:

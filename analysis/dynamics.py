@@ -272,10 +272,25 @@ def tag_samples(tokens: pd.DataFrame, tag_column: str, n: int, settings: Setting
     return out
 
 
+def random_samples(valid: np.ndarray, n: int, settings: Settings, probe: str, side: str
+                   ) -> dict[str, np.ndarray]:
+    """``per_tag.random_subsets`` seeded subsets of ``n`` rows among the ``valid`` ones, any
+    tag ("random_1", ...): the size control of the tag-restricted subsets."""
+    rows = np.flatnonzero(valid)
+    if len(rows) < n:
+        return {}
+    out = {}
+    for i in range(1, settings.per_tag.random_subsets + 1):
+        rng = np.random.default_rng(stable_seed(settings.seed, probe, side, "random", i))
+        out[f"random_{i}"] = np.sort(rng.choice(rows, size=n, replace=False))
+    return out
+
+
 def per_tag(p: Probe, settings: Settings) -> pd.DataFrame:
     """Each tag's tokens, subsampled to one common N: every layer at every checkpoint vs the
     same layer at the final checkpoint (F5, POS tags, plus a frequency-matched variant), and
-    per topic (genre) subset for the LM's topic family (F3). Word types per tag in ``n_types``;
+    per topic (genre) subset for the LM's topic family (F3), and random N-token subsets
+    (family "random", the size control). Word types per tag in ``n_types``;
     the step-0 value of the same key in ``ref_init``. Metrics: ``per_tag_metrics`` (N is only
     a few times the width, too few tokens for 99%-SVCCA or PWCCA at full rank)."""
     specs = metric_specs(settings, settings.per_tag.metrics)
@@ -296,11 +311,13 @@ def per_tag(p: Probe, settings: Settings) -> pd.DataFrame:
             if family != "pos" and column in tokens:
                 groups.append((family, column, False,
                                tag_samples(tokens, column, n, settings, p.name, side)))
+        groups.append(("random", pos_col, False,
+                       random_samples(valid.to_numpy(), n, settings, p.name, side)))
         for family, column, matched, samples in groups:
             words, _ = tagged_word_and_freq(tokens, column)
             for tag, idx in samples.items():
                 n_types = int(words.iloc[idx].nunique())
-                n_all = int((tokens[column] == tag).sum())
+                n_all = n if family == "random" else int((tokens[column] == tag).sum())
                 for depth, layer in enumerate(layers):
                     ref = full_basis(p.array(final, layer, idx), p.where(final, layer, tag),
                                      dev)

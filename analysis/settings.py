@@ -31,6 +31,7 @@ class PerTag:
     min_n: int = setting(100, ge=2)
     min_tags: int = setting(4, ge=1)
     freq_bins: int = setting(3, ge=1)      # frequency-matched variant: equal counts per bin
+    random_subsets: int = setting(4, ge=0)  # C2's size control: random N-token subsets
     metrics: list[str] = _list("svcca_k", "cka", "cka_debiased", "procrustes")
 
 

@@ -22,7 +22,8 @@ import seaborn as sns  # noqa: E402
 
 TAG_ORDER = ["NOUN", "VERB", "ADJ", "ADV", "PRON", "DET", "ADP", "CONJ", "PRT", "NUM", ".", "X",
              "</s>"]
-FAMILY_COLOURS = {"all": "#222222", "pos": "#1f77b4", "semtag": "#2ca02c", "topic": "#d62728"}
+FAMILY_COLOURS = {"all": "#222222", "pos": "#1f77b4", "semtag": "#2ca02c", "topic": "#d62728",
+                  "random": "#999999"}
 METRIC_ORDER = ["svcca", "svcca_k20", "svcca_k50", "pwcca", "cka", "cka_debiased",
                 "procrustes", "mutual_knn", "rsa"]  # others follow, sorted
 BASE_LABELS = {"svcca": "SVCCA", "pwcca": "PWCCA", "cka": "linear CKA",

@@ -31,7 +31,7 @@ def fig_family(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator
     if fam.empty:
         return
     for (model, probe), g in fam.groupby(["model", "probe"], sort=True):
-        if g.tag_family.nunique() < 2:  # the figure compares families (POS against topic)
+        if g[g.tag_family != "random"].tag_family.nunique() < 2:  # families: POS vs topic
             continue
         metrics = _present(g, ps.per_tag_metrics)
         layers = g.sort_values("depth_a").layer_a.unique()
@@ -56,8 +56,9 @@ def fig_family(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator
                    f"(black), and restricted to tag families: each POS tag's / each topic's "
                    f"(genre's) tokens subsampled to N = {int(n.min()) if n.notna().any() else '?'}"
                    f" and compared separately, pooled as a mean weighted by the tag's token "
-                   f"count. Dotted: shuffled baselines. Expected (Saphra & Lopez): POS "
-                   f"stabilises earlier than topic (claim C2).")
+                   f"count; random: random subsets of N tokens of any tag (the size control). "
+                   f"Dotted: shuffled baselines. Expected (Saphra & Lopez): POS stabilises "
+                   f"earlier than topic (claim C2), and than random subsets (C2 size).")
         yield _stack_figure("F3", "f3_family", model, probe, "", fig, caption, axes, legend=True)
 
 

@@ -104,6 +104,22 @@ def test_c2_compares_pos_and_topic_stabilisation(pos, topic, expected):
     assert by_metric["svcca"]["verdict"] == "NA"  # not computed on tag subsets: said so
 
 
+def test_c2_size_compares_pos_with_random_subsets_of_its_size():
+    """The size control: a random family of the same N tokens arriving after POS passes; on
+    probes without topic labels (whose subsets C2 compares) nothing is claimed."""
+    table = family_table(1, 2)
+    random = table[table.tag_family == "pos"].assign(
+        tag_family="random", value=lambda d: np.where(d.step_a >= 4, 1.0, 0.5))
+    rows = claims.claim_c2(pd.concat([table, random]), CS, other="random")
+    (row,) = rows
+    assert row["claim"] == "C2 size" and row["verdict"] == "PASS" and row["value"] == 1 - 4
+    assert row["statistic"] == "step_pos - step_random"
+    assert claims.claim_c2(pd.concat([table[table.tag_family == "pos"], random]), CS,
+                           other="random") == []
+    study = study_claims()
+    assert (study.claim == "C2 size").any()
+
+
 def test_crossing_step():
     steps, vals = [0, 1, 2, 4, 8], [0.2, 0.95, 0.7, 0.93, 1.0]
     assert claims.crossing_step(steps, vals, 0.9, sustained=True) == 4
