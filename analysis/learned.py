@@ -50,6 +50,23 @@ def endpoint(checkpoints: pd.DataFrame, criteria: Learned) -> dict:
             "endpoint_loss": bool(change < criteria.max_loss_change)}
 
 
+def late_cka(convergence: pd.DataFrame, model: str, criteria: Learned) -> dict:
+    """The representations' endpoint: the lowest CKA over layers between the checkpoint
+    nearest ``late`` of training and the last (``late_cka_min``, at ``late_step_share`` of
+    training), and whether it reaches ``min_late_cka``; NaN for a model not analysed over
+    training (a tagger) or without CKA."""
+    c = convergence[(convergence.model == model) & (convergence.metric == "cka")] \
+        if len(convergence) else convergence
+    if not len(c) or c.step_a.nunique() < 2:
+        return {"late_cka_min": np.nan, "late_step_share": np.nan, "endpoint_cka": False}
+    final = c.step_b.max()
+    steps = np.sort(c.step_a.unique())
+    late = steps[np.abs(steps - criteria.late * final).argmin()]
+    low = float(c[c.step_a == late].value.min())
+    return {"late_cka_min": low, "late_step_share": float(late / final),
+            "endpoint_cka": bool(low >= criteria.min_late_cka)}
+
+
 def learned(checkpoints: pd.DataFrame, metrics: Mapping, criteria: Learned) -> dict:
     """The verdict (``learned``), each criterion's number and a one-line reason."""
     out: dict = {}

@@ -132,7 +132,21 @@ def answer_blocks(tables: Mapping[str, pd.DataFrame], figures: Sequence[Mapping]
                            f"{m}: {why}" for m, why in zip(not_learned.model,
                                                             not_learned.not_learned_because,
                                                             strict=True)) + "."))
+    parts = [c for c in ENDPOINT_COLUMNS if c in models]
+    if len(models) and "endpoint_lr" in parts:
+        blocks += [("h3", "Has each model finished learning? (the endpoint, per part)"),
+                   ("p", "Limits from the settings (`learned.*`): the last learning rate at "
+                         "most `max_final_lr_share` of its peak; validation loss changing by "
+                         "less than `max_loss_change` over the last `late_window` of updates; "
+                         "every layer's CKA between the checkpoint nearest `late` and the "
+                         "last at least `min_late_cka` (models analysed over training only; "
+                         "NaN for the taggers, whose last checkpoint alone is extracted)."),
+                   ("table", models[parts])]
     return blocks
+
+
+ENDPOINT_COLUMNS = ("model", "epochs", "lr_share", "endpoint_lr", "late_loss_change",
+                    "endpoint_loss", "late_step_share", "late_cka_min", "endpoint_cka")
 
 
 def _sections(tables: Mapping[str, pd.DataFrame], notes: Sequence[str]):

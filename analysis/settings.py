@@ -126,6 +126,10 @@ class Learned:
     max_final_lr_share: float = setting(0.01, gt=0, le=1)
     late_window: float = setting(0.1, gt=0, lt=1)
     max_loss_change: float = setting(0.01, gt=0)
+    # ... and every analysed layer's CKA between the checkpoint nearest `late` of training
+    # and the last is at least min_late_cka (models analysed over training)
+    late: float = setting(0.9, gt=0, lt=1)
+    min_late_cka: float = setting(0.98, gt=0, le=1)
 
 
 @dataclass

@@ -16,7 +16,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from analysis import claims, dynamics, report, repstore
-from analysis.learned import endpoint, learned
+from analysis.learned import endpoint, late_cka, learned
 from analysis.settings import AnalysisSettings, Learned
 from pipeline.config import typed
 from pipeline.stages.stage import Stage
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def models_table(runs: list[dynamics.ModelRun], train_units: dict[str, Path],
-                 criteria: Learned) -> pd.DataFrame:
+                 criteria: Learned, convergence: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per model: kind, family, role, seed, training length, its evaluation and
     whether it has learned by the criteria fixed in config (analysis.learned)."""
     rows = []
@@ -38,7 +38,9 @@ def models_table(runs: list[dynamics.ModelRun], train_units: dict[str, Path],
                          final_step=int(c.step.iloc[-1]),
                          epochs=float(c.epochs.iloc[-1]) if "epochs" in c else np.nan,
                          final_valid_ppl=float(c.valid_ppl.iloc[-1]), **metrics,
-                         **learned(c, metrics, criteria), **endpoint(c, criteria)))
+                         **learned(c, metrics, criteria), **endpoint(c, criteria),
+                         **late_cka(convergence if convergence is not None else pd.DataFrame(),
+                                    run.name, criteria)))
     return pd.DataFrame(rows)
 
 
@@ -51,7 +53,8 @@ def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
         log.warning("%s: the rows that use it are NA", found)
     log.info("analyzing %d models: %s", len(runs), ", ".join(r.name for r in runs))
     tables = dynamics.analyze(runs, settings, progress=True, workers=int(cfg.train.parallel))
-    tables["models"] = models_table(runs, inputs["train"], settings.learned)
+    tables["models"] = models_table(runs, inputs["train"], settings.learned,
+                                    tables.get("convergence"))
     for row in report.not_computed(tables).itertuples():
         log.warning("%s: %d of %d %s rows not computed, e.g. %s", row.table, row.rows, row.of,
                     row.metric, row.example)

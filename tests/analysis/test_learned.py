@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from analysis.learned import endpoint, learned
+from analysis.learned import endpoint, late_cka, learned
 from analysis.settings import Learned
 
 
@@ -34,3 +34,18 @@ def test_the_plateau_verdict_names_what_failed():
     t = table(np.ones(5), np.linspace(8, 5, 5))
     out = learned(t, {"test_ppl": 100.0}, Learned())
     assert not out["learned"] and "still improving" in out["not_learned_because"]
+
+
+def test_late_cka_reads_the_checkpoint_nearest_90_percent_and_the_lowest_layer():
+    rows = [dict(model="lm", metric="cka", step_a=s, step_b=120, layer_a=layer, value=v)
+            for s in (0, 60, 110, 120)
+            for layer, v in (("embed", 0.999 if s >= 110 else 0.5),
+                             ("lstm_1", 0.97 if s == 110 else 1.0 if s == 120 else 0.3))]
+    table = pd.DataFrame(rows)
+    out = late_cka(table, "lm", Learned())
+    assert out["late_step_share"] == 110 / 120 and out["late_cka_min"] == 0.97
+    assert not out["endpoint_cka"]
+    table.loc[table.value == 0.97, "value"] = 0.99
+    assert late_cka(table, "lm", Learned())["endpoint_cka"]
+    tagger = late_cka(table, "tagger", Learned())  # not analysed over training
+    assert np.isnan(tagger["late_cka_min"]) and not tagger["endpoint_cka"]

@@ -3,6 +3,7 @@ alone redraws from the tables without loading a model."""
 
 import json
 
+import pandas as pd
 import pytest
 from conftest import run_pipeline
 
@@ -26,6 +27,11 @@ def test_smoke_runs_all_stages_and_writes_the_report(smoke_trained):
     assert len(pngs) >= 10 and all(p.stat().st_size > 0 for p in pngs)
     html = (plot / "report.html").read_text()
     assert "data:image/png;base64," in html and "C1" in html
+    assert "Has each model finished learning?" in html  # the endpoint, per model and part
+    models = pd.read_parquet(analyze / "tables" / "models.parquet").set_index("model")
+    assert models.loc["lstm_lm_paper", "lr_share"] == 1.0  # smoke: a constant rate (plateau
+    assert not models.loc["lstm_lm_paper", "endpoint_lr"]  # never reached in 30 updates)
+    assert 0 < models.loc["lstm_lm_paper", "late_cka_min"] <= 1
     redraw = run_pipeline(*[a.replace("stages=[prepare,train,extract,analyze,plot]",
                                       "stages=[plot]") for a in all_stages] + ["force=[plot]"])
     assert redraw.returncode == 0, redraw.stderr[-3000:]
