@@ -23,8 +23,8 @@ def test_every_experiment_passes(experiment, tmp_path):
     ("train.schedule.log_points=-1", "train.schedule.log_points: -1 must be >= 0"),
     ("extract.max_tokens_per_probe=0", "extract.max_tokens_per_probe: 0 must be >= 1"),
     ("+analysis.per_tag.max_nn=50", "analysis.per_tag.max_nn: unknown key; analysis.per_tag "
-                                    "has: freq_bins, max_n, metrics, min_n, min_tags; did you "
-                                    "mean max_n?"),
+                                    "has: freq_bins, max_n, metrics, min_n, min_tags, "
+                                    "random_subsets; did you mean max_n?"),
     ("+model.tagger_pos.hiden=3", "model.tagger_pos.hiden: unknown key"),
     ("model.lstm_lm_paper.dropout=1.5", "model.lstm_lm_paper.dropout: 1.5 must be < 1"),
     ("analysis.variance_rule=sum", "analysis.variance_rule: 'sum' is not one of ['s2', 's']"),
