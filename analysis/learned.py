@@ -35,8 +35,8 @@ def plateau_gain(checkpoints: pd.DataFrame, window: float) -> float:
 def endpoint(checkpoints: pd.DataFrame, criteria: Learned) -> dict:
     """The schedule's endpoint: the last learning rate as a share of its peak (``lr_share``)
     and the relative change of validation loss over the last ``late_window`` of updates
-    (``late_loss_change``), each with whether it meets its limit (NaN/False when the table
-    has no learning rates, e.g. a model trained before they were recorded)."""
+    (``late_loss_change``), each with whether it meets its limit (None: not measurable,
+    e.g. a model trained before learning rates were recorded)."""
     c = checkpoints.sort_values("step")
     lr = c["lr"].astype(float) if "lr" in c else pd.Series(np.nan, index=c.index)
     share = float(lr.iloc[-1] / lr.max()) if lr.notna().any() and lr.max() > 0 else np.nan
@@ -45,20 +45,23 @@ def endpoint(checkpoints: pd.DataFrame, criteria: Learned) -> dict:
     if len(v) >= 2:
         start = v.iloc[int((v.step - (1 - criteria.late_window) * v.step.max()).abs().argmin())]
         change = float(abs(v.valid_loss.iloc[-1] - start.valid_loss) / abs(start.valid_loss))
-    return {"lr_share": share, "endpoint_lr": bool(share <= criteria.max_final_lr_share),
+    return {"lr_share": share,
+            "endpoint_lr": bool(share <= criteria.max_final_lr_share)
+            if np.isfinite(share) else None,
             "late_loss_change": change,
-            "endpoint_loss": bool(change < criteria.max_loss_change)}
+            "endpoint_loss": bool(change < criteria.max_loss_change)
+            if np.isfinite(change) else None}
 
 
 def late_cka(convergence: pd.DataFrame, model: str, criteria: Learned) -> dict:
     """The representations' endpoint: the lowest CKA over layers between the checkpoint
     nearest ``late`` of training and the last (``late_cka_min``, at ``late_step_share`` of
-    training), and whether it reaches ``min_late_cka``; NaN for a model not analysed over
-    training (a tagger) or without CKA."""
+    training), and whether it reaches ``min_late_cka``; NaN and None for a model not analysed
+    over training (a tagger) or without CKA."""
     c = convergence[(convergence.model == model) & (convergence.metric == "cka")] \
         if len(convergence) else convergence
     if not len(c) or c.step_a.nunique() < 2:
-        return {"late_cka_min": np.nan, "late_step_share": np.nan, "endpoint_cka": False}
+        return {"late_cka_min": np.nan, "late_step_share": np.nan, "endpoint_cka": None}
     final = c.step_b.max()
     steps = np.sort(c.step_a.unique())
     late = steps[np.abs(steps - criteria.late * final).argmin()]
