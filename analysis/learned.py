@@ -23,12 +23,18 @@ import pandas as pd
 from analysis.settings import Learned
 
 
+def nearest(steps, share: float, final: float):
+    """Of ``steps`` (an array or Series), the position of the one nearest ``share`` of
+    ``final``."""
+    return int(np.abs(np.asarray(steps, dtype=float) - share * final).argmin())
+
+
 def plateau_gain(checkpoints: pd.DataFrame, window: float) -> float:
     """Relative improvement of validation perplexity over the last ``window`` of updates."""
     c = checkpoints.dropna(subset=["valid_ppl"]).sort_values("step")
     if len(c) < 2:
         return float("nan")
-    start = c.iloc[int((c.step - (1 - window) * c.step.max()).abs().argmin())]
+    start = c.iloc[nearest(c.step, 1 - window, c.step.max())]
     return float((start.valid_ppl - c.valid_ppl.iloc[-1]) / start.valid_ppl)
 
 
@@ -43,7 +49,7 @@ def endpoint(checkpoints: pd.DataFrame, criteria: Learned) -> dict:
     v = c.dropna(subset=["valid_loss"])
     change = np.nan
     if len(v) >= 2:
-        start = v.iloc[int((v.step - (1 - criteria.late_window) * v.step.max()).abs().argmin())]
+        start = v.iloc[nearest(v.step, 1 - criteria.late_window, v.step.max())]
         change = float(abs(v.valid_loss.iloc[-1] - start.valid_loss) / abs(start.valid_loss))
     return {"lr_share": share,
             "endpoint_lr": bool(share <= criteria.max_final_lr_share)
@@ -53,18 +59,19 @@ def endpoint(checkpoints: pd.DataFrame, criteria: Learned) -> dict:
             if np.isfinite(change) else None}
 
 
-def late_cka(convergence: pd.DataFrame, model: str, criteria: Learned) -> dict:
+def late_cka(convergence: pd.DataFrame | None, model: str, criteria: Learned) -> dict:
     """The representations' endpoint: the lowest CKA over layers between the checkpoint
     nearest ``late`` of training and the last (``late_cka_min``, at ``late_step_share`` of
     training), and whether it reaches ``min_late_cka``; NaN and None for a model not analysed
     over training (a tagger) or without CKA."""
-    c = convergence[(convergence.model == model) & (convergence.metric == "cka")] \
-        if len(convergence) else convergence
-    if not len(c) or c.step_a.nunique() < 2:
+    if convergence is None or not len(convergence):
+        convergence = pd.DataFrame(columns=["model", "metric", "step_a"])
+    c = convergence[(convergence.model == model) & (convergence.metric == "cka")]
+    if c.step_a.nunique() < 2:
         return {"late_cka_min": np.nan, "late_step_share": np.nan, "endpoint_cka": None}
     final = c.step_b.max()
     steps = np.sort(c.step_a.unique())
-    late = steps[np.abs(steps - criteria.late * final).argmin()]
+    late = steps[nearest(steps, criteria.late, final)]
     low = float(c[c.step_a == late].value.min())
     return {"late_cka_min": low, "late_step_share": float(late / final),
             "endpoint_cka": bool(low >= criteria.min_late_cka)}

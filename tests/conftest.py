@@ -4,12 +4,32 @@ import os
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("PIPELINE_MIRROR", REPO.parent / "shared" / "data"))
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` is alive (a zombie, dead but not reaped, is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def assert_gone_within(pids: Iterable[int], seconds: float, what: str) -> None:
+    """Wait until every process of ``pids`` has died; fail after ``seconds`` naming those
+    still ``what`` (e.g. "alive after SIGKILL of their parent")."""
+    deadline = time.monotonic() + seconds
+    while alive := {p for p in pids if running(p)}:
+        assert time.monotonic() < deadline, f"processes {sorted(alive)} {what}"
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")

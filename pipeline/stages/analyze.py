@@ -39,8 +39,7 @@ def models_table(runs: list[dynamics.ModelRun], train_units: dict[str, Path],
                          epochs=float(c.epochs.iloc[-1]) if "epochs" in c else np.nan,
                          final_valid_ppl=float(c.valid_ppl.iloc[-1]), **metrics,
                          **learned(c, metrics, criteria), **endpoint(c, criteria),
-                         **late_cka(convergence if convergence is not None else pd.DataFrame(),
-                                    run.name, criteria)))
+                         **late_cka(convergence, run.name, criteria)))
     return pd.DataFrame(rows)
 
 

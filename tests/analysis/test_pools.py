@@ -4,10 +4,9 @@ caller's workers die with it."""
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, assert_gone_within
 
 from analysis.pools import process_pool
 
@@ -54,15 +53,4 @@ def test_workers_die_with_a_killed_parent(start_method):
     assert len(workers) == 2
     parent.kill()
     parent.wait()
-    deadline = time.monotonic() + 30
-    while alive := [p for p in workers if _running(p)]:
-        assert time.monotonic() < deadline, f"workers {alive} outlived their killed parent"
-        time.sleep(0.1)
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    assert_gone_within(workers, 30, "outlived their killed parent")

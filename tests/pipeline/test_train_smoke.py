@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, assert_gone_within
 
 from pipeline.checkpoints import CheckpointError
 from pipeline.schedule import checkpoint_schedule
@@ -200,15 +200,4 @@ def test_a_killed_pipeline_leaves_no_process_behind(smoke_prepared, mirror, tmp_
     assert below  # fairseq-train
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    deadline = time.time() + 15
-    while alive := {p for p in below if _running(p)}:
-        assert time.time() < deadline, f"still running after SIGKILL of their parent: {alive}"
-        time.sleep(0.2)
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    assert_gone_within(below, 15, "still running after SIGKILL of their parent")
