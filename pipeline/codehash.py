@@ -82,17 +82,36 @@ def closure(entries: tuple[str, ...]) -> list[str]:
     return sorted(seen)
 
 
-def code_hashes(entries: tuple[str, ...]) -> dict[str, str]:
-    """{source file (repository-relative): hash} of everything ``entries`` run, plus the
-    versions of the numerical libraries."""
-    out = {str(module_path(m).relative_to(REPO_ROOT)): _module_info(m)[0]
-           for m in closure(entries)}
+@functools.cache
+def _versions() -> tuple[tuple[str, str], ...]:
+    """The numerical libraries' installed versions (read once per process: each lookup
+    parses a package's metadata)."""
+    out = []
     for lib in LIBRARIES:
         try:
-            out[f"version:{lib}"] = metadata.version(lib)
+            out.append((f"version:{lib}", metadata.version(lib)))
         except metadata.PackageNotFoundError:
-            out[f"version:{lib}"] = "absent"
-    return out
+            out.append((f"version:{lib}", "absent"))
+    return tuple(out)
+
+
+@functools.cache
+def _hashes(entries: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    files = [(str(module_path(m).relative_to(REPO_ROOT)), _module_info(m)[0])
+             for m in closure(entries)]
+    return tuple(files) + _versions()
+
+
+def code_hashes(entries: tuple[str, ...]) -> dict[str, str]:
+    """{source file (repository-relative): hash} of everything ``entries`` run, plus the
+    versions of the numerical libraries. Cached per process: the source is read once."""
+    return dict(_hashes(tuple(entries)))
+
+
+def forget() -> None:
+    """Drop the cached hashes (after the source changed within this process, as in tests)."""
+    _module_info.cache_clear()
+    _hashes.cache_clear()
 
 
 def changed(old: dict[str, str], new: dict[str, str]) -> list[str]:

@@ -10,22 +10,25 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from omegaconf import DictConfig
 
-from analysis import dynamics, pooling
 from analysis.settings import AnalysisSettings, PlotSettings
 from pipeline.config import typed
 from pipeline.stages.plot import render
 from pipeline.stages.stage import Stage
-from pipeline.tables import load_tables, write_tables
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
 
-def seed_table(seeds: dict[int, dict], settings: dynamics.Settings) -> pd.DataFrame:
+def seed_table(seeds: dict[int, dict], settings: AnalysisSettings) -> pd.DataFrame:
     """S2 rows (dynamics.seed_to_seed) from every seed's extract units."""
+    from analysis import dynamics
+
     probes = []
     for seed, inputs in sorted(seeds.items()):
         for run in dynamics.discover_runs(inputs["extract"], inputs["train"], seed):
@@ -36,6 +39,11 @@ def seed_table(seeds: dict[int, dict], settings: dynamics.Settings) -> pd.DataFr
 
 def run_aggregate(cfg: DictConfig, out: Path, inputs: dict) -> dict:
     """Stage function: pooled tables, S2, figures and report under ``out``."""
+    import pandas as pd  # the analysis libraries load when the stage runs, not when planned
+
+    from analysis import dynamics, pooling
+    from pipeline.tables import load_tables, write_tables
+
     seeds = inputs["seeds"]
     if len(seeds) < 2:
         raise ValueError(f"aggregate.seeds={sorted(seeds)}: pooling needs at least two seeds")

@@ -10,25 +10,31 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 from omegaconf import DictConfig
 
-from analysis import claims, dynamics, report, repstore
-from analysis.learned import endpoint, late_cka, learned
 from analysis.settings import AnalysisSettings, Learned
 from pipeline.config import typed
 from pipeline.stages.stage import Stage
-from pipeline.tables import write_tables
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from analysis.dynamics import ModelRun
 
 log = logging.getLogger(__name__)
 
 
-def models_table(runs: list[dynamics.ModelRun], train_units: dict[str, Path],
+def models_table(runs: list[ModelRun], train_units: dict[str, Path],
                  criteria: Learned, convergence: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per model: kind, family, role, seed, training length, its evaluation and
     whether it has learned by the criteria fixed in config (analysis.learned)."""
+    import numpy as np
+    import pandas as pd
+
+    from analysis.learned import endpoint, late_cka, learned
+
     rows = []
     for run in runs:
         c = run.checkpoints.sort_values("step")
@@ -45,6 +51,11 @@ def models_table(runs: list[dynamics.ModelRun], train_units: dict[str, Path],
 
 def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     """Stage function: every analysis table and the claims, under out/tables/."""
+    import pandas as pd  # the analysis libraries load when the stage runs, not when planned
+
+    from analysis import claims, dynamics, report, repstore
+    from pipeline.tables import write_tables
+
     settings = typed(cfg.analysis, AnalysisSettings)
     runs = dynamics.discover_runs(inputs["extract"], inputs["train"], int(cfg.seed))
     for found in (f for run in runs for root in run.stores.values()

@@ -14,12 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from analysis import repstore
-from pipeline import checkpoints, evaluate, jobs, store
+from pipeline import checkpoints, jobs, store
 from pipeline.models import adapter
 from pipeline.stages.stage import Stage
 
@@ -118,6 +116,11 @@ def extract_model(name: str, spec: dict, model_dir: Path, data: Path, out: Path,
                   extract: dict) -> dict:
     """Every extracted checkpoint of one model on each of its probe sets, into out/<probe>/.
     Resumable: a step is skipped only when its done marker and every array are sound."""
+    import torch  # in the unit's own process (``unit``), not in the runner that plans it
+    from tqdm import tqdm
+
+    from pipeline import evaluate
+
     kind = adapter(spec)
     table = extracted_checkpoints(spec, checkpoints.verify(model_dir), extract)
     manifest = probe_manifest(data)

@@ -10,23 +10,26 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from omegaconf import DictConfig
-from tqdm import tqdm
 
-from analysis import figures, report
 from analysis.settings import PlotSettings
 from pipeline.config import typed
 from pipeline.stages.stage import Stage
-from pipeline.tables import load_tables
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
 
-def render(tables: dict[str, pd.DataFrame], out: Path, ps: figures.PlotSettings,
-           title: str) -> dict:
+def render(tables: dict[str, pd.DataFrame], out: Path, ps: PlotSettings, title: str) -> dict:
     """Figures, captions.json and the report for ``tables`` into ``out``."""
+    from tqdm import tqdm  # matplotlib loads when figures are drawn, not when planned
+
+    from analysis import figures, report
+
     out = Path(out)
     bar = tqdm(desc="figures", unit="fig")
     drawn = figures.draw_all(tables, out / "figures", ps, progress=lambda name: bar.update())
@@ -42,6 +45,8 @@ def render(tables: dict[str, pd.DataFrame], out: Path, ps: figures.PlotSettings,
 
 def run_plot(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     """Stage function: figures and report from inputs["analyze"]/tables."""
+    from pipeline.tables import load_tables
+
     tables = load_tables(Path(inputs["analyze"]) / "tables")
     ps = typed(cfg.plot, PlotSettings)
     return render(tables, Path(out), ps, f"Learning dynamics: experiment '{cfg.name}'")

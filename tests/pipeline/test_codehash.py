@@ -16,13 +16,13 @@ def fake_repo(tmp_path, monkeypatch):
     (pkg / "b.py").write_text("def f(x):\n    return x + 1\n")
     (pkg / "c.py").write_text("Y = 2\n")
     monkeypatch.setattr(codehash, "REPO_ROOT", str(tmp_path))
-    codehash._module_info.cache_clear()
+    codehash.forget()
     yield pkg
-    codehash._module_info.cache_clear()
+    codehash.forget()
 
 
 def hashes(entries):
-    codehash._module_info.cache_clear()
+    codehash.forget()
     return {k: v for k, v in codehash.code_hashes(entries).items()
             if not k.startswith("version:")}
 
@@ -59,7 +59,11 @@ def test_a_change_in_dynamics_reruns_analyze_plot_and_aggregate_only(monkeypatch
         return ("edited" if module == "analysis.dynamics" else digest), imports
 
     monkeypatch.setattr(codehash, "_module_info", edited)
-    after = plan.plan(cfg)
+    codehash._hashes.cache_clear()  # the hashes of `before` are cached
+    try:
+        after = plan.plan(cfg)
+    finally:
+        codehash._hashes.cache_clear()
     changed = {t.label for name in before for t, u in zip(before[name].targets(),
                                                            after[name].targets(), strict=True)
                if t.key != u.key}
