@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +20,27 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing or no longer matches its recorded sha256."""
 
 
+def content_hash(path: Path) -> str:
+    """sha256 of a checkpoint file, or of a checkpoint directory (a Hugging Face revision):
+    over its files' relative names and contents. Cached per process by size and mtime."""
+    path = Path(path).resolve()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    if not files:
+        raise CheckpointError(f"{path}: no checkpoint file or directory there")
+    stats = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _hash(path, stats)
+
+
+@functools.cache
+def _hash(path: Path, stats: tuple) -> str:
+    if path.is_file():
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for name, _, _ in stats:
+        h.update(f"{os.path.relpath(name, path)}\0{sha256_file(Path(name))}\n".encode())
+    return h.hexdigest()
+
+
 def read_table(model_dir: Path) -> pd.DataFrame:
     path = Path(model_dir) / CSV
     if not path.is_file():
@@ -30,9 +54,9 @@ def verify(model_dir: Path, steps: list[int] | None = None) -> pd.DataFrame:
     rows = table if steps is None else table[table.step.isin(steps)]
     for row in rows.itertuples():
         path = Path(model_dir) / "checkpoints" / row.file
-        if not path.is_file():
+        if not path.exists():
             raise CheckpointError(f"{path}: checkpoint listed in {CSV} is missing")
-        got = sha256_file(path)
+        got = content_hash(path)
         if got != row.sha256:
             raise CheckpointError(f"{path}: sha256 {got} does not match {CSV} ({row.sha256}); "
                                   "the file changed after training: refusing to use it "

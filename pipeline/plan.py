@@ -115,7 +115,10 @@ def plan(cfg: DictConfig, seeds: bool = True) -> dict[str, Node]:
             units = {}
             for model, spec in specs.items():
                 inputs = {n: _input_key(nodes[n], model) for n in stage.needs}
-                module = type(adapter(spec)).__module__  # the model's own adapter code
+                kind = adapter(spec)
+                if kind.external and name == "train":  # imported: keyed by the files' hashes
+                    inputs.update(kind.key_inputs(spec))
+                module = type(kind).__module__  # the model's own adapter code
                 units[model] = _target(root, experiment, stage, model,
                                        {**config, "model": spec}, inputs,
                                        (*stage.code, module))

@@ -25,7 +25,7 @@ Spec = Mapping[str, Any]
 _REGISTRY: dict[str, ModelKind] = {}
 # the modules that register the kinds (imported on first lookup)
 _MODULES = ("pipeline.models.lstm", "pipeline.models.transformer_nmt",
-            "pipeline.models.transformer_lm")
+            "pipeline.models.transformer_lm", "pipeline.models.fairseq_series")
 
 
 class ModelKind:
@@ -43,6 +43,14 @@ class ModelKind:
     sides: tuple[str, ...] = ()
     reference: bool = False   # analysed as a trained reference (taggers), not over training
     rising: str | None = None  # a final metric also evaluated earlier: learned = stopped rising
+    external: bool = False    # a series of someone else's checkpoints: imported, not trained
+
+    def sides_of(self, spec: Spec) -> tuple[str, ...]:
+        """The probe sides this model reads (a series' depend on the model it holds)."""
+        return self.sides
+
+    def family_of(self, spec: Spec) -> str:
+        return self.family
 
     def fairseq_args(self, spec: Spec, data: Path) -> list[str]:
         """The task, architecture and optimisation flags of fairseq-train (data path first)."""
@@ -74,6 +82,22 @@ class ModelKind:
         """Activations and per-token own-loss gradients of every layer on a probe's rows:
         {layer: tokens × dim} in the order of the rows of that layer's side."""
         raise NotImplementedError
+
+    def load(self, spec: Spec, checkpoint: Path, data: Path, device: str):
+        """(model, task) of a checkpoint, in eval mode on ``device``: fairseq's loader with
+        the adapter's data overrides (``task`` is what ``states`` reads the vocabulary from)."""
+        from pipeline import evaluate
+
+        model, _, task = evaluate.load_model(checkpoint, self.load_overrides(spec, data))
+        return model.to(device).eval(), task
+
+    def load_weights(self, model, checkpoint: Path, device: str) -> None:
+        """Another checkpoint's weights into a model ``load`` made (same architecture)."""
+        import torch
+
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        model.eval()
 
     def forward(self, model, task, rows: pd.DataFrame, batch_size: int) -> None:
         """The plain forward pass over a probe's batches (what extraction is timed against)."""

@@ -61,7 +61,7 @@ def model_probes(spec: dict, manifest: dict[str, dict], wanted: list[str]) -> li
     if unknown:
         raise ValueError(f"extract.probes names {unknown}, which prepare did not write; "
                          f"probes: {sorted(manifest)}")
-    sides = tuple(adapter(spec).sides)
+    sides = tuple(adapter(spec).sides_of(spec))
     return [p for p in wanted if tuple(manifest[p]["sides"]) == sides]
 
 
@@ -77,7 +77,7 @@ def model_manifest(name: str, spec: dict, steps: list[int], probes: dict[str, bo
     """What the analyses need to know of a model, so they never ask for its kind, and what
     its extraction must hold (the steps, and per probe whether it has gradients)."""
     kind = adapter(spec)
-    return {"name": name, "kind": spec["kind"], "family": kind.family,
+    return {"name": name, "kind": spec["kind"], "family": kind.family_of(spec),
             "reference": kind.reference, "tags": spec.get("tags"),
             "seed_offset": int(spec.get("seed_offset", 0)),
             "layers": [{"name": n, "side": s, "dim": int(d)} for n, s, d in kind.layers(spec)],
@@ -116,10 +116,7 @@ def extract_model(name: str, spec: dict, model_dir: Path, data: Path, out: Path,
                   extract: dict) -> dict:
     """Every extracted checkpoint of one model on each of its probe sets, into out/<probe>/.
     Resumable: a step is skipped only when its done marker and every array are sound."""
-    import torch  # in the unit's own process (``unit``), not in the runner that plans it
-    from tqdm import tqdm
-
-    from pipeline import evaluate
+    from tqdm import tqdm  # in the unit's own process (``unit``), not the runner's
 
     kind = adapter(spec)
     table = extracted_checkpoints(spec, checkpoints.verify(model_dir), extract)
@@ -137,9 +134,8 @@ def extract_model(name: str, spec: dict, model_dir: Path, data: Path, out: Path,
     out.mkdir(parents=True, exist_ok=True)
     store.write_text(out / "model.json", json.dumps(model_manifest(
         name, spec, list(table.step), {p: g for p, (_, _, g) in probes.items()}), indent=1))
-    first = model_dir / "checkpoints" / table.file.iloc[0]
-    model, _, task = evaluate.load_model(first, kind.load_overrides(spec, data))
-    model.to(extract["device"])
+    first = checkpoints.checkpoint_path(model_dir, int(table.step.iloc[0]))
+    model, task = kind.load(spec, first, data, extract["device"])
     summary = {}
     for probe, (rows, label_column, with_grads) in probes.items():
         root = out / probe
@@ -148,10 +144,8 @@ def extract_model(name: str, spec: dict, model_dir: Path, data: Path, out: Path,
                                desc=f"{name}/{probe}", unit="ckpt", leave=False):
             if not repstore.problems(root, [step], with_grads):
                 continue
-            path = checkpoints.checkpoint_path(model_dir, step)
-            state = torch.load(path, map_location=extract["device"], weights_only=False)
-            model.load_state_dict(state["model"])
-            model.eval()
+            kind.load_weights(model, checkpoints.checkpoint_path(model_dir, step),
+                              extract["device"])
             acts, grads = kind.states(model, task, spec, rows, label_column, with_grads,
                                       extract["batch_size"])
             if sorted(acts) != sorted(layer_info) or (with_grads and sorted(grads) != sorted(acts)):

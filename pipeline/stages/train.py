@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import checkpoints, jobs, store
 from pipeline.models import adapter
+from pipeline.models.external import import_series
 from pipeline.progress import Progress
 from pipeline.runtime import REPO_ROOT, subprocess_env
 from pipeline.schedule import checkpoint_schedule
@@ -56,6 +57,10 @@ def fairseq_train_command(args: list[str]) -> list[str]:
 
 
 def schedule(spec: dict, train: dict) -> list[int]:
+    """The analysis checkpoints' steps: the configured schedule, or an external series' own."""
+    kind = adapter(spec)
+    if kind.external:
+        return kind.steps(spec)
     return checkpoint_schedule(spec["max_update"], train["schedule"]["log_points"],
                                train["schedule"]["linear_points"])
 
@@ -142,7 +147,10 @@ def train_model(name: str, spec: dict, data: Path, model_dir: Path, seed: int,
 
 
 def unit(cfg: DictConfig, name: str, spec: dict, out: Path, inputs: dict) -> dict:
-    """Unit function: train model ``name`` on the prepared data into ``out``."""
+    """Unit function: train model ``name`` on the prepared data into ``out`` (an external
+    series is imported instead: pipeline.models.external)."""
+    if adapter(spec).external:
+        return import_series(name, spec, out)
     return train_model(name, spec, inputs["prepare"], out, int(cfg.seed),
                        OmegaConf.to_container(cfg.train, resolve=True))
 

@@ -27,8 +27,12 @@ def test_unknown_kind_names_the_known_ones():
 def test_adapters_declare_sides_and_families():
     for kind in models.kinds():
         a = models.get(kind)
-        assert a.sides in (("lm",), ("source", "target")) and a.family
+        spec = {"kind": kind, "adapter": "transformer_nmt"}  # a series': the model it holds
+        assert a.sides_of(spec) in (("lm",), ("source", "target")) and a.family_of(spec)
     assert models.get("lstm_tagger").reference and not models.get("lstm_lm").reference
+    series = models.get("fairseq_series")
+    assert series.external and series.sides_of({"adapter": "transformer_nmt"}) == (
+        "source", "target") and series.family_of({"adapter": "lstm_lm"}) == "lstm"
 
 
 def test_the_schedule_is_a_preset_setting_passed_to_fairseq():
