@@ -103,6 +103,7 @@ def learned(checkpoints: pd.DataFrame, metrics: Mapping, criteria: Learned) -> d
             if not rise < criteria.max_rise:
                 failed.append(f"{metric} still rising: +{rise:.2f} since step "
                               f"{metrics.get('earlier_step')} (limit {criteria.max_rise})")
-    out["learned"] = not failed
-    out["not_learned_because"] = "; ".join(failed)
+    measured = bool(metrics) or checkpoints.valid_loss.notna().any()
+    out["learned"] = (not failed) if measured else None  # an external series: no evaluation
+    out["not_learned_because"] = "; ".join(failed) if measured else "not evaluated here"
     return out

@@ -124,7 +124,8 @@ def answer_blocks(tables: Mapping[str, pd.DataFrame], figures: Sequence[Mapping]
                                           "effect", "interval") if c in per_metric]]),
     ]
     if len(models) and "learned" in models:
-        not_learned = models[~models.learned.astype(bool)]
+        # False only: None (NaN once pooled) is a series not evaluated here
+        not_learned = models[models.learned.apply(lambda v: v is False or v is np.False_)]
         blocks.append(("p", "All models have learned by the criteria in the settings."
                        if not_learned.empty else
                        "Not learned by the criteria in the settings (read the claims with "
@@ -132,6 +133,9 @@ def answer_blocks(tables: Mapping[str, pd.DataFrame], figures: Sequence[Mapping]
                            f"{m}: {why}" for m, why in zip(not_learned.model,
                                                             not_learned.not_learned_because,
                                                             strict=True)) + "."))
+    if len(models) and "source" in models:
+        blocks += [("h3", "Where each model came from"), ("table", models[["model", "kind",
+                                                                        "source"]])]
     parts = [c for c in ENDPOINT_COLUMNS if c in models]
     if len(models) and "endpoint_lr" in parts:
         blocks += [("h3", "Has each model finished learning? (the endpoint, per part)"),

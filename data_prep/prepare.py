@@ -55,7 +55,25 @@ def read_corpora(cfg: dict, get: Callable[[str], Path]) -> pd.DataFrame:
     cap = cfg["pmb"]["max_sentences"]
     for split, name in (("train", "train"), ("valid", "dev"), ("test", "test")):
         rows += list(readers.read_pmb(get(PMB.format(split=name)), split))[:cap]
+    for name, probe in user_probes(cfg).items():
+        found = list(readers.read_conllu(Path(probe["conllu"]), USER + name, "probe"))
+        rows += found[: probe.get("max_sentences")]
     return pd.DataFrame(rows)
+
+
+USER = "user:"  # the corpus name of a user's probe
+BUILT_IN_PROBES = ("brown_probe", "ewt_test", "pud")
+
+
+def user_probes(cfg: dict) -> dict[str, dict]:
+    """The user's CoNLL-U probe corpora (``data.probes``), checked to exist under free names."""
+    probes = dict(cfg.get("probes") or {})
+    for name, probe in probes.items():
+        if name in BUILT_IN_PROBES:
+            raise ValueError(f"data.probes.{name}: the name of a built-in probe; choose another")
+        if not Path(probe["conllu"]).is_file():
+            raise FileNotFoundError(f"data.probes.{name}.conllu: no file {probe['conllu']}")
+    return probes
 
 
 def _write_lines(path: Path, lines) -> Path:
@@ -148,7 +166,8 @@ def build_nmt_data(cfg: dict, get: Callable[[str], Path], out: Path, workers: in
 def probe_tokens(table: pd.DataFrame, lm_counts: Counter, sp, nmt_counts: dict) -> pd.DataFrame:
     """One row per token of every probe set, with input- and target-aligned tags.
 
-    LM probes (held-out Brown documents, EWT test) are word-level, lowercased like the LM's input.
+    LM probes (held-out Brown documents, EWT test, the user's CoNLL-U files) are word-level,
+    lowercased like the LM's input.
     The NMT probe (PUD) is subword-level: English as the encoder's source, German as the
     decoder's target; every subword carries its word's tags.
     """
@@ -158,6 +177,8 @@ def probe_tokens(table: pd.DataFrame, lm_counts: Counter, sp, nmt_counts: dict) 
         "pud": (table[table.corpus == "pud_en"], "source", "en"),
     }
     probes["pud_de"] = (table[table.corpus == "pud_de"], "target", "de")
+    for corpus in sorted(c for c in set(table.corpus) if c.startswith(USER)):
+        probes[corpus.removeprefix(USER)] = (table[table.corpus == corpus], "lm", None)
     out = []
     for probe, (part, side, lang) in probes.items():
         name = "pud" if probe == "pud_de" else probe

@@ -82,16 +82,18 @@ def read_brown(zip_path: str | Path, tag_map: dict[str, str], map_path: str = "t
 _ID = re.compile(r"^(\d+|\d+-\d+|\d+\.\d+)$")
 
 
-def _conllu_blocks(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield (first line number, text) per sentence block, validating token lines first."""
+def _conllu_blocks(path: Path) -> Iterator[tuple[int, str, list[int]]]:
+    """Yield (first line number, text, the line number of each token line) per sentence
+    block, validating token lines first."""
     block: list[str] = []
+    lines: list[int] = []
     start = 1
     with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 if block:
-                    yield start, "".join(block)
-                block, start = [], lineno + 1
+                    yield start, "".join(block), lines
+                block, lines, start = [], [], lineno + 1
                 continue
             if not line.startswith("#"):
                 cols = line.rstrip("\n").split("\t")
@@ -99,25 +101,26 @@ def _conllu_blocks(path: Path) -> Iterator[tuple[int, str]]:
                     raise DataError(path, "malformed CoNLL-U line: expected 10 tab-separated "
                                     f"columns starting with a token id, got {line.rstrip()!r}",
                                     lineno)
+                lines.append(lineno)
             block.append(line)
     if block:
-        yield start, "".join(block)
+        yield start, "".join(block), lines
 
 
 def read_conllu(path: str | Path, corpus: str, split: str) -> Iterator[Row]:
     """UD CoNLL-U through `conllu`; multiword-token and empty-node lines are skipped."""
     path = Path(path)
-    for start, text in _conllu_blocks(path):
+    for start, text, lines in _conllu_blocks(path):
         sentences = conllu.parse(text)
         if not sentences or not [t for t in sentences[0] if isinstance(t["id"], int)]:
             raise DataError(path, "empty sentence (comments but no token lines)", start)
         sent = sentences[0]
+        for t, lineno in zip(sent, lines, strict=True):
+            if isinstance(t["id"], int) and t["upos"] not in UPOS_TO_12:
+                raise DataError(path, f"UPOS {t['upos']!r} of {t['form']!r} is not one of UD's "
+                                f"17 tags ({', '.join(sorted(UPOS_TO_12))})", lineno)
         tokens = [t for t in sent if isinstance(t["id"], int)]
         upos = [t["upos"] for t in tokens]
-        for t in tokens:
-            if t["upos"] not in UPOS_TO_12:
-                raise DataError(path, f"UPOS {t['upos']!r} of {t['form']!r} is not a UD tag",
-                                start)
         sent_id = sent.metadata.get("sent_id", f"{corpus}.{start}")
         doc = sent.metadata.get("newdoc id") or sent_id.rsplit("-", 1)[0]
         yield {"corpus": corpus, "split": split, "sent_id": sent_id, "doc_id": doc,

@@ -126,6 +126,8 @@ def plan(cfg: DictConfig, seeds: bool = True) -> dict[str, Node]:
             nodes[name] = Node(stage, key, units=units)
         else:
             inputs = {n: nodes[n].key for n in stage.needs}
+            if stage.files is not None:
+                inputs.update(stage.files(cfg))
             t = _target(root, experiment, stage, None, config, inputs, stage.code)
             nodes[name] = Node(stage, t.key, t)
     return nodes

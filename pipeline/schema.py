@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationError
 
-from analysis.fields import setting
+from analysis.fields import REQUIRED, setting
 from analysis.settings import AnalysisSettings, PlotSettings
 from pipeline.config import CONFIG_DIR, typed
 from pipeline.stages.registry import REGISTRY
@@ -65,6 +65,14 @@ class BPEData:
 
 
 @dataclass
+class UserProbe:
+    """A probe corpus of the user's: a CoNLL-U file (UD tags; read as a word-level probe)."""
+
+    conllu: str = REQUIRED
+    max_sentences: int | None = setting(None, ge=1)
+
+
+@dataclass
 class DataConfig:
     brown: BrownData = field(default_factory=BrownData)
     lm: LMData = field(default_factory=LMData)
@@ -73,6 +81,7 @@ class DataConfig:
     pmb: Capped = field(default_factory=Capped)
     multi30k: Multi30kData = field(default_factory=Multi30kData)
     bpe: BPEData = field(default_factory=BPEData)
+    probes: dict[str, UserProbe] = field(default_factory=dict)  # name -> your CoNLL-U file
     preprocess_workers: int = setting(1, ge=1)
 
 

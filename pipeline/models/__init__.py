@@ -25,7 +25,8 @@ Spec = Mapping[str, Any]
 _REGISTRY: dict[str, ModelKind] = {}
 # the modules that register the kinds (imported on first lookup)
 _MODULES = ("pipeline.models.lstm", "pipeline.models.transformer_nmt",
-            "pipeline.models.transformer_lm", "pipeline.models.fairseq_series")
+            "pipeline.models.transformer_lm", "pipeline.models.fairseq_series",
+            "pipeline.models.hf_causal_lm")
 
 
 class ModelKind:

@@ -38,8 +38,11 @@ def models_table(runs: list[ModelRun], train_units: dict[str, Path],
     rows = []
     for run in runs:
         c = run.checkpoints.sort_values("step")
-        metrics = json.loads((Path(train_units[run.name]) / "eval.json").read_text())
-        rows.append(dict(model=run.name, kind=run.kind, family=run.family,
+        unit = Path(train_units[run.name])
+        metrics = json.loads((unit / "eval.json").read_text())
+        source = (json.loads((unit / "source.json").read_text())["source"]
+                  if (unit / "source.json").is_file() else "trained by this pipeline")
+        rows.append(dict(model=run.name, kind=run.kind, family=run.family, source=source,
                          reference=run.reference, seed=run.seed, checkpoints=len(c),
                          final_step=int(c.step.iloc[-1]),
                          epochs=float(c.epochs.iloc[-1]) if "epochs" in c else np.nan,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from data_prep.prepare import prepare
+from data_prep.prepare import prepare, user_probes
 from pipeline.stages.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -24,4 +24,12 @@ def run(cfg: DictConfig, out: Path, inputs: dict) -> dict:
     return {"rows": len(summary["stats"])}
 
 
-STAGE = Stage("prepare", ("data",), code=("pipeline.stages.prepare",), run=run)
+def files(cfg: DictConfig) -> dict[str, str]:
+    """The user's probe corpora by content: editing one re-prepares."""
+    from data_prep.sources import sha256_file
+
+    return {f"probe:{name}": sha256_file(Path(probe["conllu"]))
+            for name, probe in user_probes(OmegaConf.to_container(cfg.data, resolve=True)).items()}
+
+
+STAGE = Stage("prepare", ("data",), code=("pipeline.stages.prepare",), run=run, files=files)

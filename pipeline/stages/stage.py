@@ -27,3 +27,5 @@ class Stage:
     resumable: bool = False
     check: Callable[[Path], None] | None = None
     across_seeds: bool = False                    # reads `needs` for every aggregate.seeds
+    # {name: content hash} of files outside the artifacts the stage reads (part of its key)
+    files: Callable[[DictConfig], dict[str, str]] | None = None

@@ -147,3 +147,15 @@ def test_pmb_empty_sentence(tmp_path):
     path.write_text("# raw sent = \n\n" + PMB)
     with pytest.raises(DataError, match=r"t.conll:1: empty sentence"):
         list(readers.read_pmb(path, "train"))
+
+
+def test_a_users_conllu_names_the_line_of_a_bad_row_and_of_an_unknown_tag(tmp_path):
+    """A user's probe corpus (data.probes.<name>.conllu) is read by the same checked reader:
+    an unknown UPOS names the token's own line, a malformed row its line."""
+    path = tmp_path / "mine.conllu"
+    path.write_text(CONLLU.replace("3\tgo\tgo\tVERB", "3\tgo\tgo\tVRB"))
+    with pytest.raises(DataError, match=r"mine.conllu:6: UPOS 'VRB' of 'go' is not one of"):
+        list(readers.read_conllu(path, "user:mine", "probe"))
+    path.write_text(CONLLU.replace("4\t.\t.\tPUNCT\t.\t_\t3\tpunct\t_\t_", "4 . . PUNCT"))
+    with pytest.raises(DataError, match=r"mine.conllu:7: malformed CoNLL-U line"):
+        list(readers.read_conllu(path, "user:mine", "probe"))

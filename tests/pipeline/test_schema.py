@@ -15,7 +15,15 @@ EXPERIMENTS = sorted(p.stem for p in Path(CONFIG_DIR, "experiment").glob("*.yaml
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_passes(experiment, tmp_path):
-    validate(compose(f"experiment={experiment}", f"artifacts_dir={tmp_path}", "mirror=null"))
+    # byo_example reads the user's checkpoints: without them it says which setting is missing
+    given = [f"model.theirs.revisions=[{tmp_path}]"] if experiment == "byo_example" else []
+    validate(compose(f"experiment={experiment}", f"artifacts_dir={tmp_path}", "mirror=null",
+                     *given))
+
+
+def test_byo_example_names_the_missing_revisions(tmp_path):
+    with pytest.raises(ConfigError, match="model.theirs.revisions: missing"):
+        validate(compose("experiment=byo_example", f"artifacts_dir={tmp_path}", "mirror=null"))
 
 
 @pytest.mark.parametrize("override, message", [

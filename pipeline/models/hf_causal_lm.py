@@ -1,0 +1,244 @@
+"""A Hugging Face causal LM's revisions (`kind: hf_causal_lm`), e.g. Pythia's ``step0`` ...
+``step143000``: every layer's hidden state (``output_hidden_states``: the embeddings, then each
+block's output) at each probe word, and the per-token gradient of the next-token loss at that
+position with respect to it. Local files only (``local_files_only``, safetensors): nothing is
+downloaded at run time.
+
+``revisions`` lists folders. Each is a revision (a folder with config.json), a Hugging Face
+cache folder of a model (``models--EleutherAI--pythia-70m``: its refs named ``step<N>``), or a
+folder of revision folders; a revision's step is read from its name. ``steps`` picks some.
+Words are split into the model's subwords (``is_split_into_words``); a word's state and
+gradient are its ``first`` or ``last`` subword's, or the ``mean`` over them (``subword``).
+A sentence is read after the tokenizer's BOS token (EOS where it has none), and its last
+subword predicts EOS.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.models import REQUIRED, Spec, register, setting
+from pipeline.models.external import ExternalKind, step_of
+
+SUBWORD = ("first", "last", "mean")
+
+
+@dataclass
+class HFCausalLMConfig:
+    """conf/model/<name>.yaml of a Hugging Face causal LM's checkpoint series."""
+
+    kind: str = REQUIRED
+    revisions: list[str] = REQUIRED     # revision, cache or parent folders (see the module)
+    steps: list[int] | None = setting(None, ge=0)  # the revisions to read (None: every one)
+    subword: str = setting("last", choices=SUBWORD)
+    dtype: str = setting("float32", choices=("float32", "float64"))
+
+
+@register("hf_causal_lm")
+class HFCausalLM(ExternalKind):
+    """A causal LM's revisions read with ``transformers`` (any ``AutoModelForCausalLM``)."""
+
+    Config = HFCausalLMConfig
+    sides = ("lm",)
+    family = "hf"
+
+    def series(self, spec: Spec) -> list[tuple[int, Path]]:
+        found = _revisions(tuple(spec["revisions"]))
+        wanted = spec.get("steps")
+        if wanted is None:
+            return found
+        have = dict(found)
+        missing = [s for s in wanted if s not in have]
+        if missing:
+            raise FileNotFoundError(
+                f"revisions {[f'step{s}' for s in missing]} are not on this machine under "
+                f"{list(spec['revisions'])} (local: {sorted(have)}); download them first, e.g. "
+                "huggingface-cli download <model> --revision step<N>")
+        return [(s, have[s]) for s in sorted(set(wanted))]
+
+    def source(self, spec: Spec) -> str:
+        return f"Hugging Face revisions in {', '.join(map(str, spec['revisions']))}"
+
+    def family_of(self, spec: Spec) -> str:
+        return str(self._config(spec).get("model_type", "hf"))
+
+    def layers(self, spec: Spec) -> list[tuple[str, str, int]]:
+        config = self._config(spec)
+        n = config.get("num_hidden_layers", config.get("n_layer"))
+        d = config.get("hidden_size", config.get("n_embd"))
+        if n is None or d is None:
+            raise ValueError(f"{self.source(spec)}: config.json names no layer count or width "
+                             "(num_hidden_layers/n_layer, hidden_size/n_embd)")
+        return [("embed", "lm", int(d))] + [(f"layer_{i}", "lm", int(d))
+                                             for i in range(1, int(n) + 1)]
+
+    def _config(self, spec: Spec) -> dict:
+        return _config_json(str(self.series(spec)[0][1]))
+
+    def load_overrides(self, spec: Spec, data: Path) -> dict:
+        return {}
+
+    def load(self, spec: Spec, checkpoint: Path, data: Path, device: str):
+        """(model, tokenizer) of a revision; the tokenizer is the series' (the first's)."""
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint, local_files_only=True,
+                                                  add_prefix_space=True)
+        model = _model(checkpoint, spec.get("dtype", "float32")).to(device)
+        return model, tokenizer
+
+    def load_weights(self, model, checkpoint: Path, device: str) -> None:
+        fresh = _model(checkpoint, str(model.dtype).removeprefix("torch."))
+        model.load_state_dict(fresh.state_dict())
+        model.eval()
+
+    def states(self, model, task, spec, rows, label_column, grads, batch_size):
+        return hf_states(model, task, rows, grads, batch_size, spec.get("subword", "last"))
+
+
+def _model(checkpoint: Path, dtype: str):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(
+        checkpoint, local_files_only=True, use_safetensors=True,
+        dtype=getattr(torch, dtype)).eval()
+
+
+@functools.cache
+def _config_json(revision: str) -> dict:
+    return json.loads((Path(revision) / "config.json").read_text())
+
+
+@functools.cache
+def _revisions(folders: tuple[str, ...]) -> list[tuple[int, Path]]:
+    """(step, revision folder) of every revision under ``folders``, by step."""
+    found: dict[int, Path] = {}
+
+    def add(step: int | None, path: Path, why: str) -> None:
+        if step is None:
+            raise ValueError(f"{path}: no step in its name ({why}: e.g. step1000)")
+        if step in found and found[step] != path:
+            raise ValueError(f"step {step} twice: {found[step]} and {path}")
+        found[step] = path
+
+    for folder in map(Path, folders):
+        if (folder / "config.json").is_file():
+            add(step_of(folder.name), folder, "a revision folder")
+        elif (folder / "refs").is_dir() and (folder / "snapshots").is_dir():  # HF cache
+            for ref in sorted((folder / "refs").iterdir()):
+                step = step_of(ref.name)
+                if step is None:  # main, and other branches
+                    continue
+                snapshot = folder / "snapshots" / ref.read_text().strip()
+                if not (snapshot / "config.json").is_file():
+                    raise FileNotFoundError(f"{folder}: revision {ref.name} is referenced "
+                                            f"but not downloaded ({snapshot} has no config.json)")
+                add(step, snapshot, "a cache ref")
+        elif folder.is_dir():
+            children = sorted(p for p in folder.iterdir() if (p / "config.json").is_file())
+            if not children:
+                raise FileNotFoundError(f"{folder}: no revision (a folder with config.json) "
+                                        "in it, and not a Hugging Face cache folder")
+            for child in children:
+                add(step_of(child.name), child, "a revision folder")
+        else:
+            raise FileNotFoundError(f"revisions: no folder {folder}")
+    return sorted(found.items())
+
+
+def word_pieces(tokenizer, words: list[str]) -> tuple[list[int], list[int]]:
+    """(the model's input ids, the word each id belongs to) of one sentence's words, after
+    the BOS (or EOS) token, whose word is -1."""
+    enc = tokenizer(list(words), is_split_into_words=True, add_special_tokens=False)
+    ids, owners = list(enc["input_ids"]), [-1 if w is None else w for w in enc.word_ids()]
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else \
+        tokenizer.eos_token_id
+    if start is not None:
+        ids, owners = [start, *ids], [-1, *owners]
+    if set(range(len(words))) - set(owners):
+        raise ValueError(f"words without subwords: {words}")
+    return ids, owners
+
+
+def _pool(values: np.ndarray, owners: np.ndarray, n_words: int, how: str) -> np.ndarray:
+    """[positions, dim] -> [n_words, dim]: each word's first, last or mean subword row."""
+    out = np.empty((n_words, values.shape[1]), dtype=values.dtype)
+    for w in range(n_words):
+        at = np.flatnonzero(owners == w)
+        out[w] = values[at[0]] if how == "first" else values[at[-1]] if how == "last" \
+            else values[at].mean(0)
+    return out
+
+
+def own_position_grads(nll, states: tuple, valid) -> list:
+    """[d nll[:, t] / d state[:, t] for every position t] per state tensor: one backward pass
+    per position (a vmapped one, ``is_grads_batched``, took longer on CPU: it carries a
+    positions-sized batch through every layer)."""
+    import torch
+
+    out = [torch.zeros_like(s) for s in states]
+    for t in range(nll.shape[1]):
+        if not bool(valid[:, t].any()):
+            continue  # padding: no loss there
+        got = torch.autograd.grad(nll[:, t].sum(), states, retain_graph=True,
+                                  allow_unused=True)
+        for layer, d in enumerate(got):
+            if d is not None:
+                out[layer][:, t] = d[:, t]
+    return out
+
+
+def hf_states(model, tokenizer, rows: pd.DataFrame, grads: bool, batch_size: int,
+              subword: str = "last") -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every hidden state (and the per-token gradient of that position's own next-token loss,
+    one backward pass per position) at each row's word, in the rows' order."""
+    import torch
+
+    sents = [g for _, g in rows.groupby("sent_index", sort=True)]
+    pieces = [word_pieces(tokenizer, list(s.word.astype(str))) for s in sents]
+    # by length: a batch costs one backward pass per position of its longest sentence
+    order = np.argsort([len(ids) for ids, _ in pieces], kind="stable")
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    found: dict[str, dict[int, dict[str, np.ndarray]]] = {"act": {}, "grad": {}}
+    for lo in range(0, len(sents), batch_size):
+        which = order[lo: lo + batch_size]
+        chunk = [pieces[i] for i in which]
+        width = max(len(ids) for ids, _ in chunk)
+        inp = torch.full((len(chunk), width), pad, dtype=torch.long)
+        target = torch.full((len(chunk), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for b, (ids, _) in enumerate(chunk):
+            inp[b, : len(ids)] = torch.tensor(ids)
+            nxt = ids[1:] + ([eos] if eos is not None else [])
+            target[b, : len(nxt)] = torch.tensor(nxt)
+            mask[b, : len(ids)] = 1
+        inp, target, mask = inp.to(device), target.to(device), mask.to(device)
+        with torch.set_grad_enabled(grads):
+            out = model(input_ids=inp, attention_mask=mask, output_hidden_states=True)
+        arrays = {"act": out.hidden_states}
+        if grads:
+            logits = out.logits.float() if out.logits.dtype == torch.float16 else out.logits
+            nll = torch.nn.functional.cross_entropy(
+                logits.transpose(1, 2), target, ignore_index=-100, reduction="none")
+            arrays["grad"] = own_position_grads(nll, out.hidden_states, target != -100)
+        names = ["embed"] + [f"layer_{i}" for i in range(1, len(out.hidden_states))]
+        for what, per_layer in arrays.items():
+            for b, (ids, owners) in enumerate(chunk):
+                sent = int(which[b])
+                found[what][sent] = {
+                    name: _pool(x[b, : len(ids)].detach().double().cpu().numpy(),
+                                np.asarray(owners), len(sents[sent]), subword)
+                    for name, x in zip(names, per_layer, strict=True)}
+    acts, grad = ({name: np.concatenate([found[what][s][name] for s in sorted(found[what])])
+                   for name in next(iter(found[what].values()), {})}
+                  for what in ("act", "grad"))
+    return acts, grad
