@@ -134,8 +134,8 @@ def answer_blocks(tables: Mapping[str, pd.DataFrame], figures: Sequence[Mapping]
                                                             not_learned.not_learned_because,
                                                             strict=True)) + "."))
     if len(models) and "source" in models:
-        blocks += [("h3", "Where each model came from"), ("table", models[["model", "kind",
-                                                                        "source"]])]
+        blocks += [("h3", "Where each model came from"), ("table", models[[
+            c for c in ("model", "kind", "source", "subword") if c in models]])]
     parts = [c for c in ENDPOINT_COLUMNS if c in models]
     if len(models) and "endpoint_lr" in parts:
         blocks += [("h3", "Has each model finished learning? (the endpoint, per part)"),

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 
 def models_table(runs: list[ModelRun], train_units: dict[str, Path],
-                 criteria: Learned, convergence: pd.DataFrame | None = None) -> pd.DataFrame:
+                 extract_units: dict[str, Path], criteria: Learned,
+                 convergence: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per model: kind, family, role, seed, training length, its evaluation and
     whether it has learned by the criteria fixed in config (analysis.learned)."""
     import numpy as np
@@ -42,7 +43,9 @@ def models_table(runs: list[ModelRun], train_units: dict[str, Path],
         metrics = json.loads((unit / "eval.json").read_text())
         source = (json.loads((unit / "source.json").read_text())["source"]
                   if (unit / "source.json").is_file() else "trained by this pipeline")
+        manifest = json.loads((Path(extract_units[run.name]) / "model.json").read_text())
         rows.append(dict(model=run.name, kind=run.kind, family=run.family, source=source,
+                         subword=manifest.get("subword"),
                          reference=run.reference, seed=run.seed, checkpoints=len(c),
                          final_step=int(c.step.iloc[-1]),
                          epochs=float(c.epochs.iloc[-1]) if "epochs" in c else np.nan,
@@ -66,7 +69,7 @@ def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
         log.warning("%s: the rows that use it are NA", found)
     log.info("analyzing %d models: %s", len(runs), ", ".join(r.name for r in runs))
     tables = dynamics.analyze(runs, settings, progress=True, workers=int(cfg.train.parallel))
-    tables["models"] = models_table(runs, inputs["train"], settings.learned,
+    tables["models"] = models_table(runs, inputs["train"], inputs["extract"], settings.learned,
                                     tables.get("convergence"))
     for row in report.not_computed(tables).itertuples():
         log.warning("%s: %d of %d %s rows not computed, e.g. %s", row.table, row.rows, row.of,

@@ -80,6 +80,7 @@ def model_manifest(name: str, spec: dict, steps: list[int], probes: dict[str, bo
     return {"name": name, "kind": spec["kind"], "family": kind.family_of(spec),
             "reference": kind.reference, "tags": spec.get("tags"),
             "seed_offset": int(spec.get("seed_offset", 0)),
+            "subword": spec.get("subword"),  # a subword model's word alignment (HF)
             "layers": [{"name": n, "side": s, "dim": int(d)} for n, s, d in kind.layers(spec)],
             "steps": [int(s) for s in steps], "gradients": probes}
 

@@ -44,6 +44,8 @@ def test_byo_example_runs_on_local_revisions(smoke_prepared, mirror, tmp_path):
     assert {"act", "grad"} <= set(concentration.quantity)  # the per-token gradients too
     report = (nodes["plot"].dir / "report.md").read_text()
     assert "Where each model came from" in report and str(tmp_path / "revs") in report
+    models = pd.read_parquet(tables / "models.parquet")
+    assert models.set_index("model").loc["theirs", "subword"] == "last"
     missing = run_pipeline(*args, "model.theirs.steps=[0,1000]")
     assert missing.returncode != 0
     assert "['step1000'] are not on this machine" in missing.stdout + missing.stderr
