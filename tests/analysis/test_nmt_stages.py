@@ -1,0 +1,55 @@
+"""The NMT-stage measures against cases computed by hand: a KL divergence, an n-gram LM's
+add-one probabilities, a lexicon learnt from a toy corpus, and alignments whose Kendall's tau
+and fuzzy reordering score are known."""
+
+import math
+
+import numpy as np
+import pytest
+
+from analysis import nmt_stages as ns
+
+
+def test_kl_divergence_of_two_known_distributions():
+    p, q = np.array([[0.5, 0.5]]), np.array([[0.25, 0.75]])
+    expected = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
+    assert ns.kl_divergence(np.log(p), np.log(q))[0] == pytest.approx(expected, abs=1e-15)
+    assert ns.kl_divergence(np.log(p), np.log(p))[0] == 0
+
+
+def test_an_add_one_bigram_lm_gives_the_counts_by_hand():
+    """Two sentences 'a b', 'a c': after 'a', b and c were seen once each out of 2; add-one
+    over the vocabulary {a, b, c, </s>, <s>, <UNK>} (6 entries) gives 2/8 for b, 1/8 for a."""
+    lm = ns.fit_ngram_lm([["a", "b"], ["a", "c"]], order=2, smoothing="laplace")
+    vocab = ["a", "b", "c", "</s>"]
+    log_p = ns.ngram_log_probs(lm, ["a"], vocab)
+    assert log_p.shape == (2, 4)
+    after_a = np.exp(log_p[1])  # renormalised over the 4 entries: (1, 2, 2, 1) / 6
+    np.testing.assert_allclose(after_a, np.array([1, 2, 2, 1]) / 6, rtol=1e-12)
+    with pytest.raises(ValueError, match="smoothing 'witten_bell' is not one of"):
+        ns.fit_ngram_lm([["a"]], 2, "witten_bell")
+
+
+def test_a_lexicon_from_a_toy_corpus_and_the_accuracy_of_outputs():
+    pairs = [(["the", "house"], ["das", "haus"]), (["the", "book"], ["das", "buch"]),
+             (["a", "book"], ["ein", "buch"]), (["the", "house", "is", "small"],
+                                                 ["das", "haus", "ist", "klein"]),
+             (["the", "book", "is", "small"], ["das", "buch", "ist", "klein"])]
+    lexicon = ns.ibm1_lexicon(pairs, iterations=10)
+    assert {lexicon[w] for w in ("house", "book", "the")} == {"haus", "buch", "das"}
+    accuracy = ns.lexical_accuracy([["the", "house"], ["a", "book"]],
+                                   [["das", "haus"], ["ein", "auto"]],
+                                   {"the": "das", "house": "haus", "book": "buch"})
+    assert accuracy == 2 / 3  # the, house found; book's buch missing; 'a' has no entry
+    assert math.isnan(ns.lexical_accuracy([["x"]], [["y"]], {}))
+
+
+@pytest.mark.parametrize("alignment, tau, fuzzy", [
+    ([(0, 0), (1, 1), (2, 2), (3, 3)], 1.0, 1.0),           # monotone
+    ([(0, 3), (1, 2), (2, 1), (3, 0)], -1.0, 0.0),          # reversed: 4 chunks
+    ([(0, 1), (1, 0), (2, 2), (3, 3)], 4 / 6, 1 - 2 / 3),   # one swap: 5 of 6 pairs concordant
+    ([(0, 2), (1, 3), (2, 0), (3, 1)], -2 / 6, 1 - 1 / 3),  # two blocks swapped: 2 chunks
+])
+def test_reordering_of_known_alignments(alignment, tau, fuzzy):
+    assert ns.kendall_tau(alignment) == pytest.approx(tau, abs=1e-12)
+    assert ns.fuzzy_reordering_score(alignment) == pytest.approx(fuzzy, abs=1e-12)
