@@ -728,3 +728,27 @@ __all__ = [
     "seed_to_seed", "sizes_table", "stable_seed", "subsample", "tag_samples",
     "tagged_word_and_freq", "token_count_sanity", "usable_steps",
 ]
+
+
+def reference_late_cka(runs: Sequence[ModelRun], settings: Settings) -> pd.DataFrame:
+    """Each reference model's (tagger's) CKA between its two stored checkpoints (the late and
+    the last: extract.reference_checkpoints=endpoint), per probe and layer, on the probes'
+    token subsample; rows like the convergence table's (the last against itself is 1), for
+    the endpoint test. Empty where only the last is stored."""
+    rows = []
+    for run in (r for r in runs if r.reference):
+        for probe in run.stores:
+            p = Probe.open(run, probe)
+            if len(p.steps) < 2:
+                continue
+            for side, layers in p.layers.items():
+                idx = p.sample(side, settings)
+                for layer in layers:
+                    late, final = (p.array(s, layer, idx).astype(np.float64)
+                                   for s in (p.steps[-2], p.final))
+                    value = sim.linear_cka(late, final).value
+                    rows += [dict(model=run.name, probe=probe, layer_a=layer, step_a=step,
+                                  step_b=p.final, metric="cka", value=v)
+                             for step, v in ((p.steps[-2], value), (p.final, 1.0))]
+    return pd.DataFrame(rows, columns=["model", "probe", "layer_a", "step_a", "step_b",
+                                       "metric", "value"])

@@ -62,8 +62,8 @@ def endpoint(checkpoints: pd.DataFrame, criteria: Learned) -> dict:
 def late_cka(convergence: pd.DataFrame | None, model: str, criteria: Learned) -> dict:
     """The representations' endpoint: the lowest CKA over layers between the checkpoint
     nearest ``late`` of training and the last (``late_cka_min``, at ``late_step_share`` of
-    training), and whether it reaches ``min_late_cka``; NaN and None for a model not analysed
-    over training (a tagger) or without CKA."""
+    training), and whether it reaches ``min_late_cka``; NaN and None for a model with one
+    checkpoint analysed (a tagger with only its last extracted) or without CKA."""
     if convergence is None or not len(convergence):
         convergence = pd.DataFrame(columns=["model", "metric", "step_a"])
     c = convergence[(convergence.model == model) & (convergence.metric == "cka")]
@@ -71,6 +71,7 @@ def late_cka(convergence: pd.DataFrame | None, model: str, criteria: Learned) ->
         return {"late_cka_min": np.nan, "late_step_share": np.nan, "endpoint_cka": None}
     final = c.step_b.max()
     steps = np.sort(c.step_a.unique())
+    steps = steps[steps < final]  # the late checkpoint is another than the last
     late = steps[nearest(steps, criteria.late, final)]
     low = float(c[c.step_a == late].value.min())
     return {"late_cka_min": low, "late_step_share": float(late / final),

@@ -143,8 +143,8 @@ def answer_blocks(tables: Mapping[str, pd.DataFrame], figures: Sequence[Mapping]
                          "most `max_final_lr_share` of its peak; validation loss changing by "
                          "less than `max_loss_change` over the last `late_window` of updates; "
                          "every layer's CKA between the checkpoint nearest `late` and the "
-                         "last at least `min_late_cka` (models analysed over training only; "
-                         "NaN for the taggers, whose last checkpoint alone is extracted)."),
+                         "last at least `min_late_cka` (for the taggers, their two extracted "
+                         "checkpoints: `extract.reference_checkpoints=endpoint`)."),
                    ("table", models[parts])]
     return blocks
 

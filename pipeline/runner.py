@@ -222,8 +222,8 @@ def _log_disk(cfg: DictConfig, specs: dict[str, dict], data: Path) -> None:
     for name, spec in specs.items():
         n = len(schedule(spec, train))
         ckpt = checkpoint_mb(spec, data, train)
-        n_ext = 1 if adapter(spec).reference and extract["reference_checkpoints"] == "last" \
-            else n
+        n_ext = n if not adapter(spec).reference else {"last": 1, "endpoint": 2}.get(
+            extract["reference_checkpoints"], n)
         reps = disk_estimate(spec, n_ext, data, extract) / 1e6
         total_ckpt, total_reps = total_ckpt + ckpt, total_reps + reps
         log.info("model %-22s %2d checkpoints, %6.0f MB; extraction %6.0f MB", name, n, ckpt,

@@ -106,7 +106,8 @@ class ExtractConfig:
     probes: list[str] = field(default_factory=lambda: ["brown_probe", "ewt_test", "pud"])
     max_tokens_per_probe: int | None = setting(5000, ge=1)
     gradients: bool = True
-    reference_checkpoints: str = setting("last", choices=("last", "all"))
+    reference_checkpoints: str = setting("endpoint", choices=("last", "endpoint", "all"))
+    late_share: float = setting(0.9, gt=0, lt=1)
     dtype: str = setting("float32", choices=("float32", "float16"))
     batch_size: int = setting(32, ge=1)
     device: str = setting("cpu", choices=("cpu", "cuda"))

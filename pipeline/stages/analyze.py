@@ -69,8 +69,10 @@ def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
         log.warning("%s: the rows that use it are NA", found)
     log.info("analyzing %d models: %s", len(runs), ", ".join(r.name for r in runs))
     tables = dynamics.analyze(runs, settings, progress=True, workers=int(cfg.train.parallel))
+    late = pd.concat([tables.get("convergence", pd.DataFrame()),
+                      dynamics.reference_late_cka(runs, settings)], ignore_index=True)
     tables["models"] = models_table(runs, inputs["train"], inputs["extract"], settings.learned,
-                                    tables.get("convergence"))
+                                    late)
     for row in report.not_computed(tables).itertuples():
         log.warning("%s: %d of %d %s rows not computed, e.g. %s", row.table, row.rows, row.of,
                     row.metric, row.example)

@@ -66,11 +66,18 @@ def model_probes(spec: dict, manifest: dict[str, dict], wanted: list[str]) -> li
 
 
 def extracted_checkpoints(spec: dict, table: pd.DataFrame, extract: dict) -> pd.DataFrame:
-    """The rows of a checkpoints table that get extracted: all, or only a reference model's
-    (tagger's) last one (`reference_checkpoints: last`; the analyses compare against it)."""
-    if adapter(spec).reference and extract["reference_checkpoints"] == "last":
-        return table.iloc[-1:]
-    return table
+    """The rows of a checkpoints table that get extracted: all, or of a reference model
+    (tagger) its last one (`reference_checkpoints: last`; the analyses compare against it),
+    with the one nearest `late_share` of training (`endpoint`: the endpoint's late CKA)."""
+    which = extract["reference_checkpoints"]
+    if not adapter(spec).reference or which == "all":
+        return table
+    last = len(table) - 1
+    if which == "last":
+        return table.iloc[last:]
+    steps = table.step.to_numpy(dtype=float)
+    late = int(abs(steps - extract["late_share"] * steps[-1]).argmin())
+    return table.iloc[sorted({late, last})]
 
 
 def model_manifest(name: str, spec: dict, steps: list[int], probes: dict[str, bool]) -> dict:

@@ -2,9 +2,11 @@
 
 import numpy as np
 import pandas as pd
+from synthstudy import build_study
 
+from analysis import dynamics, repstore
 from analysis.learned import endpoint, late_cka, learned
-from analysis.settings import Learned
+from analysis.settings import AnalysisSettings, Learned
 
 
 def table(lr, valid_loss):
@@ -49,3 +51,19 @@ def test_late_cka_reads_the_checkpoint_nearest_90_percent_and_the_lowest_layer()
     assert late_cka(table, "lm", Learned())["endpoint_cka"]
     tagger = late_cka(table, "tagger", Learned())  # not analysed over training
     assert np.isnan(tagger["late_cka_min"]) and tagger["endpoint_cka"] is None
+
+
+def test_a_taggers_late_cka_reads_its_last_two_stored_checkpoints(tmp_path):
+    """A tagger whose late checkpoint is unrelated to its last fails the endpoint's CKA part;
+    one whose late and last checkpoints are the same passes at CKA 1."""
+    runs = build_study(tmp_path)
+    pos = next(r for r in runs if r.name == "tagger_pos")
+    p = dynamics.Probe.open(pos, "synth")
+    rng = np.random.default_rng(7)
+    repstore.write_arrays(p.root, p.steps[-2], "act", {
+        layer: rng.standard_normal((len(p.tokens["lm"]), 8)) for layer in p.layers["lm"]})
+    table = dynamics.reference_late_cka(runs, AnalysisSettings())
+    assert set(table.model) == {"tagger_pos", "tagger_semtag", "tagger_topic"}
+    changed, same = (late_cka(table, name, Learned()) for name in ("tagger_pos", "tagger_topic"))
+    assert changed["late_cka_min"] < 0.9 and changed["endpoint_cka"] is False
+    assert np.isclose(same["late_cka_min"], 1.0) and same["endpoint_cka"] is True

@@ -33,8 +33,11 @@ def test_extract_stage_writes_every_model_checkpoint_probe_and_layer(smoke_train
         assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(probes)
         for probe in probes:
             root = out / probe
-            # references (taggers): their last checkpoint only (extract.reference_checkpoints)
-            assert repstore.steps(root) == (steps[-1:] if info["reference"] else steps)
+            # references (taggers): the last checkpoint and the one nearest 90% of training
+            # (extract.reference_checkpoints=endpoint, for the endpoint's late CKA)
+            late = min(steps, key=lambda s: abs(s - 0.9 * steps[-1]))
+            assert repstore.steps(root) == (sorted({late, steps[-1]}) if info["reference"]
+                                            else steps)
             assert json.loads((root / "probe.json").read_text()) == manifest[probe]
             tokens = repstore.tokens(root)
             layers = repstore.layers(root)
