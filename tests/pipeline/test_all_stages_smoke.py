@@ -5,22 +5,22 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import run_pipeline
+from conftest import plan, run_pipeline
 
 pytestmark = pytest.mark.slow
 
 
 def test_smoke_runs_all_stages_and_writes_the_report(smoke_trained):
-    art, args, _, _, _ = smoke_trained
+    _, args, _, _, _ = smoke_trained
     all_stages = [a.replace("stages=[prepare,train]", "stages=[prepare,train,extract,analyze,plot]")
                   for a in args]
     result = run_pipeline(*all_stages)
     assert result.returncode == 0, result.stderr[-3000:]
-    (analyze,) = [p for p in (art / "smoke" / "analyze").iterdir() if p.is_dir()]
+    nodes = plan(*[a for a in all_stages if not a.startswith("stages=")])
+    analyze, plot = nodes["analyze"].dir, nodes["plot"].dir  # (other tests analyse subsets)
     tables = {p.stem for p in (analyze / "tables").glob("*.parquet")}
     assert {"convergence", "tagger", "layer_matrix", "per_tag", "concentration",
             "claims"} <= tables
-    (plot,) = [p for p in (art / "smoke" / "plot").iterdir() if p.is_dir()]
     captions = json.loads((plot / "captions.json").read_text())
     assert len(captions) >= 10
     pngs = list((plot / "figures").glob("*.png"))
