@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import checkpoints, store
-from pipeline.models import ModelKind, Spec
+from pipeline.models import ModelKind, Spec, adapter
 
 STEP = re.compile(r"(?:^|[_-])step_?(\d+)$|^checkpoint_\d+_(\d+)$")
 
@@ -64,7 +64,7 @@ def import_series(name: str, spec: Spec, out: Path) -> dict:
     """The train unit of an external series: a link per checkpoint under out/checkpoints/,
     checkpoints.csv (step, size, sha256; no losses or learning rates: unknown here),
     an empty eval.json and source.json (where the series came from)."""
-    kind = _kind(spec)
+    kind = adapter(spec)
     series = kind.series(spec)
     if not series:
         raise ValueError(f"model {name}: no checkpoints found in {kind.source(spec)}")
@@ -88,9 +88,3 @@ def import_series(name: str, spec: Spec, out: Path) -> dict:
          "checkpoints": {str(s): str(p) for s, p in series}}, indent=1))
     return {"model": name, "kind": spec["kind"], "checkpoints": len(rows),
             "source": kind.source(spec)}
-
-
-def _kind(spec: Spec) -> ExternalKind:
-    from pipeline.models import adapter
-
-    return adapter(spec)
