@@ -733,8 +733,8 @@ __all__ = [
 def reference_late_cka(runs: Sequence[ModelRun], settings: Settings) -> pd.DataFrame:
     """Each reference model's (tagger's) CKA between its two stored checkpoints (the late and
     the last: extract.reference_checkpoints=endpoint), per probe and layer, on the probes'
-    token subsample; rows like the convergence table's (the last against itself is 1), for
-    the endpoint test. Empty where only the last is stored."""
+    token subsample; rows like the convergence table's, for the endpoint test. Empty where
+    only the last is stored."""
     rows = []
     for run in (r for r in runs if r.reference):
         for probe in run.stores:
@@ -746,9 +746,8 @@ def reference_late_cka(runs: Sequence[ModelRun], settings: Settings) -> pd.DataF
                 for layer in layers:
                     late, final = (p.array(s, layer, idx).astype(np.float64)
                                    for s in (p.steps[-2], p.final))
-                    value = sim.linear_cka(late, final).value
-                    rows += [dict(model=run.name, probe=probe, layer_a=layer, step_a=step,
-                                  step_b=p.final, metric="cka", value=v)
-                             for step, v in ((p.steps[-2], value), (p.final, 1.0))]
+                    rows.append(dict(model=run.name, probe=probe, layer_a=layer,
+                                     step_a=p.steps[-2], step_b=p.final, metric="cka",
+                                     value=sim.linear_cka(late, final).value))
     return pd.DataFrame(rows, columns=["model", "probe", "layer_a", "step_a", "step_b",
                                        "metric", "value"])

@@ -65,13 +65,12 @@ def late_cka(convergence: pd.DataFrame | None, model: str, criteria: Learned) ->
     training), and whether it reaches ``min_late_cka``; NaN and None for a model with one
     checkpoint analysed (a tagger with only its last extracted) or without CKA."""
     if convergence is None or not len(convergence):
-        convergence = pd.DataFrame(columns=["model", "metric", "step_a"])
+        convergence = pd.DataFrame(columns=["model", "metric", "step_a", "step_b"])
     c = convergence[(convergence.model == model) & (convergence.metric == "cka")]
-    if c.step_a.nunique() < 2:
+    final = c.step_b.max() if len(c) else np.nan
+    steps = np.sort(c.step_a[c.step_a < final].unique())  # the late one is not the last
+    if not len(steps):
         return {"late_cka_min": np.nan, "late_step_share": np.nan, "endpoint_cka": None}
-    final = c.step_b.max()
-    steps = np.sort(c.step_a.unique())
-    steps = steps[steps < final]  # the late checkpoint is another than the last
     late = steps[nearest(steps, criteria.late, final)]
     low = float(c[c.step_a == late].value.min())
     return {"late_cka_min": low, "late_step_share": float(late / final),

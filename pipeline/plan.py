@@ -115,10 +115,9 @@ def plan(cfg: DictConfig, seeds: bool = True) -> dict[str, Node]:
             units = {}
             for model, spec in specs.items():
                 inputs = {n: _input_key(nodes[n], model) for n in stage.needs}
-                kind = adapter(spec)
-                if kind.external and name == "train":  # imported: keyed by the files' hashes
-                    inputs.update(kind.key_inputs(spec))
-                module = type(kind).__module__  # the model's own adapter code
+                if stage.files is not None:
+                    inputs.update(stage.files(cfg, spec))
+                module = type(adapter(spec)).__module__  # the model's own adapter code
                 units[model] = _target(root, experiment, stage, model,
                                        {**config, "model": spec}, inputs,
                                        (*stage.code, module))
@@ -127,7 +126,7 @@ def plan(cfg: DictConfig, seeds: bool = True) -> dict[str, Node]:
         else:
             inputs = {n: nodes[n].key for n in stage.needs}
             if stage.files is not None:
-                inputs.update(stage.files(cfg))
+                inputs.update(stage.files(cfg, None))
             t = _target(root, experiment, stage, None, config, inputs, stage.code)
             nodes[name] = Node(stage, t.key, t)
     return nodes

@@ -213,17 +213,19 @@ def _last_seconds(unit_parent: Path) -> float:
 
 def _log_disk(cfg: DictConfig, specs: dict[str, dict], data: Path) -> None:
     """The disk the selected models' checkpoints and extractions will take, before any work."""
-    from pipeline.stages.extract import disk_estimate
+    import pandas as pd
+
+    from pipeline.stages.extract import disk_estimate, extracted_checkpoints
     from pipeline.stages.train import checkpoint_mb, schedule
 
     train = OmegaConf.to_container(cfg.train, resolve=True)
     extract = OmegaConf.to_container(cfg.extract, resolve=True)
     total_ckpt = total_reps = 0.0
     for name, spec in specs.items():
-        n = len(schedule(spec, train))
+        steps = schedule(spec, train)
+        n = len(steps)
         ckpt = checkpoint_mb(spec, data, train)
-        n_ext = n if not adapter(spec).reference else {"last": 1, "endpoint": 2}.get(
-            extract["reference_checkpoints"], n)
+        n_ext = len(extracted_checkpoints(spec, pd.DataFrame({"step": steps}), extract))
         reps = disk_estimate(spec, n_ext, data, extract) / 1e6
         total_ckpt, total_reps = total_ckpt + ckpt, total_reps + reps
         log.info("model %-22s %2d checkpoints, %6.0f MB; extraction %6.0f MB", name, n, ckpt,

@@ -46,6 +46,11 @@ class ModelKind:
     rising: str | None = None  # a final metric also evaluated earlier: learned = stopped rising
     external: bool = False    # a series of someone else's checkpoints: imported, not trained
 
+    def key_inputs(self, spec: Spec) -> dict[str, str]:
+        """Files outside the artifacts its train unit reads, by content hash (none: it trains;
+        an external series: its checkpoints)."""
+        return {}
+
     def sides_of(self, spec: Spec) -> tuple[str, ...]:
         """The probe sides this model reads (a series' depend on the model it holds)."""
         return self.sides

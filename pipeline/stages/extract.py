@@ -17,6 +17,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from analysis import repstore
+from analysis.learned import nearest
 from pipeline import checkpoints, jobs, store
 from pipeline.models import adapter
 from pipeline.stages.stage import Stage
@@ -75,8 +76,7 @@ def extracted_checkpoints(spec: dict, table: pd.DataFrame, extract: dict) -> pd.
     last = len(table) - 1
     if which == "last":
         return table.iloc[last:]
-    steps = table.step.to_numpy(dtype=float)
-    late = int(abs(steps - extract["late_share"] * steps[-1]).argmin())
+    late = nearest(table.step, extract["late_share"], table.step.iloc[-1])
     return table.iloc[sorted({late, last})]
 
 

@@ -24,7 +24,7 @@ def run(cfg: DictConfig, out: Path, inputs: dict) -> dict:
     return {"rows": len(summary["stats"])}
 
 
-def files(cfg: DictConfig) -> dict[str, str]:
+def files(cfg: DictConfig, spec: None) -> dict[str, str]:
     """The user's probe corpora by content: editing one re-prepares."""
     from data_prep.sources import sha256_file
 

@@ -27,5 +27,6 @@ class Stage:
     resumable: bool = False
     check: Callable[[Path], None] | None = None
     across_seeds: bool = False                    # reads `needs` for every aggregate.seeds
-    # {name: content hash} of files outside the artifacts the stage reads (part of its key)
-    files: Callable[[DictConfig], dict[str, str]] | None = None
+    # {name: content hash} of files outside the artifacts the stage (or a model's unit: its
+    # preset as the second argument, None for a whole stage) reads; part of its key
+    files: Callable[[DictConfig, dict | None], dict[str, str]] | None = None

@@ -155,6 +155,11 @@ def unit(cfg: DictConfig, name: str, spec: dict, out: Path, inputs: dict) -> dic
                        OmegaConf.to_container(cfg.train, resolve=True))
 
 
+def files(cfg: DictConfig, spec: dict) -> dict[str, str]:
+    """An external series' checkpoints by content (its import's key); none otherwise."""
+    return adapter(spec).key_inputs(spec)
+
+
 def check(unit_dir: Path) -> None:
     """A checkpoint changed after training is refused, not retrained."""
     checkpoints.verify(unit_dir)
@@ -164,4 +169,4 @@ def check(unit_dir: Path) -> None:
 STAGE = Stage("train", ("seed", "train.device", "train.schedule", "train.max_valid_steps",
                         "train.fairseq"), ("prepare",),
               code=("pipeline.stages.train", "pipeline.fairseq_plugin"), unit=unit,
-              resumable=True, check=check)
+              resumable=True, check=check, files=files)
