@@ -72,3 +72,29 @@ def test_a_change_in_dynamics_reruns_analyze_plot_and_aggregate_only(monkeypatch
     record = {"code": old.code, "config": old.config, "inputs": old.inputs}
     assert plan.differences(record, after["analyze"].target) == (
         "code changed: analysis/dynamics.py")
+
+
+
+def test_an_adapter_edit_reruns_that_models_units_only(monkeypatch, tmp_path):
+    """The adapters are imported by name on first lookup, not by an import statement: each
+    model's units still hash its own adapter, so an edit to the NMT adapter reruns the NMT's
+    train and extract units and no other model's."""
+    cfg = compose("experiment=smoke", f"artifacts_dir={tmp_path}", "mirror=null")
+    before = plan.plan(cfg)
+    real = codehash._module_info
+
+    def edited(module):
+        digest, imports = real(module)
+        return ("edited" if module == "pipeline.models.transformer_nmt" else digest), imports
+
+    monkeypatch.setattr(codehash, "_module_info", edited)
+    codehash._hashes.cache_clear()
+    try:
+        after = plan.plan(cfg)
+    finally:
+        codehash._hashes.cache_clear()
+    changed = {(name, model) for name in ("train", "extract")
+               for model, unit in before[name].units.items()
+               if unit.key != after[name].units[model].key}
+    nmt = [m for m, spec in cfg.model.items() if spec.kind == "transformer_nmt"]
+    assert nmt and changed == {(name, m) for name in ("train", "extract") for m in nmt}
