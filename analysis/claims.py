@@ -16,6 +16,9 @@ A unit that cannot be evaluated (missing data) is reported as NA with the reason
 - C4 function-word gradients are more concentrated than content-word gradients within
   word-frequency bins (final checkpoint; the bootstrap CI of the difference above 0); also
   per architecture ("C4 <model kind>").
+- C5 NMT's training stages come in order: the smallest KL to a target-side n-gram LM, then
+  lexical accuracy, then reordering, each near its final value (``c5``; per model, seed and
+  sentence set, with a sentence-bootstrap p and CI).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ CLAIMS = {
     "C3 emb": "the embedding grows less similar to the taggers over training",
     "C4": "function-word gradients are more concentrated than content-word gradients, "
           "within word-frequency bins",
+    "C5": "NMT training is a target-side LM first (smallest KL to an n-gram LM), then "
+          "lexical translation, then reordering",
 }
 PASS, FAIL, NA = "PASS", "FAIL", "NA"
 
@@ -315,6 +320,75 @@ def claim_c4(function_content: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
     return rows
 
 
+def c5_steps(curve: pd.DataFrame, cs: ClaimSettings) -> dict[str, float]:
+    """One unit's (model, seed, set) stage steps from its curves (columns step, measure,
+    value): the step of the smallest KL to the ``c5.kl_order``-gram LM, and the steps from
+    which lexical accuracy and reordering stay at >= ``c5.share`` of their final value (NaN
+    when undefined)."""
+    out = {}
+    kl = curve[curve.measure == f"kl_{cs.c5.kl_order}"].sort_values("step")
+    finite = kl[np.isfinite(kl.value.astype(float))]
+    out["kl"] = float(finite.step.iloc[int(np.argmin(finite.value))]) if len(finite) else np.nan
+    for measure in ("lexical_accuracy", "reordering"):
+        c = curve[curve.measure == measure].sort_values("step")
+        final = float(c.value.iloc[-1]) if len(c) else np.nan
+        out[measure] = (crossing_step(c.step, c.value, cs.c5.share * final, cs.sustained)
+                        if np.isfinite(final) and final > 0 else np.nan)
+    return out
+
+
+def c5_gap(steps: Mapping[str, float], last: float) -> float:
+    """min(lexical - kl, reordering - lexical) / last step: positive when in order."""
+    return min(steps["lexical_accuracy"] - steps["kl"],
+               steps["reordering"] - steps["lexical_accuracy"]) / last
+
+
+def claim_c5(curves: pd.DataFrame, resamples: pd.DataFrame | None, cs: ClaimSettings
+             ) -> list[dict]:
+    """C5 per (model, seed, set): the stages in order (``c5_gap`` > ``c5.min_gap``); the p
+    is the share of sentence-bootstrap resamples (with the observed) not in order, the CI
+    their 2.5 and 97.5 percentiles. NA, with the reason, when a stage step is undefined."""
+    rows = []
+    if curves is None or curves.empty:
+        return rows
+    for key, g in curves.groupby(["model", "seed", "set"], sort=True):
+        r = dict(zip(["model", "seed", "probe"], key, strict=True))
+        last = float(g.step.max())
+        steps = c5_steps(g, cs)
+        detail = (f"KL to the {cs.c5.kl_order}-gram LM smallest at {_fmt(steps['kl'])}, lexical "
+                  f"accuracy at {cs.c5.share:g} of final from {_fmt(steps['lexical_accuracy'])}, "
+                  f"reordering from {_fmt(steps['reordering'])} (of {last:g})")
+        common = dict(scope=f"set={key[2]}", metric="nmt_stages",
+                      statistic="min(lexical - kl, reordering - lexical) / steps",
+                      threshold=cs.c5.min_gap)
+        if not all(np.isfinite(v) for v in steps.values()):
+            undefined = [m for m, v in steps.items() if not np.isfinite(v)]
+            rows.append(_row("C5", r, **common, value=np.nan, verdict=NA,
+                             detail=f"{detail}: {', '.join(undefined)} undefined (a measure "
+                                    "that is NaN or 0 at the last checkpoint)"))
+            continue
+        gap = c5_gap(steps, last)
+        ci, p = (np.nan, np.nan), np.nan
+        if resamples is not None and len(resamples):
+            mine = resamples[(resamples.model == key[0]) & (resamples.seed == key[1])
+                             & (resamples.set == key[2]) & (resamples["resample"] > 0)]
+            gaps = []
+            for _, rg in mine.groupby("resample", sort=True):
+                rs = c5_steps(rg, cs)
+                gaps.append(c5_gap(rs, last) if all(np.isfinite(v) for v in rs.values())
+                            else -np.inf)  # an undefined stage is not in order
+            if gaps:
+                gaps = np.asarray(gaps)
+                p = float((1 + np.sum(gaps <= cs.c5.min_gap)) / (1 + len(gaps)))
+                finite = gaps[np.isfinite(gaps)]
+                ci = (tuple(np.percentile(finite, [2.5, 97.5])) if len(finite) == len(gaps)
+                      else (np.nan, np.nan))
+        rows.append(_row("C5", r, **common, value=gap,
+                         verdict=PASS if gap > cs.c5.min_gap else FAIL, detail=detail,
+                         n=int(g.sentences.max()) if "sentences" in g else 0, ci=ci, p=p))
+    return rows
+
+
 def evaluate(tables: Mapping[str, pd.DataFrame], cs: ClaimSettings) -> pd.DataFrame:
     """Every claim on every unit and metric (one row each, columns CLAIM_COLUMNS); rows whose
     metric could not be computed (``na_reason``) are left out."""
@@ -335,6 +409,7 @@ def evaluate(tables: Mapping[str, pd.DataFrame], cs: ClaimSettings) -> pd.DataFr
     rows += claim_c2b(tables.get("tagger", empty), cs)
     rows += claim_c3(tables.get("tagger", empty), cs)
     rows += claim_c4(tables.get("function_content", empty), cs)
+    rows += claim_c5(tables.get("nmt_stages"), tables.get("nmt_stage_resamples"), cs)
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 
@@ -401,8 +476,9 @@ def pooled_test(claims: pd.DataFrame, cs: ClaimSettings) -> pd.DataFrame:
 
 
 HOLDS, MIXED, NOT_HOLD, UNTESTED = "holds", "mixed", "does not hold", "not evaluated"
+# the figure (name prefix) that shows each claim
 FIGURES = {"C1": "f2_convergence", "C2": "f3_family", "C2b": "f4_tagger", "C3": "f4_tagger",
-           "C4": "f6b_function_content"}  # the figure (name prefix) that shows each claim
+           "C4": "f6b_function_content", "C5": "f7_nmt_stages"}
 
 
 def answer(claims: pd.DataFrame, cs: ClaimSettings, level: float = 0.95) -> pd.DataFrame:
@@ -469,5 +545,5 @@ def answer(claims: pd.DataFrame, cs: ClaimSettings, level: float = 0.95) -> pd.D
 
 
 __all__ = ["CLAIMS", "CLAIM_COLUMNS", "ClaimSettings", "answer", "claim_c1", "claim_c2",
-           "claim_c2b", "claim_c3", "claim_c4", "crossing_step", "evaluate", "pooled_test",
-           "sign_flip_p", "stable_step", "summarize"]
+           "claim_c2b", "claim_c3", "claim_c4", "claim_c5", "crossing_step", "evaluate",
+           "pooled_test", "sign_flip_p", "stable_step", "summarize"]

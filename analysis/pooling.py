@@ -32,11 +32,13 @@ VALUES: dict[str, tuple[list[str], list[str]]] = {
     "checkpoints": (["train_loss", "valid_loss", "valid_ppl", "tokens_seen", "epoch", "epochs"],
                     []),
     "sensitivity": (["value", "reference", "k_a", "k_b"], []),
+    "nmt_stages": (["value", "reference"], []),
     "models": (["final_valid_ppl", "test_ppl", "test_accuracy", "majority_baseline",
                 "test_bleu", "epochs", "plateau_gain", "test_bleu_earlier", "test_bleu_rise"],
                ["majority_tag", "learned", "not_learned_because"]),
 }
 FIRST_SEED = ("sizes", "settings")    # the same for every seed: taken from the first
+PER_SEED = ("nmt_stage_resamples",)   # read by each seed's claims only: not pooled
 # evaluated again on the pooled tables
 CLAIM_TABLES = ("claims", "claims_summary", "answer", "sensitivity_summary")
 
@@ -93,7 +95,7 @@ def aggregate(runs: Sequence[Mapping[str, pd.DataFrame]], cs: Claims, level: flo
     tables; every table of the runs is pooled, taken from the first seed, or re-evaluated."""
     names = sorted({name for t in runs for name in t})
     unknown = [n for n in names if n not in VALUES and n not in FIRST_SEED
-               and n not in CLAIM_TABLES]
+               and n not in CLAIM_TABLES and n not in PER_SEED]
     if unknown:
         raise ValueError(f"tables {unknown} have no pooling rule: add them to "
                          "analysis.pooling.VALUES (or FIRST_SEED)")
@@ -115,4 +117,4 @@ def aggregate(runs: Sequence[Mapping[str, pd.DataFrame]], cs: Claims, level: flo
     return out
 
 
-__all__ = ["FIRST_SEED", "VALUES", "aggregate", "pool", "pool_claims", "t_interval"]
+__all__ = ["FIRST_SEED", "PER_SEED", "VALUES", "aggregate", "pool", "pool_claims", "t_interval"]

@@ -81,7 +81,7 @@ def _input_targets(nodes: dict[str, Node], stage: Stage, model: str | None
             node_list = [nodes[need]]
         for node in node_list:
             if model is not None and node.stage.unit is not None:
-                targets = [node.units[model]]
+                targets = [node.units[model]] if model in node.units else []
             else:
                 targets = node.targets()
             out += [(need, t) for t in targets if store.is_done(t.dir)]
@@ -176,12 +176,13 @@ def _run_units(cfg: DictConfig, nodes: dict[str, Node], names: list[str]) -> dic
 
     for name in names:  # the inputs of every unit that will run, checked before any runs
         stage = REGISTRY[name]
-        _refuse_unsound(name, [p for model in specs
+        _refuse_unsound(name, [p for model in nodes[name].units
                                if name in cfg.force or not store.is_done(
                                    nodes[name].units[model].dir)
                                for p in unsound_inputs(cfg, nodes, stage, model)])
     order = costliest_first(specs, data, nodes, tuple(names))
-    chains = [[step(name, model) for name in names] for model in order]
+    chains = [[step(name, model) for name in names if model in nodes[name].units]
+              for model in order]
     jobs.run_chains(chains, int(cfg.train.parallel))
     if "train" in names:
         _log_models(nodes["train"])
@@ -194,7 +195,8 @@ def costliest_first(specs: dict[str, dict], data: Path, nodes: dict[str, Node] |
     models fill the other workers meanwhile. The cost is each model's measured time (its
     newest finished ``names`` units, any key: another seed's) when every model has one, else
     its adapter's estimate, which cannot weigh e.g. NMT's BLEU evaluations."""
-    measured = {m: sum(_last_seconds(nodes[n].units[m].dir.parent) for n in names)
+    measured = {m: sum(_last_seconds(nodes[n].units[m].dir.parent) for n in names
+                       if m in nodes[n].units)
                 for m in specs} if nodes and names else {}
     if measured and all(v > 0 for v in measured.values()):
         return sorted(specs, key=lambda m: -measured[m])

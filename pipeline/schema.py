@@ -114,6 +114,32 @@ class ExtractConfig:
 
 
 @dataclass
+class NgramConfig:
+    orders: list[int] = field(default_factory=lambda: [1, 2, 3], metadata={"ge": 1})
+    smoothing: str = setting("witten_bell", choices=("witten_bell", "laplace"))
+
+
+@dataclass
+class LexiconConfig:
+    iterations: int = setting(5, ge=1)
+    max_pairs: int | None = setting(None, ge=1)
+
+
+@dataclass
+class TranslateConfig:
+    sets: list[str] = field(default_factory=lambda: ["test2016", "pud"],
+                            metadata={"choices": ("test2016", "pud")})
+    max_sentences: int | None = setting(150, ge=1)
+    beam: int = setting(1, ge=1)
+    max_len_a: float = setting(1.2, ge=0)
+    max_len_b: int = setting(10, ge=1)
+    batch_size: int = setting(32, ge=1)
+    ngram: NgramConfig = field(default_factory=NgramConfig)
+    lexicon: LexiconConfig = field(default_factory=LexiconConfig)
+    device: str = setting("cpu", choices=("cpu", "cuda"))
+
+
+@dataclass
 class AggregateConfig:
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
     ci: float = setting(0.95, gt=0, lt=1)
@@ -135,8 +161,8 @@ class TopConfig:
 
 
 GROUPS: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "extract": ExtractConfig,
-                           "analysis": AnalysisSettings, "plot": PlotSettings,
-                           "aggregate": AggregateConfig}
+                           "translate": TranslateConfig, "analysis": AnalysisSettings,
+                           "plot": PlotSettings, "aggregate": AggregateConfig}
 
 
 # ---------------------------------------------------------------------------- provenance

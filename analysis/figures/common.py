@@ -241,7 +241,8 @@ LOOK_FOR = {
     "F5": "which tags' curves reach the final representation first.",
     "F6": "function-word tags above content-word tags in gradient concentration.",
     "F6b": "the function minus content difference above zero in every frequency bin (C4).",
-    "F7": "validation loss against the layers' similarity to their end, stage by stage.",
+    "F7": "the dotted verticals in C5's order: the smallest KL to the n-gram LM (grey) before "
+          "lexical accuracy (green) before reordering (purple) settles.",
     "S1": "how far similarity of unrelated data sits above zero at each token count: the "
           "floor every other figure's values sit on.",
     "S2": "another seed's final model above the model's own initialisation (learned, not "

@@ -1,4 +1,5 @@
-"""F7 (partial): the stages of encoder-decoder training."""
+"""F7: the stages of NMT training (C5): KL to target-side n-gram LMs, lexical accuracy,
+reordering and BLEU of each translation model on one time axis, per sentence set."""
 
 from __future__ import annotations
 
@@ -6,45 +7,81 @@ from collections.abc import Iterator, Mapping
 
 import pandas as pd
 
+from analysis.claims import c5_steps
 from analysis.figures.common import (
-    SIDE_LABELS,
+    DEPTH_COLOURS,
     Figure,
     _figure,
     _grid,
     _lines,
+    _setting,
     _slug,
     _step_axis,
-    metric_label,
+    _title,
 )
-from analysis.settings import PlotSettings
+from analysis.settings import Claims, PlotSettings
+
+ROWS = [("kl", "KL(NMT ‖ n-gram LM), nats"), ("lexical_accuracy", "lexical accuracy"),
+        ("reordering", "reordering (Kendall-τ distance)"), ("bleu", "BLEU (greedy)")]
+SET_COLOURS = {"test2016": "#1f77b4", "pud": "#d62728"}
+
+
+def _claims(tables: Mapping[str, pd.DataFrame]) -> Claims:
+    """The C5 settings the tables were computed with (the defaults where not recorded)."""
+    cs = Claims()
+    for key, cast in (("kl_order", int), ("share", float)):
+        value = _setting(tables, f"claims.c5.{key}", "")
+        if value:
+            setattr(cs.c5, key, cast(value))
+    return cs
 
 
 def fig_nmt_stages(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[Figure]:
-    """F7 (partial): validation loss of encoder-decoder models next to the convergence of
-    their encoder and decoder stacks."""
-    conv = tables.get("convergence", pd.DataFrame())
-    ckpt = tables.get("checkpoints", pd.DataFrame())
-    if conv.empty:
+    """F7 per translation model: one column per sentence set, rows KL (one line per n-gram
+    order), lexical accuracy, reordering (the references' own value dashed) and BLEU; dotted
+    verticals at C5's three stage steps."""
+    curves = tables.get("nmt_stages", pd.DataFrame())
+    if curves.empty:
         return
-    sides = conv.groupby("model").side.agg(set)
-    two_stacks = [m for m, s in sides.items() if {"source", "target"} <= s]
-    metric = ps.primary_metric if ps.primary_metric in set(conv.metric) else conv.metric.iloc[0]
-    for model, g in conv[conv.model.isin(two_stacks) & (conv.metric == metric)].groupby("model"):
-        fig, axes = _grid(1, 2, w=3.0, wsp=0.9)
-        c = ckpt[ckpt.model == model].sort_values("step") if len(ckpt) else ckpt
-        if len(c) and "valid_loss" in c:
-            axes[0, 0].plot(c.step, c.valid_loss, marker="o", ms=3, color="black")
-        axes[0, 0].set_ylabel("validation loss")
-        _step_axis(axes[0, 0])
-        stack = g.groupby(["side", "step_a"]).value.mean().reset_index()
-        colours = {"source": "#1f77b4", "target": "#ff7f0e"}
-        _lines(axes[0, 1], stack, "side", colours.get, label=lambda s: SIDE_LABELS.get(s, s))
-        axes[0, 1].set_ylabel(f"mean {metric_label(metric)} to final")
-        axes[0, 1].legend(fontsize="x-small")
-        _step_axis(axes[0, 1])
-        caption = (f"F7, partial ({model}). Validation loss (left) and the mean over layers of "
-                   f"each stack's {metric_label(metric)} similarity to its final state (right). "
-                   f"Voita et al. (2021) expect target-side language modelling first, then "
-                   f"lexical translation, then reordering; the lexical-translation and "
-                   f"reordering probes are not implemented, so only the stack timing is shown.")
-        yield _figure(_slug("f7_nmt_stages", model), fig, f"F7 (partial) {model}", caption)
+    cs = _claims(tables)
+    for model, g in curves.groupby("model", sort=True):
+        sets = sorted(g.set.unique(), key=lambda s: (s != "test2016", s))
+        fig, axes = _grid(len(ROWS), len(sets), w=3.2, h=1.4, hsp=0.35, wsp=0.6)
+        for j, name in enumerate(sets):
+            gs = g[g.set == name]
+            steps = c5_steps(gs, cs)
+            for i, (what, label) in enumerate(ROWS):
+                ax = axes[i, j]
+                if what == "kl":
+                    kl = gs[gs.measure.str.startswith("kl_")]
+                    _lines(ax, kl, "measure", lambda m: DEPTH_COLOURS[int(m[3:]) % 6], x="step",
+                           label=lambda m: f"{m[3:]}-gram LM")
+                else:
+                    part = gs[gs.measure == what]
+                    _lines(ax, part, "set", lambda s: SET_COLOURS.get(s, "#444444"), x="step",
+                           label=lambda s: s)
+                    if what == "reordering" and part.reference.notna().any():
+                        ax.axhline(float(part.reference.dropna().iloc[0]), color="grey",
+                                   ls="--", lw=0.9, label="references")
+                for stage, colour in (("kl", "#555555"), ("lexical_accuracy", "#2ca02c"),
+                                      ("reordering", "#9467bd")):
+                    if pd.notna(steps[stage]):
+                        ax.axvline(steps[stage], color=colour, ls=":", lw=1.0)
+                ax.set_ylabel(label if j == 0 else "", fontsize="x-small")
+                _step_axis(ax)
+                ax.set_xlim(0, float(g.step.max()))  # every row on the same time axis
+                if i == 0:
+                    _title(ax, name)
+                if what in ("kl", "reordering") and j == len(sets) - 1:
+                    ax.legend(fontsize="xx-small", loc="best")
+        caption = (
+            f"F7 ({model}). Per sentence set (columns), over training: the KL divergence from "
+            f"the NMT's teacher-forced next-piece distributions to target-side n-gram LMs "
+            f"(one line per order), the lexical accuracy of its greedy translations against "
+            f"an IBM Model 1 lexicon, their reordering (Kendall-tau distance of the source "
+            f"alignment; dashed: the references') and BLEU. Dotted verticals: C5's stages "
+            f"(grey: smallest KL to the {cs.c5.kl_order}-gram LM; green, purple: lexical "
+            f"accuracy, reordering from {cs.c5.share:g} of their final value on). Voita et al. "
+            f"(2021) expect the three in this order.")
+        yield _figure(_slug("f7_nmt_stages", model), fig, f"F7 {model}", caption, axes,
+                      inner_y=False)

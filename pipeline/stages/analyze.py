@@ -1,8 +1,9 @@
 """The analyze stage: learning-dynamics tables (and claim checks) from extracted representations.
 
 Reads the extract units (inputs["extract"]: model -> unit dir holding model.json and one
-representation store per probe) and the train units (inputs["train"]: model -> unit dir with
-checkpoints.csv and eval.json), writes out/tables/<name>.parquet and .csv.
+representation store per probe), the train units (inputs["train"]: model -> unit dir with
+checkpoints.csv and eval.json) and the translate units of the translation models
+(inputs["translate"]), writes out/tables/<name>.parquet and .csv.
 """
 
 from __future__ import annotations
@@ -55,6 +56,30 @@ def models_table(runs: list[ModelRun], train_units: dict[str, Path],
     return pd.DataFrame(rows)
 
 
+def translation_tables(units: dict[str, Path], seed: int, settings: AnalysisSettings
+                       ) -> dict[str, pd.DataFrame]:
+    """The NMT-stage curves of every translate unit (``nmt_stages``: per model, set, step and
+    measure) and their sentence-bootstrap resamples (``nmt_stage_resamples``, for C5)."""
+    import pandas as pd
+
+    from analysis import nmt_stages
+
+    curves, resamples = [], []
+    for model, unit in sorted(units.items()):
+        unit = Path(unit)
+        c, r = nmt_stages.unit_curves(
+            pd.read_parquet(unit / "sentences.parquet"),
+            pd.read_parquet(unit / "checkpoints.parquet"),
+            pd.read_parquet(unit / "reference.parquet"), settings.claims.c5.resamples,
+            settings.seed)
+        curves.append(c.assign(model=model, seed=seed))
+        resamples.append(r.assign(model=model, seed=seed))
+    if not curves:
+        return {}
+    return {"nmt_stages": pd.concat(curves, ignore_index=True),
+            "nmt_stage_resamples": pd.concat(resamples, ignore_index=True)}
+
+
 def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     """Stage function: every analysis table and the claims, under out/tables/."""
     import pandas as pd  # the analysis libraries load when the stage runs, not when planned
@@ -69,6 +94,7 @@ def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
         log.warning("%s: the rows that use it are NA", found)
     log.info("analyzing %d models: %s", len(runs), ", ".join(r.name for r in runs))
     tables = dynamics.analyze(runs, settings, progress=True, workers=int(cfg.train.parallel))
+    tables.update(translation_tables(inputs.get("translate", {}), int(cfg.seed), settings))
     late = pd.concat([tables.get("convergence", pd.DataFrame()),
                       dynamics.reference_late_cka(runs, settings)], ignore_index=True)
     tables["models"] = models_table(runs, inputs["train"], inputs["extract"], settings.learned,
@@ -90,5 +116,5 @@ def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     return {"tables": rows, "claims": verdicts}
 
 
-STAGE = Stage("analyze", ("analysis",), ("train", "extract"), code=("pipeline.stages.analyze",),
-              run=run_analyze)
+STAGE = Stage("analyze", ("analysis",), ("train", "extract", "translate"),
+              code=("pipeline.stages.analyze",), run=run_analyze)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pipeline.stages import aggregate, analyze, extract, plot, prepare, train
+from pipeline.stages import aggregate, analyze, extract, plot, prepare, train, translate
 from pipeline.stages.stage import Stage
 
 REGISTRY: dict[str, Stage] = {
-    s.STAGE.name: s.STAGE for s in (prepare, train, extract, analyze, plot, aggregate)}
+    s.STAGE.name: s.STAGE for s in (prepare, train, extract, translate, analyze, plot,
+                                       aggregate)}
 
 
 def names() -> list[str]:

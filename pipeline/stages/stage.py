@@ -30,3 +30,5 @@ class Stage:
     # {name: content hash} of files outside the artifacts the stage (or a model's unit: its
     # preset as the second argument, None for a whole stage) reads; part of its key
     files: Callable[[DictConfig, dict | None], dict[str, str]] | None = None
+    # which models a per-model stage has a unit for (their preset; None: every model)
+    applies: Callable[[dict], bool] | None = None

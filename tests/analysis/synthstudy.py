@@ -166,6 +166,46 @@ def _nmt(root: Path, tokens: pd.DataFrame, lower_first: bool, rng, seed: int
                              family="transformer")
 
 
+def synth_translation(in_order: bool = True, n_sent: int = 30, seed: int = 0
+                      ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A translate unit's tables (sentences, checkpoints, reference) over STEPS, built so
+    that the KL to every n-gram LM (orders 1-3) is smallest at step 2, lexical accuracy
+    settles from step 4 and reordering from step 8 (``in_order``), or reordering first,
+    then lexical accuracy, the KL smallest at the end."""
+    rng = np.random.default_rng(seed)
+    kl_at, lex_at, reord_at = (2, 4, 8) if in_order else (16, 4, 1)
+    rows = []
+    for step in STEPS:
+        for i in range(n_sent):
+            positions = 10
+            kl = 1.0 + abs(np.log2(1 + step) - np.log2(1 + kl_at)) + 0.05 * rng.random()
+            lexical = min(1.0, (1 + step) / (1 + lex_at))
+            reorder = min(1.0, (1 + step) / (1 + reord_at))
+            rows.append(dict(set="synth", step=step, sentence=i, positions=positions,
+                             kl_sum_1=positions * (kl + 0.5), kl_sum_2=positions * (kl + 0.2),
+                             kl_sum_3=positions * kl,
+                             outside_sum=0.0, lexical_hits=int(round(10 * lexical)),
+                             lexical_total=10, tau=1 - 2 * 0.4 * reorder
+                             + 0.02 * rng.standard_normal(), fuzzy=np.nan, links=5,
+                             output_words=8))
+    sentences = pd.DataFrame(rows)
+    ckpts = pd.DataFrame(dict(set="synth", step=STEPS, bleu=[2.0 * np.log2(1 + s) for s in STEPS],
+                              sentences=n_sent))
+    reference = pd.DataFrame(dict(set="synth", sentence=range(n_sent), tau=0.3, fuzzy=np.nan,
+                                  links=5))
+    return sentences, ckpts, reference
+
+
+def translation_tables(in_order: bool = True, seed: int = 1) -> dict[str, pd.DataFrame]:
+    """The analyze stage's NMT-stage tables of :func:`synth_translation` (model "nmt")."""
+    from analysis import nmt_stages
+
+    curves, resamples = nmt_stages.unit_curves(*synth_translation(in_order), resamples=30,
+                                               seed=0)
+    return {"nmt_stages": curves.assign(model="nmt", seed=seed),
+            "nmt_stage_resamples": resamples.assign(model="nmt", seed=seed)}
+
+
 def write_units(runs: list[dynamics.ModelRun], root: Path, seed: int = 1
                 ) -> tuple[dict[str, Path], dict[str, Path]]:
     """The study's models laid out like the pipeline's per-model units: extract units with
@@ -225,17 +265,20 @@ def shared(fn):
 
 @shared
 def study_tables() -> dict[str, pd.DataFrame]:
-    """Tables of the study built so that C1, C3 and C4 should hold (computed once per run;
-    do not modify)."""
-    return dynamics.analyze(build_study(_scratch("pass")), small_settings(), progress=False)
+    """Tables of the study built so that C1, C3, C4 and C5 should hold (computed once per
+    run; do not modify)."""
+    tables = dynamics.analyze(build_study(_scratch("pass")), small_settings(), progress=False)
+    return {**tables, **translation_tables(in_order=True)}
 
 
 @shared
 def reversed_tables() -> dict[str, pd.DataFrame]:
-    """Tables of the study built so that C1, C3 and C4 should fail (computed once per run)."""
+    """Tables of the study built so that C1, C3, C4 and C5 should fail (computed once per
+    run)."""
     runs = build_study(_scratch("fail"), lower_first=False, towards_tagger=False,
                        function_concentrated=False)
-    return dynamics.analyze(runs, small_settings(), progress=False)
+    tables = dynamics.analyze(runs, small_settings(), progress=False)
+    return {**tables, **translation_tables(in_order=False)}
 
 
 @shared

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from synthstudy import reversed_claims, study_claims, study_tables
+from synthstudy import reversed_claims, small_settings, study_claims, study_tables
 
 from analysis import claims
 
@@ -231,3 +231,28 @@ def test_c2b_reads_the_taggers_pos_before_topic():
     assert na["verdict"] == "NA"
     study = study_claims()
     assert (study.claim == "C2b").any()
+
+
+def test_c5_passes_when_the_stages_come_in_order_and_fails_when_reversed():
+    """The synthetic translation: KL smallest at step 2, lexical accuracy settled from 4,
+    reordering from 8 (in order) or reordering from 1, lexical from 4, KL smallest at 16."""
+    good = study_claims()
+    bad = reversed_claims()
+    g, b = good[good.claim == "C5"], bad[bad.claim == "C5"]
+    assert len(g) == len(b) == 1
+    assert g.verdict.iloc[0] == "PASS" and g.value.iloc[0] == pytest.approx(min(4 - 2, 8 - 4) / 16)
+    assert "smallest at 2" in g.detail.iloc[0] and "from 8" in g.detail.iloc[0]
+    assert g.p_value.iloc[0] < 0.05 and g.ci_low.iloc[0] > 0
+    assert b.verdict.iloc[0] == "FAIL" and b.value.iloc[0] == pytest.approx(min(4 - 16, 1 - 4) / 16)
+    assert b.p_value.iloc[0] > 0.5
+
+
+def test_c5_is_na_with_its_reason_when_a_stage_is_undefined():
+    from synthstudy import translation_tables
+
+    tables = translation_tables()
+    curves = tables["nmt_stages"]
+    flat = curves.assign(value=np.where(curves.measure == "lexical_accuracy", 0.0, curves.value))
+    rows = claims.claim_c5(flat, None, small_settings().claims)
+    assert [r["verdict"] for r in rows] == ["NA"]
+    assert "lexical_accuracy undefined" in rows[0]["detail"]

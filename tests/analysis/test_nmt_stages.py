@@ -21,13 +21,38 @@ def test_an_add_one_bigram_lm_gives_the_counts_by_hand():
     """Two sentences 'a b', 'a c': after 'a', b and c were seen once each out of 2; add-one
     over the vocabulary {a, b, c, </s>, <s>, <UNK>} (6 entries) gives 2/8 for b, 1/8 for a."""
     lm = ns.fit_ngram_lm([["a", "b"], ["a", "c"]], order=2, smoothing="laplace")
-    vocab = ["a", "b", "c", "</s>"]
-    log_p = ns.ngram_log_probs(lm, ["a"], vocab)
-    assert log_p.shape == (2, 4)
-    after_a = np.exp(log_p[1])  # renormalised over the 4 entries: (1, 2, 2, 1) / 6
-    np.testing.assert_allclose(after_a, np.array([1, 2, 2, 1]) / 6, rtol=1e-12)
-    with pytest.raises(ValueError, match="smoothing 'witten_bell' is not one of"):
-        ns.fit_ngram_lm([["a"]], 2, "witten_bell")
+    t = ns.TargetLM.over(lm, ["a", "b", "c", "</s>"])
+    np.testing.assert_allclose(ns.next_token_probs(t, ["a"]), np.array([1, 2, 2, 1]) / 8,
+                               rtol=1e-12)
+    with pytest.raises(ValueError, match="smoothing 'kneser_ney' is not one of"):
+        ns.fit_ngram_lm([["a"]], 2, "kneser_ney")
+
+
+CORPUS = [s.split() for s in ("a b c a", "b c a b", "a a b", "c b a c b", "b b c")]
+
+
+@pytest.mark.parametrize("smoothing", ns.SMOOTHING)
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("context", [[], ["a"], ["b", "c"], ["c", "c"], ["<s>", "<s>"],
+                                     ["z", "a"]])
+def test_the_vectorised_scores_are_nltks_own(smoothing, order, context):
+    """next_token_probs equals nltk's lm.score, for seen and unseen contexts (longer ones
+    cut to the order) and an entry ('z') the LM never saw."""
+    vocab = ["a", "b", "c", "</s>", "z"]
+    reference = ns.fit_ngram_lm(CORPUS, order, smoothing)
+    ctx = context[len(context) - (order - 1):] if order > 1 else []
+    expected = np.array([reference.score(w, ctx) for w in vocab])
+    got = ns.next_token_probs(ns.TargetLM.over(reference, vocab), context)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+
+
+def test_kl_on_the_support_renormalises_both_and_reports_the_mass_outside():
+    log_p = np.log(np.array([[0.4, 0.4, 0.2]]))
+    q = np.array([[0.25, 0.75, 0.0]])
+    kl, outside = ns.kl_on_support(log_p, q, np.array([True, True, False]))
+    expected = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
+    assert kl[0] == pytest.approx(expected, abs=1e-12)
+    assert outside[0] == pytest.approx(0.2, abs=1e-12)
 
 
 def test_a_lexicon_from_a_toy_corpus_and_the_accuracy_of_outputs():
@@ -35,13 +60,19 @@ def test_a_lexicon_from_a_toy_corpus_and_the_accuracy_of_outputs():
              (["a", "book"], ["ein", "buch"]), (["the", "house", "is", "small"],
                                                  ["das", "haus", "ist", "klein"]),
              (["the", "book", "is", "small"], ["das", "buch", "ist", "klein"])]
-    lexicon = ns.ibm1_lexicon(pairs, iterations=10)
+    model = ns.ibm1_model(pairs, iterations=10)
+    lexicon = ns.ibm1_lexicon(model)
     assert {lexicon[w] for w in ("house", "book", "the")} == {"haus", "buch", "das"}
     accuracy = ns.lexical_accuracy([["the", "house"], ["a", "book"]],
                                    [["das", "haus"], ["ein", "auto"]],
                                    {"the": "das", "house": "haus", "book": "buch"})
     assert accuracy == 2 / 3  # the, house found; book's buch missing; 'a' has no entry
     assert math.isnan(ns.lexical_accuracy([["x"]], [["y"]], {}))
+    # the model aligns a reordered pair: 'buch das' for 'the book' crosses
+    links = ns.ibm1_alignment(model, ["the", "book"], ["buch", "das"])
+    assert sorted(links) == [(0, 1), (1, 0)]
+    assert ns.kendall_tau(links) == -1.0
+    assert ns.words("Ein Mann, der's sieht.") == ["ein", "mann", "der", "s", "sieht"]
 
 
 @pytest.mark.parametrize("alignment, tau, fuzzy", [

@@ -55,3 +55,15 @@ def test_each_model_unit_key_follows_its_own_preset_only():
     base = plan(make_cfg("experiment=smoke"))["train"].units
     changed = plan(make_cfg("experiment=smoke", "model.tagger_pos.max_update=25"))["train"].units
     assert {m for m in base if base[m].key != changed[m].key} == {"tagger_pos"}
+
+
+def test_only_translation_models_have_a_translate_unit_and_analyze_reads_them():
+    nodes = plan(make_cfg("experiment=smoke"))
+    assert set(nodes["translate"].units) == {"transformer_nmt_small"}
+    assert set(nodes["extract"].units) > {"transformer_nmt_small"}
+    translate = nodes["translate"].units["transformer_nmt_small"]
+    assert nodes["analyze"].target.inputs["translate"] == nodes["translate"].key
+    changed = plan(make_cfg("experiment=smoke", "translate.max_sentences=10"))
+    assert changed["translate"].units["transformer_nmt_small"].key != translate.key
+    assert changed["extract"].key == nodes["extract"].key  # nothing else moves
+    assert plan(make_cfg("experiment=smoke", "model=[lstm_lm_paper]"))["translate"].units == {}

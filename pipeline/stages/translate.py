@@ -1,0 +1,148 @@
+"""The translate stage, per translation model: at every checkpoint, on each configured set of
+sentence pairs, the measures of NMT's training stages (analysis.nmt_stages) per sentence: the
+KL divergence from its teacher-forced next-piece distributions to target-side n-gram LMs, the
+lexical accuracy and the reordering of its own translations, and BLEU per checkpoint.
+
+The n-gram LMs are fitted on the German side of the NMT's training pieces, the lexicon and the
+aligner (IBM Model 1) on its training words; both once per unit. Writes sentences.parquet,
+checkpoints.parquet, reference.parquet (the references' own reordering), lexicon.tsv and the
+translations (translations/<set>/<step>.txt).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline import checkpoints, jobs, store
+from pipeline.models import adapter
+from pipeline.stages.stage import Stage
+
+log = logging.getLogger(__name__)
+
+
+def translates(spec: dict) -> bool:
+    """Whether a model translates (reads source and target sides): only those have a unit."""
+    return tuple(adapter(spec).sides_of(spec)) == ("source", "target")
+
+
+def _alignment_row(ibm, source: list[str], target: list[str]) -> dict:
+    from analysis import nmt_stages as ns
+
+    links = ns.ibm1_alignment(ibm, source, target)
+    return {"tau": ns.kendall_tau(links), "fuzzy": ns.fuzzy_reordering_score(links),
+            "links": len(links)}
+
+
+def translate_model(name: str, spec: dict, model_dir: Path, data: Path, out: Path,
+                    settings: dict) -> dict:
+    """Every checkpoint of one translation model on each set: per-sentence rows of the three
+    measures, BLEU per checkpoint, the translations."""
+    import numpy as np
+    import sacrebleu
+    from tqdm import tqdm
+
+    from analysis import nmt_stages as ns
+    from pipeline import translation
+
+    start = time.perf_counter()
+    kind = adapter(spec)
+    table = checkpoints.verify(model_dir)
+    pairs = [translation.load_pairs(data, s, settings["max_sentences"]) for s in settings["sets"]]
+    text = Path(data) / "nmt" / "text"
+    german = [line.split() for line in translation.lines(text / "train.de")]
+    orders = sorted(set(settings["ngram"]["orders"]))
+    lms = {k: ns.fit_ngram_lm(german, k, settings["ngram"]["smoothing"]) for k in orders}
+    bitext = list(zip(map(ns.words, translation.lines(text / "raw.train.en")),
+                      map(ns.words, translation.lines(text / "raw.train.de")), strict=True))
+    bitext = bitext[: settings["lexicon"]["max_pairs"]]
+    fitted = time.perf_counter()
+    ibm = ns.ibm1_model(bitext, settings["lexicon"]["iterations"])
+    lexicon = ns.ibm1_lexicon(ibm)
+    aligned = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "lexicon.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in sorted(lexicon.items())),
+                                     encoding="utf-8")
+
+    model, task = kind.load(spec, checkpoints.checkpoint_path(model_dir, int(table.step.iloc[0])),
+                            data, settings["device"])
+    dictionary = task.target_dictionary
+    vocab = [dictionary[i] for i in range(len(dictionary))]
+    targets = {k: ns.TargetLM.over(lm, vocab) for k, lm in lms.items()}
+    unk = lms[orders[0]].vocab.unk_label
+    support = np.array([w != "<s>" and lms[orders[0]].vocab.lookup(w) != unk for w in vocab])
+
+    sources = {p.name: [ns.words(t) for t in p.source_text] for p in pairs}
+    reference = pd.DataFrame([dict(set=p.name, sentence=i, **_alignment_row(
+        ibm, sources[p.name][i], ns.words(t))) for p in pairs for i, t in enumerate(p.target_text)])
+    # each reference position's n-gram distribution, per order (the same at every checkpoint)
+    contexts = {p.name: [[("<s>",) * (max(orders) - 1) + tuple(t[:j]) for j in range(len(t) + 1)]
+                         for t in p.target] for p in pairs}
+
+    rows, per_checkpoint = [], []
+    for step in tqdm(list(table.step), desc=f"{name}/translate", unit="ckpt", leave=False):
+        kind.load_weights(model, checkpoints.checkpoint_path(model_dir, int(step)),
+                          settings["device"])
+        for p in pairs:
+            lprobs = translation.teacher_forced(model, dictionary, p, settings["batch_size"])
+            hyps = translation.translate(model, dictionary, p, settings["beam"],
+                                         settings["max_len_a"], settings["max_len_b"],
+                                         settings["batch_size"])
+            texts = [translation.detokenize(h) for h in hyps]
+            for i, (lp, hyp) in enumerate(zip(lprobs, texts, strict=True)):
+                row = dict(set=p.name, step=int(step), sentence=i, positions=len(lp))
+                for k, t in targets.items():
+                    q = np.stack([ns.next_token_probs(t, c) for c in contexts[p.name][i]])
+                    kl, outside = ns.kl_on_support(lp, q, support)
+                    row[f"kl_sum_{k}"] = float(kl.sum())
+                row["outside_sum"] = float(outside.sum())
+                output = ns.words(hyp)
+                row["lexical_hits"], row["lexical_total"] = ns.lexical_hits(
+                    sources[p.name][i], output, lexicon)
+                row.update(_alignment_row(ibm, sources[p.name][i], output))
+                row["output_words"] = len(output)
+                rows.append(row)
+            bleu = sacrebleu.corpus_bleu(texts, [p.target_text]).score
+            per_checkpoint.append(dict(set=p.name, step=int(step), bleu=bleu,
+                                       sentences=len(texts)))
+            folder = out / "translations" / p.name
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{int(step)}.txt").write_text("".join(t + "\n" for t in texts),
+                                                      encoding="utf-8")
+    pd.DataFrame(rows).to_parquet(out / "sentences.parquet")
+    pd.DataFrame(per_checkpoint).to_parquet(out / "checkpoints.parquet")
+    reference.to_parquet(out / "reference.parquet")
+    seconds = {"fit_ngram": round(fitted - start, 1), "fit_ibm1": round(aligned - fitted, 1),
+               "per_checkpoint": round((time.perf_counter() - aligned) / len(table), 1)}
+    (out / "translate.json").write_text(json.dumps(
+        {"sets": {p.name: len(p.source) for p in pairs}, "checkpoints": len(table),
+         "lexicon_entries": len(lexicon), "smoothing": settings["ngram"]["smoothing"],
+         "orders": orders, "seconds": seconds}, indent=1))
+    return {"checkpoints": len(table), "seconds": seconds}
+
+
+def validate_unit(unit: Path) -> None:
+    """Raise store.Invalid when a translate unit's tables are missing or unreadable."""
+    for name in ("sentences.parquet", "checkpoints.parquet", "reference.parquet"):
+        try:
+            pd.read_parquet(Path(unit) / name, columns=["set"])
+        except (OSError, ValueError) as err:
+            raise store.Invalid(f"{Path(unit) / name} unreadable ({err})") from None
+
+
+def unit(cfg: DictConfig, name: str, spec: dict, out: Path, inputs: dict) -> dict:
+    """Unit function: ``translate_model`` in its own process, with the configured threads."""
+    return jobs.call_in_process("pipeline.stages.translate:translate_model", name, spec,
+                                inputs["train"], inputs["prepare"], out,
+                                OmegaConf.to_container(cfg.translate, resolve=True),
+                                threads=int(cfg.train.threads))
+
+
+STAGE = Stage("translate", ("translate",), ("prepare", "train"),
+              code=("pipeline.stages.translate",), unit=unit, check=validate_unit,
+              applies=translates)
