@@ -99,12 +99,6 @@ def _witten_bell(t: TargetLM, ctx: tuple[str, ...]) -> np.ndarray:
     return (1.0 - gamma) * vec / total + gamma * lower
 
 
-def kl_divergence(log_p: np.ndarray, log_q: np.ndarray) -> np.ndarray:
-    """KL(P || Q) per row of two [n, V] natural-log distributions (nats)."""
-    p = np.exp(log_p)
-    return np.sum(p * (log_p - log_q), axis=-1)
-
-
 def kl_on_support(log_p: np.ndarray, q: np.ndarray, support: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:
     """KL(P || Q) per row with both renormalised over ``support`` (the entries the n-gram LM
@@ -134,15 +128,14 @@ def ibm1_model(pairs: Iterable[tuple[Sequence[str], Sequence[str]]], iterations:
     return IBMModel1([AlignedSent(list(t), list(s)) for s, t in pairs], iterations)
 
 
-def ibm1_lexicon(model, min_prob: float = 0.0) -> dict[str, str]:
-    """{source word: its most probable translation} of an IBM Model 1; words whose best
-    P(target | source) is below ``min_prob`` are left out."""
+def ibm1_lexicon(model) -> dict[str, str]:
+    """{source word: its most probable translation} of an IBM Model 1."""
     best: dict[str, tuple[float, str]] = {}
     for target, row in model.translation_table.items():
         if target is None:
             continue
         for source, prob in row.items():
-            if source is not None and prob > best.get(source, (min_prob, ""))[0]:
+            if source is not None and prob > best.get(source, (0.0, ""))[0]:
                 best[source] = (prob, target)
     return {s: t for s, (_, t) in best.items()}
 
@@ -154,15 +147,6 @@ def lexical_hits(source: Sequence[str], output: Sequence[str], lexicon: Mapping[
     present = set(output)
     found = [lexicon[s] in present for s in source if s in lexicon]
     return sum(found), len(found)
-
-
-def lexical_accuracy(sources: Sequence[Sequence[str]], outputs: Sequence[Sequence[str]],
-                     lexicon: Mapping[str, str]) -> float:
-    """The share of source words with a lexicon entry whose translation is in the output
-    sentence (each occurrence counted; NaN when no source word has an entry)."""
-    hits = [lexical_hits(s, o, lexicon) for s, o in zip(sources, outputs, strict=True)]
-    total = sum(n for _, n in hits)
-    return sum(h for h, _ in hits) / total if total else float("nan")
 
 
 def ibm1_alignment(model, source: Sequence[str], target: Sequence[str]) -> list[tuple[int, int]]:
@@ -266,6 +250,6 @@ def unit_curves(sentences: pd.DataFrame, checkpoints: pd.DataFrame, reference: p
 
 
 __all__ = ["SMOOTHING", "TargetLM", "curves", "fit_ngram_lm", "fuzzy_reordering_score",
-           "ibm1_alignment", "ibm1_lexicon", "ibm1_model", "kendall_tau", "kl_divergence",
-           "kl_on_support", "lexical_accuracy", "lexical_hits", "next_token_probs", "orders",
+           "ibm1_alignment", "ibm1_lexicon", "ibm1_model", "kendall_tau", "kl_on_support",
+           "lexical_hits", "next_token_probs", "orders",
            "unit_curves", "words"]

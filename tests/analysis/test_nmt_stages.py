@@ -10,13 +10,6 @@ import pytest
 from analysis import nmt_stages as ns
 
 
-def test_kl_divergence_of_two_known_distributions():
-    p, q = np.array([[0.5, 0.5]]), np.array([[0.25, 0.75]])
-    expected = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
-    assert ns.kl_divergence(np.log(p), np.log(q))[0] == pytest.approx(expected, abs=1e-15)
-    assert ns.kl_divergence(np.log(p), np.log(p))[0] == 0
-
-
 def test_an_add_one_bigram_lm_gives_the_counts_by_hand():
     """Two sentences 'a b', 'a c': after 'a', b and c were seen once each out of 2; add-one
     over the vocabulary {a, b, c, </s>, <s>, <UNK>} (6 entries) gives 2/8 for b, 1/8 for a."""
@@ -63,11 +56,10 @@ def test_a_lexicon_from_a_toy_corpus_and_the_accuracy_of_outputs():
     model = ns.ibm1_model(pairs, iterations=10)
     lexicon = ns.ibm1_lexicon(model)
     assert {lexicon[w] for w in ("house", "book", "the")} == {"haus", "buch", "das"}
-    accuracy = ns.lexical_accuracy([["the", "house"], ["a", "book"]],
-                                   [["das", "haus"], ["ein", "auto"]],
-                                   {"the": "das", "house": "haus", "book": "buch"})
-    assert accuracy == 2 / 3  # the, house found; book's buch missing; 'a' has no entry
-    assert math.isnan(ns.lexical_accuracy([["x"]], [["y"]], {}))
+    toy = {"the": "das", "house": "haus", "book": "buch"}
+    assert ns.lexical_hits(["the", "house"], ["das", "haus"], toy) == (2, 2)
+    assert ns.lexical_hits(["a", "book"], ["ein", "auto"], toy) == (0, 1)  # 'a': no entry
+    assert ns.lexical_hits(["x"], ["y"], {}) == (0, 0)
     # the model aligns a reordered pair: 'buch das' for 'the book' crosses
     links = ns.ibm1_alignment(model, ["the", "book"], ["buch", "das"])
     assert sorted(links) == [(0, 1), (1, 0)]
@@ -84,3 +76,22 @@ def test_a_lexicon_from_a_toy_corpus_and_the_accuracy_of_outputs():
 def test_reordering_of_known_alignments(alignment, tau, fuzzy):
     assert ns.kendall_tau(alignment) == pytest.approx(tau, abs=1e-12)
     assert ns.fuzzy_reordering_score(alignment) == pytest.approx(fuzzy, abs=1e-12)
+
+
+def test_curves_pool_sentences_by_their_counts_and_weights():
+    """Two sentences at two steps: KL is summed over positions then divided by all positions,
+    lexical accuracy is hits over entries, reordering the mean (1 - tau) / 2 of the
+    sentences with a tau; bootstrap weights count a sentence that many times."""
+    import pandas as pd
+
+    s = pd.DataFrame(dict(step=[0, 0, 10, 10], sentence=[0, 1, 0, 1], positions=[2, 6] * 2,
+                          kl_sum_2=[4.0, 6.0, 1.0, 3.0], lexical_hits=[0, 1, 2, 3],
+                          lexical_total=[2, 4] * 2, tau=[np.nan, 0.5, 1.0, -1.0]))
+    ck = pd.DataFrame(dict(step=[0, 10], bleu=[0.0, 5.0]))
+    c = ns.curves(s, ck).set_index(["measure", "step"]).value
+    assert c["kl_2", 0] == pytest.approx(10 / 8) and c["kl_2", 10] == pytest.approx(4 / 8)
+    assert c["lexical_accuracy", 10] == pytest.approx(5 / 6)
+    assert c["reordering", 0] == pytest.approx(0.25) and c["reordering", 10] == 0.5
+    assert c["bleu", 10] == 5.0
+    w = ns.curves(s, ck, weights=np.array([0, 2])).set_index(["measure", "step"]).value
+    assert w["kl_2", 0] == pytest.approx(12 / 12) and w["reordering", 10] == 1.0
