@@ -116,7 +116,8 @@ def answer_blocks(tables: Mapping[str, pd.DataFrame], figures: Sequence[Mapping]
               "unit statistics signed so that the claim is positive, against sign flips of "
               "each unit (the per-unit p-values beside it: C1 every ordering of the layers, "
               "C2 tags reassigned between the families, C3 tokens re-paired with the "
-              "tagger's, C4 labels permuted within frequency bins)."),
+              "tagger's, C4 labels permuted within frequency bins, C5 sentences resampled "
+              "with replacement)."),
         ("h3", "Per metric: the share of evaluations that pass and the effect"),
         ("table", per_metric[[c for c in ("claim", "metric", "verdict", "pass_share",
                                           "pooled_p", "robust", "significant_share",
