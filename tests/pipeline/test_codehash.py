@@ -47,23 +47,28 @@ def test_an_edit_changes_the_hash_of_that_file_and_of_what_imports_it_only(fake_
     assert hashes(("analysis.c",)) == before_c
 
 
-def test_a_change_in_dynamics_reruns_analyze_plot_and_aggregate_only(monkeypatch, tmp_path):
-    """In smoke: an AST change in analysis/dynamics.py changes the keys of analyze and of
-    the stages that read it, and of nothing else."""
-    cfg = compose("experiment=smoke", f"artifacts_dir={tmp_path}", "mirror=null")
+def plans_around_an_edit(monkeypatch, cfg, edited_module: str):
+    """The plan of ``cfg`` before and after an AST change in ``edited_module``."""
     before = plan.plan(cfg)
     real = codehash._module_info
 
     def edited(module):
         digest, imports = real(module)
-        return ("edited" if module == "analysis.dynamics" else digest), imports
+        return ("edited" if module == edited_module else digest), imports
 
     monkeypatch.setattr(codehash, "_module_info", edited)
     codehash._hashes.cache_clear()  # the hashes of `before` are cached
     try:
-        after = plan.plan(cfg)
+        return before, plan.plan(cfg)
     finally:
         codehash._hashes.cache_clear()
+
+
+def test_a_change_in_dynamics_reruns_analyze_plot_and_aggregate_only(monkeypatch, tmp_path):
+    """In smoke: an AST change in analysis/dynamics.py changes the keys of analyze and of
+    the stages that read it, and of nothing else."""
+    cfg = compose("experiment=smoke", f"artifacts_dir={tmp_path}", "mirror=null")
+    before, after = plans_around_an_edit(monkeypatch, cfg, "analysis.dynamics")
     changed = {t.label for name in before for t, u in zip(before[name].targets(),
                                                            after[name].targets(), strict=True)
                if t.key != u.key}
@@ -74,25 +79,12 @@ def test_a_change_in_dynamics_reruns_analyze_plot_and_aggregate_only(monkeypatch
         "code changed: analysis/dynamics.py")
 
 
-
 def test_an_adapter_edit_reruns_that_models_units_only(monkeypatch, tmp_path):
     """The adapters are imported by name on first lookup, not by an import statement: each
     model's units still hash its own adapter, so an edit to the NMT adapter reruns the NMT's
     train and extract units and no other model's."""
     cfg = compose("experiment=smoke", f"artifacts_dir={tmp_path}", "mirror=null")
-    before = plan.plan(cfg)
-    real = codehash._module_info
-
-    def edited(module):
-        digest, imports = real(module)
-        return ("edited" if module == "pipeline.models.transformer_nmt" else digest), imports
-
-    monkeypatch.setattr(codehash, "_module_info", edited)
-    codehash._hashes.cache_clear()
-    try:
-        after = plan.plan(cfg)
-    finally:
-        codehash._hashes.cache_clear()
+    before, after = plans_around_an_edit(monkeypatch, cfg, "pipeline.models.transformer_nmt")
     changed = {(name, model) for name in ("train", "extract")
                for model, unit in before[name].units.items()
                if unit.key != after[name].units[model].key}
