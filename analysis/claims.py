@@ -338,9 +338,10 @@ def c5_steps(curve: pd.DataFrame, cs: ClaimSettings) -> dict[str, float]:
 
 
 def c5_gap(steps: Mapping[str, float], last: float) -> float:
-    """min(lexical - kl, reordering - lexical) / last step: positive when in order."""
-    return min(steps["lexical_accuracy"] - steps["kl"],
-               steps["reordering"] - steps["lexical_accuracy"]) / last
+    """min(lexical - kl, reordering - lexical) / last step: positive when in order; NaN when
+    a stage step is undefined."""
+    return float(np.minimum(steps["lexical_accuracy"] - steps["kl"],
+                            steps["reordering"] - steps["lexical_accuracy"]) / last)
 
 
 def claim_c5(curves: pd.DataFrame, resamples: pd.DataFrame | None, cs: ClaimSettings
@@ -361,24 +362,21 @@ def claim_c5(curves: pd.DataFrame, resamples: pd.DataFrame | None, cs: ClaimSett
         common = dict(scope=f"set={key[2]}", metric="nmt_stages",
                       statistic="min(lexical - kl, reordering - lexical) / steps",
                       threshold=cs.c5.min_gap)
-        if not all(np.isfinite(v) for v in steps.values()):
+        gap = c5_gap(steps, last)
+        if not np.isfinite(gap):
             undefined = [m for m, v in steps.items() if not np.isfinite(v)]
             rows.append(_row("C5", r, **common, value=np.nan, verdict=NA,
                              detail=f"{detail}: {', '.join(undefined)} undefined (a measure "
                                     "that is NaN or 0 at the last checkpoint)"))
             continue
-        gap = c5_gap(steps, last)
         ci, p = (np.nan, np.nan), np.nan
         if resamples is not None and len(resamples):
             mine = resamples[(resamples.model == key[0]) & (resamples.seed == key[1])
                              & (resamples.set == key[2]) & (resamples["resample"] > 0)]
-            gaps = []
-            for _, rg in mine.groupby("resample", sort=True):
-                rs = c5_steps(rg, cs)
-                gaps.append(c5_gap(rs, last) if all(np.isfinite(v) for v in rs.values())
-                            else -np.inf)  # an undefined stage is not in order
-            if gaps:
-                gaps = np.asarray(gaps)
+            gaps = np.array([c5_gap(c5_steps(rg, cs), last)
+                             for _, rg in mine.groupby("resample", sort=True)])
+            gaps[np.isnan(gaps)] = -np.inf  # an undefined stage is not in order
+            if len(gaps):
                 p = float((1 + np.sum(gaps <= cs.c5.min_gap)) / (1 + len(gaps)))
                 finite = gaps[np.isfinite(gaps)]
                 ci = (tuple(np.percentile(finite, [2.5, 97.5])) if len(finite) == len(gaps)

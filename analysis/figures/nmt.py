@@ -29,6 +29,9 @@ SET_COLOURS = {"test2016": "#1f77b4", "pud": "#d62728"}
 def _claims(tables: Mapping[str, pd.DataFrame]) -> Claims:
     """The C5 settings the tables were computed with (the defaults where not recorded)."""
     cs = Claims()
+    sustained = _setting(tables, "claims.sustained", "")
+    if sustained:
+        cs.sustained = sustained == "True"
     for key, cast in (("kl_order", int), ("share", float)):
         value = _setting(tables, f"claims.c5.{key}", "")
         if value:
