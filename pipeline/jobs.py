@@ -1,9 +1,10 @@
 """Independent jobs side by side, and a clean stop.
 
 Per-model work runs as chains (a model's training, then its extraction), ``workers`` chains at
-a time, each in its own thread; heavy steps run in child processes (fairseq-train, or a spawned
-Python process for in-process torch work) registered here, so that SIGINT/SIGTERM can stop
-every one of them promptly and leave what they wrote resumable.
+a time, each in its own thread; heavy steps run in child processes (fairseq-train, or a process
+forked from a server that has imported torch and fairseq once, for in-process torch work)
+registered here, so that SIGINT/SIGTERM can stop every one of them promptly and leave what they
+wrote resumable.
 """
 
 from __future__ import annotations
@@ -99,7 +100,9 @@ def was_stopped(returncode: int) -> bool:
 def _child_main(target: str, args: tuple, threads: int, conn, parent: int) -> None:
     from pipeline.runtime import set_threads
 
-    die_with_parent(parent)
+    die_with_parent()  # killed when the forkserver exits, which it does when its parent does
+    if parent not in (os.getppid(), _parent_of(os.getppid())):
+        os._exit(1)  # the pipeline had already gone
     set_threads(threads)
     try:
         module, name = target.rsplit(":", 1)
@@ -111,11 +114,22 @@ def _child_main(target: str, args: tuple, threads: int, conn, parent: int) -> No
         conn.close()
 
 
+def _parent_of(pid: int) -> int | None:
+    """The parent pid of process ``pid`` (from /proc), None when it has gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def call_in_process(target: str, *args, threads: int = 1):
-    """``module:function(*args)`` in a fresh (spawned) Python process with ``threads`` torch
-    threads; returns its result, or raises RuntimeError with the child's traceback."""
+    """``module:function(*args)`` in a fresh process with ``threads`` torch threads, forked by
+    multiprocessing's forkserver, which imports pipeline.preload once per run; returns the
+    result, or raises RuntimeError with the child's traceback."""
     check_stop()
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["pipeline.preload"])  # read when the server starts
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child_main, args=(target, args, threads, send, os.getpid()),
                        daemon=True)
