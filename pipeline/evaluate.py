@@ -6,12 +6,12 @@ the detokenised fairseq-generate output)."""
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
+import os
 from pathlib import Path
 
 import numpy as np
 
+from pipeline import jobs
 from pipeline.runtime import REPO_ROOT, import_fairseq, subprocess_env
 
 
@@ -90,10 +90,13 @@ def bleu(checkpoint: Path, prepared: Path, beam: int, device: str) -> float:
             "--results-path", str(generate_dir(checkpoint))]
     if device == "cpu":
         args.append("--cpu")
-    cmd = [sys.executable, "-c", "from fairseq_cli.generate import cli_main; cli_main()", *args]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
-    if result.returncode != 0:
-        raise RuntimeError(f"fairseq-generate failed:\n{result.stderr[-3000:]}")
+    log_path = generate_dir(checkpoint) / "generate.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    code = jobs.run_main("fairseq_cli.generate:cli_main", args, log_path, subprocess_env(),
+                         os.getcwd())
+    if code != 0:
+        tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise RuntimeError(f"fairseq-generate failed with exit code {code} ({log_path}):\n{tail}")
     hyps = {}
     with open(generate_dir(checkpoint) / "generate-test.txt", encoding="utf-8") as f:
         for line in f:

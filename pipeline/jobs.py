@@ -1,23 +1,26 @@
 """Independent jobs side by side, and a clean stop.
 
 Per-model work runs as chains (a model's training, then its extraction), ``workers`` chains at
-a time, each in its own thread; heavy steps run in child processes (fairseq-train, or a process
-forked from a server that has imported torch and fairseq once, for in-process torch work)
+a time, each in its own thread; heavy steps (fairseq-train, fairseq-generate, extraction) run in
+child processes forked from a server that has imported torch and fairseq once per run,
 registered here, so that SIGINT/SIGTERM can stop every one of them promptly and leave what they
 wrote resumable.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import logging
 import multiprocessing
 import os
+import select
 import signal
-import subprocess
+import sys
 import threading
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -69,26 +72,10 @@ def stop_children() -> None:
             child.terminate()
     for child in children:
         with contextlib.suppress(Exception):
-            if isinstance(child, subprocess.Popen):
-                child.wait(GRACE_S)
-            else:
-                child.join(GRACE_S)
+            child.join(GRACE_S)
         with contextlib.suppress(Exception):
-            if (child.poll() is None) if isinstance(child, subprocess.Popen) else child.is_alive():
+            if child.is_alive():
                 child.kill()
-
-
-def run_command(cmd: Sequence[str], tick: Callable[[], None] | None = None,
-                every: float = 30.0, **popen) -> int:
-    """Run a command as a stoppable child; returns its exit code. ``tick`` is called every
-    ``every`` seconds while it runs (progress reports)."""
-    check_stop()
-    with _registered(subprocess.Popen(list(cmd), **popen)) as proc:
-        while True:
-            try:
-                return proc.wait(timeout=every if tick else None)
-            except subprocess.TimeoutExpired:
-                tick()
 
 
 def was_stopped(returncode: int) -> bool:
@@ -97,12 +84,26 @@ def was_stopped(returncode: int) -> bool:
     return STOP.is_set() or (returncode < 0 and -returncode in stops) or returncode == 130
 
 
+def _adopted(parent: int) -> None:
+    """In a forked job: die with the pipeline ``parent`` (a thread waits on its pidfd; the
+    kernel's parent-death signal covers the forkserver), or exit at once if it has gone."""
+    die_with_parent()
+    if parent not in (os.getppid(), _parent_of(os.getppid())):
+        os._exit(1)
+    with contextlib.suppress(AttributeError, OSError):  # pidfds: Linux 5.3 and later
+        pidfd = os.pidfd_open(parent)
+        threading.Thread(target=_kill_self_after, args=(pidfd,), daemon=True).start()
+
+
+def _kill_self_after(pidfd: int) -> None:
+    select.select([pidfd], [], [])  # readable once that process has exited
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _child_main(target: str, args: tuple, threads: int, conn, parent: int) -> None:
     from pipeline.runtime import set_threads
 
-    die_with_parent()  # killed when the forkserver exits, which it does when its parent does
-    if parent not in (os.getppid(), _parent_of(os.getppid())):
-        os._exit(1)  # the pipeline had already gone
+    _adopted(parent)
     set_threads(threads)
     try:
         module, name = target.rsplit(":", 1)
@@ -114,6 +115,45 @@ def _child_main(target: str, args: tuple, threads: int, conn, parent: int) -> No
         conn.close()
 
 
+def _command_main(main: str, argv: list[str], log_path: str, env: dict[str, str], cwd: str,
+                  threads: int, parent: int) -> None:
+    """A command-line entry point in a forked job, set up as a fresh interpreter would run it
+    (environment, directory, output, warning and logging defaults, sys.argv); exits with its
+    code, 130 after KeyboardInterrupt as a shell reports SIGINT."""
+    from pipeline.runtime import set_threads
+
+    _adopted(parent)
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    out = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+    if env.get("PYTHONWARNINGS") == "ignore":
+        warnings.simplefilter("ignore")
+    logging.root.handlers.clear()  # the preload's import of fairseq configured them; the
+    logging.root.setLevel(logging.WARNING)  # entry point's own basicConfig must apply
+    multiprocessing.set_start_method(None, force=True)  # the platform's, not the forkserver
+    set_threads(threads)
+    sys.argv = [main, *argv]
+    try:
+        module, name = main.rsplit(":", 1)
+        getattr(importlib.import_module(module), name)()
+        code = 0
+    except KeyboardInterrupt:
+        code = 130
+    except SystemExit as err:
+        code = err.code if isinstance(err.code, int) else int(err.code is not None)
+        if isinstance(err.code, str):
+            print(err.code, file=sys.stderr)
+    except BaseException:  # noqa: BLE001  reported in the log, as an interpreter would
+        traceback.print_exc()
+        code = 1
+    atexit._run_exitfuncs()  # a forked process skips them; fairseq closes TensorBoard in one
+    sys.exit(code)
+
+
 def _parent_of(pid: int) -> int | None:
     """The parent pid of process ``pid`` (from /proc), None when it has gone."""
     try:
@@ -123,13 +163,19 @@ def _parent_of(pid: int) -> int | None:
         return None
 
 
+def _server():
+    """multiprocessing's forkserver context, its server importing pipeline.preload."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["pipeline.preload"])  # read when the server starts
+    return ctx
+
+
 def call_in_process(target: str, *args, threads: int = 1):
     """``module:function(*args)`` in a fresh process with ``threads`` torch threads, forked by
     multiprocessing's forkserver, which imports pipeline.preload once per run; returns the
     result, or raises RuntimeError with the child's traceback."""
     check_stop()
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["pipeline.preload"])  # read when the server starts
+    ctx = _server()
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child_main, args=(target, args, threads, send, os.getpid()),
                        daemon=True)
@@ -145,6 +191,25 @@ def call_in_process(target: str, *args, threads: int = 1):
     if status != "ok":
         raise RuntimeError(f"{target} failed in its process: {payload}")
     return payload
+
+
+def run_main(main: str, argv: Sequence[str], log_path: str | os.PathLike, env: dict[str, str],
+             cwd: str | os.PathLike, threads: int = 1, tick: Callable[[], None] | None = None,
+             every: float = 30.0) -> int:
+    """A command-line entry point, ``module:function`` (e.g. ``fairseq_cli.train:cli_main``),
+    run with arguments ``argv``, environment ``env`` and directory ``cwd`` in a process forked
+    as call_in_process's are (fairseq is imported once per run, not once per command), its
+    output appended to ``log_path``; returns its exit code (negative: killed by that signal)."""
+    check_stop()
+    proc = _server().Process(target=_command_main, args=(  # not daemonic: it may have its own
+        main, [str(a) for a in argv], str(log_path), dict(env), str(cwd), threads, os.getpid()))
+    with _registered(proc):
+        proc.start()
+        while True:
+            proc.join(every if tick else None)
+            if proc.exitcode is not None:
+                return proc.exitcode
+            tick()
 
 
 def run_chains(chains: Sequence[Sequence[Callable[[], None]]], workers: int) -> None:

@@ -36,12 +36,13 @@ from pipeline.config import CONFIG_DIR, CONFIG_NAME, model_specs  # noqa: E402
 from pipeline.plan import plan  # noqa: E402
 from pipeline.runner import run_pipeline  # noqa: E402
 from pipeline.runtime import REPO_ROOT, subprocess_env  # noqa: E402
-from pipeline.stages.train import fairseq_args, fairseq_train_command, schedule  # noqa: E402
+from pipeline.stages.train import fairseq_args, schedule  # noqa: E402
 
 
 def timed(args: list[str], env: dict) -> float:
     start = time.perf_counter()
-    result = subprocess.run(fairseq_train_command(args), env=env, cwd=REPO_ROOT,
+    command = [sys.executable, "-m", "fairseq_cli.train", *args]  # as a user would run it
+    result = subprocess.run(command, env=env, cwd=REPO_ROOT,
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-3000:])

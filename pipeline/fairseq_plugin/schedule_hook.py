@@ -28,7 +28,7 @@ checkpoints wherever their artifacts live. fairseq's own `checkpoint_last.pt` (w
 state) is kept for resuming. Environment: PIPELINE_SCHEDULE=0,1,2,4,... and
 PIPELINE_SNAPSHOT_DIR=dir; for the resume tests, PIPELINE_FAULT=<update>:<signal>:<whom>
 (whom: `group`, the run's process group as a terminal's Ctrl-C reaches it, or `parent`, the
-pipeline process alone) sends that signal right after that update.
+pipeline process alone, PIPELINE_PID) sends that signal right after that update.
 """
 
 from __future__ import annotations
@@ -259,7 +259,7 @@ def _inject_fault(step: int) -> None:
         if whom == "group":
             os.killpg(os.getpgrp(), sig)
         else:
-            os.kill(os.getppid(), sig)
+            os.kill(int(os.environ["PIPELINE_PID"]), sig)
 
 
 def _wrap_train(original):

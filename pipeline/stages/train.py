@@ -1,4 +1,4 @@
-"""The train stage, per model: one model trained with fairseq-train (a subprocess), with
+"""The train stage, per model: one model trained with fairseq-train (a forked job), with
 analysis checkpoints on the configured schedule, a checkpoints.csv and an evaluation. What is
 specific to the model's family (flags, size, evaluation) comes from its adapter
 (pipeline.models)."""
@@ -9,8 +9,6 @@ import json
 import logging
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -46,14 +44,6 @@ def fairseq_args(spec: dict, data: Path, save_dir: Path, seed: int, train: dict,
     for key, value in (train.get("fairseq") or {}).items():
         args += [f"--{key.replace('_', '-')}", value]
     return [str(a) for a in args]
-
-
-def fairseq_train_command(args: list[str]) -> list[str]:
-    """fairseq-train through its module (so the plugin can patch fairseq_cli.train), killed
-    by the kernel if the pipeline dies (no orphan training after a SIGKILL)."""
-    code = (f"from analysis.pools import die_with_parent; die_with_parent({os.getpid()}); "
-            "from fairseq_cli.train import cli_main; cli_main()")
-    return [sys.executable, "-c", code, *args]
 
 
 def schedule(spec: dict, train: dict) -> list[int]:
@@ -107,7 +97,8 @@ def train_model(name: str, spec: dict, data: Path, model_dir: Path, seed: int,
     steps = schedule(spec, train)
     args = fairseq_args(spec, data, model_dir / "fairseq", seed, train, spec["max_update"])
     env = {**subprocess_env(train["threads"]), "PIPELINE_SCHEDULE": ",".join(map(str, steps)),
-           "PIPELINE_SNAPSHOT_DIR": str(model_dir / "checkpoints")}
+           "PIPELINE_SNAPSHOT_DIR": str(model_dir / "checkpoints"),
+           "PIPELINE_PID": str(os.getpid())}  # the pipeline, for the resume tests' faults
     log.info("train %s: %d updates into %s; %d analysis checkpoints", name,
              spec["max_update"], model_dir, len(steps))
     # A crash of the fairseq process (seen once in CI: "terminate called without an active
@@ -116,10 +107,8 @@ def train_model(name: str, spec: dict, data: Path, model_dir: Path, seed: int,
     # A process stopped by a signal is not a crash: the run stops, resumable.
     progress = Progress(name, spec["max_update"], model_dir)
     for attempt in (1, 2):
-        with open(model_dir / "train.log", "a") as f:
-            code = jobs.run_command(fairseq_train_command(args), tick=progress.report,
-                                    every=progress.every, stdout=f,
-                                    stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+        code = jobs.run_main("fairseq_cli.train:cli_main", args, model_dir / "train.log", env,
+                             REPO_ROOT, train["threads"], progress.report, progress.every)
         if code == 0:
             break
         if jobs.was_stopped(code):

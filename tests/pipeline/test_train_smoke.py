@@ -184,8 +184,9 @@ def test_interrupted_training_resumes_to_the_same_bytes(smoke_prepared, mirror, 
 
 
 def test_a_killed_pipeline_leaves_no_process_behind(smoke_prepared, mirror, tmp_path):
-    """SIGKILL of the pipeline process alone, while fairseq-train runs under it: the kernel
-    takes the training process (and anything below it) down too."""
+    """SIGKILL of the pipeline process alone, while fairseq-train runs under it (forked from
+    the job server): the training and the server go down too, at once (the training
+    writes no further checkpoint: it would finish its 60 updates in seconds)."""
     art, _, _ = smoke_prepared
     shutil.copytree(art / "smoke" / "prepare", tmp_path / "smoke" / "prepare")
     cmd = [sys.executable, "-m", "pipeline", "experiment=smoke", "stages=[train]",
@@ -201,3 +202,5 @@ def test_a_killed_pipeline_leaves_no_process_behind(smoke_prepared, mirror, tmp_
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert_gone_within(below, 15, "still running after SIGKILL of their parent")
+    (log,) = (tmp_path / "smoke" / "train").glob("lstm_lm_paper/*/train.log")
+    assert "done training" not in log.read_text()
