@@ -80,7 +80,7 @@ def next_token_probs(t: TargetLM, context: Sequence[str]) -> np.ndarray:
     """nltk's ``lm.score(w, context)`` for every vocabulary entry w, computed from the counts
     at once (float64); the context is cut to the LM's order - 1 last words."""
     order = t.lm.order
-    ctx = tuple(t.lm.vocab.lookup(w) for w in context)[len(context) - (order - 1):] \
+    ctx = tuple(t.lm.vocab.lookup(w) for w in context[len(context) - (order - 1):]) \
         if order > 1 else ()
     if t.lm.__class__.__name__ == "Laplace":
         vec, total, _ = t.counts(ctx) if ctx else (t.unigram, t.lm.counts.unigrams.N(), 0)
