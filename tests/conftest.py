@@ -44,6 +44,9 @@ def mirror() -> Path:
 
 def run_pipeline(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     """`python -m pipeline ARGS` from the repository root, output captured."""
+    if (os.environ.get("PYTEST_XDIST_WORKER") and "-m" not in args
+            and not any(a.startswith("train.parallel=") for a in args)):
+        args = (*args, "train.parallel=1")  # the other test process is the second core's
     return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
 

@@ -30,3 +30,20 @@ def test_a_command_gets_its_arguments_environment_directory_and_log(tmp_path):
 def test_exit_codes_are_a_shells(tmp_path, name, code, text):
     got, log = _run(tmp_path, name)
     assert got == code and text in log
+
+
+def test_chains_run_side_by_side_in_order_and_a_failure_stops_only_its_chain():
+    """Two workers: both chains' first steps meet at a barrier (a timeout if they ran one
+    after the other); the failing chain skips its next step, the other finishes."""
+    import threading
+
+    meet, done = threading.Barrier(2, timeout=10), []
+
+    def fail():
+        raise ValueError("chain a broke")
+
+    chains = [[meet.wait, fail, lambda: done.append("a2")],
+              [meet.wait, lambda: done.append("b2"), lambda: done.append("b3")]]
+    with pytest.raises(ValueError, match="chain a broke"):
+        jobs.run_chains(chains, workers=2)
+    assert done == ["b2", "b3"]
