@@ -91,6 +91,12 @@ def pytest_xdist_make_scheduler(config, log):
 SMOKE_ID = re.compile(r"\[(.*-)?smoke(-.*)?\]$")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first, in their order, then the rest: under pytest-xdist the processes
+    then end on short tests together instead of one running a minute-long test alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def _shared_dir(tmp_path_factory, worker_id: str, name: str) -> Path:
     """A folder every xdist worker of this session sees (one per worker otherwise)."""
     if worker_id == "master":
