@@ -2,6 +2,7 @@
 would run them, report their exit codes as a shell does, and write only to their log."""
 
 import os
+import threading
 
 import pytest
 
@@ -35,8 +36,6 @@ def test_exit_codes_are_a_shells(tmp_path, name, code, text):
 def test_chains_run_side_by_side_in_order_and_a_failure_stops_only_its_chain():
     """Two workers: both chains' first steps meet at a barrier (a timeout if they ran one
     after the other); the failing chain skips its next step, the other finishes."""
-    import threading
-
     meet, done = threading.Barrier(2, timeout=10), []
 
     def fail():
