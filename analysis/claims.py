@@ -122,15 +122,29 @@ def claim_c1(convergence: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
     return rows
 
 
-def _family_steps(per_tag: pd.DataFrame, is_pos: Mapping[str, bool], cs: ClaimSettings
+def _tag_step_sums(per_tag: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    """Each tag's token-weighted value, tokens and row count at each step, as (tags, steps)
+    arrays (NaN counts as 0, as in a pandas sum): a family's pooled curve is a sum of rows."""
+    tags, ti = np.unique(per_tag.tag.to_numpy(), return_inverse=True)
+    steps, si = np.unique(per_tag.step_a.to_numpy(dtype=float), return_inverse=True)
+    tokens = per_tag.tag_tokens.to_numpy(dtype=float)
+    sums = np.zeros((3, len(tags), len(steps)))
+    for k, x in enumerate((per_tag.value.to_numpy(dtype=float) * tokens, tokens, 1.0)):
+        np.add.at(sums[k], (ti, si), np.nan_to_num(x, nan=0.0) if k < 2 else x)
+    return tags, steps, *sums
+
+
+def _family_steps(sums: tuple[np.ndarray, ...], is_pos: np.ndarray, cs: ClaimSettings
                   ) -> float:
-    """step(tags labelled POS) - step(the others), of their token-weighted pooled curves."""
+    """step(tags labelled POS) - step(the others), of their token-weighted pooled curves
+    (``sums`` from :func:`_tag_step_sums`, ``is_pos`` a mask over its tags)."""
+    _, steps, weighted, tokens, rows = sums
     out = []
-    for fam in (True, False):
-        part = per_tag[per_tag.tag.map(is_pos) == fam]
-        w = part.value * part.tag_tokens
-        pooled = w.groupby(part.step_a).sum() / part.tag_tokens.groupby(part.step_a).sum()
-        step = crossing_step(pooled.index, pooled.values, cs.convergence_threshold, cs.sustained)
+    for fam in (is_pos, ~is_pos):
+        have = rows[fam].sum(axis=0) > 0  # the steps at which the family has a row
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pooled = weighted[fam].sum(axis=0)[have] / tokens[fam].sum(axis=0)[have]
+        step = crossing_step(steps[have], pooled, cs.convergence_threshold, cs.sustained)
         out.append(np.inf if not np.isfinite(step) else step)
     return out[0] - out[1]
 
@@ -148,11 +162,12 @@ def family_p(per_tag: pd.DataFrame, observed: float, cs: ClaimSettings, seed: in
         return float("nan")
     tags = per_tag.drop_duplicates("tag").set_index("tag").tag_family
     n_pos = int((tags == "pos").sum())
+    sums = _tag_step_sums(per_tag)
     rng = np.random.default_rng(seed)
     null = []
     for _ in range(cs.n_permutations):
-        pick = set(rng.permutation(tags.index.to_numpy())[:n_pos])
-        null.append(_family_steps(per_tag, {t: t in pick for t in tags.index}, cs))
+        pick = rng.permutation(tags.index.to_numpy())[:n_pos]
+        null.append(_family_steps(sums, np.isin(sums[0], pick), cs))
     null = np.asarray(null, dtype=float)
     return float((1 + np.sum(null <= observed)) / (len(null) + 1))
 
