@@ -354,23 +354,37 @@ def family_pooled(per_tag_table: pd.DataFrame) -> pd.DataFrame:
             "fraction_a", "layer_a", "layer_b", "depth_a", "depth_b", "tag_family", "metric",
             "variance_rule"]
 
-    def pool(g: pd.DataFrame) -> pd.Series:
-        w = g.tag_tokens.to_numpy(dtype=float)
-        counts = dict(n_tokens=int(g.n_tokens.sum()), n_types=int(g.n_types.sum()),
-                      n_tags=len(g))
-        missing = g.value.isna()
+    # one pass over the rows sorted by group (stable: each group's rows in table order)
+    # instead of a pandas apply that builds a frame and a Series per group
+    gid = t.groupby(keys, dropna=False, sort=True).ngroup().to_numpy()
+    order = np.argsort(gid, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(gid[order]) != 0])
+    col = {c: t[c].to_numpy()[order] for c in ("value", "tag_tokens", "baseline", "k_a", "k_b",
+                                                "n_tokens", "n_types", "na_reason")}
+    first = t[keys].iloc[order[starts]].to_dict("records")
+    rows = []
+    for head, lo, hi in zip(first, starts, np.r_[starts[1:], len(order)], strict=True):
+        g = {c: v[lo:hi] for c, v in col.items()}
+        value = g["value"].astype(float)
+        w = g["tag_tokens"].astype(float)
+        counts = dict(n_tokens=float(g["n_tokens"].sum()), n_types=float(g["n_types"].sum()),
+                      n_tags=float(hi - lo))  # floats, as the table's other numbers
+        missing = np.isnan(value)
         if missing.any():  # a family value needs all its tags: NA, saying which one failed
-            reason = next((r for r in g.na_reason if isinstance(r, str)), "not computed")
-            return pd.Series(dict(value=np.nan, baseline=np.nan, k_a=np.nan, k_b=np.nan,
-                                  **counts, na_reason=f"{int(missing.sum())} of {len(g)} "
-                                  f"tags not computed: {reason}"))
-        return pd.Series(dict(
-            value=np.average(g.value, weights=w),
-            baseline=np.average(g.baseline, weights=w) if g.baseline.notna().all() else np.nan,
-            k_a=int(round(np.average(g.k_a, weights=w))),
-            k_b=int(round(np.average(g.k_b, weights=w))), **counts, na_reason=None))
-
-    pooled = t.groupby(keys, dropna=False).apply(pool, include_groups=False).reset_index()
+            reason = next((r for r in g["na_reason"] if isinstance(r, str)), "not computed")
+            rows.append(dict(head, value=np.nan, baseline=np.nan, k_a=np.nan, k_b=np.nan,
+                             **counts, na_reason=f"{int(missing.sum())} of {hi - lo} "
+                             f"tags not computed: {reason}"))
+            continue
+        baseline = g["baseline"].astype(float)
+        rows.append(dict(
+            head, value=np.average(value, weights=w),
+            baseline=np.average(baseline, weights=w) if not np.isnan(baseline).any()
+            else np.nan,
+            k_a=float(round(np.average(g["k_a"].astype(float), weights=w))),
+            k_b=float(round(np.average(g["k_b"].astype(float), weights=w))), **counts,
+            na_reason=np.nan))
+    pooled = pd.DataFrame(rows)
     pooled["analysis"] = "family"
     pooled["tag"] = POOLED
     pooled["freq_matched"] = False
