@@ -256,3 +256,32 @@ def test_c5_is_na_with_its_reason_when_a_stage_is_undefined():
     rows = claims.claim_c5(flat, None, small_settings().claims)
     assert [r["verdict"] for r in rows] == ["NA"]
     assert "lexical_accuracy undefined" in rows[0]["detail"]
+
+
+def test_a_permuted_familys_step_pools_its_rows_by_token_weight():
+    """C2's null: each family's curve is the token-weighted mean of its tags' rows at each
+    step (a step where it has no row is skipped, a NaN value adds nothing), as a pandas
+    regroup of the rows gives. Values are eighths and tokens integers, so both sums are exact."""
+    rng = np.random.default_rng(0)
+    step = rng.choice([0.0, 10, 20, 40, 80], 400)  # values below 0.5 before 20, then above
+    rows = pd.DataFrame(dict(tag=rng.choice(list("abcdefg"), 400), step_a=step,
+                             value=np.where(step < 20, rng.integers(0, 4, 400),
+                                            rng.integers(4, 9, 400)) / 8,
+                             tag_tokens=rng.integers(1, 30, 400).astype(float)))
+    rows.loc[rows.index[::37], "value"] = np.nan
+    rows = rows[~((rows.tag.isin(["a", "b"])) & (rows.step_a == 40))]  # a step with no row
+    sums = claims._tag_step_sums(rows)
+
+    def reference(family: set) -> float:
+        out = []
+        for part in (rows[rows.tag.isin(family)], rows[~rows.tag.isin(family)]):
+            w = (part.value * part.tag_tokens).groupby(part.step_a).sum()
+            pooled = w / part.tag_tokens.groupby(part.step_a).sum()
+            step = claims.crossing_step(pooled.index, pooled.values, 0.5, CS.sustained)
+            out.append(np.inf if not np.isfinite(step) else step)
+        return out[0] - out[1]
+
+    cs = claims.ClaimSettings(convergence_threshold=0.5)
+    for family in ({"a", "b"}, {"c"}, {"a", "d", "e", "g"}, set("abcdef")):
+        got = claims._family_steps(sums, np.isin(sums[0], list(family)), cs)
+        assert got == reference(family) or (np.isnan(got) and np.isnan(reference(family)))
