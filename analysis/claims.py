@@ -128,9 +128,11 @@ def _tag_step_sums(per_tag: pd.DataFrame) -> tuple[np.ndarray, ...]:
     tags, ti = np.unique(per_tag.tag.to_numpy(), return_inverse=True)
     steps, si = np.unique(per_tag.step_a.to_numpy(dtype=float), return_inverse=True)
     tokens = per_tag.tag_tokens.to_numpy(dtype=float)
+    weighted = per_tag.value.to_numpy(dtype=float) * tokens
     sums = np.zeros((3, len(tags), len(steps)))
-    for k, x in enumerate((per_tag.value.to_numpy(dtype=float) * tokens, tokens, 1.0)):
-        np.add.at(sums[k], (ti, si), np.nan_to_num(x, nan=0.0) if k < 2 else x)
+    for total, x in zip(sums, (np.nan_to_num(weighted), np.nan_to_num(tokens), 1.0),
+                        strict=True):
+        np.add.at(total, (ti, si), x)
     return tags, steps, *sums
 
 
