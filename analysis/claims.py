@@ -23,6 +23,7 @@ A unit that cannot be evaluated (missing data) is reported as NA with the reason
 
 from __future__ import annotations
 
+import collections
 import itertools
 import zlib
 from collections.abc import Mapping, Sequence
@@ -270,48 +271,76 @@ def claim_c3(tagger: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
     (−Δ embedding > margin), each named " (shared init)" for the shared-init controls, so
     that one half holding is not hidden by the other failing."""
     rows = []
-    t = tagger
-    if t.empty:
+    if tagger.empty:
         return rows
     keys = ["model", "seed", "probe", "model_b", "metric"]
-    for key, g in t.groupby(keys, sort=True):
-        r = dict(zip(keys, key, strict=True))
-        delta = {}
-        for (d, name), lg in g.groupby(["depth_a", "layer_a"], sort=True):
-            lg = lg.sort_values("step_a")
-            delta[(d, name)] = float(lg.value.iloc[-1] - lg.value.iloc[0])
+    t = tagger.reset_index(drop=True)
+    group = t.groupby(keys, sort=True).ngroup().to_numpy()  # -1: a key is missing
+    layers = _c3_deltas(t, keys)
+    p_rec, p_emb = _c3_p(t, group, recurrent=True), _c3_p(t, group, recurrent=False)
+    ids, first = np.unique(group, return_index=True)
+    for gid, i in zip(ids, first, strict=True):
+        if gid < 0:
+            continue
+        r = t.loc[i, keys].to_dict()
+        delta = layers.get(gid, {})
         emb = [v for (d, _), v in delta.items() if d == 0]
         rec = [v for (d, _), v in delta.items() if d > 0]
-        shared = bool(g.shared_init.iloc[0]) if "shared_init" in g else False
+        shared = bool(t.shared_init.iat[i]) if "shared_init" in t else False
         init = " (shared init)" if shared else ""
         scope = f"tagger={r['model_b']}{init}"
         detail = ", ".join(f"Δ{n}={v:+.3f}" for (_, n), v in delta.items())
-        p_rec, p_emb = _c3_p(g, recurrent=True), _c3_p(g, recurrent=False)
         if not emb or not rec:
             rows.append(_row("C3", r, scope, r["metric"], "min(Δrec, -Δemb)", np.nan,
                              cs.c3.margin, NA, detail + " (need embedding and recurrent)"))
             continue
         for claim, statistic, value, p in (
-                ("C3", "min(Δrec, -Δemb)", min(min(rec), -max(emb)), max(p_rec, p_emb)),
-                (f"C3 rec{init}", "min(Δrec)", min(rec), p_rec),
-                (f"C3 emb{init}", "-Δemb", -max(emb), p_emb)):
+                ("C3", "min(Δrec, -Δemb)", min(min(rec), -max(emb)),
+                 max(p_rec[gid], p_emb[gid])),
+                (f"C3 rec{init}", "min(Δrec)", min(rec), p_rec[gid]),
+                (f"C3 emb{init}", "-Δemb", -max(emb), p_emb[gid])):
             verdict = PASS if value > cs.c3.margin else FAIL
             rows.append(_row(claim, r, scope, r["metric"], statistic, value, cs.c3.margin,
                              verdict, detail, n=len(delta), p=p))
     return rows
 
 
-def _c3_p(g: pd.DataFrame, recurrent: bool) -> float:
-    """Intersection-union p of a C3 half: every recurrent layer's rise (or the embedding's
-    fall) must exceed what shuffled token pairings give (the permutation p the analysis
-    computed on the last checkpoint's rows), so the half's p is the largest of theirs (the
-    combined claim's, the larger of the two halves')."""
-    if "p_increase" not in g:
-        return float("nan")
-    last = g[g.step_a == g.step_a.max()]
-    ps = [r.p_increase if recurrent else r.p_decrease for r in last.itertuples()
-          if (r.depth_a > 0) == recurrent]
-    return float(max(ps)) if ps and np.isfinite(ps).all() else float("nan")
+def _c3_deltas(t: pd.DataFrame, keys: list[str]) -> dict[int, dict[tuple, float]]:
+    """{key group: {(depth, layer): value at the layer's last step minus at its first}}, the
+    layers in sorted order: one stable sort of the rows by layer and step."""
+    layer = t.groupby([*keys, "depth_a", "layer_a"], sort=True).ngroup().to_numpy()
+    group = t.groupby(keys, sort=True).ngroup().to_numpy()
+    order = np.lexsort((t.step_a.to_numpy(), layer))
+    order = order[layer[order] >= 0]
+    if order.size == 0:
+        return {}
+    ids = layer[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    firsts, lasts = order[starts], order[np.r_[starts[1:], order.size] - 1]
+    value = t.value.to_numpy(dtype=float)
+    out: dict[int, dict[tuple, float]] = {}
+    for i, j, d, name in zip(firsts, lasts, t.depth_a.to_numpy()[firsts],
+                             t.layer_a.to_numpy()[firsts], strict=True):
+        out.setdefault(int(group[i]), {})[(d, name)] = float(value[j] - value[i])
+    return out
+
+
+def _c3_p(t: pd.DataFrame, group: np.ndarray, recurrent: bool) -> dict[int, float]:
+    """Intersection-union p of a C3 half, per key group: every recurrent layer's rise (or the
+    embedding's fall) must exceed what shuffled token pairings give (the permutation p the
+    analysis computed on the last checkpoint's rows), so the half's p is the largest of
+    theirs (the combined claim's, the larger of the two halves')."""
+    nan = float("nan")
+    if "p_increase" not in t:
+        return collections.defaultdict(lambda: nan)
+    step = t.step_a.to_numpy()
+    last = pd.Series(step).groupby(group).transform("max").to_numpy() == step
+    half = last & (group >= 0) & ((t.depth_a.to_numpy() > 0) == recurrent)
+    ps = (t.p_increase if recurrent else t.p_decrease).to_numpy(dtype=float)[half]
+    out = collections.defaultdict(lambda: nan)
+    for gid, p in pd.Series(ps).groupby(group[half]):
+        out[gid] = float(p.max()) if np.isfinite(p).all() else nan
+    return out
 
 
 def claim_c4(function_content: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
