@@ -197,6 +197,12 @@ def claim_c2(family: pd.DataFrame, cs: ClaimSettings, metrics: Sequence[str] = (
     if t.empty:
         return rows
     keys = ["model", "seed", "probe", "layer_a", "metric"]
+    curves = None  # each key's POS and other-family per-tag rows, for family_p
+    if per_tag is not None and len(per_tag):
+        sub = per_tag[per_tag.tag_family.isin(["pos", other])
+                      & ~per_tag.freq_matched.astype(bool)]
+        curves = dict(iter(sub.groupby(keys, sort=False)))
+        curves = collections.defaultdict(lambda: sub.iloc[:0], curves)
     for key, g in t.groupby(keys, sort=True):
         r = dict(zip(keys, key, strict=True))
         step = {fam: crossing_step(fg.step_a, fg.value, cs.convergence_threshold, cs.sustained)
@@ -210,13 +216,8 @@ def claim_c2(family: pd.DataFrame, cs: ClaimSettings, metrics: Sequence[str] = (
         diff = (np.inf if not np.isfinite(sp) else sp) - (np.inf if not np.isfinite(st) else st)
         verdict = PASS if np.isfinite(sp) and (not np.isfinite(st) or sp < st) else FAIL
         p = np.nan
-        if per_tag is not None and len(per_tag) and np.isfinite(diff):
-            mine = per_tag[(per_tag.model == r["model"]) & (per_tag.seed == r["seed"])
-                           & (per_tag.probe == r["probe"]) & (per_tag.layer_a == r["layer_a"])
-                           & (per_tag.metric == r["metric"])
-                           & per_tag.tag_family.isin(["pos", other])
-                           & ~per_tag.freq_matched.astype(bool)]
-            p = family_p(mine, float(diff), cs, hash_seed(key))
+        if curves is not None and np.isfinite(diff):
+            p = family_p(curves[key], float(diff), cs, hash_seed(key))
         rows.append(_row(claim, r, scope, r["metric"], statistic,
                          float(diff) if np.isfinite(diff) else np.nan, 0.0, verdict,
                          f"pos stable from {_fmt(sp)}, {other} from {_fmt(st)}", n=2, p=p))
