@@ -65,12 +65,21 @@ class Node:
 
 
 
+# Settings inside a keyed group that say how many processes do the work, never what it
+# computes: left out of every key, so changing them reuses the result.
+UNKEYED = ("plot.workers",)
+
+
 def _config_of(cfg: DictConfig, keys: tuple[str, ...]) -> dict:
-    """The values of (possibly dotted) config keys, as plain data."""
+    """The values of (possibly dotted) config keys, as plain data, less ``UNKEYED``."""
     values = {}
     for k in keys:
         v = OmegaConf.select(cfg, k)
         values[k] = OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+        for path in UNKEYED:
+            group, _, name = path.rpartition(".")
+            if group == k and isinstance(values[k], dict):
+                values[k].pop(name, None)
     return values
 
 

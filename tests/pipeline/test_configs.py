@@ -43,6 +43,15 @@ def test_prepare_key_depends_on_data_config_only():
     assert plan(changed)["prepare"].key != key
 
 
+def test_the_plot_processes_are_in_no_key_the_figures_settings_are():
+    nodes = plan(make_cfg("experiment=smoke"))
+    workers = plan(make_cfg("experiment=smoke", "plot.workers=1"))
+    dpi = plan(make_cfg("experiment=smoke", "plot.dpi=50"))
+    for stage in ("plot", "aggregate"):
+        assert workers[stage].key == nodes[stage].key, stage
+        assert dpi[stage].key != nodes[stage].key, stage
+
+
 def test_taggers_inherit_their_lm_through_the_defaults_list():
     cfg = make_cfg("experiment=smoke")
     lm, tagger = cfg.model.lstm_lm_paper, cfg.model.tagger_pos
