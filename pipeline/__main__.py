@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from pipeline.checkpoints import CheckpointError
 from pipeline.config import CONFIG_DIR, CONFIG_NAME
 from pipeline.jobs import Interrupted, exit_code
-from pipeline.runner import run_pipeline
+from pipeline.runner import MissingInput, run_pipeline
 from pipeline.runtime import set_threads
 from pipeline.schema import validate
 from pipeline.store import Invalid
@@ -35,7 +35,7 @@ def main(cfg: DictConfig) -> None:
         log.warning("%s: stopped; what finished is kept, and rerunning the same command "
                     "resumes", stop)
         raise SystemExit(exit_code()) from None
-    except (Invalid, CheckpointError) as err:  # an input refused: the message says what to do
+    except (Invalid, CheckpointError, MissingInput) as err:  # the message says what to do
         if in_sweep():
             record_failure(err)
             return

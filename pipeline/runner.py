@@ -29,6 +29,10 @@ from pipeline.stages.stage import Stage
 log = logging.getLogger(__name__)
 
 
+class MissingInput(RuntimeError):
+    """A requested stage reads one that is neither requested nor done for this config."""
+
+
 def _inputs(nodes: dict[str, Node], stage: Stage, model: str | None = None) -> dict:
     if stage.across_seeds:
         node = nodes[stage.name]
@@ -255,15 +259,15 @@ def _check_inputs(nodes: dict[str, Node], name: str, requested: list[str]) -> No
         if stage.across_seeds:
             missing = [s for s, ns in nodes[name].seeds.items() if not ns[need].done()]
             if missing:
-                raise RuntimeError(
+                raise MissingInput(
                     f"stage {name} needs {need} for seeds {missing}, not run for this config: "
                     f"run `python -m pipeline -m seed={','.join(map(str, missing))} ...` first")
             continue
         node = nodes[need]
         if not node.done():
             where = ", ".join(str(t.dir) for t in node.targets() if not store.is_done(t.dir))
-            raise RuntimeError(f"stage {name} needs {need}, which has not been run for this "
-                               f"config ({where}); add it to stages=[...]")
+            raise MissingInput(f"stage {name} needs {need}, which has not been run for this "
+                              f"config ({where}); add it to stages=[...]")
 
 
 def _dry_check(stage: Stage, result: Path) -> str | None:

@@ -73,6 +73,15 @@ def test_typo_in_an_experiment_file_stops_before_any_work_naming_key_and_file(tm
     assert not (art / "typo" / "prepare").exists()  # no work was started
 
 
+def test_a_stage_whose_input_was_not_run_says_so_without_a_traceback(tmp_path, mirror):
+    result = run_pipeline("experiment=smoke", f"mirror={mirror}", f"artifacts_dir={tmp_path}",
+                          "stages=[plot]")
+    text = result.stdout + result.stderr
+    assert result.returncode == 1, text[-3000:]
+    assert "stage plot needs analyze, which has not been run for this config" in text
+    assert "add it to stages=[...]" in text and "Traceback" not in text
+
+
 def test_command_line_errors_name_the_override(tmp_path):
     result = run_pipeline("experiment=smoke", f"artifacts_dir={tmp_path}", "seed=abc")
     assert result.returncode != 0
