@@ -201,8 +201,8 @@ def claim_c2(family: pd.DataFrame, cs: ClaimSettings, metrics: Sequence[str] = (
     if per_tag is not None and len(per_tag):
         sub = per_tag[per_tag.tag_family.isin(["pos", other])
                       & ~per_tag.freq_matched.astype(bool)]
-        curves = dict(iter(sub.groupby(keys, sort=False)))
-        curves = collections.defaultdict(lambda: sub.iloc[:0], curves)
+        curves = collections.defaultdict(lambda: sub.iloc[:0],
+                                         iter(sub.groupby(keys, sort=False)))
     for key, g in t.groupby(keys, sort=True):
         r = dict(zip(keys, key, strict=True))
         step = {fam: crossing_step(fg.step_a, fg.value, cs.convergence_threshold, cs.sustained)
@@ -277,7 +277,7 @@ def claim_c3(tagger: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
     keys = ["model", "seed", "probe", "model_b", "metric"]
     t = tagger.reset_index(drop=True)
     group = t.groupby(keys, sort=True).ngroup().to_numpy()  # -1: a key is missing
-    layers = _c3_deltas(t, keys)
+    layers = _c3_deltas(t, keys, group)
     p_rec, p_emb = _c3_p(t, group, recurrent=True), _c3_p(t, group, recurrent=False)
     ids, first = np.unique(group, return_index=True)
     for gid, i in zip(ids, first, strict=True):
@@ -306,11 +306,11 @@ def claim_c3(tagger: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
     return rows
 
 
-def _c3_deltas(t: pd.DataFrame, keys: list[str]) -> dict[int, dict[tuple, float]]:
+def _c3_deltas(t: pd.DataFrame, keys: list[str], group: np.ndarray
+               ) -> dict[int, dict[tuple, float]]:
     """{key group: {(depth, layer): value at the layer's last step minus at its first}}, the
     layers in sorted order: one stable sort of the rows by layer and step."""
     layer = t.groupby([*keys, "depth_a", "layer_a"], sort=True).ngroup().to_numpy()
-    group = t.groupby(keys, sort=True).ngroup().to_numpy()
     order = np.lexsort((t.step_a.to_numpy(), layer))
     order = order[layer[order] >= 0]
     if order.size == 0:
@@ -331,16 +331,15 @@ def _c3_p(t: pd.DataFrame, group: np.ndarray, recurrent: bool) -> dict[int, floa
     embedding's fall) must exceed what shuffled token pairings give (the permutation p the
     analysis computed on the last checkpoint's rows), so the half's p is the largest of
     theirs (the combined claim's, the larger of the two halves')."""
-    nan = float("nan")
+    out = collections.defaultdict(lambda: float("nan"))
     if "p_increase" not in t:
-        return collections.defaultdict(lambda: nan)
+        return out
     step = t.step_a.to_numpy()
     last = pd.Series(step).groupby(group).transform("max").to_numpy() == step
     half = last & (group >= 0) & ((t.depth_a.to_numpy() > 0) == recurrent)
     ps = (t.p_increase if recurrent else t.p_decrease).to_numpy(dtype=float)[half]
-    out = collections.defaultdict(lambda: nan)
     for gid, p in pd.Series(ps).groupby(group[half]):
-        out[gid] = float(p.max()) if np.isfinite(p).all() else nan
+        out[gid] = float(p.max()) if np.isfinite(p).all() else float("nan")
     return out
 
 
