@@ -278,7 +278,7 @@ def claim_c3(tagger: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
     t = tagger.reset_index(drop=True)
     group = t.groupby(keys, sort=True).ngroup().to_numpy()  # -1: a key is missing
     layers = _c3_deltas(t, keys, group)
-    p_rec, p_emb = _c3_p(t, group, recurrent=True), _c3_p(t, group, recurrent=False)
+    p_rec, p_emb = _c3_p(t, group)
     ids, first = np.unique(group, return_index=True)
     for gid, i in zip(ids, first, strict=True):
         if gid < 0:
@@ -326,21 +326,23 @@ def _c3_deltas(t: pd.DataFrame, keys: list[str], group: np.ndarray
     return out
 
 
-def _c3_p(t: pd.DataFrame, group: np.ndarray, recurrent: bool) -> dict[int, float]:
-    """Intersection-union p of a C3 half, per key group: every recurrent layer's rise (or the
-    embedding's fall) must exceed what shuffled token pairings give (the permutation p the
-    analysis computed on the last checkpoint's rows), so the half's p is the largest of
-    theirs (the combined claim's, the larger of the two halves')."""
-    out = collections.defaultdict(lambda: float("nan"))
+def _c3_p(t: pd.DataFrame, group: np.ndarray) -> tuple[dict[int, float], dict[int, float]]:
+    """Intersection-union p of C3's halves (recurrent, embedding), per key group: every
+    recurrent layer's rise (or the embedding's fall) must exceed what shuffled token
+    pairings give (the permutation p the analysis computed on the last checkpoint's rows),
+    so a half's p is the largest of theirs (the combined claim's, the larger of the two)."""
+    halves = (collections.defaultdict(lambda: float("nan")),
+              collections.defaultdict(lambda: float("nan")))
     if "p_increase" not in t:
-        return out
+        return halves
     step = t.step_a.to_numpy()
-    last = pd.Series(step).groupby(group).transform("max").to_numpy() == step
-    half = last & (group >= 0) & ((t.depth_a.to_numpy() > 0) == recurrent)
-    ps = (t.p_increase if recurrent else t.p_decrease).to_numpy(dtype=float)[half]
-    for gid, p in pd.Series(ps).groupby(group[half]):
-        out[gid] = float(p.max()) if np.isfinite(p).all() else float("nan")
-    return out
+    last = (pd.Series(step).groupby(group).transform("max").to_numpy() == step) & (group >= 0)
+    recurrent = t.depth_a.to_numpy() > 0
+    for out, rows, column in ((halves[0], last & recurrent, t.p_increase),
+                              (halves[1], last & ~recurrent, t.p_decrease)):
+        for gid, p in pd.Series(column.to_numpy(dtype=float)[rows]).groupby(group[rows]):
+            out[gid] = float(p.max()) if np.isfinite(p).all() else float("nan")
+    return halves
 
 
 def claim_c4(function_content: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
