@@ -267,7 +267,7 @@ def _check_inputs(nodes: dict[str, Node], name: str, requested: list[str]) -> No
         if not node.done():
             where = ", ".join(str(t.dir) for t in node.targets() if not store.is_done(t.dir))
             raise MissingInput(f"stage {name} needs {need}, which has not been run for this "
-                              f"config ({where}); add it to stages=[...]")
+                               f"config ({where}); add it to stages=[...]")
 
 
 def _dry_check(stage: Stage, result: Path) -> str | None:
