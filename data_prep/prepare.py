@@ -1,5 +1,6 @@
 """The prepare stage: corpora -> one tagged-sentence table, splits, vocabularies, fairseq bins,
-and token-level probe tables with word/subword alignment. No Hydra here: it takes plain values."""
+and token-level probe tables with word/subword alignment. No Hydra here: it takes the data
+group's settings as plain dataclasses (data_prep.settings)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pandas as pd
 
 from data_prep import binarize, bpe, readers, splits, stats, vocab
 from data_prep.align import aligned_tags, encode_words
+from data_prep.settings import DataConfig, UserProbe
 from data_prep.sources import fetch
 from data_prep.tagsets import read_tag_map
 
@@ -31,33 +33,33 @@ LABEL_COLUMNS = {"pos": "pos", "topic": "genre", "semtag": "semtag"}
 SIDE_ORDER = ("lm", "source", "target")
 
 
-def read_corpora(cfg: dict, get: Callable[[str], Path]) -> pd.DataFrame:
+def read_corpora(cfg: DataConfig, get: Callable[[str], Path]) -> pd.DataFrame:
     """Every tagged corpus as rows of the sentence table, with its split."""
     brown_zip = get(BROWN)
     cats = readers.brown_reader(brown_zip)
     doc_genre = {f: cats.categories(f)[0] for f in cats.fileids()}
-    docs = splits.subsample_documents(doc_genre, cfg["brown"]["max_docs_per_genre"])
+    docs = splits.subsample_documents(doc_genre, cfg.brown.max_docs_per_genre)
     split_of = splits.split_documents({d: doc_genre[d] for d in docs},
-                                      dict(cfg["brown"]["fractions"]), cfg["brown"]["split_seed"])
+                                      dict(cfg.brown.fractions), cfg.brown.split_seed)
     map_path = get(BROWN_MAP)
     rows = []
     for row in readers.read_brown(brown_zip, read_tag_map(map_path), str(map_path), docs):
         row["split"] = split_of[row["doc_id"]]
         rows.append(row)
-    cap = cfg["ewt"]["max_sentences"]
+    cap = cfg.ewt.max_sentences
     rows += list(readers.read_conllu(get(EWT_TEST), "ewt", "test"))[:cap]
-    cap = cfg["pud"]["max_sentences"]
+    cap = cfg.pud.max_sentences
     pud_en = list(readers.read_conllu(get(PUD_EN), "pud_en", "probe"))[:cap]
     pud_de = list(readers.read_conllu(get(PUD_DE), "pud_de", "probe"))[:cap]
     if [r["sent_id"] for r in pud_en] != [r["sent_id"] for r in pud_de]:
         raise ValueError(f"{PUD_EN} and {PUD_DE} do not have the same sentence ids in order")
     rows += pud_en + pud_de
-    cap = cfg["pmb"]["max_sentences"]
+    cap = cfg.pmb.max_sentences
     for split, name in (("train", "train"), ("valid", "dev"), ("test", "test")):
         rows += list(readers.read_pmb(get(PMB.format(split=name)), split))[:cap]
     for name, probe in user_probes(cfg).items():
-        found = list(readers.read_conllu(Path(probe["conllu"]), USER + name, "probe"))
-        rows += found[: probe.get("max_sentences")]
+        found = list(readers.read_conllu(Path(probe.conllu), USER + name, "probe"))
+        rows += found[: probe.max_sentences]
     return pd.DataFrame(rows)
 
 
@@ -65,15 +67,14 @@ USER = "user:"  # the corpus name of a user's probe
 BUILT_IN_PROBES = ("brown_probe", "ewt_test", "pud")
 
 
-def user_probes(cfg: dict) -> dict[str, dict]:
+def user_probes(cfg: DataConfig) -> dict[str, UserProbe]:
     """The user's CoNLL-U probe corpora (``data.probes``), checked to exist under free names."""
-    probes = dict(cfg.get("probes") or {})
-    for name, probe in probes.items():
+    for name, probe in cfg.probes.items():
         if name in BUILT_IN_PROBES:
             raise ValueError(f"data.probes.{name}: the name of a built-in probe; choose another")
-        if not Path(probe["conllu"]).is_file():
-            raise FileNotFoundError(f"data.probes.{name}.conllu: no file {probe['conllu']}")
-    return probes
+        if not Path(probe.conllu).is_file():
+            raise FileNotFoundError(f"data.probes.{name}.conllu: no file {probe.conllu}")
+    return dict(cfg.probes)
 
 
 def _write_lines(path: Path, lines) -> Path:
@@ -94,7 +95,7 @@ def tables_iter(series_list: list[pd.Series]):
         yield from s
 
 
-def build_lm_data(table: pd.DataFrame, cfg: dict, out: Path, workers: int) -> Counter:
+def build_lm_data(table: pd.DataFrame, cfg: DataConfig, out: Path, workers: int) -> Counter:
     """Word-level LM (Brown) plus parallel tag streams for the POS and topic taggers, and PMB
     words with semantic tags, all binarised with the LM dictionary so taggers share its input."""
     text, bins = out / "text", out / "bin"
@@ -103,7 +104,7 @@ def build_lm_data(table: pd.DataFrame, cfg: dict, out: Path, workers: int) -> Co
     lower = brown.words.map(lambda ws: [w.lower() for w in ws])
     counts = vocab.count_words(lower[brown.split == "train"])
     lm_dict = out / "dict.lm.txt"
-    vocab.write_fairseq_dict(vocab.top_k(counts, cfg["lm"]["vocab_size"]), lm_dict)
+    vocab.write_fairseq_dict(vocab.top_k(counts, cfg.lm.vocab_size), lm_dict)
 
     streams: dict[str, dict[str, Path]] = {"lm": {}, "pos": {}, "topic": {}}
     for split in LM_SPLITS:
@@ -133,22 +134,22 @@ def build_lm_data(table: pd.DataFrame, cfg: dict, out: Path, workers: int) -> Co
     return counts
 
 
-def build_nmt_data(cfg: dict, get: Callable[[str], Path], out: Path, workers: int):
+def build_nmt_data(cfg: DataConfig, get: Callable[[str], Path], out: Path, workers: int):
     """Multi30k en-de with a joint sentencepiece BPE, binarised with a joined dictionary."""
     text = out / "text"
     text.mkdir()
-    m = cfg["multi30k"]
-    names = {"train": "train", "valid": m["valid"], "test": m["test"]}
+    m = cfg.multi30k
+    names = {"train": "train", "valid": m.valid, "test": m.test}
     pairs = {}
     for split, name in names.items():
-        cap = {"train": m["max_train_pairs"], "test": m.get("max_test_pairs")}.get(split)
+        cap = {"train": m.max_train_pairs, "test": m.max_test_pairs}.get(split)
         pairs[split] = readers.read_parallel(get(M30K.format(name=name, lang="en")),
                                              get(M30K.format(name=name, lang="de")), cap)
     raw = [_write_lines(text / f"raw.train.{lang}", (p[i] for p in pairs["train"]))
            for i, lang in enumerate(("en", "de"))]
-    b = cfg["bpe"]
-    model = bpe.train_bpe(raw, out / "spm", b["vocab_size"], b["character_coverage"],
-                          b["input_sentence_size"])
+    b = cfg.bpe
+    model = bpe.train_bpe(raw, out / "spm", b.vocab_size, b.character_coverage,
+                          b.input_sentence_size)
     sp = bpe.load_bpe(model)
     for split, ps in pairs.items():
         for i, lang in enumerate(("en", "de")):
@@ -217,13 +218,13 @@ def probe_manifest(tokens: pd.DataFrame) -> dict[str, dict]:
     return manifest
 
 
-def prepare(cfg: dict, out: Path, mirror: str | None, cache_dir: str | Path,
+def prepare(cfg: DataConfig, out: Path, mirror: str | None, cache_dir: str | Path,
             download: bool = True) -> dict:
     """Run the whole data preparation into `out` (an empty directory); returns a summary."""
     def get(path: str) -> Path:
         return fetch(path, mirror, cache_dir, download)
 
-    workers = int(cfg.get("preprocess_workers", 1))
+    workers = cfg.preprocess_workers
     log.info("reading corpora")
     table = read_corpora(cfg, get)
     table.to_parquet(out / "sentences.parquet", index=False)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from pipeline import jobs, store
 from pipeline.config import model_specs
@@ -221,11 +221,11 @@ def _log_disk(cfg: DictConfig, specs: dict[str, dict], data: Path) -> None:
     """The disk the selected models' checkpoints and extractions will take, before any work."""
     import pandas as pd
 
-    from pipeline.stages.extract import disk_estimate, extracted_checkpoints
-    from pipeline.stages.train import checkpoint_mb, schedule
+    from pipeline.config import typed
+    from pipeline.stages.extract import ExtractConfig, disk_estimate, extracted_checkpoints
+    from pipeline.stages.train import TrainConfig, checkpoint_mb, schedule
 
-    train = OmegaConf.to_container(cfg.train, resolve=True)
-    extract = OmegaConf.to_container(cfg.extract, resolve=True)
+    train, extract = typed(cfg.train, TrainConfig), typed(cfg.extract, ExtractConfig)
     total_ckpt = total_reps = 0.0
     for name, spec in specs.items():
         steps = schedule(spec, train)

@@ -19,10 +19,14 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationError
 
-from analysis.fields import REQUIRED, setting
+from analysis.fields import setting
 from analysis.settings import AnalysisSettings, PlotSettings
+from data_prep.settings import DataConfig
 from pipeline.config import CONFIG_DIR, typed
+from pipeline.stages.extract import ExtractConfig
 from pipeline.stages.registry import REGISTRY
+from pipeline.stages.train import TrainConfig
+from pipeline.stages.translate import TranslateConfig
 
 
 class ConfigError(ValueError):
@@ -30,114 +34,6 @@ class ConfigError(ValueError):
 
 
 # ---------------------------------------------------------------------------- groups
-
-@dataclass
-class BrownData:
-    max_docs_per_genre: int | None = setting(None, ge=1)
-    fractions: dict[str, float] = field(
-        default_factory=lambda: {"valid": 0.05, "test": 0.05, "probe": 0.10})
-    split_seed: int = 13
-
-
-@dataclass
-class LMData:
-    vocab_size: int = setting(10000, ge=10)
-
-
-@dataclass
-class Capped:
-    max_sentences: int | None = setting(None, ge=1)
-
-
-@dataclass
-class Multi30kData:
-    max_train_pairs: int | None = setting(None, ge=1)
-    max_test_pairs: int | None = setting(None, ge=1)
-    valid: str = "val"
-    test: str = "test_2016_flickr"
-
-
-@dataclass
-class BPEData:
-    vocab_size: int = setting(8000, ge=10)
-    character_coverage: float = setting(1.0, gt=0, le=1)
-    input_sentence_size: int = setting(1000000, ge=1)
-
-
-@dataclass
-class UserProbe:
-    """A probe corpus of the user's: a CoNLL-U file (UD tags; read as a word-level probe)."""
-
-    conllu: str = REQUIRED
-    max_sentences: int | None = setting(None, ge=1)
-
-
-@dataclass
-class DataConfig:
-    brown: BrownData = field(default_factory=BrownData)
-    lm: LMData = field(default_factory=LMData)
-    ewt: Capped = field(default_factory=Capped)
-    pud: Capped = field(default_factory=Capped)
-    pmb: Capped = field(default_factory=Capped)
-    multi30k: Multi30kData = field(default_factory=Multi30kData)
-    bpe: BPEData = field(default_factory=BPEData)
-    probes: dict[str, UserProbe] = field(default_factory=dict)  # name -> your CoNLL-U file
-    preprocess_workers: int = setting(1, ge=1)
-
-
-@dataclass
-class Schedule:
-    log_points: int = setting(12, ge=0)
-    linear_points: int = setting(12, ge=1)
-
-
-@dataclass
-class TrainConfig:
-    device: str = setting("cpu", choices=("cpu", "cuda"))
-    threads: int = setting(1, ge=1)
-    parallel: int = setting(2, ge=1)
-    schedule: Schedule = field(default_factory=Schedule)
-    max_valid_steps: int | None = setting(20, ge=1)
-    fairseq: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ExtractConfig:
-    probes: list[str] = field(default_factory=lambda: ["brown_probe", "ewt_test", "pud"])
-    max_tokens_per_probe: int | None = setting(5000, ge=1)
-    gradients: bool = True
-    reference_checkpoints: str = setting("endpoint", choices=("last", "endpoint", "all"))
-    late_share: float = setting(0.9, gt=0, lt=1)
-    dtype: str = setting("float32", choices=("float32", "float16"))
-    batch_size: int = setting(32, ge=1)
-    device: str = setting("cpu", choices=("cpu", "cuda"))
-
-
-@dataclass
-class NgramConfig:
-    orders: list[int] = field(default_factory=lambda: [1, 2, 3], metadata={"ge": 1})
-    smoothing: str = setting("witten_bell", choices=("witten_bell", "laplace"))
-
-
-@dataclass
-class LexiconConfig:
-    iterations: int = setting(5, ge=1)
-    max_pairs: int | None = setting(None, ge=1)
-
-
-@dataclass
-class TranslateConfig:
-    sets: list[str] = field(default_factory=lambda: ["test2016", "pud"],
-                            metadata={"choices": ("test2016", "pud")})
-    max_sentences: int | None = setting(150, ge=1)
-    beam: int = setting(1, ge=1)
-    max_len_a: float = setting(1.2, ge=0)
-    max_len_b: int = setting(10, ge=1)
-    batch_size: int = setting(32, ge=1)
-    ngram: NgramConfig = field(default_factory=NgramConfig)
-    lexicon: LexiconConfig = field(default_factory=LexiconConfig)
-    device: str = setting("cpu", choices=("cpu", "cuda"))
-
 
 @dataclass
 class AggregateConfig:

@@ -21,11 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
-from omegaconf import OmegaConf, open_dict  # noqa: E402
+from omegaconf import open_dict  # noqa: E402
 
 from analysis import repstore  # noqa: E402
 from pipeline import checkpoints, evaluate  # noqa: E402
-from pipeline.config import CONFIG_DIR, CONFIG_NAME, model_specs  # noqa: E402
+from pipeline.config import CONFIG_DIR, CONFIG_NAME, model_specs, typed  # noqa: E402
 from pipeline.models import adapter  # noqa: E402
 from pipeline.plan import plan  # noqa: E402
 from pipeline.runtime import set_threads  # noqa: E402
@@ -36,10 +36,10 @@ def ours(model, spec, task, rows, grads, label_column, ex):
     """Our extraction of one checkpoint, arrays written to a temporary store."""
     with tempfile.TemporaryDirectory() as tmp:
         a, g = adapter(spec).states(model, task, spec, rows, label_column, grads,
-                                    ex["batch_size"])
-        repstore.write_arrays(Path(tmp), 0, "act", a, ex["dtype"])
+                                    ex.batch_size)
+        repstore.write_arrays(Path(tmp), 0, "act", a, ex.dtype)
         if g:
-            repstore.write_arrays(Path(tmp), 0, "grad", g, ex["dtype"])
+            repstore.write_arrays(Path(tmp), 0, "grad", g, ex.dtype)
 
 
 def best_of(repeat, fn, *args):
@@ -60,7 +60,7 @@ def main() -> None:
     set_threads(1)
     with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
         cfg = compose(CONFIG_NAME, overrides=[f"experiment={opts.experiment}"])
-    ex = OmegaConf.to_container(cfg.extract, resolve=True)
+    ex = typed(cfg.extract, extract.ExtractConfig)
     with open_dict(cfg):
         cfg.artifacts_dir = str(opts.artifacts)
     nodes = plan(cfg, seeds=False)
@@ -75,10 +75,10 @@ def main() -> None:
         table = checkpoints.read_table(model_dir)
         path = checkpoints.checkpoint_path(model_dir, int(table.step.iloc[-1]))
         model, _, task = evaluate.load_model(path, kind.load_overrides(spec, prepared))
-        probe = extract.model_probes(spec, manifest, ex["probes"])[0]
-        rows = extract.probe_rows(probe_tokens, probe, ex["max_tokens_per_probe"])
+        probe = extract.model_probes(spec, manifest, ex.probes)[0]
+        rows = extract.probe_rows(probe_tokens, probe, ex.max_tokens_per_probe)
         label_column = kind.label_column(spec, manifest[probe])
-        bare = best_of(opts.repeat, kind.forward, model, task, rows, ex["batch_size"])
+        bare = best_of(opts.repeat, kind.forward, model, task, rows, ex.batch_size)
         acts = best_of(opts.repeat, ours, model, spec, task, rows, False, label_column, ex)
         grads = best_of(opts.repeat, ours, model, spec, task, rows, True, label_column, ex)
         n = len(rows)

@@ -29,14 +29,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hydra import compose, initialize_config_dir  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
 from pipeline import evaluate  # noqa: E402
-from pipeline.config import CONFIG_DIR, CONFIG_NAME, model_specs  # noqa: E402
+from pipeline.config import CONFIG_DIR, CONFIG_NAME, model_specs, typed  # noqa: E402
 from pipeline.plan import plan  # noqa: E402
 from pipeline.runner import run_pipeline  # noqa: E402
 from pipeline.runtime import REPO_ROOT, subprocess_env  # noqa: E402
-from pipeline.stages.train import fairseq_args, schedule  # noqa: E402
+from pipeline.stages.train import TrainConfig, fairseq_args, schedule  # noqa: E402
 
 
 def timed(args: list[str], env: dict) -> float:
@@ -66,11 +65,11 @@ def main() -> None:
         cfg = compose(CONFIG_NAME, overrides=overrides)
     run_pipeline(cfg)  # the prepared data (cached after the first time)
     data = plan(cfg, seeds=False)["prepare"].dir
-    train = OmegaConf.to_container(cfg.train, resolve=True)
+    train = typed(cfg.train, TrainConfig)
     specs = model_specs(cfg)
     names = opts.models.split(",") if opts.models else list(specs)
     print(f"experiment {opts.experiment}, {opts.updates} updates per run, "
-          f"{train['threads']} thread(s); load average before {os.getloadavg()}")
+          f"{train.threads} thread(s); load average before {os.getloadavg()}")
     head = (f"{'model':22s} {'bare s':>7s} {'ours s':>7s} {'bare tok/s':>10s} {'ours tok/s':>10s}"
             f" {'ratio':>6s} {'valid s':>8s} {'save s':>7s} {'other s':>8s} {'ckpts':>5s}"
             f" {'eval s':>7s}")
@@ -80,7 +79,7 @@ def main() -> None:
         steps = schedule(spec, train)
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
-            env = subprocess_env(train["threads"])
+            env = subprocess_env(train.threads)
             bare_s = timed(fairseq_args(spec, data, tmp / "bare" / "fairseq", 1, train,
                                         opts.updates), env)
             ours_env = {**env, "PIPELINE_SCHEDULE": ",".join(map(str, steps)),
@@ -91,7 +90,7 @@ def main() -> None:
                 records = [json.loads(line) for line in f]
             final = tmp / "ours" / "checkpoints" / records[-1]["file"]
             start = time.perf_counter()
-            evaluate.evaluate_model(spec, final, data, train["device"])
+            evaluate.evaluate_model(spec, final, data, train.device)
             eval_s = time.perf_counter() - start
         tokens = max(r["tokens_seen"] for r in records)  # identical data and seed in both runs
         valid_s = sum(r.get("valid_s", 0.0) for r in records)

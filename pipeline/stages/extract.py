@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from analysis import repstore
+from analysis.fields import setting
 from analysis.learned import nearest
 from pipeline import checkpoints, jobs, store
+from pipeline.config import typed
 from pipeline.models import adapter
 from pipeline.stages.stage import Stage
 
@@ -27,6 +30,21 @@ TOKEN_COLUMNS = ["probe", "side", "sent_id", "sent_index", "position", "token", 
                  "word", "first_subword", "pos", "pos_target", "upos", "upos_target", "xpos",
                  "genre", "doc_id", "train_freq"]
 PROBES = "probes.json"  # the probe manifest prepare writes
+
+
+@dataclass
+class ExtractConfig:
+    """conf/extract: which probes are read at each checkpoint and how states are stored (the
+    schema's ``extract`` group)."""
+
+    probes: list[str] = field(default_factory=lambda: ["brown_probe", "ewt_test", "pud"])
+    max_tokens_per_probe: int | None = setting(5000, ge=1)
+    gradients: bool = True
+    reference_checkpoints: str = setting("endpoint", choices=("last", "endpoint", "all"))
+    late_share: float = setting(0.9, gt=0, lt=1)
+    dtype: str = setting("float32", choices=("float32", "float16"))
+    batch_size: int = setting(32, ge=1)
+    device: str = setting("cpu", choices=("cpu", "cuda"))
 
 
 # ---------------------------------------------------------------------------- token tables
@@ -66,17 +84,18 @@ def model_probes(spec: dict, manifest: dict[str, dict], wanted: list[str]) -> li
     return [p for p in wanted if tuple(manifest[p]["sides"]) == sides]
 
 
-def extracted_checkpoints(spec: dict, table: pd.DataFrame, extract: dict) -> pd.DataFrame:
+def extracted_checkpoints(spec: dict, table: pd.DataFrame,
+                          extract: ExtractConfig) -> pd.DataFrame:
     """The rows of a checkpoints table that get extracted: all, or of a reference model
     (tagger) its last one (`reference_checkpoints: last`; the analyses compare against it),
     with the one nearest `late_share` of training (`endpoint`: the endpoint's late CKA)."""
-    which = extract["reference_checkpoints"]
+    which = extract.reference_checkpoints
     if not adapter(spec).reference or which == "all":
         return table
     last = len(table) - 1
     if which == "last":
         return table.iloc[last:]
-    late = nearest(table.step, extract["late_share"], table.step.iloc[-1])
+    late = nearest(table.step, extract.late_share, table.step.iloc[-1])
     return table.iloc[sorted({late, last})]
 
 
@@ -121,7 +140,7 @@ def _store_ready(root: Path, rows: pd.DataFrame, layer_info: dict, probe_entry: 
 
 
 def extract_model(name: str, spec: dict, model_dir: Path, data: Path, out: Path,
-                  extract: dict) -> dict:
+                  extract: ExtractConfig) -> dict:
     """Every extracted checkpoint of one model on each of its probe sets, into out/<probe>/.
     Resumable: a step is skipped only when its done marker and every array are sound."""
     from tqdm import tqdm  # in the unit's own process (``unit``), not the runner's
@@ -132,18 +151,18 @@ def extract_model(name: str, spec: dict, model_dir: Path, data: Path, out: Path,
     probe_tokens = pd.read_parquet(Path(data) / "probe_tokens.parquet")
     layer_info = {n: {"side": s, "dim": int(d)} for n, s, d in kind.layers(spec)}
     probes = {}
-    for probe in model_probes(spec, manifest, extract["probes"]):
-        rows = probe_rows(probe_tokens, probe, extract["max_tokens_per_probe"])
+    for probe in model_probes(spec, manifest, extract.probes):
+        rows = probe_rows(probe_tokens, probe, extract.max_tokens_per_probe)
         if rows.empty:
             raise ValueError(f"{name}/{probe}: no whole sentence fits "
-                             f"extract.max_tokens_per_probe={extract['max_tokens_per_probe']}")
+                             f"extract.max_tokens_per_probe={extract.max_tokens_per_probe}")
         label_column = kind.label_column(spec, manifest[probe])
-        probes[probe] = (rows, label_column, bool(extract["gradients"]) and label_column != "")
+        probes[probe] = (rows, label_column, extract.gradients and label_column != "")
     out.mkdir(parents=True, exist_ok=True)
     store.write_text(out / "model.json", json.dumps(model_manifest(
         name, spec, list(table.step), {p: g for p, (_, _, g) in probes.items()}), indent=1))
     first = checkpoints.checkpoint_path(model_dir, int(table.step.iloc[0]))
-    model, task = kind.load(spec, first, data, extract["device"])
+    model, task = kind.load(spec, first, data, extract.device)
     summary = {}
     for probe, (rows, label_column, with_grads) in probes.items():
         root = out / probe
@@ -153,9 +172,9 @@ def extract_model(name: str, spec: dict, model_dir: Path, data: Path, out: Path,
             if not repstore.problems(root, [step], with_grads):
                 continue
             kind.load_weights(model, checkpoints.checkpoint_path(model_dir, step),
-                              extract["device"])
+                              extract.device)
             acts, grads = kind.states(model, task, spec, rows, label_column, with_grads,
-                                      extract["batch_size"])
+                                      extract.batch_size)
             if sorted(acts) != sorted(layer_info) or (with_grads and sorted(grads) != sorted(acts)):
                 raise RuntimeError(f"{name}: states gave layers {sorted(acts)} (gradients "
                                    f"{sorted(grads)}), its adapter declares {sorted(layer_info)}")
@@ -164,27 +183,27 @@ def extract_model(name: str, spec: dict, model_dir: Path, data: Path, out: Path,
                 if acts[layer].shape != (n, info["dim"]):
                     raise RuntimeError(f"{name}/{probe} step {step} {layer}: shape "
                                        f"{acts[layer].shape}, expected ({n}, {info['dim']})")
-            repstore.write_arrays(root, step, "act", acts, extract["dtype"])
+            repstore.write_arrays(root, step, "act", acts, extract.dtype)
             if with_grads:
-                repstore.write_arrays(root, step, "grad", grads, extract["dtype"])
+                repstore.write_arrays(root, step, "grad", grads, extract.dtype)
             store.write_text(repstore.step_dir(root, step) / "done", file)
         summary[probe] = {"tokens": int(len(rows)), "checkpoints": len(table)}
     return summary
 
 
-def disk_estimate(spec: dict, n_checkpoints: int, data: Path, extract: dict) -> float:
+def disk_estimate(spec: dict, n_checkpoints: int, data: Path, extract: ExtractConfig) -> float:
     """Bytes one model's extraction of ``n_checkpoints`` checkpoints will write, from the
     probes' token counts and the model's layer widths."""
     probe_tokens = pd.read_parquet(Path(data) / "probe_tokens.parquet",
                                    columns=["probe", "side", "sent_index", "position"])
-    itemsize = np.dtype(extract["dtype"]).itemsize
+    itemsize = np.dtype(extract.dtype).itemsize
     layers = adapter(spec).layers(spec)
     total = 0.0
-    for probe in model_probes(spec, probe_manifest(data), extract["probes"]):
-        rows = probe_rows(probe_tokens, probe, extract["max_tokens_per_probe"])
+    for probe in model_probes(spec, probe_manifest(data), extract.probes):
+        rows = probe_rows(probe_tokens, probe, extract.max_tokens_per_probe)
         per_side = rows.side.value_counts()
         width = sum(int(per_side.get(side, 0)) * dim for _, side, dim in layers)
-        total += width * itemsize * n_checkpoints * (2 if extract["gradients"] else 1)
+        total += width * itemsize * n_checkpoints * (2 if extract.gradients else 1)
     return total
 
 
@@ -193,7 +212,7 @@ def unit(cfg: DictConfig, name: str, spec: dict, out: Path, inputs: dict) -> dic
     runner), with the configured torch threads."""
     return jobs.call_in_process("pipeline.stages.extract:extract_model", name, spec,
                                 inputs["train"], inputs["prepare"], out,
-                                OmegaConf.to_container(cfg.extract, resolve=True),
+                                typed(cfg.extract, ExtractConfig),
                                 threads=int(cfg.train.threads))
 
 

@@ -9,12 +9,16 @@ import json
 import logging
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from analysis.fields import setting
 from pipeline import checkpoints, jobs, store
+from pipeline.config import typed
 from pipeline.models import adapter
 from pipeline.models.external import import_series
 from pipeline.progress import Progress
@@ -26,7 +30,25 @@ log = logging.getLogger(__name__)
 PLUGIN = str(Path(REPO_ROOT) / "pipeline" / "fairseq_plugin")
 
 
-def fairseq_args(spec: dict, data: Path, save_dir: Path, seed: int, train: dict,
+@dataclass
+class Schedule:
+    log_points: int = setting(12, ge=0)
+    linear_points: int = setting(12, ge=1)
+
+
+@dataclass
+class TrainConfig:
+    """conf/train: how models train (the schema's ``train`` group)."""
+
+    device: str = setting("cpu", choices=("cpu", "cuda"))
+    threads: int = setting(1, ge=1)
+    parallel: int = setting(2, ge=1)
+    schedule: Schedule = field(default_factory=Schedule)
+    max_valid_steps: int | None = setting(20, ge=1)
+    fairseq: dict[str, Any] = field(default_factory=dict)
+
+
+def fairseq_args(spec: dict, data: Path, save_dir: Path, seed: int, train: TrainConfig,
                  max_update: int) -> list[str]:
     """fairseq-train flags for one model (the same list the benchmark runs bare)."""
     args = adapter(spec).fairseq_args(spec, data) + [
@@ -37,25 +59,25 @@ def fairseq_args(spec: dict, data: Path, save_dir: Path, seed: int, train: dict,
         "--log-interval", max(1, min(100, max_update // 10)), "--num-workers", 0,
         "--tensorboard-logdir", str(Path(save_dir).parent / "tensorboard"),
     ]
-    if train.get("max_valid_steps") is not None:
-        args += ["--max-valid-steps", train["max_valid_steps"]]
-    if train["device"] == "cpu":
+    if train.max_valid_steps is not None:
+        args += ["--max-valid-steps", train.max_valid_steps]
+    if train.device == "cpu":
         args.append("--cpu")
-    for key, value in (train.get("fairseq") or {}).items():
+    for key, value in train.fairseq.items():
         args += [f"--{key.replace('_', '-')}", value]
     return [str(a) for a in args]
 
 
-def schedule(spec: dict, train: dict) -> list[int]:
+def schedule(spec: dict, train: TrainConfig) -> list[int]:
     """The analysis checkpoints' steps: the configured schedule, or an external series' own."""
     kind = adapter(spec)
     if kind.external:
         return kind.steps(spec)
-    return checkpoint_schedule(spec["max_update"], train["schedule"]["log_points"],
-                               train["schedule"]["linear_points"])
+    return checkpoint_schedule(spec["max_update"], train.schedule.log_points,
+                               train.schedule.linear_points)
 
 
-def checkpoint_mb(spec: dict, data: Path, train: dict) -> float:
+def checkpoint_mb(spec: dict, data: Path, train: TrainConfig) -> float:
     """Disk the model's checkpoints will take: the analysis checkpoints (weights only) plus a
     full fairseq checkpoint with optimizer state (about 3 times the weights)."""
     mb = 4 * adapter(spec).parameters(spec, data) / 1e6
@@ -91,12 +113,12 @@ def write_checkpoints_csv(model_dir: Path) -> pd.DataFrame:
 
 
 def train_model(name: str, spec: dict, data: Path, model_dir: Path, seed: int,
-                train: dict) -> dict:
+                train: TrainConfig) -> dict:
     """Train (or resume) one model into ``model_dir``; returns its summary."""
     model_dir.mkdir(parents=True, exist_ok=True)
     steps = schedule(spec, train)
     args = fairseq_args(spec, data, model_dir / "fairseq", seed, train, spec["max_update"])
-    env = {**subprocess_env(train["threads"]), "PIPELINE_SCHEDULE": ",".join(map(str, steps)),
+    env = {**subprocess_env(train.threads), "PIPELINE_SCHEDULE": ",".join(map(str, steps)),
            "PIPELINE_SNAPSHOT_DIR": str(model_dir / "checkpoints"),
            "PIPELINE_PID": str(os.getpid())}  # the pipeline, for the resume tests' faults
     log.info("train %s: %d updates into %s; %d analysis checkpoints", name,
@@ -108,7 +130,7 @@ def train_model(name: str, spec: dict, data: Path, model_dir: Path, seed: int,
     progress = Progress(name, spec["max_update"], model_dir)
     for attempt in (1, 2):
         code = jobs.run_main("fairseq_cli.train:cli_main", args, model_dir / "train.log", env,
-                             REPO_ROOT, train["threads"], progress.report, progress.every)
+                             REPO_ROOT, train.threads, progress.report, progress.every)
         if code == 0:
             break
         if jobs.was_stopped(code):
@@ -124,7 +146,7 @@ def train_model(name: str, spec: dict, data: Path, model_dir: Path, seed: int,
     missing = sorted(set(steps) - set(table.step))
     if missing:
         raise RuntimeError(f"model {name}: scheduled checkpoints {missing} were not written")
-    metrics = final_metrics(spec, model_dir, table, data, train["device"])
+    metrics = final_metrics(spec, model_dir, table, data, train.device)
     store.write_text(model_dir / "eval.json", json.dumps(metrics, indent=2))
     for extra in (model_dir / "fairseq").glob("checkpoint*.pt"):
         if extra.name != "checkpoint_last.pt":  # keep only the latest full checkpoint
@@ -141,7 +163,7 @@ def unit(cfg: DictConfig, name: str, spec: dict, out: Path, inputs: dict) -> dic
     if adapter(spec).external:
         return import_series(name, spec, out)
     return train_model(name, spec, inputs["prepare"], out, int(cfg.seed),
-                       OmegaConf.to_container(cfg.train, resolve=True))
+                       typed(cfg.train, TrainConfig))
 
 
 def files(cfg: DictConfig, spec: dict) -> dict[str, str]:

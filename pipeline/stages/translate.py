@@ -14,16 +14,48 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from analysis.fields import setting
 from pipeline import checkpoints, jobs, store
+from pipeline.config import typed
 from pipeline.models import adapter
 from pipeline.stages.stage import Stage
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class NgramConfig:
+    orders: list[int] = field(default_factory=lambda: [1, 2, 3], metadata={"ge": 1})
+    smoothing: str = setting("witten_bell", choices=("witten_bell", "laplace"))
+
+
+@dataclass
+class LexiconConfig:
+    iterations: int = setting(5, ge=1)
+    max_pairs: int | None = setting(None, ge=1)
+
+
+@dataclass
+class TranslateConfig:
+    """conf/translate: the sets, decoding and reference models of the measures (the schema's
+    ``translate`` group)."""
+
+    sets: list[str] = field(default_factory=lambda: ["test2016", "pud"],
+                            metadata={"choices": ("test2016", "pud")})
+    max_sentences: int | None = setting(150, ge=1)
+    beam: int = setting(1, ge=1)
+    max_len_a: float = setting(1.2, ge=0)
+    max_len_b: int = setting(10, ge=1)
+    batch_size: int = setting(32, ge=1)
+    ngram: NgramConfig = field(default_factory=NgramConfig)
+    lexicon: LexiconConfig = field(default_factory=LexiconConfig)
+    device: str = setting("cpu", choices=("cpu", "cuda"))
 
 
 def translates(spec: dict) -> bool:
@@ -40,7 +72,7 @@ def _alignment_row(ibm, source: list[str], target: list[str]) -> dict:
 
 
 def translate_model(name: str, spec: dict, model_dir: Path, data: Path, out: Path,
-                    settings: dict) -> dict:
+                    settings: TranslateConfig) -> dict:
     """Every checkpoint of one translation model on each set: per-sentence rows of the three
     measures, BLEU per checkpoint, the translations."""
     import numpy as np
@@ -53,16 +85,16 @@ def translate_model(name: str, spec: dict, model_dir: Path, data: Path, out: Pat
     start = time.perf_counter()
     kind = adapter(spec)
     table = checkpoints.verify(model_dir)
-    pairs = [translation.load_pairs(data, s, settings["max_sentences"]) for s in settings["sets"]]
+    pairs = [translation.load_pairs(data, s, settings.max_sentences) for s in settings.sets]
     text = Path(data) / "nmt" / "text"
     german = [line.split() for line in translation.lines(text / "train.de")]
-    orders = sorted(set(settings["ngram"]["orders"]))
-    lms = {k: ns.fit_ngram_lm(german, k, settings["ngram"]["smoothing"]) for k in orders}
+    orders = sorted(set(settings.ngram.orders))
+    lms = {k: ns.fit_ngram_lm(german, k, settings.ngram.smoothing) for k in orders}
     bitext = list(zip(map(ns.words, translation.lines(text / "raw.train.en")),
                       map(ns.words, translation.lines(text / "raw.train.de")), strict=True))
-    bitext = bitext[: settings["lexicon"]["max_pairs"]]
+    bitext = bitext[: settings.lexicon.max_pairs]
     fitted = time.perf_counter()
-    ibm = ns.ibm1_model(bitext, settings["lexicon"]["iterations"])
+    ibm = ns.ibm1_model(bitext, settings.lexicon.iterations)
     lexicon = ns.ibm1_lexicon(ibm)
     aligned = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -70,7 +102,7 @@ def translate_model(name: str, spec: dict, model_dir: Path, data: Path, out: Pat
                                      encoding="utf-8")
 
     model, task = kind.load(spec, checkpoints.checkpoint_path(model_dir, int(table.step.iloc[0])),
-                            data, settings["device"])
+                            data, settings.device)
     dictionary = task.target_dictionary
     vocab = [dictionary[i] for i in range(len(dictionary))]
     targets = {k: ns.TargetLM.over(lm, vocab) for k, lm in lms.items()}
@@ -88,12 +120,12 @@ def translate_model(name: str, spec: dict, model_dir: Path, data: Path, out: Pat
     rows, per_checkpoint = [], []
     for step in tqdm(list(table.step), desc=f"{name}/translate", unit="ckpt", leave=False):
         kind.load_weights(model, checkpoints.checkpoint_path(model_dir, int(step)),
-                          settings["device"])
+                          settings.device)
         for p in pairs:
-            lprobs = translation.teacher_forced(model, dictionary, p, settings["batch_size"])
-            hyps = translation.translate(model, dictionary, p, settings["beam"],
-                                         settings["max_len_a"], settings["max_len_b"],
-                                         settings["batch_size"])
+            lprobs = translation.teacher_forced(model, dictionary, p, settings.batch_size)
+            hyps = translation.translate(model, dictionary, p, settings.beam,
+                                         settings.max_len_a, settings.max_len_b,
+                                         settings.batch_size)
             texts = [translation.detokenize(h) for h in hyps]
             for i, (lp, hyp) in enumerate(zip(lprobs, texts, strict=True)):
                 row = dict(set=p.name, step=int(step), sentence=i, positions=len(lp))
@@ -122,7 +154,7 @@ def translate_model(name: str, spec: dict, model_dir: Path, data: Path, out: Pat
                "per_checkpoint": round((time.perf_counter() - aligned) / len(table), 1)}
     (out / "translate.json").write_text(json.dumps(
         {"sets": {p.name: len(p.source) for p in pairs}, "checkpoints": len(table),
-         "lexicon_entries": len(lexicon), "smoothing": settings["ngram"]["smoothing"],
+         "lexicon_entries": len(lexicon), "smoothing": settings.ngram.smoothing,
          "orders": orders, "seconds": seconds}, indent=1))
     return {"checkpoints": len(table), "seconds": seconds}
 
@@ -140,7 +172,7 @@ def unit(cfg: DictConfig, name: str, spec: dict, out: Path, inputs: dict) -> dic
     """Unit function: ``translate_model`` in its own process, with the configured threads."""
     return jobs.call_in_process("pipeline.stages.translate:translate_model", name, spec,
                                 inputs["train"], inputs["prepare"], out,
-                                OmegaConf.to_container(cfg.translate, resolve=True),
+                                typed(cfg.translate, TranslateConfig),
                                 threads=int(cfg.train.threads))
 
 

@@ -214,6 +214,7 @@ def test_an_invalid_cached_result_is_recomputed_and_the_log_says_why(tmp_path, f
 
 
 def test_models_are_ordered_by_their_measured_time_once_every_one_has_one(tmp_path, monkeypatch):
+    monkeypatch.setitem(REGISTRY, "prepare", Stage("prepare", ("data",)))  # data is no DataConfig
     cfg = make_cfg(tmp_path, stages=["prepare", "train"])
     specs, nodes = dict(cfg.model), plan.plan(cfg)
     monkeypatch.setattr(runner, "adapter", lambda spec: type(

@@ -13,7 +13,7 @@ from conftest import REPO, plan, run_pipeline, units
 
 from analysis import repstore
 from pipeline import store
-from pipeline.config import model_specs
+from pipeline.config import model_specs, typed
 from pipeline.stages import extract
 
 pytestmark = pytest.mark.slow
@@ -69,7 +69,7 @@ def test_a_broken_resumed_extraction_is_repaired(smoke_trained, tmp_path):
     root = out / "brown_probe"
     root.mkdir(parents=True)
     (root / "tokens.parquet").write_bytes(b"PAR1 truncated")
-    ex = {**dict(cfg.extract), "probes": list(cfg.extract.probes)}
+    ex = typed(cfg.extract, extract.ExtractConfig)
     extract.extract_model("tagger_pos", spec, train_units["tagger_pos"], prepared, out, ex)
     extract.validate_unit(out)
     assert len(repstore.tokens(root)) > 0 and repstore.layers(root)
