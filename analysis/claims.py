@@ -33,6 +33,9 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from analysis.settings import Claims
+from analysis.tables import registry as T
+from analysis.tables.concentration import METRIC as CONCENTRATION_METRIC
+from analysis.tables.rows import ALL, POOLED
 
 CLAIM_COLUMNS = ["claim", "model", "seed", "probe", "scope", "metric", "statistic", "value",
                  "threshold", "ci_low", "ci_high", "n", "p_value", "verdict", "detail"]
@@ -51,9 +54,6 @@ CLAIMS = {
           "lexical translation, then reordering",
 }
 PASS, FAIL, NA = "PASS", "FAIL", "NA"
-
-
-ClaimSettings = Claims  # conf/analysis `claims`
 
 
 def crossing_step(steps: Sequence[float], values: Sequence[float], threshold: float,
@@ -97,10 +97,10 @@ def _fmt(x: float) -> str:
     return "never" if not np.isfinite(x) else f"{x:g}"
 
 
-def claim_c1(convergence: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
+def claim_c1(convergence: pd.DataFrame, cs: Claims) -> list[dict]:
     """C1 per (model, probe, stack) and metric: ρ(depth, convergence step) >= c1_min_rho."""
     rows = []
-    t = convergence[convergence.side.isin(cs.c1.sides) & (convergence.tag == "all")]
+    t = convergence[convergence.side.isin(cs.c1.sides) & (convergence.tag == ALL)]
     for key, g in t.groupby(["model", "seed", "probe", "side", "metric"], sort=True):
         r = dict(zip(["model", "seed", "probe", "side", "metric"], key, strict=True))
         layers = g.groupby(["depth_a", "layer_a"], sort=True)
@@ -137,7 +137,7 @@ def _tag_step_sums(per_tag: pd.DataFrame) -> tuple[np.ndarray, ...]:
     return tags, steps, *sums
 
 
-def _family_steps(sums: tuple[np.ndarray, ...], is_pos: np.ndarray, cs: ClaimSettings
+def _family_steps(sums: tuple[np.ndarray, ...], is_pos: np.ndarray, cs: Claims
                   ) -> float:
     """step(tags labelled POS) - step(the others), of their token-weighted pooled curves
     (``sums`` from :func:`_tag_step_sums`, ``is_pos`` a mask over its tags)."""
@@ -157,7 +157,7 @@ def hash_seed(key) -> int:
     return zlib.crc32("|".join(map(str, key)).encode())
 
 
-def family_p(per_tag: pd.DataFrame, observed: float, cs: ClaimSettings, seed: int) -> float:
+def family_p(per_tag: pd.DataFrame, observed: float, cs: Claims, seed: int) -> float:
     """One-sided permutation p of POS stabilising this much earlier than topic: the tags of
     both families are randomly reassigned to two groups of the families' sizes and the
     pooled curves' crossing steps compared again (``n_permutations`` times)."""
@@ -175,7 +175,7 @@ def family_p(per_tag: pd.DataFrame, observed: float, cs: ClaimSettings, seed: in
     return float((1 + np.sum(null <= observed)) / (len(null) + 1))
 
 
-def claim_c2(family: pd.DataFrame, cs: ClaimSettings, metrics: Sequence[str] = (),
+def claim_c2(family: pd.DataFrame, cs: Claims, metrics: Sequence[str] = (),
              per_tag: pd.DataFrame | None = None, other: str = "topic") -> list[dict]:
     """C2 per (model, probe, layer) and metric: POS crossing step < topic crossing step, on
     the probes that carry topic labels; its p-value permutes tags between the families.
@@ -186,7 +186,7 @@ def claim_c2(family: pd.DataFrame, cs: ClaimSettings, metrics: Sequence[str] = (
     rows = []
     claim = "C2" if other == "topic" else "C2 size"
     statistic = f"step_pos - step_{other}"
-    t = family[family.tag == "pooled"] if len(family) else family
+    t = family[family.tag == POOLED] if len(family) else family
     if len(t):
         with_topic = t.groupby(["model", "probe"]).tag_family.transform(
             lambda f: (f == "topic").any())
@@ -237,7 +237,7 @@ def stable_step(steps: Sequence[float], values: Sequence[float], tolerance: floa
     return float(s[0] if far.size == 0 else s[far[-1] + 1])
 
 
-def claim_c2b(tagger: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
+def claim_c2b(tagger: pd.DataFrame, cs: Claims) -> list[dict]:
     """C2, the tagger reading, per (model, probe, layer) and metric: LM-vs-POS-tagger
     similarity is stable (``stable_step``) before LM-vs-topic-tagger similarity (the taggers
     with their own initialisation)."""
@@ -265,7 +265,7 @@ def claim_c2b(tagger: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
     return rows
 
 
-def claim_c3(tagger: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
+def claim_c3(tagger: pd.DataFrame, cs: Claims) -> list[dict]:
     """C3 per (model, probe, tagger) and metric, Δ = similarity at the last LM checkpoint
     minus at the first: the combined claim min(Δ recurrent, −Δ embedding) > margin, and its
     two halves on their own, "C3 rec" (every recurrent layer's Δ > margin) and "C3 emb"
@@ -345,7 +345,7 @@ def _c3_p(t: pd.DataFrame, group: np.ndarray) -> tuple[dict[int, float], dict[in
     return halves
 
 
-def claim_c4(function_content: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
+def claim_c4(function_content: pd.DataFrame, cs: Claims) -> list[dict]:
     """C4 per (model, probe, layer) at the final checkpoint: frequency-matched difference of
     gradient concentration (function − content) with its CI above ``c4_min_difference``."""
     rows = []
@@ -360,7 +360,7 @@ def claim_c4(function_content: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
         detail = (f"step {r['step']}: {r['n_function']} function / {r['n_content']} content "
                   f"tokens in {r['n_bins']} frequency bins")
         for claim in ("C4", f"C4 {r.get('kind', '')}".strip()):  # and per architecture
-            rows.append(_row(claim, r, f"layer={r['layer']}", "concentration",
+            rows.append(_row(claim, r, f"layer={r['layer']}", CONCENTRATION_METRIC,
                              "mean c(function) - mean c(content)", r["difference"],
                              cs.c4.min_difference, verdict, detail,
                              n=int(r["n_function"] + r["n_content"]),
@@ -368,19 +368,20 @@ def claim_c4(function_content: pd.DataFrame, cs: ClaimSettings) -> list[dict]:
     return rows
 
 
-def c5_steps(curve: pd.DataFrame, cs: ClaimSettings) -> dict[str, float]:
+def c5_steps(curve: pd.DataFrame, kl_order: int, share: float, sustained: bool
+             ) -> dict[str, float]:
     """One unit's (model, seed, set) stage steps from its curves (columns step, measure,
-    value): the step of the smallest KL to the ``c5.kl_order``-gram LM, and the steps from
-    which lexical accuracy and reordering stay at >= ``c5.share`` of their final value (NaN
-    when undefined)."""
+    value): the step of the smallest KL to the ``kl_order``-gram LM, and the steps from
+    which lexical accuracy and reordering stay at >= ``share`` of their final value (NaN
+    when undefined; ``sustained`` as for :func:`crossing_step`)."""
     out = {}
-    kl = curve[curve.measure == f"kl_{cs.c5.kl_order}"].sort_values("step")
+    kl = curve[curve.measure == f"kl_{kl_order}"].sort_values("step")
     finite = kl[np.isfinite(kl.value.astype(float))]
     out["kl"] = float(finite.step.iloc[int(np.argmin(finite.value))]) if len(finite) else np.nan
     for measure in ("lexical_accuracy", "reordering"):
         c = curve[curve.measure == measure].sort_values("step")
         final = float(c.value.iloc[-1]) if len(c) else np.nan
-        out[measure] = (crossing_step(c.step, c.value, cs.c5.share * final, cs.sustained)
+        out[measure] = (crossing_step(c.step, c.value, share * final, sustained)
                         if np.isfinite(final) and final > 0 else np.nan)
     return out
 
@@ -392,7 +393,7 @@ def c5_gap(steps: Mapping[str, float], last: float) -> float:
                             steps["reordering"] - steps["lexical_accuracy"]) / last)
 
 
-def claim_c5(curves: pd.DataFrame, resamples: pd.DataFrame | None, cs: ClaimSettings
+def claim_c5(curves: pd.DataFrame, resamples: pd.DataFrame | None, cs: Claims
              ) -> list[dict]:
     """C5 per (model, seed, set): the stages in order (``c5_gap`` > ``c5.min_gap``); the p
     is the share of sentence-bootstrap resamples (with the observed) not in order, the CI
@@ -403,7 +404,7 @@ def claim_c5(curves: pd.DataFrame, resamples: pd.DataFrame | None, cs: ClaimSett
     for key, g in curves.groupby(["model", "seed", "set"], sort=True):
         r = dict(zip(["model", "seed", "probe"], key, strict=True))
         last = float(g.step.max())
-        steps = c5_steps(g, cs)
+        steps = c5_steps(g, cs.c5.kl_order, cs.c5.share, cs.sustained)
         detail = (f"KL to the {cs.c5.kl_order}-gram LM smallest at {_fmt(steps['kl'])}, lexical "
                   f"accuracy at {cs.c5.share:g} of final from {_fmt(steps['lexical_accuracy'])}, "
                   f"reordering from {_fmt(steps['reordering'])} (of {last:g})")
@@ -421,7 +422,8 @@ def claim_c5(curves: pd.DataFrame, resamples: pd.DataFrame | None, cs: ClaimSett
         if resamples is not None and len(resamples):
             mine = resamples[(resamples.model == key[0]) & (resamples.seed == key[1])
                              & (resamples.set == key[2]) & (resamples["resample"] > 0)]
-            gaps = np.array([c5_gap(c5_steps(rg, cs), last)
+            gaps = np.array([c5_gap(c5_steps(rg, cs.c5.kl_order, cs.c5.share, cs.sustained),
+                                    last)
                              for _, rg in mine.groupby("resample", sort=True)])
             gaps[np.isnan(gaps)] = -np.inf  # an undefined stage is not in order
             if len(gaps):
@@ -435,7 +437,7 @@ def claim_c5(curves: pd.DataFrame, resamples: pd.DataFrame | None, cs: ClaimSett
     return rows
 
 
-def evaluate(tables: Mapping[str, pd.DataFrame], cs: ClaimSettings) -> pd.DataFrame:
+def evaluate(tables: Mapping[str, pd.DataFrame], cs: Claims) -> pd.DataFrame:
     """Every claim on every unit and metric (one row each, columns CLAIM_COLUMNS); rows whose
     metric could not be computed (``na_reason``) are left out."""
     empty = pd.DataFrame()
@@ -444,18 +446,18 @@ def evaluate(tables: Mapping[str, pd.DataFrame], cs: ClaimSettings) -> pd.DataFr
     # the claims read similarities (higher = more alike); distances are reported only
     tables = {name: t[t.metric_kind != "distance"] if "metric_kind" in t else t
               for name, t in tables.items()}
-    conv = tables.get("convergence", empty)
+    conv = tables.get(T.CONVERGENCE, empty)
     metrics = sorted(conv.metric.unique()) if len(conv) else []
+    family, tagger = tables.get(T.FAMILY, empty), tables.get(T.TAGGER, empty)
     rows = []
     if len(conv):
         rows += claim_c1(conv, cs)
-    rows += claim_c2(tables.get("family", empty), cs, metrics, tables.get("per_tag"))
-    rows += claim_c2(tables.get("family", empty), cs, metrics, tables.get("per_tag"),
-                     other="random")
-    rows += claim_c2b(tables.get("tagger", empty), cs)
-    rows += claim_c3(tables.get("tagger", empty), cs)
-    rows += claim_c4(tables.get("function_content", empty), cs)
-    rows += claim_c5(tables.get("nmt_stages"), tables.get("nmt_stage_resamples"), cs)
+    rows += claim_c2(family, cs, metrics, tables.get(T.PER_TAG))
+    rows += claim_c2(family, cs, metrics, tables.get(T.PER_TAG), other="random")
+    rows += claim_c2b(tagger, cs)
+    rows += claim_c3(tagger, cs)
+    rows += claim_c4(tables.get(T.FUNCTION_CONTENT, empty), cs)
+    rows += claim_c5(tables.get(T.NMT_STAGES), tables.get(T.NMT_STAGE_RESAMPLES), cs)
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 
@@ -504,7 +506,7 @@ def sign_flip_p(x: np.ndarray, exact_max: int, n_random: int, seed: int) -> floa
                  / (1 + n_random))
 
 
-def pooled_test(claims: pd.DataFrame, cs: ClaimSettings) -> pd.DataFrame:
+def pooled_test(claims: pd.DataFrame, cs: Claims) -> pd.DataFrame:
     """Per claim and metric, one test over all its evaluated units (every seed, probe and
     layer or pair): the mean of the unit statistics signed so that the claim is positive
     (``SIGN``), and its sign-flip p (``sign_flip_p``)."""
@@ -527,7 +529,7 @@ FIGURES = {"C1": "f2_convergence", "C2": "f3_family", "C2b": "f4_tagger", "C3": 
            "C4": "f6b_function_content", "C5": "f7_nmt_stages"}
 
 
-def answer(claims: pd.DataFrame, cs: ClaimSettings, level: float = 0.95) -> pd.DataFrame:
+def answer(claims: pd.DataFrame, cs: Claims, level: float = 0.95) -> pd.DataFrame:
     """The verdict per claim across metrics and seeds, with the effect.
 
     Per metric, the share of evaluated (unit, seed) pairs that pass: the metric supports the
@@ -590,6 +592,6 @@ def answer(claims: pd.DataFrame, cs: ClaimSettings, level: float = 0.95) -> pd.D
     return pd.DataFrame(rows)
 
 
-__all__ = ["CLAIMS", "CLAIM_COLUMNS", "ClaimSettings", "answer", "claim_c1", "claim_c2",
+__all__ = ["CLAIMS", "CLAIM_COLUMNS", "Claims", "answer", "claim_c1", "claim_c2",
            "claim_c2b", "claim_c3", "claim_c4", "claim_c5", "crossing_step", "evaluate",
            "pooled_test", "sign_flip_p", "stable_step", "summarize"]

@@ -13,12 +13,11 @@ import torch
 from analysis import similarity as sim
 from analysis.settings import AnalysisSettings
 
-Settings = AnalysisSettings  # conf/analysis; every table records the settings it used
-
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """One reported metric: the library metric, its truncation keywords and a label."""
+    """One reported metric: the registered metric it runs, its options and how its rows name
+    the directions it used (``variance_rule``)."""
 
     name: str
     base: str
@@ -26,36 +25,73 @@ class MetricSpec:
     variance_rule: str
 
 
-def metric_specs(settings: Settings, names: Sequence[str] | None = None) -> list[MetricSpec]:
-    """The configured metrics (or ``names``); ``svcca_k`` expands to one metric per fixed k."""
+# The analysis settings that set a registered metric's options (the other options keep the
+# registry's defaults), and the name that expands to one SVCCA per fixed k.
+OPTION_SETTINGS = {"svcca": {"variance": "variance", "rule": "variance_rule"},
+                   "mutual_knn": {"k": "knn_k"},
+                   "rsa": {"max_rows": "rsa_max_rows", "sample_seed": "seed"}}
+FIXED_K = "svcca_k"
+
+
+def metric_specs(settings: AnalysisSettings, names: Sequence[str] | None = None
+                 ) -> list[MetricSpec]:
+    """The configured metrics (or ``names``): any registered metric, and ``svcca_k``, one
+    SVCCA per fixed k (``svcca_k20``, ...)."""
     specs = []
     for name in settings.metrics if names is None else names:
-        if name == "svcca":
-            kw = {"variance": settings.variance, "rule": settings.variance_rule}
-            specs.append(MetricSpec("svcca", "svcca", kw,
-                                    f"{settings.variance_rule}:{settings.variance:g}"))
-        elif name == "svcca_k":
-            specs += [MetricSpec(f"svcca_k{k}", "svcca", {"k": k}, f"k={k}")
-                      for k in settings.fixed_k]
-        elif name in FULL_RANK:
-            specs.append(MetricSpec(name, name, {}, FULL_RANK[name]))
-        elif name == "mutual_knn":
-            specs.append(MetricSpec(name, name, {"k": settings.knn_k}, f"k={settings.knn_k}"))
-        elif name == "rsa":
-            rows = settings.rsa_max_rows
-            specs.append(MetricSpec(name, name, {"max_rows": rows, "sample_seed": settings.seed},
-                                    f"rows<={rows}"))
+        if name == FIXED_K:
+            specs += [_spec(f"{FIXED_K}{k}", "svcca", {"k": k}) for k in settings.fixed_k]
+        elif name in sim.metrics() and sim.measure(name).name == name:  # not an alias
+            specs.append(_spec(name, name, {option: getattr(settings, key) for option, key
+                                            in OPTION_SETTINGS.get(name, {}).items()}))
         else:
-            raise ValueError(f"unknown metric {name!r}; use {', '.join(METRICS)}")
+            raise ValueError(f"unknown metric {name!r}; use {', '.join(reportable())}")
     return specs
 
 
-# metrics on the full-rank bases, with what their row records as the truncation
-FULL_RANK = {"pwcca": "rank", "cka": "full", "cka_debiased": "full", "procrustes": "full",
-             "procrustes_angular": "full"}
-METRICS = ("svcca", "svcca_k", *FULL_RANK, "mutual_knn", "rsa")
+def _spec(name: str, base: str, kwargs: dict) -> MetricSpec:
+    entry = sim.measure(base)
+    return MetricSpec(name, base, kwargs, entry.truncation({**entry.options, **kwargs}))
 
 
+def reportable() -> list[str]:
+    """The names ``analysis.metrics`` accepts, in display order."""
+    return sorted([m for m in sim.metrics() if sim.measure(m).name == m] + [FIXED_K],
+                  key=display_key)
+
+
+def base_metric(name: str) -> str:
+    """The registered metric a reported one runs (``svcca_k20``: svcca)."""
+    k = name.removeprefix(FIXED_K)
+    return "svcca" if name != k and k.isdigit() else name
+
+
+def display_key(name: str) -> tuple:
+    """Sort key of reported metrics: the registry's display order, a fixed-k variant after
+    its metric by k; names the registry does not know last, by name."""
+    base = base_metric(name)
+    if base not in sim.metrics():
+        return (float("inf"), 0, name)
+    k = name.removeprefix(FIXED_K)
+    return (sim.measure(base).order, int(k) if base != name and k.isdigit() else -1, name)
+
+
+def metric_label(name: str, variance: float | None = None, rule: str | None = None) -> str:
+    """A reported metric's label: the registry's, with the variance share and rule of a
+    variance-cut SVCCA ("SVCCA (99% of Σs²)") and the k of a fixed-k one ("SVCCA k=20")."""
+    base = base_metric(name)
+    if base not in sim.metrics():
+        return name
+    label = sim.measure(base).label
+    if base != name:
+        return f"{label} k={name.removeprefix(FIXED_K)}"
+    if name == "svcca":
+        share = f"{float(variance):.0%}" if variance is not None else "?"
+        return f"{label} ({share} of {RULE_LABELS.get(rule, '?')})"
+    return label
+
+
+RULE_LABELS = {"s2": "Σs²", "s": "Σs"}  # the variance rules of analysis.variance_rule
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,8 @@
 """Pooling several seeds' analysis tables: the mean over seeds of every measured column with a
 t-interval, and the claims evaluated per seed and on the mean curves. Pure pandas.
 
-Every table the analyze stage writes has an entry in ``VALUES`` (its measured columns, and the
-per-seed columns that are not worth pooling); a table without one is an error, so a new table
-cannot silently drop out of the pooled report.
+How each table pools is its registry entry's (analysis/tables/registry.py); a table without
+one is an error, so a new table cannot silently drop out of the pooled report.
 """
 
 from __future__ import annotations
@@ -16,31 +15,7 @@ from scipy import stats
 
 from analysis import claims
 from analysis.settings import Claims
-
-# Per table: the columns averaged over seeds (the first one gets the CI), and columns that
-# differ between seeds without being results worth pooling (dropped).
-VALUES: dict[str, tuple[list[str], list[str]]] = {
-    "convergence": (["value", "baseline", "k_a", "k_b"], ["baseline_std"]),
-    "tagger": (["value", "baseline", "k_a", "k_b"], ["baseline_std"]),
-    "layer_matrix": (["value", "k_a", "k_b"], ["baseline", "baseline_std"]),
-    "per_tag": (["value", "baseline", "k_a", "k_b", "ref_init"], ["baseline_std"]),
-    "family": (["value", "baseline", "k_a", "k_b"], ["baseline_std"]),
-    "intrinsic_dim": (["k", "k_s2", "k_s", "rank"], []),
-    "concentration": (["mean", "median"], ["ci_low", "ci_high", "n_nan"]),
-    "function_content": (["difference"], ["ci_low", "ci_high"]),
-    "sanity_tokens": (["value", "baseline", "k_a", "k_b"], ["baseline_std"]),
-    "checkpoints": (["train_loss", "valid_loss", "valid_ppl", "tokens_seen", "epoch", "epochs"],
-                    []),
-    "sensitivity": (["value", "reference", "k_a", "k_b"], []),
-    "nmt_stages": (["value", "reference"], []),
-    "models": (["final_valid_ppl", "test_ppl", "test_accuracy", "majority_baseline",
-                "test_bleu", "epochs", "plateau_gain", "test_bleu_earlier", "test_bleu_rise"],
-               ["majority_tag", "learned", "not_learned_because"]),
-}
-FIRST_SEED = ("sizes", "settings")    # the same for every seed: taken from the first
-PER_SEED = ("nmt_stage_resamples",)   # read by each seed's claims only: not pooled
-# evaluated again on the pooled tables
-CLAIM_TABLES = ("claims", "claims_summary", "answer", "sensitivity_summary")
+from analysis.tables import registry as T
 
 
 def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
@@ -92,29 +67,30 @@ def pool_claims(per_seed: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
 def aggregate(runs: Sequence[Mapping[str, pd.DataFrame]], cs: Claims, level: float = 0.95
               ) -> dict[str, pd.DataFrame]:
     """Pooled tables (and the claims per seed and on the pooled curves) from several seeds'
-    tables; every table of the runs is pooled, taken from the first seed, or re-evaluated."""
+    tables; every table of the runs is pooled, taken from the first seed, or re-evaluated, as
+    its registry entry says."""
     names = sorted({name for t in runs for name in t})
-    unknown = [n for n in names if n not in VALUES and n not in FIRST_SEED
-               and n not in CLAIM_TABLES and n not in PER_SEED]
+    unknown = [n for n in names if n not in T.TABLES or T.TABLES[n].pooling == T.ACROSS]
     if unknown:
-        raise ValueError(f"tables {unknown} have no pooling rule: add them to "
-                         "analysis.pooling.VALUES (or FIRST_SEED)")
+        raise ValueError(f"tables {unknown} have no pooling rule: register them in "
+                         "analysis/tables/registry.py (a table made across seeds has none)")
     out = {}
     for name in names:
-        if name in VALUES:
-            values, drop = VALUES[name]
+        entry = T.TABLES[name]
+        if entry.pooling == T.MEAN:
             parts = [t[name] for t in runs if name in t and len(t[name])]
             if parts:
-                out[name] = pool(pd.concat(parts, ignore_index=True), values, drop, level)
-        elif name in FIRST_SEED:
+                out[name] = pool(pd.concat(parts, ignore_index=True), entry.pooled,
+                                 entry.dropped, level)
+        elif entry.pooling == T.FIRST:
             out[name] = runs[0][name]
-    per_seed = pd.concat([t["claims"] for t in runs if "claims" in t], ignore_index=True)
+    per_seed = pd.concat([t[T.CLAIMS] for t in runs if T.CLAIMS in t], ignore_index=True)
     if len(per_seed):
-        out["claims_over_seeds"] = pool_claims(per_seed, level)
-        out["answer"] = claims.answer(per_seed, cs, level)
-    out["claims"] = claims.evaluate(out, cs)  # on the mean curves
-    out["claims_summary"] = claims.summarize(out["claims"])
+        out[T.CLAIMS_OVER_SEEDS] = pool_claims(per_seed, level)
+        out[T.ANSWER] = claims.answer(per_seed, cs, level)
+    out[T.CLAIMS] = claims.evaluate(out, cs)  # on the mean curves
+    out[T.CLAIMS_SUMMARY] = claims.summarize(out[T.CLAIMS])
     return out
 
 
-__all__ = ["FIRST_SEED", "PER_SEED", "VALUES", "aggregate", "pool", "pool_claims", "t_interval"]
+__all__ = ["aggregate", "pool", "pool_claims", "t_interval"]

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.claims import CLAIMS
+from analysis.tables import registry as T
+from analysis.tables.rows import not_computed
 
 
 def _cell(v) -> str:
@@ -38,15 +40,9 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
-def models_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per model: kind, family, role, seed, training length and final evaluation."""
-    m = tables.get("models", pd.DataFrame())
-    return m.drop(columns=[c for c in ("ci_low", "ci_high") if c in m])
-
-
 def sizes_summary(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Tokens and layers per (model, probe, side), and the per-tag N used there."""
-    s = tables.get("sizes", pd.DataFrame())
+    s = tables.get(T.SIZES, pd.DataFrame())
     if s.empty:
         return s
     out = (s.groupby(["model", "probe", "side"], sort=False)
@@ -54,27 +50,13 @@ def sizes_summary(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
                 layers=("layer", lambda x: ", ".join(x)), dims=("dim", "max"),
                 checkpoints=("n_steps", "first"))
            .reset_index())
-    pt = tables.get("per_tag", pd.DataFrame())
+    pt = tables.get(T.PER_TAG, pd.DataFrame())
     if len(pt):
         n = pt[~pt.freq_matched.astype(bool) & (pt.tag_family == "pos")].groupby(
             ["model", "probe", "side"]).agg(per_tag_N=("n_tokens", "max"),
                                             tags=("tag", "nunique")).reset_index()
         out = out.merge(n, on=["model", "probe", "side"], how="left")
     return out
-
-
-def not_computed(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """NA rows per table and metric, with one example reason (for the log and the report)."""
-    rows = []
-    for name, t in sorted(tables.items()):
-        if "na_reason" not in t or t.na_reason.isna().all():
-            continue
-        na = t[t.na_reason.notna()]
-        for metric, g in na.groupby("metric", sort=True):
-            rows.append(dict(table=name, metric=metric, rows=len(g), of=int((t.metric == metric)
-                                                                            .sum()),
-                             example=str(g.na_reason.iloc[0])))
-    return pd.DataFrame(rows, columns=["table", "metric", "rows", "of", "example"])
 
 
 def _figure_for(prefix: str, figures: Sequence[Mapping]) -> str:
@@ -88,7 +70,7 @@ def _figure_for(prefix: str, figures: Sequence[Mapping]) -> str:
 def answer_blocks(tables: Mapping[str, pd.DataFrame], figures: Sequence[Mapping]):
     """The report's opening: per claim a verdict across metrics and seeds, the effect with its
     interval, and the figures that show it; then the verdict per metric."""
-    a = tables.get("answer", pd.DataFrame())
+    a = tables.get(T.ANSWER, pd.DataFrame())
     if a.empty:
         return [("p", "No claim could be evaluated.")]
     overall = a[a.metric == "all"].assign(
@@ -97,9 +79,9 @@ def answer_blocks(tables: Mapping[str, pd.DataFrame], figures: Sequence[Mapping]
     per_metric["effect"] = [
         f"{e:.3g} [{lo:.3g}, {hi:.3g}]" if np.isfinite(e) else ""
         for e, lo, hi in zip(per_metric.effect, per_metric.low, per_metric.high, strict=True)]
-    settings = tables.get("settings", pd.DataFrame(columns=["key", "value"]))
+    settings = tables.get(T.SETTINGS, pd.DataFrame(columns=["key", "value"]))
     support = dict(zip(settings.key, settings.value, strict=True)).get("claims.support", "?")
-    models = tables.get("models", pd.DataFrame())
+    models = tables.get(T.MODELS, pd.DataFrame())
     blocks = [
         ("p", "Do the papers' findings reproduce here? Each claim is checked on every unit "
               "(model, probe, layer or stack) under every similarity metric, and on every seed. "
@@ -157,10 +139,13 @@ ENDPOINT_COLUMNS = ("model", "epochs", "lr_share", "endpoint_lr", "late_loss_cha
 def _sections(tables: Mapping[str, pd.DataFrame], notes: Sequence[str]):
     """(heading, blocks) of the sections after the figures (shown collapsed in HTML); a block
     is ("h3" | "p", text), ("table", DataFrame) or ("list", [text])."""
-    claims = tables.get("claims", pd.DataFrame())
-    summary = tables.get("claims_summary", pd.DataFrame())
-    settings = tables.get("settings", pd.DataFrame())
-    yield "Models", [("table", models_table(tables))]
+    claims = tables.get(T.CLAIMS, pd.DataFrame())
+    summary = tables.get(T.CLAIMS_SUMMARY, pd.DataFrame())
+    settings = tables.get(T.SETTINGS, pd.DataFrame())
+    models = tables.get(T.MODELS, pd.DataFrame())
+    # one row per model: kind, family, role, seed, training length and final evaluation
+    yield "Models", [("table", models.drop(columns=[c for c in ("ci_low", "ci_high")
+                                                    if c in models]))]
     yield "Data sizes", [
         ("p", "Tokens per probe side; `used` is the seeded subsample shared by every model and "
               "checkpoint; `per_tag_N` the common N of the per-tag analyses and `tags` how many "
@@ -174,7 +159,7 @@ def _sections(tables: Mapping[str, pd.DataFrame], notes: Sequence[str]):
         ("h3", "Every unit"),
         ("table", claims.drop(columns=[c for c in ("seed",) if c in claims])),
     ]
-    s4 = tables.get("sensitivity_summary", pd.DataFrame())
+    s4 = tables.get(T.SENSITIVITY_SUMMARY, pd.DataFrame())
     if len(s4):
         yield "S4: sensitivity and specificity of the metrics", [
             ("p", "Per metric and test: `pcs_removed`, similarity falls monotonically as the "
@@ -321,5 +306,4 @@ def _html(title: str, answer, sections, figures: Sequence[Mapping], figure_dir: 
     return "\n".join(parts)
 
 
-__all__ = ["answer_blocks", "inline", "markdown_table", "models_table", "not_computed",
-           "sizes_summary", "write_report"]
+__all__ = ["answer_blocks", "inline", "markdown_table", "sizes_summary", "write_report"]

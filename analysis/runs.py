@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 
 from analysis import repstore
-from analysis.settings import AnalysisSettings as Settings
+from analysis.settings import AnalysisSettings
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -58,17 +57,14 @@ def discover_runs(extract_units: Mapping[str, Path], train_units: Mapping[str, P
 
 
 def usable_steps(root: Path) -> list[int]:
-    """Checkpoints whose activations are complete (a 'done' marker where the store uses them,
-    else every layer's activation file)."""
+    """Checkpoints whose activations are complete: the step's done marker and every layer's
+    activation file."""
     layers = repstore.layers(root)
-    steps = repstore.steps(root)
-    marked = any((repstore.step_dir(root, s) / "done").is_file() for s in steps)
     ok = []
-    for s in steps:
+    for s in repstore.steps(root):
         folder = repstore.step_dir(root, s)
-        if marked and not (folder / "done").is_file():
-            continue
-        if all((folder / "act" / f"{layer}.npy").is_file() for layer in layers):
+        if (folder / "done").is_file() and all((folder / "act" / f"{layer}.npy").is_file()
+                                               for layer in layers):
             ok.append(s)
     return ok
 
@@ -90,10 +86,7 @@ def load_rows(root: Path, step: int, layer: str, kind: str, idx: np.ndarray,
     path = repstore.step_dir(root, step) / kind / f"{layer}.npy"
     if not path.is_file():
         return None
-    array = np.load(path, mmap_mode="r")
-    if len(array) != n_rows:
-        raise ValueError(f"{path}: {len(array)} rows for {n_rows} tokens of its side")
-    return np.asarray(array[idx])
+    return np.asarray(repstore.open_array(path, n_rows)[idx])
 
 
 def stable_seed(seed: int, *key) -> int:
@@ -160,7 +153,7 @@ class Probe:
     def side_of(self, layer: str) -> str:
         return next(side for side, names in self.layers.items() if layer in names)
 
-    def sample(self, side: str, settings: Settings) -> np.ndarray:
+    def sample(self, side: str, settings: AnalysisSettings) -> np.ndarray:
         """The (probe, side) token subsample shared by every model and checkpoint."""
         return subsample(len(self.tokens[side]), settings.max_tokens, settings.seed,
                          self.name, side)

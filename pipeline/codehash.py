@@ -44,10 +44,16 @@ def _tree(path: Path) -> ast.Module:
     return tree
 
 
-@functools.cache
 def _module_info(module: str) -> tuple[str, tuple[str, ...]]:
-    """(hash of the module's syntax tree, the project modules it imports)."""
+    """(hash of the module's syntax tree, the project modules it imports), parsed again only
+    when its file changed (the cache is keyed by the file's path, size and mtime)."""
     path = module_path(module)
+    stat = path.stat()
+    return _parsed(module, path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _parsed(module: str, path: Path, mtime_ns: int, size: int) -> tuple[str, tuple[str, ...]]:
     tree = _tree(path)
     imports = set()
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
@@ -95,23 +101,12 @@ def _versions() -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-@functools.cache
-def _hashes(entries: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    files = [(str(module_path(m).relative_to(REPO_ROOT)), _module_info(m)[0])
-             for m in closure(entries)]
-    return tuple(files) + _versions()
-
-
 def code_hashes(entries: tuple[str, ...]) -> dict[str, str]:
     """{source file (repository-relative): hash} of everything ``entries`` run, plus the
-    versions of the numerical libraries. Cached per process: the source is read once."""
-    return dict(_hashes(tuple(entries)))
-
-
-def forget() -> None:
-    """Drop the cached hashes (after the source changed within this process, as in tests)."""
-    _module_info.cache_clear()
-    _hashes.cache_clear()
+    versions of the numerical libraries. A file is parsed once per process unless it changes."""
+    files = {str(module_path(m).relative_to(REPO_ROOT)): _module_info(m)[0]
+             for m in closure(tuple(entries))}
+    return {**files, **dict(_versions())}
 
 
 def changed(old: dict[str, str], new: dict[str, str]) -> list[str]:

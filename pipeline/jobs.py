@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from analysis.pools import die_with_parent
+from analysis.workers import die_with_parent
 
 log = logging.getLogger(__name__)
 

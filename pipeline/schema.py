@@ -12,7 +12,7 @@ import dataclasses
 import difflib
 import operator
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from analysis.fields import setting
 from analysis.settings import AnalysisSettings, PlotSettings
 from data_prep.settings import DataConfig
 from pipeline.config import CONFIG_DIR, typed
+from pipeline.stages.aggregate import AggregateConfig
 from pipeline.stages.extract import ExtractConfig
 from pipeline.stages.registry import REGISTRY
 from pipeline.stages.train import TrainConfig
@@ -36,24 +37,18 @@ class ConfigError(ValueError):
 # ---------------------------------------------------------------------------- groups
 
 @dataclass
-class AggregateConfig:
-    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
-    ci: float = setting(0.95, gt=0, lt=1)
-
-
-@dataclass
 class TopConfig:
     """The top-level keys of conf/pipeline.yaml (the groups are checked on their own)."""
 
-    stages: list[str] = field(default_factory=list)
-    force: list[str] = field(default_factory=list)
-    mirror: str | None = None
-    cache_dir: str = ""
-    download: bool = True
-    artifacts_dir: str = ""
-    name: str = ""
-    seed: int = setting(1, ge=0)
-    dry_run: bool = False
+    stages: list[str] = setting(help="the stages to run, in order")
+    force: list[str] = setting(help="stages recomputed even when cached")
+    mirror: str | None = setting(help="a folder laid out like the shared data")
+    cache_dir: str = setting()
+    download: bool = setting()
+    artifacts_dir: str = setting()
+    name: str = setting(help="the experiment's artifact subtree")
+    seed: int = setting(ge=0, help="the models' initialisation and data order")
+    dry_run: bool = setting()
 
 
 GROUPS: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "extract": ExtractConfig,
@@ -195,7 +190,8 @@ def _ranges(prefix: str, obj: Any, cfg: DictConfig) -> None:
                 _fail(key, f"{item!r} is not one of {list(bounds['choices'])}", cfg)
             for op, (ok, word) in BOUNDS.items():
                 if op in bounds and not ok(item, bounds[op]):
-                    _fail(key, f"{item!r} must be {word} {bounds[op]}", cfg)
+                    why = f" ({bounds['help']})" if bounds.get("help") else ""
+                    _fail(key, f"{item!r} must be {word} {bounds[op]}{why}", cfg)
 
 
 def _model_checks(cfg: DictConfig, models: dict) -> None:
@@ -248,16 +244,16 @@ def validate(cfg: DictConfig) -> None:
 
 def _analysis_checks(cfg: DictConfig, a: AnalysisSettings, p: PlotSettings) -> None:
     """Settings that must agree with each other or name known metrics."""
-    from analysis import dynamics
+    from analysis.comparisons import metric_specs
 
     for key, names in (("analysis.metrics", a.metrics), ("analysis.matrix_metrics",
                                                          a.matrix_metrics),
                        ("analysis.per_tag.metrics", a.per_tag.metrics)):
         try:
-            dynamics.metric_specs(a, names)
+            metric_specs(a, names)
         except ValueError as err:
             _fail(key, str(err), cfg)
-    computed = {s.name for s in dynamics.metric_specs(a)}
+    computed = {s.name for s in metric_specs(a)}
     for key, names in (("plot.metrics", p.metrics), ("plot.matrix_metrics", p.matrix_metrics),
                        ("plot.per_tag_metrics", p.per_tag_metrics),
                        ("plot.primary_metric", [p.primary_metric])):

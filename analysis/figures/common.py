@@ -20,16 +20,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from analysis import comparisons  # noqa: E402
+from analysis.tables import registry as T  # noqa: E402
+
 TAG_ORDER = ["NOUN", "VERB", "ADJ", "ADV", "PRON", "DET", "ADP", "CONJ", "PRT", "NUM", ".", "X",
              "</s>"]
 FAMILY_COLOURS = {"all": "#222222", "pos": "#1f77b4", "semtag": "#2ca02c", "topic": "#d62728",
                   "random": "#999999"}
-METRIC_ORDER = ["svcca", "svcca_k20", "svcca_k50", "pwcca", "cka", "cka_debiased",
-                "procrustes", "mutual_knn", "rsa"]  # others follow, sorted
-BASE_LABELS = {"svcca": "SVCCA", "pwcca": "PWCCA", "cka": "linear CKA",
-               "cka_debiased": "debiased CKA", "procrustes": "Procrustes",
-               "procrustes_angular": "Procrustes angle (distance)", "mutual_knn": "mutual k-NN",
-               "rsa": "RSA (Spearman)"}
 SIDE_LABELS = {"lm": "", "source": "encoder", "target": "decoder"}
 DEPTH_COLOURS = [matplotlib.colors.to_hex(c) for c in plt.cm.viridis(np.linspace(0, 0.88, 6))]
 _TAG_COLOURS = dict(zip(TAG_ORDER, sns.color_palette("tab20", len(TAG_ORDER)).as_hex(),
@@ -71,35 +68,30 @@ def depth_colour(depth: float) -> str:
 
 
 def metric_label(metric: str, tables: Mapping[str, pd.DataFrame] | None = None) -> str:
-    """A metric's label from the settings it was computed with: 99%-SVCCA names its variance
-    and rule ("SVCCA (99% of Σs²)"), fixed-k SVCCA its k."""
+    """A metric's label (the metric registry's) with the settings it was computed with:
+    99%-SVCCA names its variance and rule ("SVCCA (99% of Σs²)"), fixed-k SVCCA its k."""
     tables = _TABLES if tables is None else tables
-    if metric == "svcca":
-        rule = {"s2": "Σs²", "s": "Σs"}.get(_setting(tables, "variance_rule"), "?")
-        variance = _setting(tables, "variance")
-        share = f"{float(variance):.0%}" if variance != "?" else "?"
-        return f"SVCCA ({share} of {rule})"
-    if metric.startswith("svcca_k") and metric[7:].isdigit():
-        return f"SVCCA k={metric[7:]}"
-    return BASE_LABELS.get(metric, metric)
+    variance = setting_text(tables, "variance")
+    return comparisons.metric_label(metric, float(variance) if variance != "?" else None,
+                                    setting_text(tables, "variance_rule"))
 
 
-def _title(ax: plt.Axes, text: str, fontsize: str = "x-small") -> None:
+def panel_title(ax: plt.Axes, text: str, fontsize: str = "x-small") -> None:
     """A panel title at a fixed height (matplotlib re-places automatic titles on every draw,
     measuring tick labels)."""
     ax.set_title(text, fontsize=fontsize, y=1.0)
 
 
-def _similarity_panel(ax: plt.Axes, title: str, ylabel: str, first: bool) -> None:
+def similarity_panel(ax: plt.Axes, title: str, ylabel: str, first: bool) -> None:
     """A panel on the common similarity scale [0, 1]; the y label in the first column only."""
     ax.set_ylim(-0.02, 1.05)
-    _title(ax, title)
+    panel_title(ax, title)
     ax.set_ylabel(ylabel if first else "")
 
 
-def _setting(tables: Mapping[str, pd.DataFrame], key: str, default: str = "?") -> str:
+def setting_text(tables: Mapping[str, pd.DataFrame], key: str, default: str = "?") -> str:
     """A setting of the analysis (the settings table holds JSON values), lists comma-joined."""
-    s = tables.get("settings")
+    s = tables.get(T.SETTINGS)
     if s is None or s.empty or key not in set(s.key):
         return default
     raw = str(s.loc[s.key == key, "value"].iloc[0])
@@ -110,16 +102,16 @@ def _setting(tables: Mapping[str, pd.DataFrame], key: str, default: str = "?") -
     return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def _present(table: pd.DataFrame, wanted: Sequence[str] | None) -> list[str]:
+def present_metrics(table: pd.DataFrame, wanted: Sequence[str] | None) -> list[str]:
     """Metrics of ``wanted`` (default, or "all" among them: every one) that the table holds,
     in a fixed order."""
     have = set(table.metric.unique()) if len(table) else set()
-    every = [m for m in METRIC_ORDER if m in have] + sorted(have - set(METRIC_ORDER))
+    every = sorted(have, key=comparisons.display_key)
     order = list(wanted) if wanted and "all" not in wanted else every
     return [m for m in order if m in have]
 
 
-def _step_axis(ax: plt.Axes) -> None:
+def step_axis(ax: plt.Axes) -> None:
     """Training step on a symlog axis (linear below 1, so step 0 is shown); plain tick labels
     and no minor ticks (cheaper to draw than mathtext powers of ten)."""
     ax.set_xscale("symlog", linthresh=1.0)
@@ -129,7 +121,7 @@ def _step_axis(ax: plt.Axes) -> None:
     ax.set_xlabel("training step (symlog)")
 
 
-def _lines(ax: plt.Axes, df: pd.DataFrame, hue: str, colour: Callable[[object], str],
+def draw_lines(ax: plt.Axes, df: pd.DataFrame, hue: str, colour: Callable[[object], str],
            x: str = "step_a", y: str = "value", order: Sequence | None = None,
            label: Callable[[object], str] = str, **kw) -> None:
     """One line per ``hue`` value; a band where the table has ci_low/ci_high (several seeds)."""
@@ -145,7 +137,7 @@ def _lines(ax: plt.Axes, df: pd.DataFrame, hue: str, colour: Callable[[object], 
             ax.fill_between(g[x], g.ci_low, g.ci_high, color=c, alpha=0.2, lw=0)
 
 
-def _baseline(ax: plt.Axes, df: pd.DataFrame, hue: str, colour: Callable[[object], str],
+def baseline_lines(ax: plt.Axes, df: pd.DataFrame, hue: str, colour: Callable[[object], str],
               x: str = "step_a") -> bool:
     """Shuffled-pairing chance level as a dotted line through the steps where it was computed."""
     if "baseline" not in df or df.baseline.isna().all():
@@ -157,7 +149,7 @@ def _baseline(ax: plt.Axes, df: pd.DataFrame, hue: str, colour: Callable[[object
     return True
 
 
-def _grid(n_rows: int, n_cols: int, w: float = 2.4, h: float = 1.8, legend: bool = False,
+def panel_grid(n_rows: int, n_cols: int, w: float = 2.4, h: float = 1.8, legend: bool = False,
           hsp: float = 0.5, wsp: float = 0.35):
     """A grid of panels with fixed margins (in inches). No layout engine and no shared axes
     (both make matplotlib measure every sibling's tick labels on each draw): panels that
@@ -196,36 +188,36 @@ def _finish(fig: plt.Figure, title: str, axes=None, inner_y: bool = True) -> plt
     return fig
 
 
-def _stack_name(model: str, side: str) -> str:
+def stack_name(model: str, side: str) -> str:
     extra = SIDE_LABELS.get(side, side)
     return f"{model} {extra}".strip()
 
 
-def _slug(*parts: str) -> str:
+def slug(*parts: str) -> str:
     return "_".join(str(p).replace("/", "-").replace(" ", "-") for p in parts if p)
 
 
-def _n_tokens(df: pd.DataFrame) -> str:
+def token_range(df: pd.DataFrame) -> str:
     n = df.n_tokens.dropna().unique() if "n_tokens" in df else []
     if len(n) == 0:
         return "?"
     return f"{int(min(n))}" if len(n) == 1 else f"{int(min(n))}–{int(max(n))}"
 
 
-def _threshold_line(ax: plt.Axes, tables: Mapping[str, pd.DataFrame]) -> None:
-    thr = _setting(tables, "claims.convergence_threshold", "")
+def threshold_line(ax: plt.Axes, tables: Mapping[str, pd.DataFrame]) -> None:
+    thr = setting_text(tables, "claims.convergence_threshold", "")
     if thr:
         ax.axhline(float(thr), color="grey", lw=0.8, ls="--")
 
 
-def _depths(d: pd.DataFrame, layer: str = "layer_a", depth: str = "depth_a"):
+def depth_order(d: pd.DataFrame, layer: str = "layer_a", depth: str = "depth_a"):
     """Layers in depth order and a layer -> colour function."""
     order = d.sort_values(depth)[layer].unique()
     dp = dict(zip(d[layer], d[depth], strict=False))
     return order, (lambda k: depth_colour(dp[k]))
 
 
-def _tag_order(tags) -> list:
+def tag_order(tags) -> list:
     """Tags in the fixed POS order, others (genres) after them by name."""
     tags = set(tags)
     return [x for x in TAG_ORDER if x in tags] + sorted(tags - set(TAG_ORDER), key=str)
@@ -253,7 +245,7 @@ LOOK_FOR = {
 }
 
 
-def _figure(name: str, fig: plt.Figure, title: str, caption: str, axes=None,
+def make_figure(name: str, fig: plt.Figure, title: str, caption: str, axes=None,
             inner_y: bool = True, legend: bool = False, legend_title: str | None = None
             ) -> Figure:
     """The finished :class:`Figure`: with ``legend``, the entries of the first row's last panel
@@ -265,16 +257,16 @@ def _figure(name: str, fig: plt.Figure, title: str, caption: str, axes=None,
     return Figure(name, _finish(fig, title, axes, inner_y=inner_y), caption)
 
 
-def _stack_figure(code: str, stem: str, model: str, probe: str, side: str, fig: plt.Figure,
+def stack_figure(code: str, stem: str, model: str, probe: str, side: str, fig: plt.Figure,
                   caption: str, axes, **kw) -> Figure:
-    """:func:`_figure` of one model's stack on one probe: file ``stem_model_probe[_side]``,
+    """:func:`make_figure` of one model's stack on one probe: file ``stem_model_probe[_side]``,
     title "code stack — probe" (``side=""``: the model as a whole)."""
-    return _figure(_slug(stem, model, probe, side), fig,
-                   f"{code} {_stack_name(model, side)} — {probe}", caption, axes, **kw)
+    return make_figure(slug(stem, model, probe, side), fig,
+                   f"{code} {stack_name(model, side)} — {probe}", caption, axes, **kw)
 
 
-def _metric_row(t: pd.DataFrame, metrics: Sequence[str], **grid):
+def metric_row(t: pd.DataFrame, metrics: Sequence[str], **grid):
     """One panel per metric in a row, with room for a figure legend: the figure, its axes and,
     per panel, (column, axes, metric, the metric's rows of ``t``)."""
-    fig, axes = _grid(1, len(metrics), legend=True, **grid)
+    fig, axes = panel_grid(1, len(metrics), legend=True, **grid)
     return fig, axes, [(j, axes[0, j], m, t[t.metric == m]) for j, m in enumerate(metrics)]

@@ -10,23 +10,24 @@ import pandas as pd
 
 from analysis.figures.common import (
     Figure,
-    _baseline,
-    _depths,
-    _figure,
-    _grid,
-    _lines,
-    _n_tokens,
-    _present,
-    _setting,
-    _similarity_panel,
-    _slug,
-    _stack_name,
-    _step_axis,
-    _threshold_line,
-    _title,
+    baseline_lines,
+    depth_order,
+    draw_lines,
+    make_figure,
     metric_label,
+    panel_grid,
+    panel_title,
+    present_metrics,
+    setting_text,
+    similarity_panel,
+    slug,
+    stack_name,
+    step_axis,
+    threshold_line,
+    token_range,
 )
 from analysis.settings import PlotSettings
+from analysis.tables import registry as T
 
 
 def _seed_bounds(ax: plt.Axes, seeds: pd.DataFrame, model: str, probe: str, side: str,
@@ -45,49 +46,49 @@ def _seed_bounds(ax: plt.Axes, seeds: pd.DataFrame, model: str, probe: str, side
 def fig_convergence(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[Figure]:
     """F2: each layer vs its own final state over training, per probe, model and metric; the
     last column is k (directions holding 99% of the variance), which moves 99%-SVCCA."""
-    t = tables.get("convergence", pd.DataFrame())
-    kdim = tables.get("intrinsic_dim", pd.DataFrame())
-    seeds = tables.get("seeds", pd.DataFrame())
+    t = tables.get(T.CONVERGENCE, pd.DataFrame())
+    kdim = tables.get(T.INTRINSIC_DIM, pd.DataFrame())
+    seeds = tables.get(T.SEEDS, pd.DataFrame())
     if t.empty:
         return
     for probe, g in t.groupby("probe", sort=True):
         stacks = list(g.groupby(["model", "side"], sort=True).groups)
-        metrics = _present(g, ps.metrics)
+        metrics = present_metrics(g, ps.metrics)
         with_k = len(kdim) > 0
-        fig, axes = _grid(len(stacks), len(metrics) + with_k, hsp=0.8, wsp=0.5)
+        fig, axes = panel_grid(len(stacks), len(metrics) + with_k, hsp=0.8, wsp=0.5)
         for i, (model, side) in enumerate(stacks):
             for j, metric in enumerate(metrics):
                 ax = axes[i, j]
                 d = g[(g.model == model) & (g.side == side) & (g.metric == metric)]
-                order, colour = _depths(d)
-                _lines(ax, d, "layer_a", colour, order=order)
-                _baseline(ax, d, "layer_a", colour)
+                order, colour = depth_order(d)
+                draw_lines(ax, d, "layer_a", colour, order=order)
+                baseline_lines(ax, d, "layer_a", colour)
                 _seed_bounds(ax, seeds, model, probe, side, metric, colour)
-                _threshold_line(ax, tables)
-                _step_axis(ax)
-                _similarity_panel(ax, f"{_stack_name(model, side)}: {metric_label(metric)}",
+                threshold_line(ax, tables)
+                step_axis(ax)
+                similarity_panel(ax, f"{stack_name(model, side)}: {metric_label(metric)}",
                                   "similarity to final", j == 0)
             if with_k:
                 ax = axes[i, -1]
                 d = kdim[(kdim.probe == probe) & (kdim.model == model) & (kdim.side == side)]
-                order, colour = _depths(d, "layer", "depth")
-                _lines(ax, d, "layer", colour, x="step", y="k", order=order)
-                _step_axis(ax)
+                order, colour = depth_order(d, "layer", "depth")
+                draw_lines(ax, d, "layer", colour, x="step", y="k", order=order)
+                step_axis(ax)
                 ax.set_ylim(bottom=0)
                 dim = int(d.dim.max()) if len(d) else 0
-                _title(ax, f"k ({_setting(tables, 'variance')} var.), dim {dim}")
+                panel_title(ax, f"k ({setting_text(tables, 'variance')} var.), dim {dim}")
             axes[i, -1].legend(*axes[i, 0].get_legend_handles_labels(), fontsize="xx-small",
                                title="layer", title_fontsize="xx-small")
         caption = (f"F2 ({probe}). Similarity of each layer at each checkpoint to the same layer "
-                   f"at the final checkpoint ({_n_tokens(g)} tokens); colour = depth (dark = "
+                   f"at the final checkpoint ({token_range(g)} tokens); colour = depth (dark = "
                    f"input side). Dotted with crosses: shuffled-token baseline at the same size "
                    f"(computed at the F1 checkpoints); dashed grey: the convergence threshold of "
                    f"claim C1. Last column: k, the number of directions holding "
-                   f"{_setting(tables, 'variance')} of the variance (rule "
-                   f"'{_setting(tables, 'variance_rule')}'). Expected: lower layers converge "
+                   f"{setting_text(tables, 'variance')} of the variance (rule "
+                   f"'{setting_text(tables, 'variance_rule')}'). Expected: lower layers converge "
                    f"first." + (" Flat lines (several seeds): dashed, the ceiling, each final "
                                 "layer against the same model trained with another seed (S2); "
                                 "dash-dotted, the floor, two random initialisations."
                                 if len(seeds) else ""))
-        yield _figure(_slug("f2_convergence", probe), fig, f"F2 convergence — {probe}",
+        yield make_figure(slug("f2_convergence", probe), fig, f"F2 convergence — {probe}",
                       caption)

@@ -10,46 +10,48 @@ import pandas as pd
 from analysis.figures.common import (
     FAMILY_COLOURS,
     Figure,
-    _baseline,
-    _grid,
-    _lines,
-    _n_tokens,
-    _present,
-    _similarity_panel,
-    _stack_figure,
-    _step_axis,
-    _threshold_line,
+    baseline_lines,
+    draw_lines,
     metric_label,
+    panel_grid,
+    present_metrics,
+    similarity_panel,
+    stack_figure,
+    step_axis,
+    threshold_line,
+    token_range,
 )
 from analysis.settings import PlotSettings
+from analysis.tables import registry as T
 
 
 def fig_family(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[Figure]:
     """F3: LM vs its final self on all tokens and restricted to POS / topic families."""
-    fam = tables.get("family", pd.DataFrame())
-    conv = tables.get("convergence", pd.DataFrame())
+    fam = tables.get(T.FAMILY, pd.DataFrame())
+    conv = tables.get(T.CONVERGENCE, pd.DataFrame())
     if fam.empty:
         return
     for (model, probe), g in fam.groupby(["model", "probe"], sort=True):
         if g[g.tag_family != "random"].tag_family.nunique() < 2:  # families: POS vs topic
             continue
-        metrics = _present(g, ps.per_tag_metrics)
+        metrics = present_metrics(g, ps.per_tag_metrics)
         layers = g.sort_values("depth_a").layer_a.unique()
         whole = conv[(conv.model == model) & (conv.probe == probe)] if len(conv) else conv
-        fig, axes = _grid(len(metrics), len(layers), legend=True)
+        fig, axes = panel_grid(len(metrics), len(layers), legend=True)
         for i, metric in enumerate(metrics):
             for j, layer in enumerate(layers):
                 ax = axes[i, j]
                 d = g[(g.metric == metric) & (g.layer_a == layer)]
                 if len(whole):
                     w = whole[(whole.metric == metric) & (whole.layer_a == layer)]
-                    _lines(ax, w, "tag_family", FAMILY_COLOURS.get, label=lambda k: "all tokens")
-                _lines(ax, d, "tag_family", FAMILY_COLOURS.get,
+                    draw_lines(ax, w, "tag_family", FAMILY_COLOURS.get,
+                               label=lambda k: "all tokens")
+                draw_lines(ax, d, "tag_family", FAMILY_COLOURS.get,
                        label=lambda k: f"{k}-restricted")
-                _baseline(ax, d, "tag_family", FAMILY_COLOURS.get)
-                _threshold_line(ax, tables)
-                _step_axis(ax)
-                _similarity_panel(ax, f"{layer}: {metric_label(metric)}", "similarity to final",
+                baseline_lines(ax, d, "tag_family", FAMILY_COLOURS.get)
+                threshold_line(ax, tables)
+                step_axis(ax)
+                similarity_panel(ax, f"{layer}: {metric_label(metric)}", "similarity to final",
                                   j == 0)
         n = g.n_tokens / g.n_tags.where(g.n_tags > 0)
         caption = (f"F3 ({model}, {probe}). Similarity to the final LM over training: all tokens "
@@ -59,18 +61,18 @@ def fig_family(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator
                    f"count; random: random subsets of N tokens of any tag (the size control). "
                    f"Dotted: shuffled baselines. Expected (Saphra & Lopez): POS stabilises "
                    f"earlier than topic (claim C2), and than random subsets (C2 size).")
-        yield _stack_figure("F3", "f3_family", model, probe, "", fig, caption, axes, legend=True)
+        yield stack_figure("F3", "f3_family", model, probe, "", fig, caption, axes, legend=True)
 
 
 def fig_tagger(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[Figure]:
     """F4: each LM layer over training vs the same layer of the final taggers."""
-    t = tables.get("tagger", pd.DataFrame())
+    t = tables.get(T.TAGGER, pd.DataFrame())
     if t.empty:
         return
     if "shared_init" not in t:
         t = t.assign(shared_init=False)
     for (model, probe), g in t.groupby(["model", "probe"], sort=True):
-        metrics = _present(g, ps.metrics)
+        metrics = present_metrics(g, ps.metrics)
         layers = g.sort_values("depth_a").layer_a.unique()
         fam = dict(zip(g.model_b, g.tag_family, strict=False))
         shared = dict(zip(g.model_b, g.shared_init.astype(bool), strict=False))
@@ -78,32 +80,32 @@ def fig_tagger(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator
         def colour(tagger, fam=fam):
             return FAMILY_COLOURS.get(fam[tagger], "#555555")
 
-        fig, axes = _grid(len(layers), len(metrics), legend=True)
+        fig, axes = panel_grid(len(layers), len(metrics), legend=True)
         for i, layer in enumerate(layers):
             for j, metric in enumerate(metrics):
                 ax = axes[i, j]
                 d = g[(g.metric == metric) & (g.layer_a == layer)]
                 for own in (True, False):
                     part = d[d.model_b.map(shared) != own]
-                    _lines(ax, part, "model_b", colour, ls="-" if own else "--",
+                    draw_lines(ax, part, "model_b", colour, ls="-" if own else "--",
                            label=lambda k, own=own, fam=fam: f"{fam[k]} tagger"
                            + ("" if own else " (shared init)"))
                     if own:  # the untrained LM (another seed than the tagger's): the floor
                         first = part[part.step_a == part.step_a.min()]
                         for r in first.itertuples():
                             ax.axhline(r.value, color=colour(r.model_b), ls="-.", lw=0.8)
-                _baseline(ax, d, "model_b", colour)
-                _step_axis(ax)
-                _similarity_panel(ax, f"{layer}: {metric_label(metric)}", "similarity to tagger",
+                baseline_lines(ax, d, "model_b", colour)
+                step_axis(ax)
+                similarity_panel(ax, f"{layer}: {metric_label(metric)}", "similarity to tagger",
                                   j == 0)
         caption = (f"F4 ({model}, {probe}). Similarity of each layer at each checkpoint to the "
                    f"final POS / semantic-tag / topic tagger (an LSTM with lstm_lm_paper's "
                    f"architecture, trained to predict the next word's tag; a layer without a "
                    f"namesake is compared with the tagger's top layer) on the same "
-                   f"{_n_tokens(g)} tokens. Solid: taggers with their own initialisation; "
+                   f"{token_range(g)} tokens. Solid: taggers with their own initialisation; "
                    f"dash-dotted, flat: the untrained model's similarity to them (the floor: "
                    f"another seed); dotted with crosses: shuffled baselines; dashed: the "
                    f"control taggers started from lstm_lm_paper's exact initial weights, whose "
                    f"early similarity measures that shared initialisation. Expected (Saphra & "
                    f"Lopez 2019): the recurrent layer rises, the embedding falls (claim C3).")
-        yield _stack_figure("F4", "f4_tagger", model, probe, "", fig, caption, axes, legend=True)
+        yield stack_figure("F4", "f4_tagger", model, probe, "", fig, caption, axes, legend=True)

@@ -10,16 +10,17 @@ import pandas as pd
 
 from analysis.figures.common import (
     Figure,
-    _grid,
-    _n_tokens,
-    _present,
-    _setting,
-    _stack_figure,
-    _stack_name,
-    _title,
     metric_label,
+    panel_grid,
+    panel_title,
+    present_metrics,
+    setting_text,
+    stack_figure,
+    stack_name,
+    token_range,
 )
 from analysis.settings import PlotSettings
+from analysis.tables import registry as T
 
 
 def _heatmap(ax: plt.Axes, mat: pd.DataFrame, annotate: bool):
@@ -39,14 +40,14 @@ def _heatmap(ax: plt.Axes, mat: pd.DataFrame, annotate: bool):
 
 def fig_layer_matrix(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[Figure]:
     """F1: layer × layer similarity at ~0/35/75/100% of training vs the final model."""
-    t = tables.get("layer_matrix", pd.DataFrame())
+    t = tables.get(T.LAYER_MATRIX, pd.DataFrame())
     if t.empty:
         return
     for (model, probe, side), g in t.groupby(["model", "probe", "side"], sort=True):
-        metrics = _present(g, ps.matrix_metrics)
+        metrics = present_metrics(g, ps.matrix_metrics)
         fracs = sorted(g.fraction_target.unique())
         layers = g.sort_values("depth_a").layer_a.unique().tolist()
-        fig, axes = _grid(len(metrics), len(fracs), w=1.9, h=1.9, legend=True)
+        fig, axes = panel_grid(len(metrics), len(fracs), w=1.9, h=1.9, legend=True)
         for i, metric in enumerate(metrics):
             for j, frac in enumerate(fracs):
                 ax = axes[i, j]
@@ -54,17 +55,17 @@ def fig_layer_matrix(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> It
                 mat = cell.pivot_table(index="layer_a", columns="layer_b", values="value")
                 im = _heatmap(ax, mat.reindex(index=layers, columns=layers), len(layers) <= 5)
                 step = int(cell.step_a.iloc[0]) if len(cell) else -1
-                _title(ax, f"{frac:.0%} trained (step {step})")
+                panel_title(ax, f"{frac:.0%} trained (step {step})")
                 ax.set_xlabel("layer (end of training)", fontsize="x-small")
                 ax.set_ylabel(f"{metric_label(metric)}\nlayer (during training)",
                               fontsize="x-small")
             fig.colorbar(im, ax=axes[i, :].tolist(), fraction=0.05, pad=0.02)
-        name = _stack_name(model, side)
+        name = stack_name(model, side)
         caption = (f"F1 ({name}, {probe}). Each pane is a layers × layers matrix: similarity "
                    f"between layer i at the checkpoint nearest the given fraction of training "
-                   f"(y) and layer j at the final checkpoint (x), on {_n_tokens(g)} probe "
+                   f"(y) and layer j at the final checkpoint (x), on {token_range(g)} probe "
                    f"tokens; rows are metrics (SVCCA keeps the directions holding "
-                   f"{_setting(tables, 'variance')} of the variance by rule "
-                   f"'{_setting(tables, 'variance_rule')}'). Expected (Raghu et al. 2017): the "
+                   f"{setting_text(tables, 'variance')} of the variance by rule "
+                   f"'{setting_text(tables, 'variance_rule')}'). Expected (Raghu et al. 2017): the "
                    f"diagonal fills bottom-up over training.")
-        yield _stack_figure("F1", "f1_layers", model, probe, side, fig, caption, axes)
+        yield stack_figure("F1", "f1_layers", model, probe, side, fig, caption, axes)

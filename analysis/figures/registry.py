@@ -18,8 +18,9 @@ from analysis.figures.layer_matrix import fig_layer_matrix
 from analysis.figures.nmt import fig_nmt_stages
 from analysis.figures.per_tag import fig_per_tag
 from analysis.figures.sanity import fig_cka_vs_svcca, fig_sanity_tokens, fig_seeds, fig_sensitivity
-from analysis.pools import process_pool
 from analysis.settings import PlotSettings
+from analysis.tables import registry as T
+from analysis.workers import process_pool
 
 FIGURES: list[Callable[[Mapping[str, pd.DataFrame], PlotSettings], Iterator[Figure]]] = [
     fig_layer_matrix, fig_convergence, fig_family, fig_tagger, fig_per_tag,
@@ -31,12 +32,12 @@ FIGURES: list[Callable[[Mapping[str, pd.DataFrame], PlotSettings], Iterator[Figu
 def skipped_notes(tables: Mapping[str, pd.DataFrame]) -> list[str]:
     """Figures that could not be drawn from these tables, and why."""
     notes = []
-    if tables.get("seeds") is None or tables["seeds"].empty:
+    if tables.get(T.SEEDS) is None or tables[T.SEEDS].empty:
         notes.append("S2 (seed-to-seed similarity of final models) needs several seeds: run "
                      "`python -m pipeline -m seed=1,2,3 ...`, then `stages=[aggregate] "
                      "aggregate.seeds=[1,2,3]`.")
-    for name, what in (("family", "F3"), ("tagger", "F4"), ("per_tag", "F5"),
-                       ("concentration", "F6")):
+    for name, what in ((T.FAMILY, "F3"), (T.TAGGER, "F4"), (T.PER_TAG, "F5"),
+                       (T.CONCENTRATION, "F6")):
         if tables.get(name) is None or tables[name].empty:
             notes.append(f"{what}: no '{name}' rows in the tables, figure not drawn.")
     return notes
@@ -56,8 +57,8 @@ def _draw(make: Callable, out_dir: Path) -> list[dict]:
     return drawn
 
 
-_TABLES: Mapping[str, pd.DataFrame] = {}
-_SETTINGS = PlotSettings()
+_TABLES: Mapping[str, pd.DataFrame] = {}  # the drawing process's tables and settings (_init)
+_SETTINGS: PlotSettings | None = None
 
 
 def _init(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> None:

@@ -13,24 +13,25 @@ from scipy.stats import spearmanr
 
 from analysis.figures.common import (
     Figure,
-    _figure,
-    _grid,
-    _metric_row,
-    _present,
-    _similarity_panel,
-    _title,
     depth_colour,
+    make_figure,
     metric_label,
+    metric_row,
+    panel_grid,
+    panel_title,
+    present_metrics,
+    similarity_panel,
 )
 from analysis.settings import PlotSettings
+from analysis.tables import registry as T
 
 
 def fig_sanity_tokens(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[Figure]:
     """S1: similarity against token count, random Gaussian data and init vs final."""
-    t = tables.get("sanity_tokens", pd.DataFrame())
+    t = tables.get(T.SANITY_TOKENS, pd.DataFrame())
     if t.empty:
         return
-    fig, axes, panels = _metric_row(t, _present(t, ps.metrics))
+    fig, axes, panels = metric_row(t, present_metrics(t, ps.metrics))
     for j, ax, metric, d in panels:
         gauss = d[d.source == "gaussian"].sort_values("n_tokens")
         ax.plot(gauss.n_tokens, gauss.value, color="black", marker="o", ms=3,
@@ -48,23 +49,23 @@ def fig_sanity_tokens(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> I
         ax.set_xticks(counts, [f"{int(c)}" for c in counts], rotation=45)
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("tokens")
-        _similarity_panel(ax, metric_label(metric), "similarity", j == 0)
+        similarity_panel(ax, metric_label(metric), "similarity", j == 0)
     model = t[t.source == "init_vs_final"].model.unique()
     caption = (f"S1. Similarity against the number of tokens for two independent Gaussian "
                f"representations (true similarity 0) and for each layer at initialisation vs "
                f"the final checkpoint ({', '.join(model) or 'no model'}; dotted: shuffled "
                f"baseline). CCA-type values fall as N grows: their bias at small N is why every "
                f"comparison here reports a baseline at the same size.")
-    yield _figure("s1_token_count", fig, "S1 similarity vs token count", caption, axes,
+    yield make_figure("s1_token_count", fig, "S1 similarity vs token count", caption, axes,
                   legend=True)
 
 
 def fig_seeds(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[Figure]:
     """S2: each layer of a final model vs the same model trained with another seed."""
-    t = tables.get("seeds", pd.DataFrame())
+    t = tables.get(T.SEEDS, pd.DataFrame())
     if t.empty:
         return
-    fig, axes, panels = _metric_row(t, _present(t, ps.metrics))
+    fig, axes, panels = metric_row(t, present_metrics(t, ps.metrics))
     keys = sorted({(m, p) for m, p in zip(t.model, t.probe, strict=True)})
     palette = sns.color_palette("tab10" if len(keys) <= 10 else "tab20", len(keys)).as_hex()
     colours = dict(zip(keys, palette, strict=True))
@@ -85,7 +86,7 @@ def fig_seeds(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[
                     ax.fill_between(m.index, m.lo, m.hi, color=colours[(model, probe)],
                                     alpha=0.15, lw=0)
         ax.set_xlabel("layer (0 = embedding)")
-        _similarity_panel(ax, metric_label(metric), "seed vs seed similarity", j == 0)
+        similarity_panel(ax, metric_label(metric), "seed vs seed similarity", j == 0)
     pairs = t[["seed_a", "seed_b"]].drop_duplicates()
     caption = (f"S2. Each layer of a final model against the same layer of the same model "
                f"trained with another seed (solid: mean over {len(pairs)} seed pairs, band: "
@@ -93,22 +94,22 @@ def fig_seeds(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[
                f"from the encoder into the decoder). Same tokens on both "
                f"sides. Similarity well below 1 at the end bounds how close two training runs "
                f"get: convergence curves are relative to that.")
-    yield _figure("s2_seed_to_seed", fig, "S2 seed-to-seed similarity", caption, axes,
+    yield make_figure("s2_seed_to_seed", fig, "S2 seed-to-seed similarity", caption, axes,
                   legend=True)
 
 
 def fig_cka_vs_svcca(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[Figure]:
     """S3: agreement of CKA with the CCA-family metrics on the same comparisons."""
-    t = tables.get("convergence", pd.DataFrame())
+    t = tables.get(T.CONVERGENCE, pd.DataFrame())
     if t.empty or "cka" not in set(t.metric):
         return
     t = t[t.step_a != t.step_b]
     keys = ["model", "probe", "side", "layer_a", "step_a", "seed"]
     wide = t.pivot_table(index=keys, columns="metric", values="value").reset_index()
-    others = [m for m in _present(t, None) if m != "cka"]  # every metric of the table
+    others = [m for m in present_metrics(t, None) if m != "cka"]  # every metric of the table
     if not others:
         return
-    fig, axes = _grid(1, len(others), w=2.2, h=2.2, legend=True)
+    fig, axes = panel_grid(1, len(others), w=2.2, h=2.2, legend=True)
     models = sorted(wide.model.unique())
     colours = dict(zip(models, sns.color_palette("tab10", len(models)).as_hex(), strict=True))
     notes = []
@@ -122,7 +123,7 @@ def fig_cka_vs_svcca(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> It
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
         rho = spearmanr(d[m], d["cka"]).statistic if len(d) > 2 else np.nan
-        _title(ax, f"Spearman ρ = {rho:.2f}")
+        panel_title(ax, f"Spearman ρ = {rho:.2f}")
         ax.set_xlabel(metric_label(m))
         ax.set_ylabel("linear CKA" if j == 0 else "")
         notes.append(f"{metric_label(m)} ρ = {rho:.2f}")
@@ -130,19 +131,19 @@ def fig_cka_vs_svcca(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> It
                f"comparisons (each layer at each non-final checkpoint vs its final state). "
                f"Rank agreement: {'; '.join(notes)}. Bottom-up conclusions should not depend on "
                f"the metric.")
-    yield _figure("s3_cka_vs_svcca", fig, "S3 CKA vs CCA-family", caption, axes, legend=True)
+    yield make_figure("s3_cka_vs_svcca", fig, "S3 CKA vs CCA-family", caption, axes, legend=True)
 
 
 def fig_sensitivity(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[Figure]:
     """S4: each final layer against itself with its top-j principal components removed."""
-    t = tables.get("sensitivity", pd.DataFrame())
+    t = tables.get(T.SENSITIVITY, pd.DataFrame())
     if t.empty:
         return
     t = t[t.test == "pcs_removed"]
-    summary = tables.get("sensitivity_summary", pd.DataFrame())
+    summary = tables.get(T.SENSITIVITY_SUMMARY, pd.DataFrame())
     verdicts = {} if summary.empty else {
         (r.test, r.metric): r.verdict for r in summary.itertuples()}
-    fig, axes, panels = _metric_row(t, _present(t, None))
+    fig, axes, panels = metric_row(t, present_metrics(t, None))
     models = sorted(t.model.unique())
     colours = dict(zip(models, sns.color_palette("tab10", len(models)).as_hex(), strict=False))
     for j, ax, metric, d in panels:
@@ -155,7 +156,7 @@ def fig_sensitivity(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Ite
         ax.set_xlabel("top principal components removed")
         monotone = verdicts.get(("pcs_removed", metric), "?")
         rotation = verdicts.get(("rotation_scaling", metric), "?")
-        _title(ax, f"{metric_label(metric)}\nmonotone: {monotone}; rotation: {rotation}",
+        panel_title(ax, f"{metric_label(metric)}\nmonotone: {monotone}; rotation: {rotation}",
                fontsize="xx-small")
         ax.set_ylabel("similarity to the intact layer" if j == 0 else "")
     caption = ("S4 (Ding et al. 2021). Each final layer against itself with its top-j "
@@ -165,5 +166,5 @@ def fig_sensitivity(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Ite
                "metrics that claim that invariance unchanged). The table 'sensitivity_summary' "
                "adds, with several seeds, whether final-vs-final across seeds exceeds "
                "initial-vs-final.")
-    yield _figure("s4_sensitivity", fig, "S4 sensitivity and specificity", caption, axes,
+    yield make_figure("s4_sensitivity", fig, "S4 sensitivity and specificity", caption, axes,
                   inner_y=False, legend=True)

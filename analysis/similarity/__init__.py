@@ -13,9 +13,8 @@ kernels, :class:`SimilarityResult`), ``registry`` (:class:`Measure`, :func:`simi
 :func:`pairwise`, :func:`prepare`/:func:`compare_many`, the permutation nulls), one module per
 family that holds its functions and registers its metrics (``canonical``: CCA, SVCCA, PWCCA;
 ``cka``; ``shape``: Procrustes; ``neighbours``: mutual k-NN; ``rdm``: RSA), ``baseline``
-(:func:`shuffled_baseline`) and ``streaming`` (:class:`GramAccumulator`). The registry imports
-no family; this package imports every family (so that they register) and re-exports the
-public names.
+(:func:`shuffled_baseline`). The registry imports no family; this package imports every
+family (so that they register) and re-exports the public names.
 
 Conventions (each guards against a measured failure mode of public implementations):
 
@@ -37,7 +36,7 @@ Conventions (each guards against a measured failure mode of public implementatio
   ·s_max, so it cuts there at the least), "svd" takes a tall SVD of each side (most
   accurate), and "auto" (default) uses the Gram route unless a kept direction is weaker than
   1e-4·s_max, the spectrum has values the Gram route cannot resolve above the cut, or
-  tokens <= dims. :class:`GramAccumulator` is the same Gram route, streamed.
+  tokens <= dims.
 - A representation's orthonormal token-space basis (:class:`Basis`) is computed once and can
   be reused for every pair: a pair then costs one ``k_a × tokens × k_b`` product plus a small
   SVD. :func:`pairwise` does this for lists of representations.
@@ -74,12 +73,14 @@ from analysis.similarity.neighbours import mutual_knn
 from analysis.similarity.rdm import _average_ranks, rsa, rsa_rows  # noqa: F401  (private: tests)
 from analysis.similarity.registry import (
     _REGISTRY,  # noqa: F401  (private: tests)
+    SHAPE,
     Measure,
     Prepared,
     _resolve,  # noqa: F401  (private: scripts/bench_similarity.py)
     _shared_cross,  # noqa: F401  (private: tests)
     compare_many,
     compare_prepared,
+    measure,
     metrics,
     pairwise,
     permuted_many,
@@ -89,10 +90,10 @@ from analysis.similarity.registry import (
     similarity,
 )
 from analysis.similarity.shape import procrustes, procrustes_angular
-from analysis.similarity.streaming import GramAccumulator
 
 __all__ = [
     "Prepared",
+    "SHAPE",
     "compare_many",
     "compare_prepared",
     "permuted_many",
@@ -101,13 +102,13 @@ __all__ = [
     "Baseline",
     "Basis",
     "DEFAULT_RTOL",
-    "GramAccumulator",
     "Measure",
     "SimilarityResult",
     "basis",
     "cca",
     "default_rtol",
     "linear_cka",
+    "measure",
     "metrics",
     "mutual_knn",
     "n_keep",

@@ -5,6 +5,7 @@ entries."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -34,6 +35,7 @@ from analysis.similarity.bases import (
 )
 from analysis.similarity.registry import (
     _BASIS_OPTIONS,
+    SHAPE,
     _basis_measure,
     _BasisCache,
     _cache_cross,
@@ -345,21 +347,24 @@ def _via_compare(metric: str):
 _CCA_OPTIONS = {**_BASIS_OPTIONS, "allow_underdetermined": False}
 _TRUNC_OPTIONS = {"variance": None, "rule": "s2", "k": None}
 
-register(_basis_measure("cca", _cca_check, _via_compare("cca"), _CCA_OPTIONS))
-register(
-    _basis_measure(
-        "svcca",
-        _cca_check,
-        _via_compare("svcca"),
-        {**_CCA_OPTIONS, **_TRUNC_OPTIONS, "variance": 0.99},
-    )
-)
-register(
-    _basis_measure(
-        "pwcca",
-        _cca_check,
-        _via_compare("pwcca"),
-        {**_CCA_OPTIONS, **_TRUNC_OPTIONS, "compat": "paper"},
-        symmetric=False,
-    )
-)
+def _truncated(opts: Mapping[str, object]) -> str:
+    """How a CCA-family result names its directions: a fixed k, a variance share, or the
+    numerical rank."""
+    if opts.get("k") is not None:
+        return f"k={opts['k']}"
+    if opts.get("variance") is not None:
+        return f"{opts['rule']}:{opts['variance']:g}"
+    return "rank"
+
+
+# CCA is invariant to any invertible linear map of one side; SVCCA's variance cut and PWCCA's
+# weights are not, but SVCCA keeps the rotation and isotropic scaling invariance
+register(_basis_measure("cca", _cca_check, _via_compare("cca"), _CCA_OPTIONS, label="CCA",
+                        order=0, invariant=SHAPE | {"invertible_linear"},
+                        truncation=_truncated))
+register(_basis_measure("svcca", _cca_check, _via_compare("svcca"),
+                        {**_CCA_OPTIONS, **_TRUNC_OPTIONS, "variance": 0.99}, label="SVCCA",
+                        order=1, invariant=SHAPE, truncation=_truncated))
+register(_basis_measure("pwcca", _cca_check, _via_compare("pwcca"),
+                        {**_CCA_OPTIONS, **_TRUNC_OPTIONS, "compat": "paper"}, label="PWCCA",
+                        order=2, symmetric=False, truncation=_truncated))

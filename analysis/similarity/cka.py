@@ -24,6 +24,7 @@ from analysis.similarity.bases import (
 )
 from analysis.similarity.registry import (
     _BASIS_OPTIONS,
+    SHAPE,
     _basis_measure,
     _BasisCache,
     _cache_cross,
@@ -146,16 +147,9 @@ def _via_compare(debiased: bool | None = None):
     return compare
 
 
-register(
-    _basis_measure(
-        "cka", _min_tokens_check, _via_compare(), {**_BASIS_OPTIONS, "debiased": False}
-    )
-)
-register(
-    _basis_measure(
-        "cka_debiased",
-        _min_tokens_check,
-        _via_compare(debiased=True),
-        {**_BASIS_OPTIONS, "debiased": True},
-    )
-)
+register(_basis_measure("cka", _min_tokens_check, _via_compare(),
+                        {**_BASIS_OPTIONS, "debiased": False}, label="linear CKA", order=3,
+                        invariant=SHAPE))
+register(_basis_measure("cka_debiased", _min_tokens_check, _via_compare(debiased=True),
+                        {**_BASIS_OPTIONS, "debiased": True}, label="debiased CKA", order=4,
+                        invariant=SHAPE))

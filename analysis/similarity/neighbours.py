@@ -22,7 +22,7 @@ from analysis.similarity.bases import (
     _shape,
     _unit_rows,
 )
-from analysis.similarity.registry import Measure, register, similarity
+from analysis.similarity.registry import SHAPE, Measure, register, similarity
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,7 +98,9 @@ def _knn_compare(ca: _Neighbours, cb: _Neighbours, opts: dict, m=None) -> Simila
     return SimilarityResult("mutual_knn", hits / (n * k), ca.n_dims, cb.n_dims, n, n_neighbors=k)
 
 
-register(Measure("mutual_knn", _knn_prepare, _knn_compare, {"k": 10}))
+# cosine neighbours of l2-normalised rows: a rotation or a scaling of one side keeps them
+register(Measure("mutual_knn", _knn_prepare, _knn_compare, {"k": 10}, label="mutual k-NN",
+                 order=6, invariant=SHAPE, truncation=lambda opts: f"k={opts['k']}"))
 
 
 def mutual_knn(a: Array | Basis, b: Array | Basis, *, k: int = 10) -> SimilarityResult:

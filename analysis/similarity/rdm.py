@@ -116,7 +116,10 @@ def _rsa_compare(ca: _RankedRDM, cb: _RankedRDM, opts: dict, m=None) -> Similari
     )
 
 
-register(Measure("rsa", _rsa_prepare, _rsa_compare, {"max_rows": 2000, "sample_seed": 0}))
+# Pearson correlation between rows across units: neither a rotation nor a scaling keeps it
+register(Measure("rsa", _rsa_prepare, _rsa_compare, {"max_rows": 2000, "sample_seed": 0},
+                 label="RSA (Spearman)", order=7,
+                 truncation=lambda opts: f"rows<={opts['max_rows']}"))
 
 
 def rsa(

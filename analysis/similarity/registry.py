@@ -71,15 +71,30 @@ class Measure:
     and ``permuted(perm)`` (the cache of x[perm], cheap). With ``uses_bases`` the caches are
     bases and ``m`` is U_aᵀU_b, taken from one product per block of pairs. ``options`` are
     the keywords the metric takes, with defaults.
+
+    What every reader of a metric needs to know of it is here too: its ``label`` and display
+    ``order`` (figures), ``kind`` (a similarity, or a distance the claims do not read),
+    whether it is ``symmetric``, the transformations of one side it is ``invariant`` to by
+    definition (S4 checks them), and ``truncation(opts)``: how a result names the directions
+    it used ("full", the numerical "rank", a variance share or a fixed k).
     """
 
     name: str
     prepare: Callable[[Array | Basis, dict, str], object]
     compare: Callable[..., SimilarityResult]
     options: Mapping[str, object]
+    label: str
+    order: int
     kind: Literal["similarity", "distance"] = "similarity"
     symmetric: bool = True
     uses_bases: bool = False
+    invariant: frozenset[str] = frozenset()
+    truncation: Callable[[Mapping[str, object]], str] = lambda opts: "full"
+
+
+# the transformations of one side a metric can be invariant to (Measure.invariant)
+ROTATION, ISOTROPIC_SCALING = "rotation", "isotropic_scaling"
+SHAPE = frozenset({ROTATION, ISOTROPIC_SCALING})
 
 
 _REGISTRY: dict[str, Measure] = {}
@@ -96,6 +111,14 @@ def register(measure: Measure) -> Measure:
 def metrics() -> tuple[str, ...]:
     """The registered metric names (plus aliases)."""
     return tuple(sorted(_REGISTRY)) + tuple(_ALIASES)
+
+
+def measure(metric: str) -> Measure:
+    """The registry entry of a metric (or alias); an unknown name lists the known ones."""
+    name = _ALIASES.get(metric, metric)
+    if name not in _REGISTRY:
+        raise ValueError(f"metric must be one of {metrics()}, got {metric!r}")
+    return _REGISTRY[name]
 
 
 def _basis_prepare(check: Callable[[int, int, dict, str], None]):
@@ -142,17 +165,15 @@ def _basis_measure(
     **kw,
 ) -> Measure:
     """The entry of a basis metric: ``check(name)`` (its token check) before the (reused or new)
-    basis, ``compare`` on two :class:`_BasisCache`; ``kw``: ``kind``, ``symmetric``."""
+    basis, ``compare`` on two :class:`_BasisCache`; ``kw``: the other :class:`Measure` fields."""
     return Measure(name, _basis_prepare(check(name)), compare, options, uses_bases=True, **kw)
 
 
 def _resolve(metric: str, kw: Mapping) -> tuple[Measure, dict]:
     """The registry entry of ``metric`` and its options (defaults updated by ``kw``)."""
-    name = _ALIASES.get(metric, metric)
-    if name not in _REGISTRY:
-        raise ValueError(f"metric must be one of {metrics()}, got {metric!r}")
-    measure = _REGISTRY[name]
-    opts = dict(measure.options)
+    entry = measure(metric)
+    name = entry.name
+    opts = dict(entry.options)
     known = {key for m in _REGISTRY.values() for key in m.options}
     unknown = sorted(set(kw) - known)
     if unknown:
@@ -167,7 +188,7 @@ def _resolve(metric: str, kw: Mapping) -> tuple[Measure, dict]:
         raise ValueError("compat='google' has no basis reuse; call pwcca(a, b, compat='google')")
     if name == "cka_debiased" and not opts["debiased"]:
         raise ValueError("cka_debiased is debiased; use metric='cka' for biased CKA")
-    return measure, opts
+    return entry, opts
 
 
 def _cache(measure: Measure, x: Array | Basis, opts: dict, name: str):
@@ -400,6 +421,11 @@ class Prepared:
     @property
     def n_tokens(self) -> int:
         return self.cache.n_tokens
+
+    @property
+    def undefined(self) -> str | None:
+        """Why the metric is undefined for this representation (None: it is defined)."""
+        return self.cache.reason if isinstance(self.cache, _Dead) else None
 
 
 def prepare(x: Array | Basis, metric: str = "svcca", name: str = "x", **kw) -> Prepared:

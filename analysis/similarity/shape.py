@@ -11,6 +11,7 @@ import torch
 from analysis.similarity.bases import DEFAULT_RTOL, Array, Basis, SimilarityResult, _svd
 from analysis.similarity.registry import (
     _BASIS_OPTIONS,
+    SHAPE,
     _basis_measure,
     _BasisCache,
     _cache_cross,
@@ -48,16 +49,11 @@ def _procrustes_angular_compare(ca: _BasisCache, cb: _BasisCache, opts: dict, m=
     )
 
 
-register(_basis_measure("procrustes", _min_tokens_check, _procrustes_compare, _BASIS_OPTIONS))
-register(
-    _basis_measure(
-        "procrustes_angular",
-        _min_tokens_check,
-        _procrustes_angular_compare,
-        _BASIS_OPTIONS,
-        kind="distance",
-    )
-)
+register(_basis_measure("procrustes", _min_tokens_check, _procrustes_compare, _BASIS_OPTIONS,
+                        label="Procrustes", order=5, invariant=SHAPE))
+register(_basis_measure("procrustes_angular", _min_tokens_check, _procrustes_angular_compare,
+                        _BASIS_OPTIONS, label="Procrustes angle (distance)", order=8,
+                        kind="distance", invariant=SHAPE))
 
 
 def procrustes(

@@ -28,13 +28,14 @@ def render(tables: dict[str, pd.DataFrame], out: Path, ps: PlotSettings, title: 
     """Figures, captions.json and the report for ``tables`` into ``out``."""
     from tqdm import tqdm  # matplotlib loads when figures are drawn, not when planned
 
-    from analysis import figures, report
+    from analysis import report
+    from analysis.figures.registry import draw_all, skipped_notes
 
     out = Path(out)
     bar = tqdm(desc="figures", unit="fig")
-    drawn = figures.draw_all(tables, out / "figures", ps, progress=lambda name: bar.update())
+    drawn = draw_all(tables, out / "figures", ps, progress=lambda name: bar.update())
     bar.close()
-    notes = figures.skipped_notes(tables)
+    notes = skipped_notes(tables)
     (out / "captions.json").write_text(json.dumps({f["name"]: f["caption"] for f in drawn},
                                                   indent=1))
     paths = report.write_report(out, tables, drawn, notes, title=title)

@@ -26,12 +26,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import configured
 import numpy as np
 import pandas as pd
 from filelock import FileLock
 
 from analysis import dynamics, repstore
-from analysis.settings import Concentration, PerTag, Sanity
+from analysis.runs import ModelRun
+from analysis.settings import AnalysisSettings
 
 TAGS = ["NOUN", "VERB", "DET", "ADP", "ADJ", "PRON"]
 TAG_P = [0.3, 0.2, 0.15, 0.15, 0.1, 0.1]
@@ -98,7 +100,7 @@ def _grads(tokens: pd.DataFrame, concentrated: set[str], rng) -> np.ndarray:
 
 
 def build_study(root: Path, lower_first: bool = True, towards_tagger: bool = True,
-                function_concentrated: bool = True, seed: int = 0) -> list[dynamics.ModelRun]:
+                function_concentrated: bool = True, seed: int = 0) -> list[ModelRun]:
     """Write the synthetic LM and taggers under ``root``; return their ModelRuns."""
     rng = np.random.default_rng(seed)
     tokens = synth_tokens(seed=seed)
@@ -128,7 +130,7 @@ def build_study(root: Path, lower_first: bool = True, towards_tagger: bool = Tru
         spiky = FUNCTION if function_concentrated else content
         grads[step] = {layer: _grads(tokens, spiky, rng) for layer in layers}
     _write(root / "lm" / "synth", tokens, reps, grads)
-    runs = [dynamics.ModelRun("lm", "lstm_lm", seed, _checkpoints(),
+    runs = [ModelRun("lm", "lstm_lm", seed, _checkpoints(),
                               {"synth": root / "lm" / "synth"}, family="lstm")]
     runs.append(_nmt(root, tokens, lower_first, rng, seed))
     for offset, fam in enumerate(("pos", "semtag", "topic"), start=101):
@@ -136,14 +138,14 @@ def build_study(root: Path, lower_first: bool = True, towards_tagger: bool = Tru
                  for layer, a in tagger_final.items()}
         treps = {step: noise for step in STEPS}
         _write(root / f"tagger_{fam}" / "synth", tokens, treps)
-        runs.append(dynamics.ModelRun(f"tagger_{fam}", "lstm_tagger", seed, _checkpoints(),
+        runs.append(ModelRun(f"tagger_{fam}", "lstm_tagger", seed, _checkpoints(),
                                       {"synth": root / f"tagger_{fam}" / "synth"}, tags=fam,
                                       reference=True, family="lstm", seed_offset=offset))
     return runs
 
 
 def _nmt(root: Path, tokens: pd.DataFrame, lower_first: bool, rng, seed: int
-         ) -> dynamics.ModelRun:
+         ) -> ModelRun:
     """A 2+2-layer "NMT" store: source and target sides hold the same synthetic sentences."""
     both = pd.concat([tokens.assign(side="source"), tokens.assign(side="target")],
                      ignore_index=True)
@@ -162,7 +164,8 @@ def _nmt(root: Path, tokens: pd.DataFrame, lower_first: bool, rng, seed: int
             layer: w[layer] * final[layer] + (1 - w[layer]) * init[layer] for layer in layers})
         repstore.write_arrays(root, step, "grad", {
             layer: rng.standard_normal((n, DIM)) for layer in layers})
-    return dynamics.ModelRun("nmt", "transformer_nmt", seed, _checkpoints(), {"synth": root},
+        (repstore.step_dir(root, step) / "done").write_text("synthetic")
+    return ModelRun("nmt", "transformer_nmt", seed, _checkpoints(), {"synth": root},
                              family="transformer")
 
 
@@ -206,7 +209,7 @@ def translation_tables(in_order: bool = True, seed: int = 1) -> dict[str, pd.Dat
             "nmt_stage_resamples": resamples.assign(model="nmt", seed=seed)}
 
 
-def write_units(runs: list[dynamics.ModelRun], root: Path, seed: int = 1
+def write_units(runs: list[ModelRun], root: Path, seed: int = 1
                 ) -> tuple[dict[str, Path], dict[str, Path]]:
     """The study's models laid out like the pipeline's per-model units: extract units with
     model.json and the stores (linked), train units with checkpoints.csv and eval.json.
@@ -228,12 +231,14 @@ def write_units(runs: list[dynamics.ModelRun], root: Path, seed: int = 1
     return extract, train
 
 
-def small_settings(**kw) -> dynamics.Settings:
-    """Settings sized for the synthetic study (a few seconds per analysis)."""
-    s = dynamics.Settings(max_tokens=1000, baseline_shuffles=1, seed=3,
-                          per_tag=PerTag(min_n=30, max_n=60, min_tags=4, freq_bins=2),
-                          concentration=Concentration(n_boot=50),
-                          sanity=Sanity(dims=DIM, token_counts=[40, 100, 400]))
+def small_settings(**kw) -> AnalysisSettings:
+    """conf/analysis's settings sized for the synthetic study (a few seconds per analysis)."""
+    s = configured.analysis()
+    s = dataclasses.replace(
+        s, max_tokens=1000, baseline_shuffles=1, seed=3,
+        per_tag=dataclasses.replace(s.per_tag, min_n=30, max_n=60, min_tags=4, freq_bins=2),
+        concentration=dataclasses.replace(s.concentration, n_boot=50),
+        sanity=dataclasses.replace(s.sanity, dims=DIM, token_counts=[40, 100, 400]))
     return dataclasses.replace(s, **kw)
 
 

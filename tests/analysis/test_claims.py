@@ -1,5 +1,6 @@
 """analysis.claims: each claim passes on data built to satisfy it and fails on its opposite."""
 
+import configured
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,7 +8,7 @@ from synthstudy import reversed_claims, small_settings, study_claims, study_tabl
 
 from analysis import claims
 
-CS = claims.ClaimSettings()  # the settings study_claims() evaluates with
+CS = configured.claims()  # the settings study_claims() evaluates with
 SIM_METRICS = {"svcca", "svcca_k20", "svcca_k50", "pwcca", "cka", "cka_debiased", "procrustes",
                "rsa"}
 
@@ -144,11 +145,12 @@ def test_claim_settings_are_read_from_the_analysis_config():
     from analysis.settings import AnalysisSettings
     from pipeline.config import typed
 
-    cfg = OmegaConf.create({"claims": {"convergence_threshold": 0.8, "c1": {"min_rho": 0.3},
-                                       "c4": {"sides": ["lm", "target"]}}})
+    cfg = OmegaConf.merge(OmegaConf.structured(configured.analysis()),
+                          {"claims": {"convergence_threshold": 0.8, "c1": {"min_rho": 0.3},
+                                      "c4": {"sides": ["lm", "target"]}}})
     cs = typed(cfg, AnalysisSettings).claims
     assert cs.convergence_threshold == 0.8 and cs.c1.min_rho == 0.3
-    assert cs.c4.sides == ["lm", "target"] and cs.c3.margin == claims.ClaimSettings().c3.margin
+    assert cs.c4.sides == ["lm", "target"] and cs.c3.margin == configured.claims().c3.margin
 
 
 def test_c1_p_value_is_exact_over_layer_orderings():
@@ -281,7 +283,7 @@ def test_a_permuted_familys_step_pools_its_rows_by_token_weight():
             out.append(np.inf if not np.isfinite(step) else step)
         return out[0] - out[1]
 
-    cs = claims.ClaimSettings(convergence_threshold=0.5)
+    cs = configured.claims(convergence_threshold=0.5)
     for family in ({"a", "b"}, {"c"}, {"a", "d", "e", "g"}, set("abcdef")):
         got = claims._family_steps(sums, np.isin(sums[0], list(family)), cs)
         want = reference(family)

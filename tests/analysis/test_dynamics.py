@@ -1,5 +1,8 @@
 """analysis.dynamics on synthetic stores whose dynamics are known by construction."""
 
+from dataclasses import replace
+
+import configured
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,8 +18,15 @@ from synthstudy import (
     synth_tokens,
 )
 
-from analysis import dynamics, repstore
-from analysis.settings import PerTag
+from analysis import repstore
+from analysis.comparisons import full_basis
+from analysis.runs import ModelRun, Probe, tagged_word_and_freq, usable_steps
+from analysis.settings import AnalysisSettings
+from analysis.tables.concentration import concentration_tables
+from analysis.tables.convergence import fraction_steps, over_training
+from analysis.tables.per_tag import common_n, family_pooled, per_tag, tag_samples
+from analysis.tables.rows import SIM_COLUMNS
+from analysis.tables.sanity import seed_to_seed, sensitivity, sensitivity_verdicts
 
 SIMILARITY_TABLES = ["convergence", "tagger", "layer_matrix", "per_tag", "family"]
 
@@ -24,7 +34,7 @@ SIMILARITY_TABLES = ["convergence", "tagger", "layer_matrix", "per_tag", "family
 def test_similarity_tables_are_tidy():
     for name in SIMILARITY_TABLES:
         t = study_tables()[name]
-        assert list(t.columns[: len(dynamics.SIM_COLUMNS)]) == dynamics.SIM_COLUMNS, name
+        assert list(t.columns[: len(SIM_COLUMNS)]) == SIM_COLUMNS, name
         assert len(t) > 0, name
         assert (t.analysis == name).all()
         signed = t.metric.isin(["cka_debiased", "rsa"])  # unbiased / rank correlations
@@ -53,7 +63,7 @@ def test_final_checkpoint_matches_itself_and_lower_layers_converge_first():
 
 def test_baselines_only_at_fraction_checkpoints_and_below_real_values():
     conv = study_tables()["convergence"]
-    picked = set(dynamics.fraction_steps(STEPS, small_settings().fractions).values())
+    picked = set(fraction_steps(STEPS, small_settings().fractions).values())
     have = set(conv[conv.baseline.notna()].step_a)
     assert have == picked
     converged = conv[(conv.step_a == max(STEPS)) & conv.baseline.notna()]
@@ -87,7 +97,7 @@ def test_per_tag_common_n_and_eligible_tags():
     s = small_settings()
     tokens = synth_tokens()
     counts = tokens.pos_target[~tokens.pos_target.isin(s.exclude_tags)].value_counts()
-    n = dynamics.common_n(counts, s)
+    n = common_n(counts, s)
     assert s.per_tag.min_n <= n <= s.per_tag.max_n
     pt = study_tables()["per_tag"]
     pt = pt[pt.model == "lm"]
@@ -104,16 +114,18 @@ def test_per_tag_common_n_and_eligible_tags():
 
 
 def test_common_n_rule():
-    s = small_settings(per_tag=PerTag(min_n=10, max_n=100, min_tags=3))
-    assert dynamics.common_n(pd.Series([500, 400, 50, 5]), s) == 50
-    assert dynamics.common_n(pd.Series([500, 400, 300]), s) == 100
-    assert dynamics.common_n(pd.Series([500, 4]), s) == 10
+    s = small_settings()
+    s = replace(s, per_tag=replace(s.per_tag, min_n=10, max_n=100, min_tags=3))
+    assert common_n(pd.Series([500, 400, 50, 5]), s) == 50
+    assert common_n(pd.Series([500, 400, 300]), s) == 100
+    assert common_n(pd.Series([500, 4]), s) == 10
 
 
 def test_frequency_matched_samples_have_equal_bin_counts():
-    s = small_settings(per_tag=PerTag(freq_bins=2))
+    s = small_settings()
+    s = replace(s, per_tag=replace(s.per_tag, freq_bins=2))
     tokens = synth_tokens()
-    samples = dynamics.tag_samples(tokens, "pos", 40, s, "synth", "lm", freq_matched=True)
+    samples = tag_samples(tokens, "pos", 40, s, "synth", "lm", freq_matched=True)
     assert samples, "some tag must be matchable"
     # documented rule: 2 bins cut at the median log-frequency of the eligible tags' tokens
     counts = tokens.pos.value_counts()
@@ -134,11 +146,11 @@ def test_samples_are_seeded_and_shared_across_models(tmp_path):
     runs = build_study(tmp_path)
     s = small_settings(max_tokens=100)
     lm, tagger = runs[0], next(r for r in runs if r.reference)
-    a = dynamics.Probe.open(lm, "synth").sample("lm", s)
-    b = dynamics.Probe.open(tagger, "synth").sample("lm", s)
+    a = Probe.open(lm, "synth").sample("lm", s)
+    b = Probe.open(tagger, "synth").sample("lm", s)
     np.testing.assert_array_equal(a, b)
     assert len(a) == 100 and np.all(np.diff(a) > 0)
-    other = dynamics.Probe.open(runs[0], "synth").sample("lm", small_settings(max_tokens=100,
+    other = Probe.open(runs[0], "synth").sample("lm", small_settings(max_tokens=100,
                                                                              seed=4))
     assert not np.array_equal(a, other)
 
@@ -146,12 +158,12 @@ def test_samples_are_seeded_and_shared_across_models(tmp_path):
 def test_analysis_is_deterministic(tmp_path):
     runs = build_study(tmp_path, seed=1)
     s = small_settings()
-    p = dynamics.Probe.open(runs[0], "synth")
-    one = dynamics.per_tag(p, s)
-    two = dynamics.per_tag(dynamics.Probe.open(runs[0], "synth"), s)
+    p = Probe.open(runs[0], "synth")
+    one = per_tag(p, s)
+    two = per_tag(Probe.open(runs[0], "synth"), s)
     pd.testing.assert_frame_equal(one, two)
-    c1, f1 = dynamics.concentration_tables(p, s)
-    c2, f2 = dynamics.concentration_tables(p, s)
+    c1, f1 = concentration_tables(p, s)
+    c2, f2 = concentration_tables(p, s)
     assert len(c1) > 0 and len(f1) > 0
     pd.testing.assert_frame_equal(c1, c2)
     pd.testing.assert_frame_equal(f1, f2)
@@ -159,12 +171,12 @@ def test_analysis_is_deterministic(tmp_path):
 
 def test_target_aligned_word_and_frequency_shift_within_sentences():
     tokens = synth_tokens(n_sent=3, length=4)
-    word, freq = dynamics.tagged_word_and_freq(tokens, "pos_target")
+    word, freq = tagged_word_and_freq(tokens, "pos_target")
     assert word.iloc[0] == tokens.word.iloc[1].lower()
     assert freq.iloc[0] == tokens.train_freq.iloc[1]
     last = tokens.position == tokens.position.max()
     assert word[last].isna().all() and freq[last].isna().all()
-    same, _ = dynamics.tagged_word_and_freq(tokens, "pos")
+    same, _ = tagged_word_and_freq(tokens, "pos")
     assert (same == tokens.word.str.lower()).all()
 
 
@@ -172,8 +184,8 @@ def test_usable_steps_skip_unfinished_checkpoints(tmp_path):
     runs = build_study(tmp_path)
     root = runs[0].stores["synth"]
     (repstore.step_dir(root, 8) / "done").unlink()
-    assert 8 not in dynamics.usable_steps(root)
-    assert dynamics.usable_steps(root) == [s for s in STEPS if s != 8]
+    assert 8 not in usable_steps(root)
+    assert usable_steps(root) == [s for s in STEPS if s != 8]
 
 
 def test_intrinsic_dimension_of_low_rank_layer():
@@ -182,7 +194,7 @@ def test_intrinsic_dimension_of_low_rank_layer():
     assert (k.k_s >= k.k_s2).all()  # the sum-of-s rule keeps at least as many directions
     rng = np.random.default_rng(0)
     x = rng.standard_normal((300, 3)) @ rng.standard_normal((3, 10))
-    b = dynamics.full_basis(x)
+    b = full_basis(x)
     assert b.basis.rank == 3
 
 
@@ -230,9 +242,9 @@ def test_seed_to_seed_finds_shared_and_unshared_layers(tmp_path):
     for seed, same in ((1, shared), (2, shared @ rotation)):
         finals = {"embed": same, "lstm_1": rng.standard_normal((len(tokens), DIM))}
         root = _seed_store(tmp_path / str(seed), tokens, finals, rng)
-        run = dynamics.ModelRun("lm", "lstm_lm", seed, _checkpoints(), {"synth": root})
-        probes.append(dynamics.Probe.open(run, "synth"))
-    t = dynamics.seed_to_seed(probes, small_settings())
+        run = ModelRun("lm", "lstm_lm", seed, _checkpoints(), {"synth": root})
+        probes.append(Probe.open(run, "synth"))
+    t = seed_to_seed(probes, small_settings())
     assert set(zip(t.seed_a, t.seed_b, strict=True)) == {(1, 2)}
     assert set(t.checkpoint) == {"init", "final"} and set(t.layer) == {"embed", "lstm_1"}
     final = t[t.checkpoint == "final"].set_index(["layer", "metric"])
@@ -243,24 +255,31 @@ def test_seed_to_seed_finds_shared_and_unshared_layers(tmp_path):
     init = t[t.checkpoint == "init"]
     assert (init.value < 0.2).all()
     # one seed alone has no pairs
-    assert dynamics.seed_to_seed(probes[:1], small_settings()).empty
+    assert seed_to_seed(probes[:1], small_settings()).empty
 
 
-def test_settings_from_config_are_typed_and_nested():
+def test_settings_from_config_are_typed_and_a_missing_key_is_an_error():
     from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
 
     from pipeline.config import typed
 
-    cfg = OmegaConf.create({"fixed_k": [10], "fractions": [0, 1], "claims": {"c3": {"margin": 0.1}},
-                            "per_tag": {"max_n": 7}, "concentration": {"ci": 0.9, "n_boot": 11},
-                            "sanity": {"model": "m", "token_counts": [5]}, "seed": 4})
-    s = typed(cfg, dynamics.Settings)
+    conf = OmegaConf.structured(configured.analysis())
+    cfg = OmegaConf.merge(conf, {"fixed_k": [10], "fractions": [0, 1],
+                                 "claims": {"c3": {"margin": 0.1}}, "per_tag": {"max_n": 7},
+                                 "concentration": {"ci": 0.9, "n_boot": 11},
+                                 "sanity": {"model": "m", "token_counts": [5]}, "seed": 4})
+    s = typed(cfg, AnalysisSettings)
     assert s.fixed_k == [10] and s.fractions == [0.0, 1.0]
     assert all(isinstance(f, float) for f in s.fractions)
     assert (s.per_tag.max_n, s.concentration.ci, s.concentration.n_boot) == (7, 0.9, 11)
     assert (s.sanity.model, s.sanity.token_counts, s.seed) == ("m", [5], 4)
-    assert s.per_tag.min_n == dynamics.Settings().per_tag.min_n  # absent keys keep defaults
-    assert s.claims.c3.margin == 0.1
+    assert s.claims.c3.margin == 0.1 and s.per_tag.min_n == configured.analysis().per_tag.min_n
+    # the schema holds no value of its own: a key the config leaves out is an error
+    partial = OmegaConf.to_container(conf)
+    del partial["per_tag"]["min_n"]
+    with pytest.raises(MissingMandatoryValue, match="min_n"):
+        typed(partial, AnalysisSettings)
 
 
 def test_a_representation_with_nan_gives_na_rows_with_the_reason(tmp_path):
@@ -274,7 +293,7 @@ def test_a_representation_with_nan_gives_na_rows_with_the_reason(tmp_path):
     bad = np.load(path)
     bad[3, 2] = np.nan
     np.save(path, bad)
-    conv = dynamics.over_training(dynamics.Probe.open(lm, "synth"), small_settings())[
+    conv = over_training(Probe.open(lm, "synth"), small_settings())[
         "convergence"]
     na = conv[conv.na_reason.notna()]
     assert set(zip(na.step_a, na.layer_a, strict=True)) == {(4, "lstm_1")}
@@ -286,8 +305,8 @@ def test_a_representation_with_nan_gives_na_rows_with_the_reason(tmp_path):
     assert len(claims.evaluate({"convergence": conv}, small_settings().claims)) > 0
     assert repstore.nonfinite(lm.stores["synth"]) == [
         f"{path}: 1 of {bad.size} values are NaN or inf"]
-    per_tag = dynamics.per_tag(dynamics.Probe.open(lm, "synth"), small_settings())
-    family = dynamics.family_pooled(per_tag)  # pooled over tags: NA where one tag is
+    tags = per_tag(Probe.open(lm, "synth"), small_settings())
+    family = family_pooled(tags)  # pooled over tags: NA where one tag is
     na = family[family.value.isna()]
     assert len(na) and set(zip(na.step_a, na.layer_a, strict=True)) == {(4, "lstm_1")}
     assert na.na_reason.str.contains("tags not computed: .*lm/synth step 4 lstm_1").all()
@@ -297,7 +316,7 @@ def test_a_representation_with_nan_gives_na_rows_with_the_reason(tmp_path):
 def test_s4_sensitivity_and_specificity_on_the_final_layers():
     t = study_tables()["sensitivity"]
     assert {"pcs_removed", "rotation_scaling"} == set(t.test)
-    summary = dynamics.sensitivity_verdicts(t, small_settings()).set_index(["test", "metric"])
+    summary = sensitivity_verdicts(t, small_settings()).set_index(["test", "metric"])
     for metric in ("svcca", "cka", "procrustes"):
         assert summary.loc[("rotation_scaling", metric), "verdict"] == "PASS"
     for metric in ("cka", "procrustes", "rsa"):
@@ -317,8 +336,8 @@ def test_s4_sensitivity_and_specificity_on_the_final_layers():
 def test_analysis_on_cuda_equals_cpu(tmp_path):
     """analysis.device=cuda: the same tables as on the CPU, to float tolerance."""
     runs = build_study(tmp_path, seed=1)
-    p = dynamics.Probe.open(runs[0], "synth")
-    for fn in (dynamics.over_training, dynamics.per_tag, dynamics.sensitivity):
+    p = Probe.open(runs[0], "synth")
+    for fn in (over_training, per_tag, sensitivity):
         cpu, gpu = (fn(p, small_settings(device=d)) for d in ("cpu", "cuda"))
         for name in cpu if isinstance(cpu, dict) else [None]:
             a, b = (cpu[name], gpu[name]) if name else (cpu, gpu)

@@ -3,13 +3,15 @@
 import json
 import os
 
+import configured
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from synthstudy import plotted
 
-from analysis import figures
-from analysis.settings import PlotSettings
+from analysis.figures.common import depth_colour, draw_lines, metric_label, tag_colour
+from analysis.figures.per_tag import fig_per_tag
+from analysis.figures.registry import draw_all, skipped_notes
 
 EXPECTED = {
     "f1_layers_lm_synth_lm", "f1_layers_nmt_synth_source", "f1_layers_nmt_synth_target",
@@ -38,17 +40,17 @@ def test_plot_stage_draws_every_figure_from_the_tables():
 
 def test_every_configured_format_is_written(tmp_path):
     _, _, tables = plotted()
-    ps = PlotSettings(formats=["png", "pdf"], dpi=40)
-    drawn = figures.draw_all({"sanity_tokens": tables["sanity_tokens"]}, tmp_path, ps)
+    ps = configured.plot(formats=["png", "pdf"], dpi=40)
+    drawn = draw_all({"sanity_tokens": tables["sanity_tokens"]}, tmp_path, ps)
     assert [d["name"] for d in drawn] == ["s1_token_count"]
     assert drawn[0]["files"] == ["s1_token_count.png", "s1_token_count.pdf"]
     assert (tmp_path / "s1_token_count.pdf").read_bytes()[:5] == b"%PDF-"
 
 
 def test_missing_tables_are_reported_not_drawn():
-    notes = figures.skipped_notes({"convergence": pd.DataFrame()})
+    notes = skipped_notes({"convergence": pd.DataFrame()})
     assert any(n.startswith("F5") for n in notes) and any(n.startswith("F4") for n in notes)
-    assert list(figures.fig_per_tag({}, PlotSettings())) == []
+    assert list(fig_per_tag({}, configured.plot())) == []
 
 
 def test_ci_bands_drawn_when_tables_carry_intervals():
@@ -56,10 +58,10 @@ def test_ci_bands_drawn_when_tables_carry_intervals():
                            ci_low=np.linspace(0, 1, 6) - 0.1, ci_high=np.linspace(0, 1, 6) + 0.1,
                            layer_a=["a"] * 3 + ["b"] * 3))
     fig, ax = plt.subplots()
-    figures._lines(ax, df, "layer_a", lambda k: "red")
+    draw_lines(ax, df, "layer_a", lambda k: "red")
     assert len(ax.collections) == 2  # one band per line
     fig2, ax2 = plt.subplots()
-    figures._lines(ax2, df.drop(columns=["ci_low", "ci_high"]), "layer_a", lambda k: "red")
+    draw_lines(ax2, df.drop(columns=["ci_low", "ci_high"]), "layer_a", lambda k: "red")
     assert len(ax2.collections) == 0
     plt.close("all")
 
@@ -70,21 +72,21 @@ def test_colours_are_fixed_per_tag_and_depth_in_every_process():
     import subprocess
     import sys
 
-    code = ("from analysis import figures; print([figures.tag_colour(t) for t in "
+    code = ("from analysis.figures.common import tag_colour; print([tag_colour(t) for t in "
             "('NOUN', 'VERB', 'news', 'fiction')])")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env={**os.environ, "PYTHONHASHSEED": seed}, check=True).stdout
             for seed in ("1", "2")}
-    assert outs == {str([figures.tag_colour(t) for t in ("NOUN", "VERB", "news",
+    assert outs == {str([tag_colour(t) for t in ("NOUN", "VERB", "news",
                                                           "fiction")]) + "\n"}
-    assert figures.tag_colour("NOUN") != figures.tag_colour("VERB")
-    assert len({figures.depth_colour(d) for d in range(4)}) == 4
+    assert tag_colour("NOUN") != tag_colour("VERB")
+    assert len({depth_colour(d) for d in range(4)}) == 4
 
 
 def test_metric_labels_follow_the_settings():
     settings = pd.DataFrame({"key": ["variance", "variance_rule"], "value": ["0.9", '"s"']})
-    assert figures.metric_label("svcca", {"settings": settings}) == "SVCCA (90% of Σs)"
-    assert figures.metric_label("svcca_k20", {}) == "SVCCA k=20"
+    assert metric_label("svcca", {"settings": settings}) == "SVCCA (90% of Σs)"
+    assert metric_label("svcca_k20", {}) == "SVCCA k=20"
 
 
 def test_s2_drawn_when_seed_pairs_exist(tmp_path):
@@ -94,15 +96,15 @@ def test_s2_drawn_when_seed_pairs_exist(tmp_path):
             for point, v in (("init", 0.1), ("final", 0.8 - 0.1 * d))
             for m in ("svcca", "cka")]
     tables = {"seeds": pd.DataFrame(rows)}
-    drawn = figures.draw_all(tables, tmp_path, PlotSettings(formats=["png"], dpi=40))
+    drawn = draw_all(tables, tmp_path, configured.plot(formats=["png"], dpi=40))
     assert [d["name"] for d in drawn] == ["s2_seed_to_seed"]
     assert "1 seed pairs" in drawn[0]["caption"]
-    assert not any("S2" in n for n in figures.skipped_notes(tables))
+    assert not any("S2" in n for n in skipped_notes(tables))
 
 
 def test_all_metrics_on_request():
-    from analysis.figures.common import _present
+    from analysis.figures.common import present_metrics
 
     table = pd.DataFrame({"metric": ["cka", "rsa", "svcca"]})
-    assert _present(table, ["svcca", "cka"]) == ["svcca", "cka"]
-    assert set(_present(table, ["all"])) == {"cka", "rsa", "svcca"}
+    assert present_metrics(table, ["svcca", "cka"]) == ["svcca", "cka"]
+    assert set(present_metrics(table, ["all"])) == {"cka", "rsa", "svcca"}

@@ -1,6 +1,7 @@
 """analysis.pooling and the aggregate stage: several seeds' tables pooled with t-intervals,
 every analysis table covered, S2 from the seeds' representations."""
 
+import configured
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,7 +9,7 @@ from omegaconf import OmegaConf
 from synthstudy import REPO_CONF, build_study, plotted, write_units
 
 from analysis import pooling
-from analysis.settings import Claims
+from analysis.tables import registry as T
 
 
 def test_pool_means_and_t_intervals_over_seeds():
@@ -31,16 +32,18 @@ def test_pool_means_and_t_intervals_over_seeds():
 
 def test_every_analysis_table_has_a_pooling_rule():
     _, _, tables = plotted()  # the analyze stage's tables of the synthetic study
-    pooled = pooling.aggregate([tables, tables], Claims())
+    pooled = pooling.aggregate([tables, tables], configured.claims())
     assert "nmt_stage_resamples" in tables and "nmt_stage_resamples" not in pooled
-    assert set(tables) - set(pooling.PER_SEED) <= set(pooled), sorted(set(tables) - set(pooled))
+    per_seed = set(T.pooled_names(T.PER_SEED))
+    assert set(tables) - per_seed <= set(pooled), sorted(set(tables) - set(pooled))
     assert (pooled["convergence"].n_seeds == 1).all()  # the same seed twice
 
 
 def test_a_table_without_a_rule_is_an_error():
     _, _, tables = plotted()
     with pytest.raises(ValueError, match="'new_table'.*no pooling rule"):
-        pooling.aggregate([{**tables, "new_table": pd.DataFrame({"x": [1.0]})}], Claims())
+        pooling.aggregate([{**tables, "new_table": pd.DataFrame({"x": [1.0]})}],
+                          configured.claims())
 
 
 def test_aggregate_stage_pools_seeds_and_compares_them(tmp_path):

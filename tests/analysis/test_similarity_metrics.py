@@ -5,6 +5,7 @@ invariances that definition implies, chance level, and the registry machinery it
 import dataclasses
 import sys
 
+import configured
 import numpy as np
 import pytest
 import scipy.stats
@@ -360,7 +361,9 @@ def test_pairwise_matches_single_calls(metric):
 
 
 def test_adding_a_metric_is_one_function_and_one_entry(monkeypatch):
-    """A new basis metric reuses the caches and the one-product-per-block fast path."""
+    """A new basis metric reuses the caches and the one-product-per-block fast path, and its
+    entry is all the analysis needs to report, order and label it."""
+    from analysis.comparisons import display_key, metric_label, metric_specs
 
     def max_rho(ca, cb, opts, m=None):
         m = sim._mm(ca.basis.u[:, : ca.k].T, cb.basis.u[:, : cb.k]) if m is None else m
@@ -372,13 +375,21 @@ def test_adding_a_metric_is_one_function_and_one_entry(monkeypatch):
         sim._REGISTRY["cca"].prepare,
         max_rho,
         sim._REGISTRY["cca"].options,
+        label="max CCA",
+        order=9,
         uses_bases=True,
+        invariant=sim.SHAPE,
+        truncation=lambda opts: "rank",
     )
     monkeypatch.setitem(sim._REGISTRY, "max_rho", entry)
     x, y = pair(13, "random")
     values = sim.pairwise([x, y], metric="max_rho")
     assert values[0, 1] == pytest.approx(sim.cca(x, y).rhos.max(), abs=1e-10)
     assert sim.shuffled_baseline(x, y, "max_rho", n_shuffles=3).mean < values[0, 1]
+    (spec,) = metric_specs(configured.analysis(), ["max_rho"])
+    assert (spec.base, spec.variance_rule) == ("max_rho", "rank")
+    assert metric_label("max_rho") == "max CCA"
+    assert sorted(["max_rho", "cka", "svcca"], key=display_key) == ["svcca", "cka", "max_rho"]
 
 
 def test_keywords_are_checked_per_metric():

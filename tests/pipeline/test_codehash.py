@@ -16,13 +16,10 @@ def fake_repo(tmp_path, monkeypatch):
     (pkg / "b.py").write_text("def f(x):\n    return x + 1\n")
     (pkg / "c.py").write_text("Y = 2\n")
     monkeypatch.setattr(codehash, "REPO_ROOT", str(tmp_path))
-    codehash.forget()
-    yield pkg
-    codehash.forget()
+    return pkg
 
 
 def hashes(entries):
-    codehash.forget()
     return {k: v for k, v in codehash.code_hashes(entries).items()
             if not k.startswith("version:")}
 
@@ -57,11 +54,7 @@ def plans_around_an_edit(monkeypatch, cfg, edited_module: str):
         return ("edited" if module == edited_module else digest), imports
 
     monkeypatch.setattr(codehash, "_module_info", edited)
-    codehash._hashes.cache_clear()  # the hashes of `before` are cached
-    try:
-        return before, plan.plan(cfg)
-    finally:
-        codehash._hashes.cache_clear()
+    return before, plan.plan(cfg)
 
 
 def test_a_change_in_dynamics_reruns_analyze_plot_and_aggregate_only(monkeypatch, tmp_path):

@@ -1,4 +1,4 @@
-"""analysis.pools: an interruption in the caller terminates the pool's workers, and a killed
+"""analysis.workers: an interruption in the caller terminates the pool's workers, and a killed
 caller's workers die with it."""
 
 import subprocess
@@ -8,7 +8,7 @@ import time
 import pytest
 from conftest import REPO, assert_gone_within
 
-from analysis.pools import process_pool
+from analysis.workers import process_pool
 
 
 def test_workers_do_not_outlive_an_interruption():
@@ -34,7 +34,7 @@ def test_results_come_back_when_nothing_goes_wrong():
 
 PARENT = """
 import sys, time
-from analysis.pools import process_pool
+from analysis.workers import process_pool
 with process_pool(2, sys.argv[1]) as pool:
     for _ in range(2):
         pool.submit(time.sleep, 600)

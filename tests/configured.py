@@ -1,0 +1,41 @@
+"""The settings as conf/ holds them, typed: the config files are the one place for their values
+(the schema dataclasses have none), so tests read them here, composed once per process."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+from omegaconf import DictConfig
+
+from analysis.settings import AnalysisSettings, Claims, Learned, PlotSettings
+from pipeline.config import CONFIG_DIR, CONFIG_NAME, typed
+
+
+@functools.cache
+def composed(*overrides: str) -> DictConfig:
+    """The primary config (the `default` experiment unless overridden), composed once."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        return compose(CONFIG_NAME, overrides=["mirror=null", *overrides])
+
+
+def analysis(**changes) -> AnalysisSettings:
+    """conf/analysis as typed settings, with ``changes`` (whole fields) applied."""
+    return dataclasses.replace(typed(composed().analysis, AnalysisSettings), **changes)
+
+
+def plot(**changes) -> PlotSettings:
+    """conf/plot as typed settings, with ``changes`` applied."""
+    return dataclasses.replace(typed(composed().plot, PlotSettings), **changes)
+
+
+def claims(**changes) -> Claims:
+    """conf/analysis `claims`, with ``changes`` applied."""
+    return dataclasses.replace(analysis().claims, **changes)
+
+
+def learned(**changes) -> Learned:
+    """conf/analysis `learned`, with ``changes`` applied."""
+    return dataclasses.replace(analysis().learned, **changes)
