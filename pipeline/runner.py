@@ -1,11 +1,13 @@
 """The runner: the requested stages in order, each target under its lock, cached ones
 reused (and said to be).
 
-`train` and `extract` are per-model: each selected model is its own cached unit, so changing one
-model recomputes that model only. Requested together, a model's extraction starts as soon as its
-own training is done; `train.parallel` models run at a time, the costliest first. The other
-stages are whole: one directory per key. A lock per result directory makes a second run on the
-same artifacts wait and reuse the first one's result.
+It knows the stages only through the registry and what each declares (pipeline.stages.stage).
+A per-model stage (one with a ``unit``) gives each selected model its own cached unit, so
+changing one model recomputes that model only. Consecutive per-model stages run as one chain
+per model: a model's next stage starts as soon as its previous one is done; `train.parallel`
+models run at a time, the costliest first. The other stages are whole: one directory per key.
+A lock per result directory makes a second run on the same artifacts wait and reuse the first
+one's result.
 """
 
 from __future__ import annotations
@@ -165,7 +167,7 @@ def _run_units(cfg: DictConfig, nodes: dict[str, Node], names: list[str]) -> dic
     """The per-model stages ``names`` for every selected model: one chain per model (its
     stages in order), ``train.parallel`` chains at a time, the costliest model first."""
     specs = model_specs(cfg)
-    data = nodes["prepare"].dir
+    data = _prepared(nodes, names)
     _log_disk(cfg, specs, data)
     status: dict[str, str] = {}
 
@@ -188,9 +190,19 @@ def _run_units(cfg: DictConfig, nodes: dict[str, Node], names: list[str]) -> dic
     chains = [[step(name, model) for name in names if model in nodes[name].units]
               for model in order]
     jobs.run_chains(chains, int(cfg.train.parallel))
-    if "train" in names:
-        _log_models(nodes["train"])
+    for name in names:
+        if REGISTRY[name].table is not None:
+            _log_table(REGISTRY[name].table, nodes[name])
     return status
+
+
+def _prepared(nodes: dict[str, Node], names: list[str]) -> Path:
+    """The prepared data the models of the per-model stages ``names`` read: the result of the
+    stage they declare as their ``data`` (their cost and disk estimates read it)."""
+    sources = {REGISTRY[name].data for name in names} - {None}
+    if len(sources) != 1:
+        raise ValueError(f"stages {names} declare {sorted(sources)} as their data: one expected")
+    return nodes[sources.pop()].dir
 
 
 def costliest_first(specs: dict[str, dict], data: Path, nodes: dict[str, Node] | None = None,
@@ -218,36 +230,28 @@ def _last_seconds(unit_parent: Path) -> float:
 
 
 def _log_disk(cfg: DictConfig, specs: dict[str, dict], data: Path) -> None:
-    """The disk the selected models' checkpoints and extractions will take, before any work."""
-    import pandas as pd
-
-    from pipeline.config import typed
-    from pipeline.stages.extract import ExtractConfig, disk_estimate, extracted_checkpoints
-    from pipeline.stages.train import TrainConfig, checkpoint_mb, schedule
-
-    train, extract = typed(cfg.train, TrainConfig), typed(cfg.extract, ExtractConfig)
-    total_ckpt = total_reps = 0.0
+    """The disk the selected models will take, before any work: each model's estimate from
+    every stage that declares one (e.g. checkpoints, extraction), and their totals."""
+    stages = [stage for stage in REGISTRY.values() if stage.disk is not None]
+    totals: dict[str, float] = {}
     for name, spec in specs.items():
-        steps = schedule(spec, train)
-        n = len(steps)
-        ckpt = checkpoint_mb(spec, data, train)
-        n_ext = len(extracted_checkpoints(spec, pd.DataFrame({"step": steps}), extract))
-        reps = disk_estimate(spec, n_ext, data, extract) / 1e6
-        total_ckpt, total_reps = total_ckpt + ckpt, total_reps + reps
-        log.info("model %-22s %2d checkpoints, %6.0f MB; extraction %6.0f MB", name, n, ckpt,
-                 reps)
-    log.info("disk: checkpoints about %.0f MB, extraction about %.0f MB", total_ckpt,
-             total_reps)
+        estimates = [stage.disk(cfg, spec, data) for stage in stages]
+        for e in estimates:
+            totals[e.what] = totals.get(e.what, 0.0) + e.mb
+        log.info("model %-22s %s", name, "; ".join(e.text for e in estimates))
+    log.info("disk: %s", ", ".join(f"{what} about {mb:.0f} MB" for what, mb in totals.items()))
 
 
-def _log_models(node: Node) -> None:
+def _log_table(title: str, node: Node) -> None:
+    """The finished units' summaries of a per-model stage as one table (e.g. each trained
+    model's evaluation)."""
     import pandas as pd
 
     rows = [store.read_done(u.dir)["summary"] for u in node.units.values()
             if store.is_done(u.dir)]
     if rows:
         with pd.option_context("display.width", 200, "display.max_columns", 20):
-            log.info("trained models:\n%s", pd.DataFrame(rows).to_string(index=False))
+            log.info("%s:\n%s", title, pd.DataFrame(rows).to_string(index=False))
 
 
 def _check_inputs(nodes: dict[str, Node], name: str, requested: list[str]) -> None:

@@ -23,7 +23,8 @@ from analysis.learned import nearest
 from pipeline import checkpoints, jobs, store
 from pipeline.config import typed
 from pipeline.models import adapter
-from pipeline.stages.stage import Stage
+from pipeline.stages.stage import Disk, Stage
+from pipeline.stages.train import TrainConfig, schedule
 
 log = logging.getLogger(__name__)
 TOKEN_COLUMNS = ["probe", "side", "sent_id", "sent_index", "position", "token", "word_index",
@@ -207,6 +208,16 @@ def disk_estimate(spec: dict, n_checkpoints: int, data: Path, extract: ExtractCo
     return total
 
 
+def disk(cfg: DictConfig, spec: dict, data: Path) -> Disk:
+    """The model's extraction in MB, of the checkpoints its training will write that it reads
+    (the runner logs it before any work)."""
+    extract = typed(cfg.extract, ExtractConfig)
+    steps = pd.DataFrame({"step": schedule(spec, typed(cfg.train, TrainConfig))})
+    n = len(extracted_checkpoints(spec, steps, extract))
+    mb = disk_estimate(spec, n, data, extract) / 1e6
+    return Disk("extraction", f"extraction {mb:6.0f} MB", mb)
+
+
 def unit(cfg: DictConfig, name: str, spec: dict, out: Path, inputs: dict) -> dict:
     """Unit function: ``extract_model`` in its own process (torch state stays out of the
     runner), with the configured torch threads."""
@@ -217,4 +228,4 @@ def unit(cfg: DictConfig, name: str, spec: dict, out: Path, inputs: dict) -> dic
 
 
 STAGE = Stage("extract", ("extract",), ("prepare", "train"), code=("pipeline.stages.extract",),
-              unit=unit, resumable=True, check=validate_unit)
+              unit=unit, resumable=True, check=validate_unit, data="prepare", disk=disk)

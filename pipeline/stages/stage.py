@@ -1,15 +1,30 @@
-"""What a stage declares: its config keys, its inputs, its code and its work."""
+"""What a stage declares: its config keys, its inputs, its code and its work, and what the
+runner needs to know of a per-model stage (its data, disk estimate and summary table)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from omegaconf import DictConfig
 
 StageFn = Callable[[DictConfig, Path, dict], dict]
 UnitFn = Callable[[DictConfig, str, dict, Path, dict], dict]
+
+
+class Disk(NamedTuple):
+    """One model's disk estimate for a per-model stage: what it is (the total's label, e.g.
+    "checkpoints"), its part of the model's log line, and its size in MB."""
+
+    what: str
+    text: str
+    mb: float
+
+
+# (config, a model's preset, the prepared data) -> that model's disk estimate
+DiskFn = Callable[[DictConfig, dict, Path], Disk]
 
 
 @dataclass(frozen=True)
@@ -32,3 +47,11 @@ class Stage:
     files: Callable[[DictConfig, dict | None], dict[str, str]] | None = None
     # which models a per-model stage has a unit for (their preset; None: every model)
     applies: Callable[[dict], bool] | None = None
+    # a per-model stage: the stage whose result is the prepared data its models read (what
+    # their cost and disk estimates are computed from)
+    data: str | None = None
+    # a per-model stage: each model's disk estimate, logged (with the totals) before any work
+    disk: DiskFn | None = None
+    # a per-model stage: the title under which its finished units' summaries are logged as
+    # one table after its group has run (None: not logged)
+    table: str | None = None

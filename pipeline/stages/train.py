@@ -24,7 +24,7 @@ from pipeline.models.external import import_series
 from pipeline.progress import Progress
 from pipeline.runtime import REPO_ROOT, subprocess_env
 from pipeline.schedule import checkpoint_schedule
-from pipeline.stages.stage import Stage
+from pipeline.stages.stage import Disk, Stage
 
 log = logging.getLogger(__name__)
 PLUGIN = str(Path(REPO_ROOT) / "pipeline" / "fairseq_plugin")
@@ -82,6 +82,13 @@ def checkpoint_mb(spec: dict, data: Path, train: TrainConfig) -> float:
     full fairseq checkpoint with optimizer state (about 3 times the weights)."""
     mb = 4 * adapter(spec).parameters(spec, data) / 1e6
     return mb * (len(schedule(spec, train)) + 3)
+
+
+def disk(cfg: DictConfig, spec: dict, data: Path) -> Disk:
+    """The model's checkpoints, counted and in MB (the runner logs them before any work)."""
+    train = typed(cfg.train, TrainConfig)
+    mb = checkpoint_mb(spec, data, train)
+    return Disk("checkpoints", f"{len(schedule(spec, train)):2d} checkpoints, {mb:6.0f} MB", mb)
 
 
 RISE_AT = 0.75  # a metric that must stop rising is also evaluated at this share of training
@@ -180,4 +187,5 @@ def check(unit_dir: Path) -> None:
 STAGE = Stage("train", ("seed", "train.device", "train.schedule", "train.max_valid_steps",
                         "train.fairseq"), ("prepare",),
               code=("pipeline.stages.train", "pipeline.fairseq_plugin"), unit=unit,
-              resumable=True, check=check, files=files)
+              resumable=True, check=check, files=files, data="prepare", disk=disk,
+              table="trained models")

@@ -178,4 +178,4 @@ def unit(cfg: DictConfig, name: str, spec: dict, out: Path, inputs: dict) -> dic
 
 STAGE = Stage("translate", ("translate",), ("prepare", "train"),
               code=("pipeline.stages.translate",), unit=unit, check=validate_unit,
-              applies=translates)
+              applies=translates, data="prepare")

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from pipeline import plan, runner, store
 from pipeline.stages.registry import REGISTRY
-from pipeline.stages.stage import Stage
+from pipeline.stages.stage import Disk, Stage
 
 
 def make_cfg(tmp_path, **kw):
@@ -45,7 +45,7 @@ def fake(monkeypatch):
     monkeypatch.setitem(REGISTRY, "prepare", Stage("prepare", ("data",),
                                                                  run=prepare))
     monkeypatch.setitem(REGISTRY, "train", Stage("train", ("seed",), ("prepare",),
-                                                               unit=train))
+                                                               unit=train, data="prepare"))
     monkeypatch.setattr(runner, "costliest_first", lambda specs, data, *rest: sorted(specs))
     monkeypatch.setattr(runner, "_log_disk", lambda cfg, specs, data: None)
     return calls
@@ -154,7 +154,7 @@ def test_force_starts_a_resumable_unit_over(tmp_path, fake, monkeypatch, caplog)
     stage = REGISTRY["train"]
     monkeypatch.setitem(REGISTRY, "train",
                         Stage("train", ("seed",), ("prepare",), unit=stage.unit,
-                                     resumable=True))
+                                     resumable=True, data="prepare"))
     unit = plan.plan(cfg)["train"].units["a"].dir
     partial = unit.with_name(unit.name + ".partial")
     partial.mkdir(parents=True)
@@ -227,3 +227,41 @@ def test_models_are_ordered_by_their_measured_time_once_every_one_has_one(tmp_pa
     assert runner.costliest_first(specs, tmp_path, nodes, ("train",)) == ["a", "b"]
     (unit / store.DONE).write_text("{damaged")  # b has no measurement: the estimate again
     assert runner.costliest_first(specs, tmp_path, nodes, ("train",)) == ["b", "a"]
+
+
+@pytest.fixture
+def other_stages():
+    """A registry of two made-up stages (a whole one, ``make``, and a per-model one, ``fit``,
+    that reads it), restored in its order afterwards."""
+    def make(cfg, out, inputs):
+        (out / "made.txt").write_text("x")
+        return {}
+
+    def fit(cfg, name, spec, out, inputs):
+        return {"model": name, "size": spec["size"]}
+
+    def disk(cfg, spec, data):
+        assert (data / "made.txt").is_file()  # the prepared data it declares
+        return Disk("weights", f"weights {spec['size']:3d} MB", spec["size"])
+
+    saved = dict(REGISTRY)
+    REGISTRY.clear()
+    REGISTRY.update(make=Stage("make", ("data",), run=make),
+                    fit=Stage("fit", ("seed",), ("make",), unit=fit, data="make", disk=disk,
+                              table="fitted models"))
+    yield
+    REGISTRY.clear()
+    REGISTRY.update(saved)
+
+
+def test_the_runner_knows_stages_only_by_their_declarations(tmp_path, other_stages,
+                                                              monkeypatch, caplog):
+    """Stages under other names run, and the runner finds their data, disk estimates and
+    summary table through what they declare."""
+    monkeypatch.setattr(runner, "costliest_first", lambda specs, data, *rest: sorted(specs))
+    with caplog.at_level(logging.INFO):
+        status = runner.run_pipeline(make_cfg(tmp_path, stages=["make", "fit"]))
+    assert status == {"make": "ran", "fit a": "ran", "fit b": "ran"}
+    assert "model a                      weights   1 MB" in caplog.text
+    assert "disk: weights about 3 MB" in caplog.text
+    assert "fitted models:\nmodel  size\n    a     1\n    b     2" in caplog.text
