@@ -5,12 +5,15 @@ An adapter owns everything specific to its family, so the train, extract and eva
 and the analyses know no kind: fairseq-train flags, the parameter count (for the disk estimate),
 its layers and the probe sides it reads, how a checkpoint is loaded against the prepared data,
 the per-layer states and per-token gradients on probe sentences, and the final evaluation.
-Adding a family is one module with a ``@register("<kind>")`` class and one preset file.
+Adding a family is one module with a ``@register("<kind>")`` class and one preset file: the
+modules of this package are found (pkgutil), not listed.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import pkgutil
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -23,10 +26,6 @@ from analysis.fields import REQUIRED, setting  # noqa: F401  (the adapters' sche
 
 Spec = Mapping[str, Any]
 _REGISTRY: dict[str, ModelKind] = {}
-# the modules that register the kinds (imported on first lookup)
-_MODULES = ("pipeline.models.lstm", "pipeline.models.transformer_nmt",
-            "pipeline.models.transformer_lm", "pipeline.models.fairseq_series",
-            "pipeline.models.hf_causal_lm")
 
 
 class ModelKind:
@@ -164,10 +163,12 @@ def register(kind: str):
     return wrap
 
 
+@functools.cache
 def _load() -> dict[str, ModelKind]:
-    """The registry, with every adapter module imported (once)."""
-    for module in _MODULES:
-        importlib.import_module(module)
+    """The registry, with every module of this package imported (once): whichever registers
+    a kind is found, not listed."""
+    for module in pkgutil.iter_modules(__path__, f"{__name__}."):
+        importlib.import_module(module.name)
     return _REGISTRY
 
 

@@ -1,13 +1,46 @@
-"""The model-kind registry: every preset names a registered adapter, and lookups fail clearly."""
+"""The model-kind registry: the adapters are found, every preset names a registered adapter,
+and lookups fail clearly."""
 
+import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from omegaconf import OmegaConf
 
 from pipeline import models
 from pipeline.config import CONFIG_DIR
 from pipeline.schema import _inherited
+
+
+def _registered_in_the_sources() -> dict[str, str]:
+    """{kind: module} of every ``@register("<kind>")`` in the package's source files."""
+    found = {}
+    for path in sorted(Path(models.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id == "register" and node.args):
+                found[node.args[0].value] = f"pipeline.models.{path.stem}"
+    return found
+
+
+def test_the_adapters_are_found_not_listed():
+    """In a fresh interpreter, the first lookup imports every module of the package, so the
+    known kinds are exactly those its sources register, each from its own module."""
+    code = ("import json, sys; from pipeline import models; "
+            "kinds = {k: type(models.get(k)).__module__ for k in models.kinds()}; "
+            "print(json.dumps([kinds, sorted(m for m in sys.modules "
+            "if m.startswith('pipeline.models.'))]))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, check=True)
+    kinds, imported = json.loads(done.stdout.splitlines()[-1])
+    assert kinds == _registered_in_the_sources() and len(kinds) >= 6
+    package = Path(models.__file__).parent
+    assert set(imported) >= {f"pipeline.models.{p.stem}" for p in package.glob("*.py")
+                             if p.stem != "__init__"}
 
 
 def test_every_preset_names_a_registered_kind():
