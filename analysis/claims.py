@@ -408,7 +408,7 @@ def claim_c5(curves: pd.DataFrame, resamples: pd.DataFrame | None, cs: Claims
         detail = (f"KL to the {cs.c5.kl_order}-gram LM smallest at {_fmt(steps['kl'])}, lexical "
                   f"accuracy at {cs.c5.share:g} of final from {_fmt(steps['lexical_accuracy'])}, "
                   f"reordering from {_fmt(steps['reordering'])} (of {last:g})")
-        common = dict(scope=f"set={key[2]}", metric="nmt_stages",
+        common = dict(scope=f"set={key[2]}", metric=T.NMT_STAGES,  # the measures of that table
                       statistic="min(lexical - kl, reordering - lexical) / steps",
                       threshold=cs.c5.min_gap)
         gap = c5_gap(steps, last)

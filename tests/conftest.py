@@ -108,7 +108,7 @@ def _shared_dir(tmp_path_factory, worker_id: str, name: str) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def synthstudy_cache(tmp_path_factory, worker_id):
-    """The folder in which tests/analysis/synthstudy.py shares its results between processes."""
+    """The folder in which tests/synthstudy.py shares its results between processes."""
     os.environ["SYNTHSTUDY_CACHE"] = str(_shared_dir(tmp_path_factory, worker_id, "synthstudy"))
 
 

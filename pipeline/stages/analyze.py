@@ -36,8 +36,8 @@ def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         log.info("claims:\n%s", summary.drop(columns="statement").to_string(index=False))
     rows = write_tables(Path(out) / "tables", tables)
-    return {"tables": rows, "claims": {f"{r.claim}/{r.metric}": r.verdict
-                                       for r in summary.itertuples()}}
+    return {"tables": rows, "verdicts": {f"{r.claim}/{r.metric}": r.verdict
+                                         for r in summary.itertuples()}}
 
 
 STAGE = Stage("analyze", ("analysis",), ("train", "extract", "translate"),

@@ -75,7 +75,7 @@ def test_analyze_stage_writes_parquet_and_csv(tmp_path):
     assert set(conv.seed) == {2} and set(conv.model) == {"lm", "nmt"}
     models = pd.read_parquet(tables / "models.parquet").set_index("model")
     assert models.loc["lm", "test_ppl"] == 11.0 and models.loc["nmt", "family"] == "transformer"
-    assert "C1/svcca" in summary["claims"]
+    assert "C1/svcca" in summary["verdicts"]
 
 
 def test_the_analysis_seed_not_the_model_seed_picks_tokens_and_shuffles(tmp_path):

@@ -40,7 +40,7 @@ TAG_P = [0.3, 0.2, 0.15, 0.15, 0.1, 0.1]
 FUNCTION = {"DET", "ADP", "PRON"}
 STEPS = [0, 1, 2, 4, 8, 16]
 DIM = 8
-REPO_CONF = Path(__file__).parents[2] / "conf"
+REPO_CONF = Path(__file__).parents[1] / "conf"
 
 
 def synth_tokens(n_sent: int = 40, length: int = 10, seed: int = 0) -> pd.DataFrame:
@@ -274,6 +274,20 @@ def study_tables() -> dict[str, pd.DataFrame]:
     run; do not modify)."""
     tables = dynamics.analyze(build_study(_scratch("pass")), small_settings(), progress=False)
     return {**tables, **translation_tables(in_order=True)}
+
+
+@shared
+def analyzed() -> dict[str, pd.DataFrame]:
+    """Every table one seed's analysis writes (dynamics.analyze_units) for the whole study:
+    its models' extract and train units and a translate unit of the NMT model."""
+    root = _scratch("analyzed")
+    extract, train = write_units(build_study(root / "stores"), root)
+    unit = root / "translate" / "nmt"
+    unit.mkdir(parents=True)
+    for name, table in zip(("sentences", "checkpoints", "reference"), synth_translation(),
+                           strict=True):
+        table.to_parquet(unit / f"{name}.parquet")
+    return dynamics.analyze_units(extract, train, {"nmt": unit}, 1, small_settings())
 
 
 @shared
