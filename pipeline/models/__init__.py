@@ -152,6 +152,11 @@ def scheduler_args(spec: Spec) -> list:
     return args
 
 
+def adam_betas(spec: Spec) -> str:
+    """A preset's ``adam_betas`` as fairseq's --adam-betas reads them: "(0.9, 0.98)"."""
+    return str(tuple(spec["adam_betas"]))
+
+
 def register(kind: str):
     """Class decorator: register an adapter under ``kind`` (one instance per kind)."""
     def wrap(cls: type[ModelKind]) -> type[ModelKind]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.models import Spec, causal, register, scheduler_args, setting, words
+from pipeline.models import Spec, adam_betas, causal, register, scheduler_args, setting, words
 
 
 def transformer_lm_states(model, inp: torch.Tensor, target: torch.Tensor, pad: int,
@@ -41,6 +41,7 @@ class TransformerLMConfig(words.WordStreamConfig):
     heads: int = setting(ge=1)
     normalize_before: bool = True
     share_embeddings: bool = True
+    adam_betas: list[float] = setting(ge=0, lt=1, help="Adam's beta1 and beta2")
 
 
 @register("transformer_lm")
@@ -57,7 +58,7 @@ class TransformerLanguageModel(words.WordStreamKind):
             "--decoder-embed-dim", spec["embed_dim"], "--decoder-input-dim", spec["embed_dim"],
             "--decoder-output-dim", spec["embed_dim"], "--decoder-ffn-embed-dim",
             spec["ffn_dim"], "--decoder-attention-heads", spec["heads"],
-            "--dropout", spec["dropout"], "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)",
+            "--dropout", spec["dropout"], "--optimizer", "adam", "--adam-betas", adam_betas(spec),
             "--lr", spec["lr"], *scheduler_args(spec), "--clip-norm", spec["clip_norm"]]
         if spec.get("share_embeddings"):
             args.append("--share-decoder-input-output-embed")

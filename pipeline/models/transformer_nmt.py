@@ -20,6 +20,7 @@ from pipeline.models import (
     LRSchedule,
     ModelKind,
     Spec,
+    adam_betas,
     causal,
     dict_size,
     register,
@@ -95,6 +96,7 @@ class TransformerNMTConfig(LRSchedule):
     heads: int = setting(ge=1)
     dropout: float = setting(ge=0, lt=1)
     lr: float = setting(gt=0)
+    adam_betas: list[float] = setting(ge=0, lt=1, help="Adam's beta1 and beta2")
     clip_norm: float = setting(ge=0)
     label_smoothing: float = setting(ge=0, lt=1)
     max_tokens: int = setting(ge=1)
@@ -122,7 +124,7 @@ class TransformerNMT(ModelKind):
             "--encoder-ffn-embed-dim", spec["ffn_dim"], "--decoder-ffn-embed-dim",
             spec["ffn_dim"], "--encoder-attention-heads", spec["heads"],
             "--decoder-attention-heads", spec["heads"], "--dropout", spec["dropout"],
-            "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", spec["lr"],
+            "--optimizer", "adam", "--adam-betas", adam_betas(spec), "--lr", spec["lr"],
             *scheduler_args(spec), "--clip-norm", spec["clip_norm"],
             "--criterion", "label_smoothed_cross_entropy",
             "--label-smoothing", spec["label_smoothing"], "--max-tokens", spec["max_tokens"],

@@ -46,6 +46,8 @@ class TrainConfig:
     schedule: Schedule = field(default_factory=Schedule)
     max_valid_steps: int | None = setting(20, ge=1)
     fairseq: dict[str, Any] = field(default_factory=dict)
+    earlier_eval: float = setting(gt=0, lt=1, help="the share of training at which a metric "
+                                  "that must stop rising (BLEU) is also evaluated")
 
 
 def fairseq_args(spec: dict, data: Path, save_dir: Path, seed: int, train: TrainConfig,
@@ -91,20 +93,18 @@ def disk(cfg: DictConfig, spec: dict, data: Path) -> Disk:
     return Disk("checkpoints", f"{len(schedule(spec, train)):2d} checkpoints, {mb:6.0f} MB", mb)
 
 
-RISE_AT = 0.75  # a metric that must stop rising is also evaluated at this share of training
-
-
-def final_metrics(spec: dict, model_dir: Path, table: pd.DataFrame, data: Path,
-                  device: str) -> dict:
+def final_metrics(spec: dict, model_dir: Path, table: pd.DataFrame, data: Path, device: str,
+                  earlier: float) -> dict:
     """The final checkpoint's evaluation; a metric the adapter names as ``rising`` (BLEU)
-    also at the checkpoint nearest RISE_AT of training, to see whether it still rises."""
+    also at the checkpoint nearest the share ``earlier`` of training (``train.earlier_eval``),
+    to see whether it still rises."""
     kind = adapter(spec)
     metrics = kind.evaluate(spec, model_dir / "checkpoints" / table.file.iloc[-1], data, device)
     if kind.rising:
-        earlier = table.iloc[int((table.step - RISE_AT * table.step.max()).abs().argmin())]
-        before = kind.evaluate(spec, model_dir / "checkpoints" / earlier.file, data, device)
+        row = table.iloc[int((table.step - earlier * table.step.max()).abs().argmin())]
+        before = kind.evaluate(spec, model_dir / "checkpoints" / row.file, data, device)
         metrics[f"{kind.rising}_earlier"] = before[kind.rising]
-        metrics["earlier_step"] = int(earlier.step)
+        metrics["earlier_step"] = int(row.step)
     return metrics
 
 
@@ -153,7 +153,7 @@ def train_model(name: str, spec: dict, data: Path, model_dir: Path, seed: int,
     missing = sorted(set(steps) - set(table.step))
     if missing:
         raise RuntimeError(f"model {name}: scheduled checkpoints {missing} were not written")
-    metrics = final_metrics(spec, model_dir, table, data, train.device)
+    metrics = final_metrics(spec, model_dir, table, data, train.device, train.earlier_eval)
     store.write_text(model_dir / "eval.json", json.dumps(metrics, indent=2))
     for extra in (model_dir / "fairseq").glob("checkpoint*.pt"):
         if extra.name != "checkpoint_last.pt":  # keep only the latest full checkpoint
@@ -185,7 +185,7 @@ def check(unit_dir: Path) -> None:
 
 # threads and parallel jobs do not change results, so they are not in the key
 STAGE = Stage("train", ("seed", "train.device", "train.schedule", "train.max_valid_steps",
-                        "train.fairseq"), ("prepare",),
+                        "train.fairseq", "train.earlier_eval"), ("prepare",),
               code=("pipeline.stages.train", "pipeline.fairseq_plugin"), unit=unit,
               resumable=True, check=check, files=files, data="prepare", disk=disk,
               table="trained models")

@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, compose
 from omegaconf import OmegaConf
 
 from pipeline import models
-from pipeline.config import CONFIG_DIR
-from pipeline.schema import _inherited
+from pipeline.config import CONFIG_DIR, model_specs
+from pipeline.schema import _inherited, validate
 
 
 def _registered_in_the_sources() -> dict[str, str]:
@@ -86,3 +86,28 @@ def test_the_schedule_is_a_preset_setting_passed_to_fairseq():
     nmt = OmegaConf.load(Path(CONFIG_DIR, "model", "transformer_nmt_small.yaml"))
     assert models.scheduler_args(nmt) == ["--lr-scheduler", "inverse_sqrt",
                                           "--warmup-updates", 200]
+
+
+def test_adam_betas_are_a_preset_setting_passed_to_fairseq_as_before():
+    """The Transformer presets' ``adam_betas`` give fairseq's flag exactly as the adapters
+    once wrote it inline; another value is passed as given."""
+    specs = model_specs(compose("experiment=default", "model=[transformer_lm_small,"
+                                "transformer_nmt_small]"))
+    for spec in specs.values():
+        args = models.adapter(spec).fairseq_args(spec, Path("/data"))
+        assert args[args.index("--adam-betas") + 1] == "(0.9, 0.98)", spec["kind"]
+        other = {**spec, "adam_betas": [0.8, 0.995]}
+        args = models.adapter(other).fairseq_args(other, Path("/data"))
+        assert args[args.index("--adam-betas") + 1] == "(0.8, 0.995)", spec["kind"]
+
+
+def test_a_transformer_series_needs_no_training_settings():
+    """A fairseq series reuses a Transformer adapter's layers and states, never its training
+    flags: its preset, without adam_betas or a schedule, is valid and gives its layers."""
+    cfg = compose("experiment=smoke", "model=[]", "+model.mine={kind: fairseq_series, "
+                  "adapter: transformer_nmt, checkpoints: /none, dictionary: /none, layers: 2, "
+                  "embed_dim: 8, ffn_dim: 16}")
+    validate(cfg)
+    spec = model_specs(cfg)["mine"]
+    assert [name for name, _, _ in models.adapter(spec).layers(spec)] == [
+        "enc_embed", "enc_1", "enc_2", "dec_embed", "dec_1", "dec_2"]
