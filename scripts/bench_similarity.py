@@ -328,10 +328,8 @@ def all_pairs(n_layers, n_ckpt, n_tokens, dims, n_ref):
         t_final = time.perf_counter() - t0
         cache = ""
         if raw:  # cache build alone (inside the timings above: once per rep per call)
-            measure, opts = sim._resolve(metric, kw)
-            t_c, _ = best_of(
-                1, lambda m=measure, o=opts, f=finals: [m.prepare(x, o, "x") for x in f]
-            )
+            t_c, _ = best_of(1, lambda f=finals, m=metric, k=kw: [sim.prepare(x, m, "x", **k)
+                                                                 for x in f])
             cache = f"{1e3 * t_c / len(finals):.0f}"
         label = metric + (" (products=float32)" if kw else "")
         rate = (n_within + n_final) / (t_within + t_final)

@@ -61,8 +61,6 @@ from analysis.similarity.bases import (
     DEFAULT_RTOL,
     Basis,
     SimilarityResult,
-    _mm,  # noqa: F401  (private: tests)
-    _syrk,  # noqa: F401  (private: tests)
     basis,
     default_rtol,
     n_keep,
@@ -70,14 +68,11 @@ from analysis.similarity.bases import (
 from analysis.similarity.canonical import cca, pwcca, svcca
 from analysis.similarity.cka import linear_cka
 from analysis.similarity.neighbours import mutual_knn
-from analysis.similarity.rdm import _average_ranks, rsa, rsa_rows  # noqa: F401  (private: tests)
+from analysis.similarity.rdm import rsa, rsa_rows
 from analysis.similarity.registry import (
-    _REGISTRY,  # noqa: F401  (private: tests)
     SHAPE,
     Measure,
     Prepared,
-    _resolve,  # noqa: F401  (private: scripts/bench_similarity.py)
-    _shared_cross,  # noqa: F401  (private: tests)
     compare_many,
     compare_prepared,
     measure,

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from analysis.similarity.bases import Array, Basis, _as_tensor, _check_pair
-from analysis.similarity.canonical import _pwcca_google
+from analysis.similarity.bases import Array, Basis, as_tensor, check_pair
+from analysis.similarity.canonical import google_pwcca
 from analysis.similarity.registry import compare_prepared, permuted_values, prepare
 
 
@@ -68,11 +68,11 @@ def shuffled_baseline(
 def _google_baseline(a: Array | Basis, b: Array | Basis, n_shuffles: int, seed: int,
                      kw: dict) -> Baseline:
     """The shuffled baseline of google/svcca's PWCCA, recomputed from the arrays."""
-    _check_pair(a, b, "pwcca", None, kw.get("allow_underdetermined", False))
-    bt = _as_tensor(b, "b")
+    check_pair(a, b, "pwcca", None, kw.get("allow_underdetermined", False))
+    bt = as_tensor(b, "b")
     n = int(bt.shape[0])
     rng = np.random.default_rng(seed)
-    vals = [_pwcca_google(a, bt[torch.from_numpy(rng.permutation(n)).to(bt.device)],
+    vals = [google_pwcca(a, bt[torch.from_numpy(rng.permutation(n)).to(bt.device)],
                           kw.get("epsilon", 0.0)) for _ in range(n_shuffles)]
     values = np.array([r.value for r in vals])
     std = float(values.std(ddof=1)) if values.size > 1 else 0.0

@@ -1,6 +1,6 @@
 """The machinery every metric shares: tokens × dims input checks and centring, the rank cut
 (:func:`default_rtol`, :func:`n_keep`), :class:`Basis` and :func:`basis`, the float64 product
-kernels (``_mm``, ``_syrk``, ``_cross``), :class:`SimilarityResult` and the errors for
+kernels (``mm``, ``_syrk``, ``cross_product``), :class:`SimilarityResult` and the errors for
 inputs a metric is undefined for."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ _RTOL_MAX = 1e-2
 # s >= _GRAM_SAFE * s_max: its error grows like eps * (s_max / s)^2, i.e. <= ~2e-8 here.
 _GRAM_SAFE = 1e-4
 # pairwise() concatenates the cached bases into blocks of at most this many bytes.
-_BLOCK_BYTES = 256 * 2**20
+BLOCK_BYTES = 256 * 2**20
 
 _CCA_FAMILY = ("cca", "svcca", "pwcca")
 
@@ -112,7 +112,7 @@ class SimilarityResult:
 # --------------------------------------------------------------------------- input handling
 
 
-def _as_tensor(x: Array, name: str) -> torch.Tensor:
+def as_tensor(x: Array, name: str) -> torch.Tensor:
     """Return ``x`` as a torch tensor (no copy where possible) after shape checks."""
     if isinstance(x, torch.Tensor):
         t = x.detach()
@@ -132,10 +132,10 @@ def _as_tensor(x: Array, name: str) -> torch.Tensor:
     return t
 
 
-def _centred(x: Array, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
+def centred_float64(x: Array, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
     """float64 copy of ``x`` with every unit centred over tokens, the means removed and the
     input dtype; rejects NaN/inf. Units that are exactly constant become exactly zero."""
-    t = _as_tensor(x, name)
+    t = as_tensor(x, name)
     if not t.is_floating_point():
         t = t.to(torch.float64)
     mean = t.mean(0, dtype=torch.float64)
@@ -164,14 +164,14 @@ def _constant_columns(t: torch.Tensor) -> torch.Tensor:
     return lo == hi
 
 
-def _no_variance(name: str, n_tokens: int) -> ValueError:
+def no_variance(name: str, n_tokens: int) -> ValueError:
     return ValueError(
         f"{name} has no variance: every unit is constant over the {n_tokens} tokens (e.g. all "
         f"zero), so its similarity to anything is undefined"
     )
 
 
-def _check_min_tokens(n_tokens: int, metric: str, debiased: bool = False) -> None:
+def check_min_tokens(n_tokens: int, metric: str, debiased: bool = False) -> None:
     """CKA-type metrics: 2 centred tokens span one direction on both sides (value 1 always)."""
     need = 4 if debiased else 3
     if n_tokens < need:
@@ -195,7 +195,7 @@ def _check_finite(col_sums: torch.Tensor, x: torch.Tensor, name: str) -> None:
     raise ValueError(f"{name} has values too large to sum in float64; rescale it")
 
 
-def _max_abs(x: torch.Tensor) -> float:
+def max_abs(x: torch.Tensor) -> float:
     """Largest |x| (0.0 for an all-zero or empty tensor)."""
     if x.numel() == 0:
         return 0.0
@@ -203,7 +203,7 @@ def _max_abs(x: torch.Tensor) -> float:
     return max(-float(lo), float(hi))
 
 
-def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a @ b. On the CPU, a Gram (a is b.T, float64, contiguous) goes to scipy's BLAS syrk
     (half the flops; scipy bundles a recent OpenBLAS), everything else to torch (MKL).
     numpy's own BLAS can be several times slower: 2.7 s against 0.49 s for a 512 × 50k × 512
@@ -238,38 +238,38 @@ def _syrk(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 # float32 cross products of orthonormal bases are accumulated in float64 over this many tokens.
 _CHUNK_TOKENS = 8192
-_PRODUCTS = ("float64", "float32")
+PRODUCTS = ("float64", "float32")
 
 
-def _mm32(a32: torch.Tensor, b32: torch.Tensor) -> torch.Tensor:
+def mm32(a32: torch.Tensor, b32: torch.Tensor) -> torch.Tensor:
     """a32ᵀ b32 (tokens × k each, float32) as float64: float32 products over token chunks,
     the chunk sums added in float64 (a float32 accumulator over 50k tokens would lose ~1e-6
     on correlations near 1)."""
     out = torch.zeros(a32.shape[1], b32.shape[1], dtype=torch.float64, device=a32.device)
     for lo in range(0, a32.shape[0], _CHUNK_TOKENS):
-        out += _mm(a32[lo : lo + _CHUNK_TOKENS].T, b32[lo : lo + _CHUNK_TOKENS])
+        out += mm(a32[lo : lo + _CHUNK_TOKENS].T, b32[lo : lo + _CHUNK_TOKENS])
     return out
 
 
-def _cross(ua: torch.Tensor, ub: torch.Tensor, products: str = "float64") -> torch.Tensor:
+def cross_product(ua: torch.Tensor, ub: torch.Tensor, products: str = "float64") -> torch.Tensor:
     """U_aᵀU_b of two orthonormal token-space bases, in float64 or from float32 products.
 
     float32 rounds each entry of U by <= 6e-8 relative, which moves each canonical
     correlation by ~1e-7 and their mean by ~1e-8 (checked to 1e-6 by the tests and the
     benchmark); it halves the time and, in pairwise, the memory of the held bases."""
     if products == "float32":
-        return _mm32(ua.float(), ub.float())
-    return _mm(ua.T, ub)
+        return mm32(ua.float(), ub.float())
+    return mm(ua.T, ub)
 
 
-def _shape(x: Array | Basis, name: str) -> tuple[int, int]:
+def tokens_dims(x: Array | Basis, name: str) -> tuple[int, int]:
     if isinstance(x, Basis):
         return x.n_tokens, x.n_dims
-    t = _as_tensor(x, name)
+    t = as_tensor(x, name)
     return int(t.shape[0]), int(t.shape[1])
 
 
-def _check_pair(
+def check_pair(
     a: Array | Basis,
     b: Array | Basis,
     metric: str,
@@ -277,17 +277,17 @@ def _check_pair(
     allow_underdetermined: bool = False,
 ) -> int:
     """Validate a pair (same token count, enough tokens for CCA); return the token count."""
-    (na, da), (nb, db) = _shape(a, "a"), _shape(b, "b")
+    (na, da), (nb, db) = tokens_dims(a, "a"), tokens_dims(b, "b")
     if na != nb:
         raise ValueError(
             f"a has {na} tokens and b has {nb}: both must hold the same tokens in the same order"
         )
     if metric in _CCA_FAMILY:
-        _check_tokens(na, da, db, metric, k, allow_underdetermined)
+        check_tokens(na, da, db, metric, k, allow_underdetermined)
     return na
 
 
-def _check_tokens(n_tokens: int, da: int, db: int, metric: str, k: int | None, allow: bool) -> None:
+def check_tokens(n_tokens: int, da: int, db: int, metric: str, k: int | None, allow: bool) -> None:
     """Refuse CCA when tokens - 1 <= dims used: centring leaves rank <= tokens - 1, and with
     that many directions every canonical correlation is 1, even for independent noise."""
     d = max(da, db) if k is None else max(min(k, da), min(k, db))
@@ -304,16 +304,16 @@ def _check_tokens(n_tokens: int, da: int, db: int, metric: str, k: int | None, a
 # --------------------------------------------------------------------------- truncation
 
 
-_EPS64 = float(np.finfo(np.float64).eps)
+EPS64 = float(np.finfo(np.float64).eps)
 
 
 def _input_eps(dtype) -> float:
     """Relative precision of an input dtype (numpy or torch); integers and bools count as exact
     (they are converted to float64, the working precision)."""
     if isinstance(dtype, torch.dtype):
-        return float(torch.finfo(dtype).eps) if dtype.is_floating_point else _EPS64
+        return float(torch.finfo(dtype).eps) if dtype.is_floating_point else EPS64
     dtype = np.dtype(dtype)
-    return float(np.finfo(dtype).eps) if dtype.kind == "f" else _EPS64
+    return float(np.finfo(dtype).eps) if dtype.kind == "f" else EPS64
 
 
 def default_rtol(n_tokens: int, n_dims: int, dtype) -> float:
@@ -326,15 +326,15 @@ def default_rtol(n_tokens: int, n_dims: int, dtype) -> float:
     1.1e-13 (500 tokens) .. 1.1e-11 (50k tokens) for float64.
     """
     n, d = int(n_tokens), int(n_dims)
-    rtol = max(_RTOL_C * np.sqrt(max(min(n, d), 1)) * _input_eps(dtype), max(n, d) * _EPS64)
+    rtol = max(_RTOL_C * np.sqrt(max(min(n, d), 1)) * _input_eps(dtype), max(n, d) * EPS64)
     return float(min(rtol, _RTOL_MAX))
 
 
-def _gram_rtol(rtol: float, n_tokens: int, n_dims: int) -> float:
+def gram_rtol(rtol: float, n_tokens: int, n_dims: int) -> float:
     """The cut the Gram route can honour: eigh of a float64 Gram resolves eigenvalues down to
     about max(tokens, dims)·eps·λ_max (measured: null directions read as s ~ 1.5e-8·s_max),
     i.e. singular values down to sqrt of that."""
-    return max(rtol, float(np.sqrt(max(n_tokens, n_dims) * _EPS64)))
+    return max(rtol, float(np.sqrt(max(n_tokens, n_dims) * EPS64)))
 
 
 def _rank(s: np.ndarray, rtol: float) -> int:
@@ -402,26 +402,26 @@ def basis(
     """
     if method not in ("auto", "svd", "gram"):
         raise ValueError(f"method must be 'auto', 'svd' or 'gram', got {method!r}")
-    xc, mean, dtype = _centred(x, "x")
+    xc, mean, dtype = centred_float64(x, "x")
     n_tokens, n_dims = xc.shape
     if rtol is None:
         rtol = default_rtol(n_tokens, n_dims, dtype)
     use_gram = method == "gram" or (method == "auto" and n_tokens > n_dims)
     scale = 1.0
     if use_gram:
-        gram, scale = _self_gram(xc)
-        cut = _gram_rtol(rtol, n_tokens, n_dims)
-        s_dev, vecs, s_all, rank, kk = _eig_side(gram, variance, rule, k, cut)
-        if method == "auto" and not (_well_conditioned(s_all, kk) and _resolved(s_all, rank, rtol)):
+        gram, scale = self_gram(xc)
+        cut = gram_rtol(rtol, n_tokens, n_dims)
+        s_dev, vecs, s_all, rank, kk = eig_side(gram, variance, rule, k, cut)
+        if method == "auto" and not (gram_accurate(s_all, kk) and gram_resolves(s_all, rank, rtol)):
             use_gram = False
         else:
-            if method == "gram":  # else the rank is the same at rtol (_resolved)
+            if method == "gram":  # else the rank is the same at rtol (gram_resolves)
                 rtol = cut
             v = vecs[:, :kk].contiguous()
-            u = _mm(xc, v)
+            u = mm(xc, v)
             u /= s_dev[:kk]
     if not use_gram:
-        u_full, s_dev, vh = _svd(xc)
+        u_full, s_dev, vh = safe_svd(xc)
         s_all = s_dev.cpu().numpy()
         rank = _rank(s_all, rtol)
         kk = n_keep(s_all[:rank], variance, rule, k)
@@ -444,26 +444,26 @@ def basis(
     )
 
 
-def _resolved(s: np.ndarray, rank: int, rtol: float) -> bool:
-    """Whether the Gram route's rank (cut at _gram_rtol) is also the rank at ``rtol``: no
+def gram_resolves(s: np.ndarray, rank: int, rtol: float) -> bool:
+    """Whether the Gram route's rank (cut at gram_rtol) is also the rank at ``rtol``: no
     singular value lies between the two cuts, where the Gram route cannot tell signal from
     its own rounding."""
     return _rank(s, rtol) == rank
 
 
-def _self_gram(xc: torch.Tensor) -> tuple[torch.Tensor, float]:
+def self_gram(xc: torch.Tensor) -> tuple[torch.Tensor, float]:
     """xcᵀxc in float64. If the squares under/overflow, xc is first divided in place by its
     largest |value|, which is returned (else 1.0); every metric here is scale invariant."""
     with np.errstate(over="ignore", invalid="ignore"):  # checked just below
-        gram = _mm(xc.T, xc)
+        gram = mm(xc.T, xc)
     if 1e-250 < float(gram.trace()) < 1e250:
         return gram, 1.0
-    scale = _max_abs(xc) or 1.0
+    scale = max_abs(xc) or 1.0
     xc /= scale
-    return _mm(xc.T, xc), scale
+    return mm(xc.T, xc), scale
 
 
-def _eig_side(c: torch.Tensor, variance, rule, k, rtol):
+def eig_side(c: torch.Tensor, variance, rule, k, rtol):
     """Eigen-decomposition of a centred Gram block: s (descending, device), V, s on the CPU,
     numerical rank and the number of directions to keep."""
     lam, vecs = torch.linalg.eigh(c)
@@ -473,12 +473,12 @@ def _eig_side(c: torch.Tensor, variance, rule, k, rtol):
     return s, vecs.flip(1), s_np, rank, n_keep(s_np[:rank], variance, rule, k)
 
 
-def _well_conditioned(s: np.ndarray, kk: int) -> bool:
+def gram_accurate(s: np.ndarray, kk: int) -> bool:
     """Whether the Gram route is accurate for the kept directions (see _GRAM_SAFE)."""
     return kk == 0 or s[kk - 1] >= _GRAM_SAFE * s[0]
 
 
-def _get_basis(
+def get_basis(
     x: Array | Basis,
     variance: float | None,
     rule: Rule,
@@ -502,7 +502,7 @@ def _get_basis(
 # --------------------------------------------------------------------------- per-pair kernels
 
 
-def _svd(m: torch.Tensor, values_only: bool = False):
+def safe_svd(m: torch.Tensor, values_only: bool = False):
     """torch's SVD (LAPACK gesdd), falling back to the slower QR-iteration driver (gesvd) when
     gesdd does not converge: it can fail on matrices with many equal singular values, such as
     U_aᵀU_b of a representation against itself (seen on a 200×200 one, with one thread)."""
@@ -522,32 +522,32 @@ def _svd(m: torch.Tensor, values_only: bool = False):
         )
 
 
-def _pair_product(
+def pair_product(
     ba: Basis, bb: Basis, ka: int, kb: int, m: torch.Tensor | None = None
 ) -> torch.Tensor:
     """U_a[:, :ka]ᵀ U_b[:, :kb] of two bases (``m`` if precomputed), after refusing a basis
     without variance: the common start of every basis family's ``_compare``."""
     for b, name in ((ba, "a"), (bb, "b")):
         if b.rank == 0:
-            raise _no_variance(name, b.n_tokens)
+            raise no_variance(name, b.n_tokens)
     if m is None:
-        m = _mm(ba.u[:, :ka].T, bb.u[:, :kb])
+        m = mm(ba.u[:, :ka].T, bb.u[:, :kb])
     return m
 
 
 # --------------------------------------------------------------------------- undefined inputs
 
 
-class _Undefined(ValueError):
+class Undefined(ValueError):
     """A representation the metric is undefined for (e.g. no variance): single calls raise
     it, pairwise/shuffled_baseline turn it into NaN cells with the message as reason."""
 
 
-def _no_variance_error(name: str, n_tokens: int) -> _Undefined:
-    return _Undefined(str(_no_variance(name, n_tokens)))
+def no_variance_error(name: str, n_tokens: int) -> Undefined:
+    return Undefined(str(no_variance(name, n_tokens)))
 
 
-def _raw_rows(x: Array | Basis, name: str, rows: np.ndarray | None = None) -> torch.Tensor:
+def raw_rows(x: Array | Basis, name: str, rows: np.ndarray | None = None) -> torch.Tensor:
     """The (optionally row-subsampled) raw rows of ``x`` in float64; a full-rank Basis gives
     u s vᵀ + mean (the directions below its rank cut are lost, nothing else)."""
     if isinstance(x, Basis):
@@ -558,7 +558,7 @@ def _raw_rows(x: Array | Basis, name: str, rows: np.ndarray | None = None) -> to
             )
         u = x.u if rows is None else x.u[torch.as_tensor(rows, device=x.u.device)]
         return (u * x.s_dev[: x.k]) @ x.v.T + x.mean
-    t = _as_tensor(x, name)
+    t = as_tensor(x, name)
     if rows is not None:
         t = t[torch.as_tensor(rows, device=t.device)]
     out = t.to(torch.float64)
@@ -566,17 +566,17 @@ def _raw_rows(x: Array | Basis, name: str, rows: np.ndarray | None = None) -> to
     return out
 
 
-def _unit_rows(x: torch.Tensor, name: str, what: str, why: str) -> torch.Tensor:
+def unit_norm_rows(x: torch.Tensor, name: str, what: str, why: str) -> torch.Tensor:
     """Rows divided by their l2 norms; a zero row has no direction."""
     norms = torch.linalg.vector_norm(x, dim=1)
     zero = norms == 0
     if bool(zero.any()):
-        raise _Undefined(
+        raise Undefined(
             f"{name} has {int(zero.sum())} {what} row(s) (first: token "
             f"{int(torch.nonzero(zero)[0, 0])}): {why} is 0/0"
         )
     return x / norms[:, None]
 
 
-def _same_rows(x: torch.Tensor) -> bool:
+def same_rows(x: torch.Tensor) -> bool:
     return bool(_constant_columns(x).all())

@@ -17,28 +17,28 @@ from analysis.similarity.bases import (
     Basis,
     Rule,
     SimilarityResult,
-    _as_tensor,
-    _centred,
-    _check_pair,
-    _check_tokens,
-    _eig_side,
-    _get_basis,
-    _gram_rtol,
-    _mm,
-    _no_variance,
-    _pair_product,
-    _resolved,
-    _self_gram,
-    _svd,
-    _well_conditioned,
+    as_tensor,
+    centred_float64,
+    check_pair,
+    check_tokens,
     default_rtol,
+    eig_side,
+    get_basis,
+    gram_accurate,
+    gram_resolves,
+    gram_rtol,
+    mm,
+    no_variance,
+    pair_product,
+    safe_svd,
+    self_gram,
 )
 from analysis.similarity.registry import (
-    _BASIS_OPTIONS,
+    BASIS_OPTIONS,
     SHAPE,
-    _basis_measure,
-    _BasisCache,
-    _cache_cross,
+    BasisCache,
+    basis_measure,
+    cache_cross,
     register,
 )
 
@@ -52,18 +52,18 @@ def _from_blocks(metric, caa, cbb, cab, n, variance, rule, k, rtol_a, rtol_b, sa
     With ``safe``, returns None when a kept direction is too weak for this route or the
     spectrum has values between the two cuts.
     """
-    cut_a = _gram_rtol(rtol_a, n, caa.shape[0])
-    cut_b = _gram_rtol(rtol_b, n, cbb.shape[0])
-    sa, va, sa_np, ra, ka = _eig_side(caa, variance, rule, k, cut_a)
-    sb, vb, sb_np, rb, kb = _eig_side(cbb, variance, rule, k, cut_b)
+    cut_a = gram_rtol(rtol_a, n, caa.shape[0])
+    cut_b = gram_rtol(rtol_b, n, cbb.shape[0])
+    sa, va, sa_np, ra, ka = eig_side(caa, variance, rule, k, cut_a)
+    sb, vb, sb_np, rb, kb = eig_side(cbb, variance, rule, k, cut_b)
     for rank, name in ((ra, "a"), (rb, "b")):
         if rank == 0:
-            raise _no_variance(name, n)
+            raise no_variance(name, n)
     if safe and not (
-        _well_conditioned(sa_np, ka)
-        and _well_conditioned(sb_np, kb)
-        and _resolved(sa_np, ra, rtol_a)
-        and _resolved(sb_np, rb, rtol_b)
+        gram_accurate(sa_np, ka)
+        and gram_accurate(sb_np, kb)
+        and gram_resolves(sa_np, ra, rtol_a)
+        and gram_resolves(sb_np, rb, rtol_b)
     ):
         return None
     sa, va, sb, vb = sa[:ka], va[:, :ka], sb[:kb], vb[:, :kb]
@@ -81,7 +81,7 @@ def _rhos(m: torch.Tensor) -> np.ndarray:
     """Canonical correlations = singular values of U_aᵀU_b, clipped to [0, 1]."""
     if min(m.shape) == 0:
         return np.zeros(0)
-    return _svd(m, values_only=True).clamp(0.0, 1.0).cpu().numpy()
+    return safe_svd(m, values_only=True).clamp(0.0, 1.0).cpu().numpy()
 
 
 def _cca_result(metric: str, m: torch.Tensor, n: int, ka: int, kb: int, ra, rb) -> SimilarityResult:
@@ -108,7 +108,7 @@ def _pwcca_result(
     ka, kb = m.shape
     if min(ka, kb) == 0:
         return SimilarityResult("pwcca", float("nan"), ka, kb, n, ra, rb, np.zeros(0), np.zeros(0))
-    p, rho, qh = _svd(m)
+    p, rho, qh = safe_svd(m)
     if ka <= kb:
         proj = p.T @ (sa[:, None] * va.T)
     else:
@@ -131,7 +131,7 @@ def _compare(
     m: torch.Tensor | None = None,
 ) -> SimilarityResult:
     """CCA-family metric from two bases; ``m`` (= U_a[:, :ka]ᵀ U_b[:, :kb]) may be precomputed."""
-    m = _pair_product(ba, bb, ka, kb, m)
+    m = pair_product(ba, bb, ka, kb, m)
     n = ba.n_tokens
     if metric == "pwcca":
         res = _pwcca_result(
@@ -202,10 +202,10 @@ def pwcca(
     Σ^{-1/2} on the directions, means added back, uncentred units (not shift invariant).
     """
     if compat == "google":
-        _check_pair(a, b, "pwcca", None, allow_underdetermined)
+        check_pair(a, b, "pwcca", None, allow_underdetermined)
         if isinstance(a, Basis) or isinstance(b, Basis):
             raise ValueError("compat='google' needs the raw activations, not Basis objects")
-        return _pwcca_google(a, b, epsilon)
+        return google_pwcca(a, b, epsilon)
     if compat != "paper":
         raise ValueError(f"compat must be 'paper' or 'google', got {compat!r}")
     return _cca_family("pwcca", a, b, variance, rule, k, rtol, method, allow_underdetermined)
@@ -222,23 +222,23 @@ def _cca_family(
     method: str,
     allow: bool,
 ) -> SimilarityResult:
-    n = _check_pair(a, b, metric, k, allow)
+    n = check_pair(a, b, metric, k, allow)
     raw = not (isinstance(a, Basis) or isinstance(b, Basis))
     rtol_a = rtol_b = rtol
     if raw and method in ("auto", "gram"):
-        (xc, _, dtype_a), (yc, _, dtype_b) = _centred(a, "a"), _centred(b, "b")
+        (xc, _, dtype_a), (yc, _, dtype_b) = centred_float64(a, "a"), centred_float64(b, "b")
         if xc.device != yc.device:
             raise ValueError(f"a is on {xc.device} and b on {yc.device}; put them on one device")
         if rtol is None:  # from the inputs' dtypes (xc, yc are float64 copies)
             rtol_a = default_rtol(n, xc.shape[1], dtype_a)
             rtol_b = default_rtol(n, yc.shape[1], dtype_b)
         if method == "gram" or n > max(xc.shape[1], yc.shape[1]):
-            caa, cbb = _self_gram(xc)[0], _self_gram(yc)[0]
+            caa, cbb = self_gram(xc)[0], self_gram(yc)[0]
             res = _from_blocks(
                 metric,
                 caa,
                 cbb,
-                _mm(xc.T, yc),
+                mm(xc.T, yc),
                 n,
                 variance,
                 rule,
@@ -250,8 +250,8 @@ def _cca_family(
             if res is not None:
                 return res
         a, b, method = xc, yc, "svd"  # weak kept directions: the accurate route
-    ba, ka = _get_basis(a, variance, rule, k, rtol_a, method, "a")
-    bb, kb = _get_basis(b, variance, rule, k, rtol_b, method, "b")
+    ba, ka = get_basis(a, variance, rule, k, rtol_a, method, "a")
+    bb, kb = get_basis(b, variance, rule, k, rtol_b, method, "b")
     if ba.device != bb.device:
         raise ValueError(f"a is on {ba.device} and b on {bb.device}; put them on one device")
     return _compare(metric, ba, bb, ka, kb)
@@ -266,7 +266,7 @@ def _psd_sqrt(mat: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
 
-def _pwcca_google(x: Array, y: Array, epsilon: float) -> SimilarityResult:
+def google_pwcca(x: Array, y: Array, epsilon: float) -> SimilarityResult:
     """google/svcca ``compute_pwcca`` (pwcca.py + cca_core.get_cca_similarity), in numpy f64.
 
     Deviations, all outside google's working range: the ``else`` branch uses acts2 (google
@@ -274,8 +274,8 @@ def _pwcca_google(x: Array, y: Array, epsilon: float) -> SimilarityResult:
     are dropped (google would fail to broadcast), negative round-off eigenvalues of pinv(Σ) are
     clipped (google returns NaN), and the correlations are clipped to [0, 1].
     """
-    acts1 = _as_tensor(x, "a").to(torch.float64).cpu().numpy().T
-    acts2 = _as_tensor(y, "b").to(torch.float64).cpu().numpy().T
+    acts1 = as_tensor(x, "a").to(torch.float64).cpu().numpy().T
+    acts2 = as_tensor(y, "b").to(torch.float64).cpu().numpy().T
     if not (np.isfinite(acts1).all() and np.isfinite(acts2).all()):
         raise ValueError("input contains NaN or inf; clean or drop those tokens first")
     numx = acts1.shape[0]
@@ -328,7 +328,7 @@ def _pwcca_google(x: Array, y: Array, epsilon: float) -> SimilarityResult:
 
 def _cca_check(metric: str):
     def check(n: int, d: int, opts: dict) -> None:
-        _check_tokens(n, d, d, metric, opts.get("k"), opts["allow_underdetermined"])
+        check_tokens(n, d, d, metric, opts.get("k"), opts["allow_underdetermined"])
 
     return check
 
@@ -336,15 +336,15 @@ def _cca_check(metric: str):
 def _via_compare(metric: str):
     """compare() of a CCA-family entry: :func:`_compare` on the caches' bases."""
 
-    def compare(ca: _BasisCache, cb: _BasisCache, opts: dict, m=None) -> SimilarityResult:
+    def compare(ca: BasisCache, cb: BasisCache, opts: dict, m=None) -> SimilarityResult:
         if m is None:
-            m = _cache_cross(ca, cb, opts)
+            m = cache_cross(ca, cb, opts)
         return _compare(metric, ca.basis, cb.basis, ca.k, cb.k, m)
 
     return compare
 
 
-_CCA_OPTIONS = {**_BASIS_OPTIONS, "allow_underdetermined": False}
+_CCA_OPTIONS = {**BASIS_OPTIONS, "allow_underdetermined": False}
 _TRUNC_OPTIONS = {"variance": None, "rule": "s2", "k": None}
 
 def _truncated(opts: Mapping[str, object]) -> str:
@@ -359,12 +359,12 @@ def _truncated(opts: Mapping[str, object]) -> str:
 
 # CCA is invariant to any invertible linear map of one side; SVCCA's variance cut and PWCCA's
 # weights are not, but SVCCA keeps the rotation and isotropic scaling invariance
-register(_basis_measure("cca", _cca_check, _via_compare("cca"), _CCA_OPTIONS, label="CCA",
+register(basis_measure("cca", _cca_check, _via_compare("cca"), _CCA_OPTIONS, label="CCA",
                         order=0, invariant=SHAPE | {"invertible_linear"},
                         truncation=_truncated))
-register(_basis_measure("svcca", _cca_check, _via_compare("svcca"),
+register(basis_measure("svcca", _cca_check, _via_compare("svcca"),
                         {**_CCA_OPTIONS, **_TRUNC_OPTIONS, "variance": 0.99}, label="SVCCA",
                         order=1, invariant=SHAPE, truncation=_truncated))
-register(_basis_measure("pwcca", _cca_check, _via_compare("pwcca"),
+register(basis_measure("pwcca", _cca_check, _via_compare("pwcca"),
                         {**_CCA_OPTIONS, **_TRUNC_OPTIONS, "compat": "paper"}, label="PWCCA",
                         order=2, symmetric=False, truncation=_truncated))

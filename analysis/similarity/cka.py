@@ -13,22 +13,22 @@ from analysis.similarity.bases import (
     Array,
     Basis,
     SimilarityResult,
-    _centred,
-    _check_min_tokens,
-    _check_pair,
-    _get_basis,
-    _max_abs,
-    _mm,
-    _no_variance,
-    _pair_product,
+    centred_float64,
+    check_min_tokens,
+    check_pair,
+    get_basis,
+    max_abs,
+    mm,
+    no_variance,
+    pair_product,
 )
 from analysis.similarity.registry import (
-    _BASIS_OPTIONS,
+    BASIS_OPTIONS,
     SHAPE,
-    _basis_measure,
-    _BasisCache,
-    _cache_cross,
-    _min_tokens_check,
+    BasisCache,
+    basis_measure,
+    cache_cross,
+    min_tokens_check,
     register,
 )
 
@@ -45,7 +45,7 @@ def _cka_value(xty, xx, yy, n: int, debiased: bool = False, extra: dict | None =
     """CKA = ‖XᵀY‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F) from float64 scalars, optionally debiased."""
     xty, xx, yy = float(xty), float(xx), float(yy)
     if debiased:
-        _check_min_tokens(n, "debiased CKA", debiased=True)
+        check_min_tokens(n, "debiased CKA", debiased=True)
         e = {key: float(val) for key, val in (extra or {}).items()}
         xty = _debias(xty, e["rr_xy"], e["sq_x"], e["sq_y"], n)
         xx = _debias(xx, e["rr_xx"], e["sq_x"], e["sq_x"], n)
@@ -89,7 +89,7 @@ def _compare(
     debiased: bool = False,
 ) -> SimilarityResult:
     """CKA from two bases; ``m`` (= U_a[:, :ka]ᵀ U_b[:, :kb]) may be precomputed."""
-    m = _pair_product(ba, bb, ka, kb, m)
+    m = pair_product(ba, bb, ka, kb, m)
     res = _cka_from_bases(ba, bb, m, debiased)
     return dataclasses.replace(res, rtol_a=ba.rtol, rtol_b=bb.rtol)
 
@@ -107,24 +107,24 @@ def linear_cka(
     Invariant to orthogonal maps and isotropic scaling, not to general invertible maps; works
     with tokens <= dims (debiased CKA then stays near 0 for unrelated data, biased CKA does not).
     """
-    n = _check_pair(a, b, "cka")
-    _check_min_tokens(n, "debiased CKA" if debiased else "linear CKA", debiased)
+    n = check_pair(a, b, "cka")
+    check_min_tokens(n, "debiased CKA" if debiased else "linear CKA", debiased)
     if isinstance(a, Basis) or isinstance(b, Basis):
-        ba, _ = _get_basis(a, None, "s2", None, rtol, method, "a")
-        bb, _ = _get_basis(b, None, "s2", None, rtol, method, "b")
+        ba, _ = get_basis(a, None, "s2", None, rtol, method, "a")
+        bb, _ = get_basis(b, None, "s2", None, rtol, method, "b")
         if ba.device != bb.device:
             raise ValueError(f"a is on {ba.device} and b on {bb.device}; put them on one device")
         return _compare(ba, bb, ba.k, bb.k, debiased=debiased)
-    (xc, _, _), (yc, _, _) = _centred(a, "a"), _centred(b, "b")
+    (xc, _, _), (yc, _, _) = centred_float64(a, "a"), centred_float64(b, "b")
     if xc.device != yc.device:
         raise ValueError(f"a is on {xc.device} and b on {yc.device}; put them on one device")
     for t, name in ((xc, "a"), (yc, "b")):  # CKA is scale invariant; unit scale keeps the
-        top = _max_abs(t)  # 4th powers finite
+        top = max_abs(t)  # 4th powers finite
         if top == 0:
-            raise _no_variance(name, n)
+            raise no_variance(name, n)
         t /= top
-    xty = _mm(xc.T, yc).square().sum()
-    xx, yy = _mm(xc.T, xc).square().sum(), _mm(yc.T, yc).square().sum()
+    xty = mm(xc.T, yc).square().sum()
+    xx, yy = mm(xc.T, xc).square().sum(), mm(yc.T, yc).square().sum()
     extra = None
     if debiased:
         rx, ry = torch.linalg.vector_norm(xc, dim=1) ** 2, torch.linalg.vector_norm(yc, dim=1) ** 2
@@ -138,18 +138,18 @@ def _via_compare(debiased: bool | None = None):
     """compare() of a CKA entry: :func:`_compare` on the caches' bases, debiased as fixed
     here (None: as the ``debiased`` option says)."""
 
-    def compare(ca: _BasisCache, cb: _BasisCache, opts: dict, m=None) -> SimilarityResult:
+    def compare(ca: BasisCache, cb: BasisCache, opts: dict, m=None) -> SimilarityResult:
         deb = opts.get("debiased", False) if debiased is None else debiased
         if m is None:
-            m = _cache_cross(ca, cb, opts)
+            m = cache_cross(ca, cb, opts)
         return _compare(ca.basis, cb.basis, ca.k, cb.k, m, deb)
 
     return compare
 
 
-register(_basis_measure("cka", _min_tokens_check, _via_compare(),
-                        {**_BASIS_OPTIONS, "debiased": False}, label="linear CKA", order=3,
+register(basis_measure("cka", min_tokens_check, _via_compare(),
+                        {**BASIS_OPTIONS, "debiased": False}, label="linear CKA", order=3,
                         invariant=SHAPE))
-register(_basis_measure("cka_debiased", _min_tokens_check, _via_compare(debiased=True),
-                        {**_BASIS_OPTIONS, "debiased": True}, label="debiased CKA", order=4,
+register(basis_measure("cka_debiased", min_tokens_check, _via_compare(debiased=True),
+                        {**BASIS_OPTIONS, "debiased": True}, label="debiased CKA", order=4,
                         invariant=SHAPE))

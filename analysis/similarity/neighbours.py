@@ -10,17 +10,17 @@ import numpy as np
 import torch
 
 from analysis.similarity.bases import (
-    _BLOCK_BYTES,
-    _EPS64,
+    BLOCK_BYTES,
+    EPS64,
     Array,
     Basis,
     SimilarityResult,
-    _mm,
-    _no_variance_error,
-    _raw_rows,
-    _same_rows,
-    _shape,
-    _unit_rows,
+    mm,
+    no_variance_error,
+    raw_rows,
+    same_rows,
+    tokens_dims,
+    unit_norm_rows,
 )
 from analysis.similarity.registry import SHAPE, Measure, register, similarity
 
@@ -51,12 +51,12 @@ def _knn_indices(xn: torch.Tensor, k: int) -> np.ndarray:
     exact values would): duplicated tokens get the same neighbours whatever the BLAS.
     Sorted indices, (tokens, k) int64."""
     n, d = xn.shape
-    tol = 16 * d * _EPS64
+    tol = 16 * d * EPS64
     out = np.empty((n, k), dtype=np.int64)
-    step = max(1, min(n, _BLOCK_BYTES // 4 // (8 * n)))
+    step = max(1, min(n, BLOCK_BYTES // 4 // (8 * n)))
     for lo in range(0, n, step):
         hi = min(n, lo + step)
-        sims = _mm(xn[lo:hi], xn.T)
+        sims = mm(xn[lo:hi], xn.T)
         rows = torch.arange(hi - lo, device=sims.device)
         sims[rows, rows + lo] = -torch.inf
         vals, idx = torch.topk(sims, k + 1, dim=1)  # k + 1 <= n - 1, so never the self entry
@@ -73,17 +73,17 @@ def _knn_indices(xn: torch.Tensor, k: int) -> np.ndarray:
 
 
 def _knn_prepare(x: Array | Basis, opts: dict, name: str) -> _Neighbours:
-    n, d = _shape(x, name)
+    n, d = tokens_dims(x, name)
     k = opts["k"]
     if not 1 <= int(k) < n - 1:
         raise ValueError(
             f"mutual_knn needs 1 <= k < tokens - 1, got k={k} for {n} tokens (with k = tokens "
             f"- 1 every row's neighbours are all other rows and the value is 1)"
         )
-    rows = _raw_rows(x, name)
-    if _same_rows(rows):
-        raise _no_variance_error(name, n)
-    unit = _unit_rows(rows, name, "all-zero", "their cosine similarity")
+    rows = raw_rows(x, name)
+    if same_rows(rows):
+        raise no_variance_error(name, n)
+    unit = unit_norm_rows(rows, name, "all-zero", "their cosine similarity")
     return _Neighbours(_knn_indices(unit, int(k)), n, d)
 
 

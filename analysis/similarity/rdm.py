@@ -13,13 +13,13 @@ from analysis.similarity.bases import (
     Array,
     Basis,
     SimilarityResult,
-    _mm,
-    _no_variance_error,
-    _raw_rows,
-    _same_rows,
-    _shape,
-    _Undefined,
-    _unit_rows,
+    Undefined,
+    mm,
+    no_variance_error,
+    raw_rows,
+    same_rows,
+    tokens_dims,
+    unit_norm_rows,
 )
 from analysis.similarity.registry import Measure, register, similarity
 
@@ -82,22 +82,22 @@ def _average_ranks(v: np.ndarray) -> np.ndarray:
 
 
 def _rsa_prepare(x: Array | Basis, opts: dict, name: str) -> _RankedRDM:
-    n, d = _shape(x, name)
+    n, d = tokens_dims(x, name)
     rows = rsa_rows(n, opts["max_rows"], opts["sample_seed"])
-    r = _raw_rows(x, name, rows)
+    r = raw_rows(x, name, rows)
     if r.shape[0] < 3:
         raise ValueError(f"rsa needs at least 3 rows (tokens), got {r.shape[0]}")
-    if _same_rows(r):
-        raise _no_variance_error(name, n)
+    if same_rows(r):
+        raise no_variance_error(name, n)
     z = r - r.mean(1, keepdim=True)  # Pearson correlation over the units
-    z = _unit_rows(z, name, "constant", "their Pearson correlation")
+    z = unit_norm_rows(z, name, "constant", "their Pearson correlation")
     iu = np.triu_indices(r.shape[0], 1)
-    rdm = 1.0 - _mm(z, z.T).cpu().numpy()[iu]
+    rdm = 1.0 - mm(z, z.T).cpu().numpy()[iu]
     ranks = _average_ranks(rdm)
     ranks -= (ranks.size + 1) / 2.0
     norm = float(np.sqrt(ranks @ ranks))
     if norm == 0:
-        raise _Undefined(f"every entry of {name}'s RDM is equal: the rank correlation is 0/0")
+        raise Undefined(f"every entry of {name}'s RDM is equal: the rank correlation is 0/0")
     if ranks.size < 2**24:
         ranks = ranks.astype(np.float32)  # exact: multiples of 1/2 below 2^23
     return _RankedRDM(ranks, norm, rows, n, d)

@@ -15,25 +15,25 @@ import numpy as np
 import torch
 
 from analysis.similarity.bases import (
-    _BLOCK_BYTES,
-    _PRODUCTS,
+    BLOCK_BYTES,
     DEFAULT_RTOL,
+    PRODUCTS,
     Array,
     Basis,
     SimilarityResult,
-    _check_min_tokens,
-    _cross,
-    _get_basis,
-    _mm,
-    _mm32,
-    _no_variance_error,
-    _shape,
-    _Undefined,
+    Undefined,
+    check_min_tokens,
+    cross_product,
+    get_basis,
+    mm,
+    mm32,
+    no_variance_error,
+    tokens_dims,
 )
 
 
 @dataclass(frozen=True, eq=False)
-class _BasisCache:
+class BasisCache:
     """Cache of the basis metrics: a Basis and the number of its directions the metric uses."""
 
     basis: Basis
@@ -47,7 +47,7 @@ class _BasisCache:
     def n_perm(self) -> int:
         return self.basis.n_tokens
 
-    def permuted(self, perm: np.ndarray) -> _BasisCache:
+    def permuted(self, perm: np.ndarray) -> BasisCache:
         """Basis of x[perm]: its token-space directions with their rows permuted."""
         p = torch.from_numpy(perm).to(self.basis.device)
         return dataclasses.replace(self, basis=dataclasses.replace(self.basis, u=self.basis.u[p]))
@@ -124,10 +124,10 @@ def measure(metric: str) -> Measure:
 def _basis_prepare(check: Callable[[int, int, dict, str], None]):
     """prepare() of a basis metric: token checks, then the (reused or new) basis."""
 
-    def prepare(x: Array | Basis, opts: dict, name: str) -> _BasisCache:
-        n, d = _shape(x, name)
+    def prepare(x: Array | Basis, opts: dict, name: str) -> BasisCache:
+        n, d = tokens_dims(x, name)
         check(n, d, opts)
-        b, kk = _get_basis(
+        b, kk = get_basis(
             x,
             opts.get("variance"),
             opts.get("rule", "s2"),
@@ -137,27 +137,27 @@ def _basis_prepare(check: Callable[[int, int, dict, str], None]):
             name,
         )
         if b.rank == 0:
-            raise _no_variance_error(name, n)
-        return _BasisCache(b, kk)
+            raise no_variance_error(name, n)
+        return BasisCache(b, kk)
 
     return prepare
 
 
-def _min_tokens_check(metric: str):
+def min_tokens_check(metric: str):
     def check(n: int, d: int, opts: dict) -> None:
-        _check_min_tokens(n, metric, bool(opts.get("debiased")))
+        check_min_tokens(n, metric, bool(opts.get("debiased")))
 
     return check
 
 
-def _cache_cross(ca: _BasisCache, cb: _BasisCache, opts: dict) -> torch.Tensor:
-    return _cross(ca.basis.u[:, : ca.k], cb.basis.u[:, : cb.k], opts["products"])
+def cache_cross(ca: BasisCache, cb: BasisCache, opts: dict) -> torch.Tensor:
+    return cross_product(ca.basis.u[:, : ca.k], cb.basis.u[:, : cb.k], opts["products"])
 
 
-_BASIS_OPTIONS = {"rtol": DEFAULT_RTOL, "method": "auto", "products": "float64"}
+BASIS_OPTIONS = {"rtol": DEFAULT_RTOL, "method": "auto", "products": "float64"}
 
 
-def _basis_measure(
+def basis_measure(
     name: str,
     check: Callable[[str], Callable[[int, int, dict], None]],
     compare: Callable[..., SimilarityResult],
@@ -165,7 +165,7 @@ def _basis_measure(
     **kw,
 ) -> Measure:
     """The entry of a basis metric: ``check(name)`` (its token check) before the (reused or new)
-    basis, ``compare`` on two :class:`_BasisCache`; ``kw``: the other :class:`Measure` fields."""
+    basis, ``compare`` on two :class:`BasisCache`; ``kw``: the other :class:`Measure` fields."""
     return Measure(name, _basis_prepare(check(name)), compare, options, uses_bases=True, **kw)
 
 
@@ -182,8 +182,8 @@ def _resolve(metric: str, kw: Mapping) -> tuple[Measure, dict]:
         if key not in opts:
             raise ValueError(f"{key}= does not apply to {name} (it takes {sorted(opts)})")
         opts[key] = value
-    if opts.get("products", "float64") not in _PRODUCTS:
-        raise ValueError(f"products must be one of {_PRODUCTS}, got {opts['products']!r}")
+    if opts.get("products", "float64") not in PRODUCTS:
+        raise ValueError(f"products must be one of {PRODUCTS}, got {opts['products']!r}")
     if opts.get("compat", "paper") != "paper":
         raise ValueError("compat='google' has no basis reuse; call pwcca(a, b, compat='google')")
     if name == "cka_debiased" and not opts["debiased"]:
@@ -195,15 +195,15 @@ def _cache(measure: Measure, x: Array | Basis, opts: dict, name: str):
     """One representation's cache, or _Dead (with the reason) where the metric is undefined."""
     try:
         return measure.prepare(x, opts, name)
-    except _Undefined as err:
-        return _Dead(str(err), _shape(x, name)[0])
+    except Undefined as err:
+        return _Dead(str(err), tokens_dims(x, name)[0])
 
 
 def similarity(a: Array | Basis, b: Array | Basis, metric: str = "svcca", **kw):
     """One pair through the registry (the same numbers as :func:`pairwise`); raises where the
     metric is undefined for a or b. ``kw``: the metric's options (see :func:`pairwise`)."""
     measure, opts = _resolve(metric, kw)
-    (na, _), (nb, _) = _shape(a, "a"), _shape(b, "b")
+    (na, _), (nb, _) = tokens_dims(a, "a"), tokens_dims(b, "b")
     if na != nb:
         raise ValueError(
             f"a has {na} tokens and b has {nb}: both must hold the same tokens in the same order"
@@ -229,7 +229,7 @@ def _blocks(
     out, cols, members, nbytes = [], [], [], 0
     for j, b, kb in zip(index, bases, ks, strict=True):
         size = b.u.shape[0] * kb * 8
-        if cols and nbytes + size > _BLOCK_BYTES:
+        if cols and nbytes + size > BLOCK_BYTES:
             out.append(_cat(cols, members))
             cols, members, nbytes = [], [], 0
         cols.append(b.u[:, :kb].float() if float32 else b.u[:, :kb])
@@ -280,7 +280,7 @@ def pairwise(
 
     ``products="float32"`` computes the U_aᵀU_b blocks from float32 copies of the bases,
     accumulated in float64 over token chunks: about 2× faster and half the memory, values
-    within ~1e-7 (see :func:`_cross`); bases, ranks and everything else stay float64.
+    within ~1e-7 (see :func:`cross_product`); bases, ranks and everything else stay float64.
 
     ``return_results=True`` returns an object array of :class:`SimilarityResult` (with k_a,
     k_b, ranks, rtols, reason) instead of the values. A representation the metric is
@@ -308,7 +308,7 @@ def pairwise(
         for block, members in blocks:  # point at the block's columns: frees internal copies
             for j, o, kb in members:  # (float32 with f32: only debiased CKA reads u itself)
                 c = caches_b[j]
-                caches_b[j] = _BasisCache(dataclasses.replace(c.basis, u=block[:, o : o + kb]), kb)
+                caches_b[j] = BasisCache(dataclasses.replace(c.basis, u=block[:, o : o + kb]), kb)
     values = np.full((n_a, n_b), np.nan)
     results = np.empty((n_a, n_b), dtype=object) if return_results else None
     dead = {"reps_b": [j for j in range(n_b) if j not in set(live)], "reps_a": []}
@@ -353,7 +353,7 @@ def pairwise(
                 continue
             lo = todo[0][1]
             hi = todo[-1][1] + todo[-1][2]
-            prod = _mm32(ua, block[:, lo:hi]) if f32 else _mm(ua.T, block[:, lo:hi])
+            prod = mm32(ua, block[:, lo:hi]) if f32 else mm(ua.T, block[:, lo:hi])
             for j, o, kb in todo:
                 store(i, j, measure.compare(ca, caches_b[j], opts, prod[:, o - lo : o - lo + kb]))
     if dead["reps_b"] or dead["reps_a"]:
@@ -386,7 +386,7 @@ def _undefined_result(measure: Measure, ca, cb) -> SimilarityResult:
     reason = ca.reason if isinstance(ca, _Dead) else cb.reason
 
     def info(c, attr, default=None):
-        if isinstance(c, _BasisCache):
+        if isinstance(c, BasisCache):
             return {"k": c.k, "rank": c.basis.rank, "rtol": c.basis.rtol}[attr]
         return default
 
@@ -469,7 +469,7 @@ def _shared_cross(pairs: Sequence[tuple[Prepared, Prepared]]
         return lambda ca, cb: None
     ua, ub = shared[0][0].basis.u, shared[0][1].basis.u
     ka, kb = max(ca.k for ca, _ in shared), max(cb.k for _, cb in shared)
-    m = _cross(ua[:, :ka], ub[:, :kb])
+    m = cross_product(ua[:, :ka], ub[:, :kb])
     members = {(id(ca), id(cb)) for ca, cb in shared}
 
     def cross(ca, cb) -> torch.Tensor | None:
@@ -510,7 +510,7 @@ def permuted_many(pairs: Sequence[tuple[Prepared, Prepared]], n: int, seed: int
 def _permute(cache, perm: np.ndarray, memo: dict[int, Basis]):
     """cache.permuted(perm); the basis metrics' caches of one basis share one permuted basis
     (so that compare_many shares their product)."""
-    if not isinstance(cache, _BasisCache):
+    if not isinstance(cache, BasisCache):
         return cache.permuted(perm)
     if id(cache.basis) not in memo:
         memo[id(cache.basis)] = cache.permuted(perm).basis

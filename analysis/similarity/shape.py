@@ -8,14 +8,14 @@ import dataclasses
 import numpy as np
 import torch
 
-from analysis.similarity.bases import DEFAULT_RTOL, Array, Basis, SimilarityResult, _svd
+from analysis.similarity.bases import DEFAULT_RTOL, Array, Basis, SimilarityResult, safe_svd
 from analysis.similarity.registry import (
-    _BASIS_OPTIONS,
+    BASIS_OPTIONS,
     SHAPE,
-    _basis_measure,
-    _BasisCache,
-    _cache_cross,
-    _min_tokens_check,
+    BasisCache,
+    basis_measure,
+    cache_cross,
+    min_tokens_check,
     register,
     similarity,
 )
@@ -28,7 +28,7 @@ def _procrustes_from_bases(
     (orthonormal columns leave the nuclear norm unchanged); s scaled by s_max first."""
     sa, sb = ba.s_dev[:ka] / ba.s_dev[0], bb.s_dev[:kb] / bb.s_dev[0]
     c = sa[:, None] * m * sb[None, :]
-    nuclear = _svd(c, values_only=True).sum()
+    nuclear = safe_svd(c, values_only=True).sum()
     value = float(nuclear / torch.sqrt((sa * sa).sum() * (sb * sb).sum()))
     value = min(max(value, 0.0), 1.0)  # <= 1 by von Neumann's trace inequality
     return SimilarityResult(
@@ -36,23 +36,23 @@ def _procrustes_from_bases(
     )
 
 
-def _procrustes_compare(ca: _BasisCache, cb: _BasisCache, opts: dict, m=None):
+def _procrustes_compare(ca: BasisCache, cb: BasisCache, opts: dict, m=None):
     if m is None:
-        m = _cache_cross(ca, cb, opts)
+        m = cache_cross(ca, cb, opts)
     return _procrustes_from_bases(ca.basis, cb.basis, ca.k, cb.k, m)
 
 
-def _procrustes_angular_compare(ca: _BasisCache, cb: _BasisCache, opts: dict, m=None):
+def _procrustes_angular_compare(ca: BasisCache, cb: BasisCache, opts: dict, m=None):
     res = _procrustes_compare(ca, cb, opts, m)
     return dataclasses.replace(
         res, metric="procrustes_angular", value=float(np.arccos(res.value)), kind="distance"
     )
 
 
-register(_basis_measure("procrustes", _min_tokens_check, _procrustes_compare, _BASIS_OPTIONS,
+register(basis_measure("procrustes", min_tokens_check, _procrustes_compare, BASIS_OPTIONS,
                         label="Procrustes", order=5, invariant=SHAPE))
-register(_basis_measure("procrustes_angular", _min_tokens_check, _procrustes_angular_compare,
-                        _BASIS_OPTIONS, label="Procrustes angle (distance)", order=8,
+register(basis_measure("procrustes_angular", min_tokens_check, _procrustes_angular_compare,
+                        BASIS_OPTIONS, label="Procrustes angle (distance)", order=8,
                         kind="distance", invariant=SHAPE))
 
 

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analysis import similarity as sim
+from analysis.similarity import bases, rdm, registry
 
 FAST = settings(max_examples=15, deadline=None)
 NEW = ["procrustes", "procrustes_angular", "mutual_knn", "rsa", "cka_debiased"]
@@ -320,13 +321,13 @@ def test_baselines_near_chance_on_independent_data():
 def test_caches_are_computed_once_per_call(monkeypatch):
     counts = {}
     for name in NEW + ["svcca"]:
-        measure = sim._REGISTRY[name]
+        measure = registry._REGISTRY[name]
 
         def counted(x, opts, label, _prepare=measure.prepare, _name=name):
             counts[_name] = counts.get(_name, 0) + 1
             return _prepare(x, opts, label)
 
-        monkeypatch.setitem(sim._REGISTRY, name, dataclasses.replace(measure, prepare=counted))
+        monkeypatch.setitem(registry._REGISTRY, name, dataclasses.replace(measure, prepare=counted))
     reps = [pair(s, "random")[0] for s in range(4)]
     others = [pair(10 + s, "random")[1] for s in range(3)]
     for name in NEW + ["svcca"]:
@@ -366,22 +367,22 @@ def test_adding_a_metric_is_one_function_and_one_entry(monkeypatch):
     from analysis.comparisons import display_key, metric_label, metric_specs
 
     def max_rho(ca, cb, opts, m=None):
-        m = sim._mm(ca.basis.u[:, : ca.k].T, cb.basis.u[:, : cb.k]) if m is None else m
+        m = bases.mm(ca.basis.u[:, : ca.k].T, cb.basis.u[:, : cb.k]) if m is None else m
         rho = float(torch.linalg.svdvals(m).max())
         return sim.SimilarityResult("max_rho", rho, ca.k, cb.k, ca.n_tokens)
 
     entry = sim.Measure(
         "max_rho",
-        sim._REGISTRY["cca"].prepare,
+        registry._REGISTRY["cca"].prepare,
         max_rho,
-        sim._REGISTRY["cca"].options,
+        registry._REGISTRY["cca"].options,
         label="max CCA",
         order=9,
         uses_bases=True,
         invariant=sim.SHAPE,
         truncation=lambda opts: "rank",
     )
-    monkeypatch.setitem(sim._REGISTRY, "max_rho", entry)
+    monkeypatch.setitem(registry._REGISTRY, "max_rho", entry)
     x, y = pair(13, "random")
     values = sim.pairwise([x, y], metric="max_rho")
     assert values[0, 1] == pytest.approx(sim.cca(x, y).rhos.max(), abs=1e-10)
@@ -455,7 +456,7 @@ def test_undefined_inputs_raise_alone_and_are_nan_in_pairs():
 @given(values=st.lists(st.integers(0, 6), min_size=1, max_size=60))
 def test_average_ranks_match_scipy(values):
     v = np.asarray(values, dtype=np.float64)
-    np.testing.assert_array_equal(sim._average_ranks(v), scipy.stats.rankdata(v))
+    np.testing.assert_array_equal(rdm._average_ranks(v), scipy.stats.rankdata(v))
 
 
 BASIS_METRICS = ["cca", "svcca", "pwcca", "cka", "cka_debiased", "procrustes", "procrustes_angular"]
@@ -490,7 +491,7 @@ def test_float32_products_agree_with_float64(kind):
 
 
 def test_blas_routing_matches_numpy(monkeypatch):
-    """_mm sends Grams to scipy's dsyrk and other products to torch; numpy's matmul (the
+    """mm sends Grams to scipy's dsyrk and other products to torch; numpy's matmul (the
     previous route) gives the same numbers to rounding."""
     x, y = pair(16, "random", n=3000)  # distinct canonical correlations: PWCCA's weights
     noise = np.random.default_rng(16).standard_normal(x.shape)  # are then unique
@@ -502,14 +503,14 @@ def test_blas_routing_matches_numpy(monkeypatch):
     def numpy_mm(a, b):
         return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
 
-    # every module of the package that calls _mm binds it by name: patch each binding
-    original = sim._mm
+    # every module of the package that calls mm binds it by name: patch each binding
+    original = bases.mm
     bound = [module for name, module in sorted(sys.modules.items())
              if name.split(".")[:2] == ["analysis", "similarity"]
-             and getattr(module, "_mm", None) is original]
+             and getattr(module, "mm", None) is original]
     assert sys.modules["analysis.similarity.bases"] in bound
     for module in bound:
-        monkeypatch.setattr(module, "_mm", numpy_mm)
+        monkeypatch.setattr(module, "mm", numpy_mm)
     off = ~np.eye(3, dtype=bool)
     for m in BASIS_METRICS:
         old = sim.pairwise(reps, metric=m)
@@ -518,7 +519,7 @@ def test_blas_routing_matches_numpy(monkeypatch):
         np.testing.assert_allclose(np.diag(old), np.diag(new[m]), atol=tol, rtol=0)
     for m, f in fns.items():
         assert f(x, y).value == pytest.approx(single[m], abs=1e-12)
-    g = sim._syrk(torch.from_numpy(x).T, torch.from_numpy(x))
+    g = bases._syrk(torch.from_numpy(x).T, torch.from_numpy(x))
     np.testing.assert_allclose(g.numpy(), x.T @ x, rtol=1e-13, atol=1e-9)
     assert torch.equal(g, g.T)
 
@@ -550,7 +551,7 @@ def test_metrics_sharing_one_basis_product_give_their_own_numbers():
     specs = [("svcca", {}), ("svcca", {"k": 5}), ("pwcca", {}), ("cka", {}),
              ("cka_debiased", {}), ("procrustes", {}), ("rsa", {"max_rows": 100})]
     pairs = [(sim.prepare(ba, m, **kw), sim.prepare(bb, m, **kw)) for m, kw in specs]
-    assert sim._shared_cross(pairs)(pairs[1][0].cache, pairs[1][1].cache) is not None
+    assert registry._shared_cross(pairs)(pairs[1][0].cache, pairs[1][1].cache) is not None
     together = sim.compare_many(pairs)
     nulls = sim.permuted_many(pairs, 4, seed=5)
     for (pa, pb), res, null in zip(pairs, together, nulls, strict=True):

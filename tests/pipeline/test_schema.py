@@ -2,23 +2,32 @@
 file or on the command line, stop the run before any work, naming the key and where it was
 set; every shipped experiment passes."""
 
+import dataclasses
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import compose, run_pipeline
+from omegaconf import OmegaConf
 
-from pipeline.config import CONFIG_DIR
-from pipeline.schema import ConfigError, validate
+from analysis.settings import AnalysisSettings
+from pipeline.config import CONFIG_DIR, typed
+from pipeline.schema import GROUPS, ConfigError, validate
 
 EXPERIMENTS = sorted(p.stem for p in Path(CONFIG_DIR, "experiment").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_passes(experiment, tmp_path):
+def test_every_experiment_passes_and_every_group_is_its_schema_field_for_field(experiment,
+                                                                             tmp_path):
     # byo_example reads the user's checkpoints: without them it says which setting is missing
     given = [f"model.theirs.revisions=[{tmp_path}]"] if experiment == "byo_example" else []
-    validate(compose(f"experiment={experiment}", f"artifacts_dir={tmp_path}", "mirror=null",
-                     *given))
+    cfg = compose(f"experiment={experiment}", f"artifacts_dir={tmp_path}", "mirror=null",
+                  *given)
+    validate(cfg)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    for group, schema in GROUPS.items():  # every key a field, every field a value, unchanged
+        assert dataclasses.asdict(typed(plain[group], schema)) == plain[group], group
 
 
 def test_byo_example_names_the_missing_revisions(tmp_path):
@@ -96,5 +105,14 @@ def test_one_name_per_setting_and_values_that_must_agree_are_interpolated():
 
 
 def test_figures_may_ask_for_every_metric(tmp_path):
-    validate(compose("experiment=smoke", f"artifacts_dir={tmp_path}", "mirror=null",
-                     "plot.metrics=[all]", "plot.per_tag_metrics=[all]"))
+    from analysis.comparisons import display_key, metric_specs
+    from analysis.figures.common import present_metrics
+
+    given = ("experiment=smoke", f"artifacts_dir={tmp_path}", "mirror=null")
+    cfg = compose(*given, "plot.metrics=[all]", "plot.per_tag_metrics=[all]")
+    validate(cfg)  # "all" for the panels' lists ...
+    with pytest.raises(ConfigError, match=r"plot.primary_metric: \['all'\] are not computed"):
+        validate(compose(*given, "plot.primary_metric=all"))  # ... not for F7's one metric
+    computed = [s.name for s in metric_specs(typed(cfg.analysis, AnalysisSettings))]
+    table = pd.DataFrame({"metric": computed[::-1]})
+    assert present_metrics(table, list(cfg.plot.metrics)) == sorted(computed, key=display_key)
