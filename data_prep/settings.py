@@ -12,10 +12,11 @@ from typing import Any
 REQUIRED: Any = "???"
 
 
-def setting(default: Any = REQUIRED, **bounds) -> Any:
-    """A field with its allowed range (``ge``, ``gt``, ``le``, ``lt``, ``choices``; checked at
-    start-up): analysis.fields' twin, as data_prep and analysis import nothing of each other."""
-    return field(default=default, metadata=bounds)
+def setting(default: Any = REQUIRED, help: str = "", **bounds) -> Any:
+    """A field with its allowed range or values (``ge``, ``gt``, ``le``, ``lt``, ``choices``;
+    checked at start-up) and a line of ``help`` (quoted when a value is refused): the twin of
+    analysis.fields.setting, as data_prep and analysis import nothing of each other."""
+    return field(default=default, metadata={**bounds, "help": help})
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.fields import REQUIRED, setting  # noqa: F401  (the adapters' schema fields)
+from analysis.fields import setting
 
 Spec = Mapping[str, Any]
 _REGISTRY: dict[str, ModelKind] = {}

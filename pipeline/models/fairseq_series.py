@@ -15,7 +15,8 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.models import REQUIRED, Spec, get, register, setting
+from analysis.fields import REQUIRED, setting
+from pipeline.models import Spec, get, register
 from pipeline.models.external import ExternalKind, step_of
 
 ADAPTERS = ("lstm_lm", "transformer_lm", "transformer_nmt")

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.models import REQUIRED, Spec, register, setting
+from analysis.fields import REQUIRED, setting
+from pipeline.models import Spec, register
 from pipeline.models.external import ExternalKind, step_of
 
 SUBWORD = ("first", "last", "mean")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from pipeline.models import REQUIRED, Spec, register, scheduler_args, setting, words
+from analysis.fields import REQUIRED, setting
+from pipeline.models import Spec, register, scheduler_args, words
 
 
 class LSTMRecorder:

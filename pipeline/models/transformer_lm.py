@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from pipeline.models import Spec, adam_betas, causal, register, scheduler_args, setting, words
+from analysis.fields import setting
+from pipeline.models import Spec, adam_betas, causal, register, scheduler_args, words
 
 
 def transformer_lm_states(model, inp: torch.Tensor, target: torch.Tensor, pad: int,

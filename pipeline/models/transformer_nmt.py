@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from analysis.fields import REQUIRED, setting
 from pipeline import evaluate
 from pipeline.models import (
-    REQUIRED,
     LRSchedule,
     ModelKind,
     Spec,
@@ -25,7 +25,6 @@ from pipeline.models import (
     dict_size,
     register,
     scheduler_args,
-    setting,
 )
 
 

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from analysis.fields import REQUIRED, setting
 from pipeline import evaluate
-from pipeline.models import REQUIRED, LRSchedule, ModelKind, Spec, dict_size, setting
+from pipeline.models import LRSchedule, ModelKind, Spec, dict_size
 
 
 def bins(data: Path) -> Path:

@@ -8,7 +8,3 @@ from pipeline.stages.stage import Stage
 REGISTRY: dict[str, Stage] = {
     s.STAGE.name: s.STAGE for s in (prepare, train, extract, translate, analyze, plot,
                                        aggregate)}
-
-
-def names() -> list[str]:
-    return list(REGISTRY)
