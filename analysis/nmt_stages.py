@@ -129,15 +129,20 @@ def ibm1_model(pairs: Iterable[tuple[Sequence[str], Sequence[str]]], iterations:
 
 
 def ibm1_lexicon(model) -> dict[str, str]:
-    """{source word: its most probable translation} of an IBM Model 1."""
+    """{source word: its most probable translation} of an IBM Model 1; of equally probable
+    translations the first in sorted order (the table's own order follows Python's string
+    hashing, which differs between processes)."""
     best: dict[str, tuple[float, str]] = {}
     for target, row in model.translation_table.items():
         if target is None:
             continue
         for source, prob in row.items():
-            if source is not None and prob > best.get(source, (0.0, ""))[0]:
+            if source is None or prob <= 0:
+                continue
+            have = best.get(source)
+            if have is None or prob > have[0] or (prob == have[0] and target < have[1]):
                 best[source] = (prob, target)
-    return {s: t for s, (_, t) in best.items()}
+    return {s: t for s, (_, t) in sorted(best.items())}
 
 
 def lexical_hits(source: Sequence[str], output: Sequence[str], lexicon: Mapping[str, str]

@@ -21,40 +21,41 @@ def setting(default: Any = REQUIRED, help: str = "", **bounds) -> Any:
 
 @dataclass
 class BrownData:
-    max_docs_per_genre: int | None = setting(None, ge=1)
-    fractions: dict[str, float] = field(
-        default_factory=lambda: {"valid": 0.05, "test": 0.05, "probe": 0.10})
-    split_seed: int = 13
+    max_docs_per_genre: int | None = setting(ge=1, help="documents kept per genre (null: all)")
+    fractions: dict[str, float] = setting(help="the document split: valid, test, probe")
+    split_seed: int = setting()
 
 
 @dataclass
 class LMData:
-    vocab_size: int = setting(10000, ge=10)
+    vocab_size: int = setting(ge=10)
 
 
 @dataclass
 class Capped:
-    max_sentences: int | None = setting(None, ge=1)
+    max_sentences: int | None = setting(ge=1, help="the first N sentences (null: all)")
 
 
 @dataclass
 class Multi30kData:
-    max_train_pairs: int | None = setting(None, ge=1)
-    max_test_pairs: int | None = setting(None, ge=1)
-    valid: str = "val"
-    test: str = "test_2016_flickr"
+    max_train_pairs: int | None = setting(ge=1)
+    max_test_pairs: int | None = setting(ge=1, help="the first N test pairs (null: all)")
+    valid: str = setting()
+    test: str = setting()
 
 
 @dataclass
 class BPEData:
-    vocab_size: int = setting(8000, ge=10)
-    character_coverage: float = setting(1.0, gt=0, le=1)
-    input_sentence_size: int = setting(1000000, ge=1)
+    vocab_size: int = setting(ge=10)
+    character_coverage: float = setting(gt=0, le=1)
+    input_sentence_size: int = setting(ge=1)
 
 
 @dataclass
 class UserProbe:
-    """A probe corpus of the user's: a CoNLL-U file (UD tags; read as a word-level probe)."""
+    """A probe corpus of the user's: a CoNLL-U file (UD tags; read as a word-level probe). An
+    entry the user writes (``+data.probes.NAME.conllu=FILE``), not a file of conf/: its optional
+    key keeps a value here."""
 
     conllu: str = REQUIRED
     max_sentences: int | None = setting(None, ge=1)
@@ -62,12 +63,14 @@ class UserProbe:
 
 @dataclass
 class DataConfig:
-    brown: BrownData = field(default_factory=BrownData)
-    lm: LMData = field(default_factory=LMData)
-    ewt: Capped = field(default_factory=Capped)
-    pud: Capped = field(default_factory=Capped)
-    pmb: Capped = field(default_factory=Capped)
-    multi30k: Multi30kData = field(default_factory=Multi30kData)
-    bpe: BPEData = field(default_factory=BPEData)
-    probes: dict[str, UserProbe] = field(default_factory=dict)  # name -> your CoNLL-U file
-    preprocess_workers: int = setting(1, ge=1)
+    """conf/data/default.yaml; the values are there alone."""
+
+    brown: BrownData = setting()
+    lm: LMData = setting()
+    ewt: Capped = setting()
+    pud: Capped = setting()
+    pmb: Capped = setting()
+    multi30k: Multi30kData = setting()
+    bpe: BPEData = setting()
+    probes: dict[str, UserProbe] = setting(help="name -> your CoNLL-U file")
+    preprocess_workers: int = setting(ge=1)

@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import operator
 import os
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,11 +161,9 @@ def _fields_at(schema: type, path: str) -> list[str]:
     """The field names of the (nested) schema dataclass at dotted ``path``."""
     cls = schema
     for part in filter(None, path.split(".")):
-        f = {f.name: f for f in dataclasses.fields(cls)}.get(part)
-        factory = f.default_factory if f is not None else None
-        if not (isinstance(factory, type) and dataclasses.is_dataclass(factory)):
+        cls = typing.get_type_hints(cls).get(part)
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
             return []
-        cls = factory
     return [f.name for f in dataclasses.fields(cls)]
 
 

@@ -9,6 +9,7 @@ import functools
 from omegaconf import DictConfig
 
 from analysis.settings import AnalysisSettings, Claims, Learned, PlotSettings
+from data_prep.settings import DataConfig
 from pipeline.config import CONFIG_DIR, CONFIG_NAME, typed
 
 
@@ -39,3 +40,8 @@ def claims(**changes) -> Claims:
 def learned(**changes) -> Learned:
     """conf/analysis `learned`, with ``changes`` applied."""
     return dataclasses.replace(analysis().learned, **changes)
+
+
+def data(**changes) -> DataConfig:
+    """conf/data as typed settings, with ``changes`` applied."""
+    return dataclasses.replace(typed(composed().data, DataConfig), **changes)

@@ -15,7 +15,7 @@ import functools
 import importlib
 import pkgutil
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,10 +126,10 @@ class LRSchedule:
     """The learning-rate schedule every preset names (its schema fields; scheduler_args)."""
 
     lr_scheduler: str = setting(choices=SCHEDULERS)
-    warmup_updates: int = setting(0, ge=0)
-    lr_shrink: float = setting(0.25, gt=0, le=1)
-    end_lr: float = setting(0.0, ge=0)
-    power: float = setting(1.0, gt=0)
+    warmup_updates: int = setting(ge=0, help="linear from 0 where the scheduler warms up")
+    lr_shrink: float = setting(gt=0, le=1, help="reduce_lr_on_plateau: factor at a plateau")
+    end_lr: float = setting(ge=0, help="polynomial_decay: the rate at max_update")
+    power: float = setting(gt=0, help="polynomial_decay: the decay's power")
 
 
 def scheduler_args(spec: Spec) -> list:
@@ -137,15 +137,12 @@ def scheduler_args(spec: Spec) -> list:
     parameters: ``lr_shrink`` (reduce_lr_on_plateau: the factor at each plateau),
     ``warmup_updates`` (linear from 0 where the scheduler warms up), ``end_lr`` and
     ``power`` (polynomial_decay: from ``lr`` after warm-up to ``end_lr`` at ``max_update``)."""
-    def get(key: str):  # a preset leaves out what its scheduler does not use
-        return spec.get(key, next(f.default for f in fields(LRSchedule) if f.name == key))
-
-    name, warmup = spec["lr_scheduler"], int(get("warmup_updates"))
+    name, warmup = spec["lr_scheduler"], int(spec["warmup_updates"])
     args = ["--lr-scheduler", name]
     if name == "reduce_lr_on_plateau":
-        args += ["--lr-shrink", get("lr_shrink")]
+        args += ["--lr-shrink", spec["lr_shrink"]]
     elif name == "polynomial_decay":
-        args += ["--end-learning-rate", get("end_lr"), "--power", get("power"),
+        args += ["--end-learning-rate", spec["end_lr"], "--power", spec["power"],
                  "--total-num-update", spec["max_update"]]
     if warmup or name == "inverse_sqrt":
         args += ["--warmup-updates", warmup]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from analysis.fields import REQUIRED, setting
+from analysis.fields import setting
 from pipeline.models import Spec, register, scheduler_args, words
 
 
@@ -88,7 +88,7 @@ class LSTMConfig(words.WordStreamConfig):
 
 @dataclass
 class LSTMTaggerConfig(LSTMConfig):
-    tags: str | None = REQUIRED
+    tags: str = setting(help="the tag set it predicts (its `words` stream's labels)")
 
 
 @register("lstm_lm")

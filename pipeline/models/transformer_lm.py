@@ -40,8 +40,8 @@ class TransformerLMConfig(words.WordStreamConfig):
 
     ffn_dim: int = setting(ge=1)
     heads: int = setting(ge=1)
-    normalize_before: bool = True
-    share_embeddings: bool = True
+    normalize_before: bool = setting(help="pre-norm, as GPT-style LMs")
+    share_embeddings: bool = setting(help="input and output embeddings tied")
     adam_betas: list[float] = setting(ge=0, lt=1, help="Adam's beta1 and beta2")
 
 

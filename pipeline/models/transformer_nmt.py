@@ -102,7 +102,7 @@ class TransformerNMTConfig(LRSchedule):
     max_update: int = setting(ge=1)
     # added to `seed` for this model's fairseq seed (initialisation, data order): taggers use
     # their own, so they do not start from their LM's weights; 0 = the LM's (the control)
-    seed_offset: int = setting(0, ge=0)
+    seed_offset: int = setting(ge=0)
     beam: int = setting(ge=1)
 
 

@@ -183,9 +183,8 @@ class WordStreamConfig(LRSchedule):
     max_update: int = setting(ge=1)
     # added to `seed` for this model's fairseq seed (initialisation, data order): taggers use
     # their own, so they do not start from their LM's weights; 0 = the LM's (the control)
-    seed_offset: int = setting(0, ge=0)
-    adaptive_softmax_cutoff: list[int] | None = setting(None, ge=1)
-    tags: str | None = None               # a tagger's tag set (its `words` stream's labels)
+    seed_offset: int = setting(ge=0)
+    adaptive_softmax_cutoff: list[int] | None = setting(ge=1, help="null: the full softmax")
 
 
 class WordStreamKind(ModelKind):

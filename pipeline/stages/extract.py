@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,14 +38,14 @@ class ExtractConfig:
     """conf/extract: which probes are read at each checkpoint and how states are stored (the
     schema's ``extract`` group)."""
 
-    probes: list[str] = field(default_factory=lambda: ["brown_probe", "ewt_test", "pud"])
-    max_tokens_per_probe: int | None = setting(5000, ge=1)
-    gradients: bool = True
-    reference_checkpoints: str = setting("endpoint", choices=("last", "endpoint", "all"))
-    late_share: float = setting(0.9, gt=0, lt=1)
-    dtype: str = setting("float32", choices=("float32", "float16"))
-    batch_size: int = setting(32, ge=1)
-    device: str = setting("cpu", choices=("cpu", "cuda"))
+    probes: list[str] = setting(help="the probe sets read at every checkpoint")
+    max_tokens_per_probe: int | None = setting(ge=1, help="whole sentences, per side")
+    gradients: bool = setting()
+    reference_checkpoints: str = setting(choices=("last", "endpoint", "all"))
+    late_share: float = setting(gt=0, lt=1)
+    dtype: str = setting(choices=("float32", "float16"))
+    batch_size: int = setting(ge=1)
+    device: str = setting(choices=("cpu", "cuda"))
 
 
 # ---------------------------------------------------------------------------- token tables

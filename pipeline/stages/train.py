@@ -9,7 +9,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +32,20 @@ PLUGIN = str(Path(REPO_ROOT) / "pipeline" / "fairseq_plugin")
 
 @dataclass
 class Schedule:
-    log_points: int = setting(12, ge=0)
-    linear_points: int = setting(12, ge=1)
+    log_points: int = setting(ge=0, help="log-spaced early checkpoints")
+    linear_points: int = setting(ge=1, help="evenly spaced checkpoints up to the last update")
 
 
 @dataclass
 class TrainConfig:
     """conf/train: how models train (the schema's ``train`` group)."""
 
-    device: str = setting("cpu", choices=("cpu", "cuda"))
-    threads: int = setting(1, ge=1)
-    parallel: int = setting(2, ge=1)
-    schedule: Schedule = field(default_factory=Schedule)
-    max_valid_steps: int | None = setting(20, ge=1)
-    fairseq: dict[str, Any] = field(default_factory=dict)
+    device: str = setting(choices=("cpu", "cuda"))
+    threads: int = setting(ge=1, help="torch threads per job")
+    parallel: int = setting(ge=1, help="jobs at a time")
+    schedule: Schedule = setting()
+    max_valid_steps: int | None = setting(ge=1, help="validation batches per checkpoint")
+    fairseq: dict[str, Any] = setting(help="extra fairseq-train flags, passed through")
     earlier_eval: float = setting(gt=0, lt=1, help="the share of training at which a metric "
                                   "that must stop rising (BLEU) is also evaluated")
 
@@ -54,7 +54,7 @@ def fairseq_args(spec: dict, data: Path, save_dir: Path, seed: int, train: Train
                  max_update: int) -> list[str]:
     """fairseq-train flags for one model (the same list the benchmark runs bare)."""
     args = adapter(spec).fairseq_args(spec, data) + [
-        "--user-dir", PLUGIN, "--seed", seed + int(spec.get("seed_offset", 0)),
+        "--user-dir", PLUGIN, "--seed", seed + int(spec["seed_offset"]),
         "--max-update", max_update,
         "--save-dir", str(save_dir), "--save-interval-updates", max(1, max_update // 10),
         "--keep-interval-updates", 1, "--no-epoch-checkpoints", "--log-format", "simple",

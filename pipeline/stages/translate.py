@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -31,14 +31,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class NgramConfig:
-    orders: list[int] = field(default_factory=lambda: [1, 2, 3], metadata={"ge": 1})
-    smoothing: str = setting("witten_bell", choices=("witten_bell", "laplace"))
+    orders: list[int] = setting(ge=1, help="one target-side n-gram LM per order")
+    smoothing: str = setting(choices=("witten_bell", "laplace"))
 
 
 @dataclass
 class LexiconConfig:
-    iterations: int = setting(5, ge=1)
-    max_pairs: int | None = setting(None, ge=1)
+    iterations: int = setting(ge=1, help="IBM Model 1 EM iterations")
+    max_pairs: int | None = setting(ge=1, help="the first N training pairs (null: all)")
 
 
 @dataclass
@@ -46,16 +46,15 @@ class TranslateConfig:
     """conf/translate: the sets, decoding and reference models of the measures (the schema's
     ``translate`` group)."""
 
-    sets: list[str] = field(default_factory=lambda: ["test2016", "pud"],
-                            metadata={"choices": ("test2016", "pud")})
-    max_sentences: int | None = setting(150, ge=1)
-    beam: int = setting(1, ge=1)
-    max_len_a: float = setting(1.2, ge=0)
-    max_len_b: int = setting(10, ge=1)
-    batch_size: int = setting(32, ge=1)
-    ngram: NgramConfig = field(default_factory=NgramConfig)
-    lexicon: LexiconConfig = field(default_factory=LexiconConfig)
-    device: str = setting("cpu", choices=("cpu", "cuda"))
+    sets: list[str] = setting(choices=("test2016", "pud"))
+    max_sentences: int | None = setting(ge=1, help="the first N sentences of each set")
+    beam: int = setting(ge=1, help="1: greedy decoding")
+    max_len_a: float = setting(ge=0)
+    max_len_b: int = setting(ge=1)
+    batch_size: int = setting(ge=1)
+    ngram: NgramConfig = setting()
+    lexicon: LexiconConfig = setting()
+    device: str = setting(choices=("cpu", "cuda"))
 
 
 def translates(spec: dict) -> bool:

@@ -95,3 +95,16 @@ def test_curves_pool_sentences_by_their_counts_and_weights():
     assert c["bleu", 10] == 5.0
     w = ns.curves(s, ck, weights=np.array([0, 2])).set_index(["measure", "step"]).value
     assert w["kl_2", 0] == pytest.approx(12 / 12) and w["reordering", 10] == 1.0
+
+
+def test_the_lexicon_breaks_ties_by_the_word_whatever_the_table_order():
+    """Equally probable translations: the first in sorted order, in every table order (the
+    order of nltk's table follows string hashing, which differs between processes)."""
+    from types import SimpleNamespace
+
+    rows = {"haus": {"house": 0.4, "home": 0.1}, "heim": {"house": 0.4, "home": 0.6},
+            "das": {"the": 0.9, "house": 0.0}, None: {"house": 0.5}}
+    expected = {"house": "haus", "home": "heim", "the": "das"}
+    for order in (list(rows), list(rows)[::-1]):
+        table = {t: dict(reversed(list(rows[t].items()))) for t in order}
+        assert ns.ibm1_lexicon(SimpleNamespace(translation_table=table)) == expected

@@ -3,6 +3,7 @@ file or on the command line, stop the run before any work, naming the key and wh
 set; every shipped experiment passes."""
 
 import dataclasses
+import typing
 from pathlib import Path
 
 import pandas as pd
@@ -10,9 +11,11 @@ import pytest
 from conftest import compose, run_pipeline
 from omegaconf import OmegaConf
 
+from analysis.fields import REQUIRED
 from analysis.settings import AnalysisSettings
 from pipeline.config import CONFIG_DIR, typed
-from pipeline.schema import GROUPS, ConfigError, validate
+from pipeline.models import get, kinds
+from pipeline.schema import GROUPS, ConfigError, TopConfig, validate
 
 EXPERIMENTS = sorted(p.stem for p in Path(CONFIG_DIR, "experiment").glob("*.yaml"))
 
@@ -49,7 +52,7 @@ def test_byo_example_names_the_missing_revisions(tmp_path):
     ("analysis.metrics=[svcca,ckaa]", "analysis.metrics: unknown metric 'ckaa'"),
     ("model.lstm_lm_paper.lr_scheduler=cosine", "model.lstm_lm_paper.lr_scheduler: 'cosine' "
                                                 "is not one of ['reduce_lr_on_plateau'"),
-    ("+model.transformer_nmt_small.end_lr=-1", "model.transformer_nmt_small.end_lr: -1"),
+    ("model.transformer_nmt_small.end_lr=-1", "model.transformer_nmt_small.end_lr: -1"),
 ])
 def test_bad_values_are_refused_naming_the_key(override, message, tmp_path):
     with pytest.raises(ConfigError) as err:
@@ -116,3 +119,54 @@ def test_figures_may_ask_for_every_metric(tmp_path):
     computed = [s.name for s in metric_specs(typed(cfg.analysis, AnalysisSettings))]
     table = pd.DataFrame({"metric": computed[::-1]})
     assert present_metrics(table, list(cfg.plot.metrics)) == sorted(computed, key=display_key)
+
+
+def own_values(schema: type, prefix: str = "") -> dict[str, object]:
+    """The fields of a schema dataclass (and of the dataclasses it nests) that hold a value of
+    their own, a default or a default factory, by dotted key."""
+    out = {}
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        key = f"{prefix}{f.name}"
+        if f.default_factory is not dataclasses.MISSING:
+            out[key] = f.default_factory()
+        elif f.default is not dataclasses.MISSING and not (isinstance(f.default, str)
+                                                           and f.default == REQUIRED):
+            out[key] = f.default
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update(own_values(hints[f.name], f"{key}."))
+    return out
+
+
+def test_every_value_is_written_in_one_place():
+    """A group's values are in its conf/ file alone (its schema holds none, so a key left out
+    of the YAML stops the run), a trained kind's in its presets (its Config holds none). Only
+    entries a user writes inline (an external kind's preset, a data.probes entry) keep their
+    optional keys' values in their schema, and no conf/ file restates one."""
+    assert not {group: own_values(schema) for group, schema in {**GROUPS, "": TopConfig}.items()
+                if own_values(schema)}
+    inline = {kind: own_values(get(kind).Config) for kind in kinds() if get(kind).external}
+    assert not {kind: own_values(get(kind).Config) for kind in kinds()
+                if not get(kind).external and own_values(get(kind).Config)}
+    restated = []
+    for path in sorted(Path(CONFIG_DIR).rglob("*.yaml")):
+        models = OmegaConf.to_container(OmegaConf.load(path)).get("model") or {}
+        for name, spec in models.items():
+            restated += [f"{path.name}: model.{name}.{key}" for key, value in spec.items()
+                         if key in inline.get(spec.get("kind"), {})
+                         and inline[spec["kind"]][key] == value]
+    assert not restated
+
+
+def test_the_one_place_check_finds_a_second_value():
+    @dataclasses.dataclass
+    class Inner:
+        a: int = 3
+
+    @dataclasses.dataclass
+    class Group:
+        inner: Inner = dataclasses.field(default_factory=Inner)
+        b: list = dataclasses.field(default_factory=list)
+        c: int = REQUIRED
+
+    assert own_values(Group) == {"inner": Inner(), "inner.a": 3, "b": []}

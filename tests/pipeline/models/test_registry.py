@@ -69,9 +69,11 @@ def test_adapters_declare_sides_and_families():
 
 
 def test_the_schedule_is_a_preset_setting_passed_to_fairseq():
-    """Each scheduler gives its own flags; a preset's omitted parameters take the schema's
-    defaults; the presets as shipped give the flags the adapters once fixed inline."""
-    base = {"lr_scheduler": "reduce_lr_on_plateau", "lr_shrink": 0.5, "max_update": 100}
+    """Each scheduler gives its own flags from the preset's parameters (a preset states every
+    one: the kinds' schemas hold no values); the presets as shipped give the flags the adapters
+    once fixed inline."""
+    base = {"lr_scheduler": "reduce_lr_on_plateau", "lr_shrink": 0.5, "max_update": 100,
+            "warmup_updates": 0, "end_lr": 0.0, "power": 1.0}
     assert models.scheduler_args(base) == ["--lr-scheduler", "reduce_lr_on_plateau",
                                            "--lr-shrink", 0.5]
     poly = {**base, "lr_scheduler": "polynomial_decay", "warmup_updates": 10}
@@ -80,6 +82,9 @@ def test_the_schedule_is_a_preset_setting_passed_to_fairseq():
         "--total-num-update", 100, "--warmup-updates", 10]
     assert models.scheduler_args({**base, "lr_scheduler": "inverse_sqrt"}) == [
         "--lr-scheduler", "inverse_sqrt", "--warmup-updates", 0]
+    with pytest.raises(KeyError, match="end_lr"):  # no value of its own for a missing one
+        models.scheduler_args({"lr_scheduler": "polynomial_decay", "warmup_updates": 0,
+                               "max_update": 100})
     lstm = OmegaConf.load(Path(CONFIG_DIR, "model", "lstm_lm_paper.yaml"))
     assert models.scheduler_args(lstm) == ["--lr-scheduler", "reduce_lr_on_plateau",
                                            "--lr-shrink", 0.25]
