@@ -122,8 +122,8 @@ def step_axis(ax: plt.Axes) -> None:
 
 
 def draw_lines(ax: plt.Axes, df: pd.DataFrame, hue: str, colour: Callable[[object], str],
-           x: str = "step_a", y: str = "value", order: Sequence | None = None,
-           label: Callable[[object], str] = str, **kw) -> None:
+               x: str = "step_a", y: str = "value", order: Sequence | None = None,
+               label: Callable[[object], str] = str, **kw) -> None:
     """One line per ``hue`` value; a band where the table has ci_low/ci_high (several seeds)."""
     groups = dict(list(df.groupby(hue, sort=False)))
     keys = order if order is not None else sorted(groups, key=str)
@@ -138,7 +138,7 @@ def draw_lines(ax: plt.Axes, df: pd.DataFrame, hue: str, colour: Callable[[objec
 
 
 def baseline_lines(ax: plt.Axes, df: pd.DataFrame, hue: str, colour: Callable[[object], str],
-              x: str = "step_a") -> bool:
+                   x: str = "step_a") -> bool:
     """Shuffled-pairing chance level as a dotted line through the steps where it was computed."""
     if "baseline" not in df or df.baseline.isna().all():
         return False
@@ -150,7 +150,7 @@ def baseline_lines(ax: plt.Axes, df: pd.DataFrame, hue: str, colour: Callable[[o
 
 
 def panel_grid(n_rows: int, n_cols: int, w: float = 2.4, h: float = 1.8, legend: bool = False,
-          hsp: float = 0.5, wsp: float = 0.35):
+               hsp: float = 0.5, wsp: float = 0.35):
     """A grid of panels with fixed margins (in inches). No layout engine and no shared axes
     (both make matplotlib measure every sibling's tick labels on each draw): panels that
     should match get the same limits, and :func:`_finish` hides inner tick labels.
@@ -246,8 +246,8 @@ LOOK_FOR = {
 
 
 def make_figure(name: str, fig: plt.Figure, title: str, caption: str, axes=None,
-            inner_y: bool = True, legend: bool = False, legend_title: str | None = None
-            ) -> Figure:
+                inner_y: bool = True, legend: bool = False, legend_title: str | None = None
+                ) -> Figure:
     """The finished :class:`Figure`: with ``legend``, the entries of the first row's last panel
     as the figure legend (:func:`_legend`), then the title and tick labels (:func:`_finish`)."""
     if legend:
@@ -258,11 +258,11 @@ def make_figure(name: str, fig: plt.Figure, title: str, caption: str, axes=None,
 
 
 def stack_figure(code: str, stem: str, model: str, probe: str, side: str, fig: plt.Figure,
-                  caption: str, axes, **kw) -> Figure:
+                 caption: str, axes, **kw) -> Figure:
     """:func:`make_figure` of one model's stack on one probe: file ``stem_model_probe[_side]``,
     title "code stack — probe" (``side=""``: the model as a whole)."""
     return make_figure(slug(stem, model, probe, side), fig,
-                   f"{code} {stack_name(model, side)} — {probe}", caption, axes, **kw)
+                       f"{code} {stack_name(model, side)} — {probe}", caption, axes, **kw)
 
 
 def metric_row(t: pd.DataFrame, metrics: Sequence[str], **grid):

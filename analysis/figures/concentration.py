@@ -40,7 +40,7 @@ def fig_concentration(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> I
                 d = g[(g.quantity == q) & (g.layer == layer)]
                 enough = d[(d.tag != "all") & (d.n_tokens >= ps.min_tag_tokens)]
                 draw_lines(ax, enough.assign(value=enough["mean"]), "tag", tag_colour, x="step",
-                       order=tag_order(enough.tag))
+                           order=tag_order(enough.tag))
                 whole = d[d.tag == "all"].sort_values("step")
                 ax.plot(whole.step, whole["mean"], color="black", ls="--", lw=1.2,
                         label="all tokens")
@@ -54,7 +54,7 @@ def fig_concentration(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> I
                    f"gradients of each token's own loss grouped by the tag of the token "
                    f"predicted (target-aligned). Higher = fewer units carry the vector.")
         yield stack_figure("F6", "f6_concentration", model, probe, side, fig, caption, axes,
-                            inner_y=False, legend=True, legend_title="tag")
+                           inner_y=False, legend=True, legend_title="tag")
 
 
 def fig_function_content(tables: Mapping[str, pd.DataFrame], ps: PlotSettings
@@ -76,7 +76,7 @@ def fig_function_content(tables: Mapping[str, pd.DataFrame], ps: PlotSettings
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
             step_axis(ax)
             panel_title(ax, f"{stack_name(model, side)}, {probe}:\n"
-                         f"{'activations' if q == 'act' else 'gradients'}", fontsize="xx-small")
+                        f"{'activations' if q == 'act' else 'gradients'}", fontsize="xx-small")
             ax.set_ylabel("c(function) − c(content)" if j == 0 else "")
             ax.legend(fontsize="xx-small")
     bins = int(t.freq_bins.iloc[0]) if "freq_bins" in t else "?"
@@ -87,4 +87,4 @@ def fig_function_content(tables: Mapping[str, pd.DataFrame], ps: PlotSettings
                f"a band; one line per layer. Expected (Saphra & Lopez 2019): gradients > 0 "
                f"(claim C4).")
     yield make_figure("f6b_function_content", fig, "F6b function vs content words", caption, axes,
-                  inner_y=False)
+                      inner_y=False)

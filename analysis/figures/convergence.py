@@ -67,7 +67,7 @@ def fig_convergence(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Ite
                 threshold_line(ax, tables)
                 step_axis(ax)
                 similarity_panel(ax, f"{stack_name(model, side)}: {metric_label(metric)}",
-                                  "similarity to final", j == 0)
+                                 "similarity to final", j == 0)
             if with_k:
                 ax = axes[i, -1]
                 d = kdim[(kdim.probe == probe) & (kdim.model == model) & (kdim.side == side)]
@@ -91,4 +91,4 @@ def fig_convergence(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Ite
                                 "dash-dotted, the floor, two random initialisations."
                                 if len(seeds) else ""))
         yield make_figure(slug("f2_convergence", probe), fig, f"F2 convergence — {probe}",
-                      caption)
+                          caption)

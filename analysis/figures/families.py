@@ -47,12 +47,12 @@ def fig_family(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator
                     draw_lines(ax, w, "tag_family", FAMILY_COLOURS.get,
                                label=lambda k: "all tokens")
                 draw_lines(ax, d, "tag_family", FAMILY_COLOURS.get,
-                       label=lambda k: f"{k}-restricted")
+                           label=lambda k: f"{k}-restricted")
                 baseline_lines(ax, d, "tag_family", FAMILY_COLOURS.get)
                 threshold_line(ax, tables)
                 step_axis(ax)
                 similarity_panel(ax, f"{layer}: {metric_label(metric)}", "similarity to final",
-                                  j == 0)
+                                 j == 0)
         n = g.n_tokens / g.n_tags.where(g.n_tags > 0)
         caption = (f"F3 ({model}, {probe}). Similarity to the final LM over training: all tokens "
                    f"(black), and restricted to tag families: each POS tag's / each topic's "
@@ -88,8 +88,8 @@ def fig_tagger(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator
                 for own in (True, False):
                     part = d[d.model_b.map(shared) != own]
                     draw_lines(ax, part, "model_b", colour, ls="-" if own else "--",
-                           label=lambda k, own=own, fam=fam: f"{fam[k]} tagger"
-                           + ("" if own else " (shared init)"))
+                               label=lambda k, own=own, fam=fam: f"{fam[k]} tagger"
+                               + ("" if own else " (shared init)"))
                     if own:  # the untrained LM (another seed than the tagger's): the floor
                         first = part[part.step_a == part.step_a.min()]
                         for r in first.itertuples():
@@ -97,7 +97,7 @@ def fig_tagger(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator
                 baseline_lines(ax, d, "model_b", colour)
                 step_axis(ax)
                 similarity_panel(ax, f"{layer}: {metric_label(metric)}", "similarity to tagger",
-                                  j == 0)
+                                 j == 0)
         caption = (f"F4 ({model}, {probe}). Similarity of each layer at each checkpoint to the "
                    f"final POS / semantic-tag / topic tagger (an LSTM with lstm_lm_paper's "
                    f"architecture, trained to predict the next word's tag; a layer without a "

@@ -55,11 +55,11 @@ def fig_nmt_stages(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iter
                 if what == "kl":
                     kl = gs[gs.measure.str.startswith("kl_")]
                     draw_lines(ax, kl, "measure", lambda m: DEPTH_COLOURS[int(m[3:]) % 6], x="step",
-                           label=lambda m: f"{m[3:]}-gram LM")
+                               label=lambda m: f"{m[3:]}-gram LM")
                 else:
                     part = gs[gs.measure == what]
                     draw_lines(ax, part, "set", lambda s: SET_COLOURS.get(s, "#444444"), x="step",
-                           label=lambda s: s)
+                               label=lambda s: s)
                     if what == "reordering" and part.reference.notna().any():
                         ax.axhline(float(part.reference.dropna().iloc[0]), color="grey",
                                    ls="--", lw=0.9, label="references")
@@ -84,4 +84,4 @@ def fig_nmt_stages(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iter
             f"accuracy, reordering from {f'{c5[1]:g}' if c5 else '?'} of their final value on). "
             f"Voita et al. (2021) expect the three in this order.")
         yield make_figure(slug("f7_nmt_stages", model), fig, f"F7 {model}", caption, axes,
-                      inner_y=False)
+                          inner_y=False)

@@ -48,7 +48,7 @@ def fig_per_tag(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterato
                 step_axis(ax)
                 kind = "freq-matched" if fm else "all frequencies"
                 similarity_panel(ax, f"{layer}: {kind}", f"{metric_label(metric)} to final",
-                                  j == 0)
+                                 j == 0)
         types = g[~matched].groupby("tag").n_types.first()
         for ax in axes.flat:  # label tags with their word types once, in the figure legend
             for line in ax.get_lines():
@@ -64,4 +64,4 @@ def fig_per_tag(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterato
                    f"draws the same count from each word-frequency bin for every tag (tags that "
                    f"cannot fill a bin are absent). Grey dotted: mean shuffled baseline.")
         yield stack_figure("F5", "f5_per_tag", model, probe, side, fig, caption, axes,
-                            legend=True, legend_title="tag")
+                           legend=True, legend_title="tag")

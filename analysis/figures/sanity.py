@@ -57,7 +57,7 @@ def fig_sanity_tokens(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> I
                f"baseline). CCA-type values fall as N grows: their bias at small N is why every "
                f"comparison here reports a baseline at the same size.")
     yield make_figure("s1_token_count", fig, "S1 similarity vs token count", caption, axes,
-                  legend=True)
+                      legend=True)
 
 
 def fig_seeds(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[Figure]:
@@ -95,7 +95,7 @@ def fig_seeds(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[
                f"sides. Similarity well below 1 at the end bounds how close two training runs "
                f"get: convergence curves are relative to that.")
     yield make_figure("s2_seed_to_seed", fig, "S2 seed-to-seed similarity", caption, axes,
-                  legend=True)
+                      legend=True)
 
 
 def fig_cka_vs_svcca(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[Figure]:
@@ -157,7 +157,7 @@ def fig_sensitivity(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Ite
         monotone = verdicts.get(("pcs_removed", metric), "?")
         rotation = verdicts.get(("rotation_scaling", metric), "?")
         panel_title(ax, f"{metric_label(metric)}\nmonotone: {monotone}; rotation: {rotation}",
-               fontsize="xx-small")
+                    fontsize="xx-small")
         ax.set_ylabel("similarity to the intact layer" if j == 0 else "")
     caption = ("S4 (Ding et al. 2021). Each final layer against itself with its top-j "
                "principal components removed from one side, one line per layer; a metric that "
@@ -167,4 +167,4 @@ def fig_sensitivity(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Ite
                "adds, with several seeds, whether final-vs-final across seeds exceeds "
                "initial-vs-final.")
     yield make_figure("s4_sensitivity", fig, "S4 sensitivity and specificity", caption, axes,
-                  inner_y=False, legend=True)
+                      inner_y=False, legend=True)
