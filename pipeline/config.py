@@ -24,18 +24,19 @@ register_resolvers()
 
 
 def model_specs(cfg: DictConfig) -> dict[str, dict]:
-    """Every selected model's resolved preset (name -> plain dict), in selection order.
+    """Every selected model's resolved preset (name -> plain dict, completed with its kind's
+    values for the optional keys an inline preset may leave out), in selection order.
 
     An experiment may size models the user deselected (``model=[...]``); those entries hold only
     the experiment's deltas and no ``kind``, and are not selected.
     """
-    from pipeline.models import get
+    from pipeline.models import complete, get
 
     specs = {}
     for name, spec in OmegaConf.to_container(cfg.model, resolve=True).items():
         if "kind" in spec:
             get(spec["kind"])  # an unknown kind fails here, naming the known ones
-            specs[name] = spec
+            specs[name] = complete(spec)
     return specs
 
 

@@ -11,6 +11,7 @@ modules of this package are found (pkgutil), not listed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import pkgutil
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.fields import setting
+from analysis.fields import REQUIRED, setting
 
 Spec = Mapping[str, Any]
 _REGISTRY: dict[str, ModelKind] = {}
@@ -189,6 +190,14 @@ def kinds() -> list[str]:
 
 def adapter(spec: Spec) -> ModelKind:
     return get(str(spec["kind"]))
+
+
+def complete(spec: Spec) -> dict:
+    """A preset with its kind's values for the optional keys it leaves out: only a kind whose
+    presets a user writes inline (an external series') has such keys; a trained kind's
+    presets state every value. The adapters read completed presets, never a fallback."""
+    return {**{f.name: f.default for f in dataclasses.fields(adapter(spec).Config)
+               if f.default is not dataclasses.MISSING and f.default != REQUIRED}, **spec}
 
 
 def dict_size(path: Path) -> int:

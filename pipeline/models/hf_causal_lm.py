@@ -36,8 +36,9 @@ class HFCausalLMConfig:
 
     kind: str = REQUIRED
     revisions: list[str] = REQUIRED     # revision, cache or parent folders (see the module)
-    steps: list[int] | None = setting(None, ge=0)  # the revisions to read (None: every one)
-    subword: str = setting("last", choices=SUBWORD)
+    steps: list[int] | None = setting(ge=0, help="the revisions to read (null: every one)")
+    subword: str = setting(choices=SUBWORD, help="a word's state: its first, last or mean "
+                           "subword's")
     dtype: str = setting("float32", choices=("float32", "float64"))
 
 
@@ -51,7 +52,7 @@ class HFCausalLM(ExternalKind):
 
     def series(self, spec: Spec) -> list[tuple[int, Path]]:
         found = _revisions(tuple(spec["revisions"]))
-        wanted = spec.get("steps")
+        wanted = spec["steps"]
         if wanted is None:
             return found
         have = dict(found)
@@ -91,7 +92,7 @@ class HFCausalLM(ExternalKind):
 
         tokenizer = AutoTokenizer.from_pretrained(checkpoint, local_files_only=True,
                                                   add_prefix_space=True)
-        model = _model(checkpoint, spec.get("dtype", "float32")).to(device)
+        model = _model(checkpoint, spec["dtype"]).to(device)
         return model, tokenizer
 
     def load_weights(self, model, checkpoint: Path, device: str) -> None:
@@ -100,7 +101,7 @@ class HFCausalLM(ExternalKind):
         model.eval()
 
     def states(self, model, task, spec, rows, label_column, grads, batch_size):
-        return hf_states(model, task, rows, grads, batch_size, spec.get("subword", "last"))
+        return hf_states(model, task, rows, grads, batch_size, spec["subword"])
 
 
 def _model(checkpoint: Path, dtype: str):

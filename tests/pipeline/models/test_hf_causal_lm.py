@@ -11,7 +11,7 @@ import pytest
 import torch
 from tinyhf import TEXT, revisions
 
-from pipeline.models import get
+from pipeline.models import complete, get
 from pipeline.models.hf_causal_lm import hf_states, word_pieces
 
 pytest.importorskip("transformers")
@@ -32,7 +32,8 @@ def series(request, tmp_path_factory):
 
 def test_states_are_output_hidden_states_at_each_words_subword(series):
     arch, folder, revs = series
-    spec = {"kind": "hf_causal_lm", "revisions": [str(folder / "revs")], "dtype": "float64"}
+    spec = complete({"kind": "hf_causal_lm", "revisions": [str(folder / "revs")],
+                     "steps": None, "subword": "last", "dtype": "float64"})
     assert HF.steps(spec) == [0, 2, 4]
     assert [n for n, _, _ in HF.layers(spec)] == ["embed", "layer_1", "layer_2"]
     assert HF.family_of(spec) == arch
@@ -63,7 +64,8 @@ def test_gradients_are_each_positions_own_next_token_loss(series):
     loss at that position on the prefix alone (later tokens cannot enter it), per token within
     1e-10 of its norm."""
     _, folder, revs = series
-    spec = {"kind": "hf_causal_lm", "revisions": [str(folder / "revs")], "dtype": "float64"}
+    spec = complete({"kind": "hf_causal_lm", "revisions": [str(folder / "revs")],
+                     "steps": None, "subword": "last", "dtype": "float64"})
     model, tok = HF.load(spec, revs[-1], None, "cpu")
     rows = probe_rows()
     _, grads = hf_states(model, tok, rows, True, 3, "last")
@@ -92,7 +94,8 @@ def test_a_cache_layout_and_a_missing_revision(series, tmp_path):
         shutil.copytree(rev, cache / "snapshots" / commit)
         (cache / "refs" / rev.name).write_text(commit)
     (cache / "refs" / "main").write_text("c3")
-    spec = {"kind": "hf_causal_lm", "revisions": [str(cache)], "steps": [0, 4]}
+    spec = complete({"kind": "hf_causal_lm", "revisions": [str(cache)], "steps": [0, 4],
+                     "subword": "last"})
     assert HF.series(spec) == [(0, cache / "snapshots" / "a1"), (4, cache / "snapshots" / "c3")]
     with pytest.raises(FileNotFoundError, match=r"\['step1000'\] are not on this machine"):
         HF.series({**spec, "steps": [0, 1000]})
