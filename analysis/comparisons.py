@@ -63,7 +63,7 @@ def reportable() -> list[str]:
 def base_metric(name: str) -> str:
     """The registered metric a reported one runs (``svcca_k20``: svcca)."""
     k = name.removeprefix(FIXED_K)
-    return "svcca" if name != k and k.isdigit() else name
+    return "svcca" if name != k and (k == "" or k.isdigit()) else name
 
 
 def display_key(name: str) -> tuple:

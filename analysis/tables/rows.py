@@ -1,5 +1,11 @@
 """Rows and columns shared by the similarity tables: the column order, the tag values of
-unrestricted and pooled rows, and the identifying part of every row."""
+unrestricted and pooled rows, and the identifying part of every row.
+
+Every similarity row says what was compared (model/step/layer on each side, the token
+restriction), with which metric (SVCCA at a variance rule or a fixed k, PWCCA, CKA, ...), the
+dimensions that entered (k_a, k_b), the token count and, where computed, the chance level at
+the same size (shuffled token pairing); a row whose metric could not be computed has NaN and
+its ``na_reason``."""
 
 from __future__ import annotations
 
