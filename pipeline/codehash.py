@@ -25,7 +25,12 @@ LIBRARIES = ("torch", "fairseq-fixed", "numpy", "scipy", "pandas", "sentencepiec
 
 def module_path(module: str) -> Path | None:
     """The source file of a project module (a package's __init__.py), or None."""
-    base = Path(REPO_ROOT, *module.split("."))
+    return _module_path(REPO_ROOT, module)
+
+
+@functools.cache
+def _module_path(root: str, module: str) -> Path | None:
+    base = Path(root, *module.split("."))
     for path in (base.with_suffix(".py"), base / "__init__.py"):
         if path.is_file():
             return path

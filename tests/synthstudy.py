@@ -276,18 +276,46 @@ def study_tables() -> dict[str, pd.DataFrame]:
     return {**tables, **translation_tables(in_order=True)}
 
 
-@shared
-def analyzed() -> dict[str, pd.DataFrame]:
-    """Every table one seed's analysis writes (dynamics.analyze_units) for the whole study:
-    its models' extract and train units and a translate unit of the NMT model."""
-    root = _scratch("analyzed")
-    extract, train = write_units(build_study(root / "stores"), root)
-    unit = root / "translate" / "nmt"
-    unit.mkdir(parents=True)
+@functools.cache
+def stage_runs() -> dict:
+    """The analyze stage on two seeds of the whole study (each seed's extract and train units,
+    and a translate unit of the NMT model; seed 1 analysed in two processes) and the aggregate
+    stage on both: {"analyze": {seed: (summary, out dir)}, "aggregate": (summary, out dir)}.
+    Once per test process (the stores are in this process's scratch folder)."""
+    from omegaconf import OmegaConf
+
+    from pipeline.stages.aggregate import run_aggregate
+    from pipeline.stages.analyze import run_analyze
+
+    root = _scratch("stages")
+    analysis = OmegaConf.load(REPO_CONF / "analysis" / "default.yaml")
+    analysis.max_tokens = 5000  # interpolated from extract in the full config
+    analysis.per_tag.update(min_n=30, max_n=60)
+    analysis.sanity.update(dims=8, token_counts=[40, 100])
+    analysis.concentration.n_boot = 20
+    analysis.claims.n_permutations, analysis.rsa_max_rows = 10, 300  # small and quick
+    plot = OmegaConf.load(REPO_CONF / "plot" / "default.yaml")
+    plot.update(dpi=40, formats=["png"], workers=1)
+    runs = build_study(root / "stores")
+    translate = root / "translate" / "nmt"
+    translate.mkdir(parents=True)
     for name, table in zip(("sentences", "checkpoints", "reference"), synth_translation(),
                            strict=True):
-        table.to_parquet(unit / f"{name}.parquet")
-    return dynamics.analyze_units(extract, train, {"nmt": unit}, 1, small_settings())
+        table.to_parquet(translate / f"{name}.parquet")
+    analyzed, seeds = {}, {}
+    for seed, parallel in ((1, 2), (2, 1)):
+        extract, train = write_units(runs, root / f"seed{seed}", seed)
+        out = root / f"analyze{seed}"
+        cfg = OmegaConf.create({"analysis": analysis, "seed": seed,
+                                "train": {"parallel": parallel, "device": "cpu"}})
+        units = {"extract": extract, "train": train, "translate": {"nmt": translate}}
+        analyzed[seed] = run_analyze(cfg, out, units), out
+        seeds[seed] = {"extract": extract, "train": train, "analyze": out}
+    cfg = OmegaConf.create({"name": "synthetic", "analysis": analysis, "plot": plot,
+                            "aggregate": {"seeds": [1, 2], "ci": 0.95},
+                            "train": {"device": "cpu"}})
+    out = root / "aggregate"
+    return {"analyze": analyzed, "aggregate": (run_aggregate(cfg, out, {"seeds": seeds}), out)}
 
 
 @shared

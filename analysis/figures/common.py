@@ -20,7 +20,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from analysis import comparisons  # noqa: E402
 from analysis.tables import registry as T  # noqa: E402
 
 TAG_ORDER = ["NOUN", "VERB", "ADJ", "ADV", "PRON", "DET", "ADP", "CONJ", "PRT", "NUM", ".", "X",
@@ -70,6 +69,8 @@ def depth_colour(depth: float) -> str:
 def metric_label(metric: str, tables: Mapping[str, pd.DataFrame] | None = None) -> str:
     """A metric's label (the metric registry's) with the settings it was computed with:
     99%-SVCCA names its variance and rule ("SVCCA (99% of Σs²)"), fixed-k SVCCA its k."""
+    from analysis import comparisons  # the metric registry: torch, loaded when labels are drawn
+
     tables = _TABLES if tables is None else tables
     variance = setting_text(tables, "variance")
     return comparisons.metric_label(metric, float(variance) if variance != "?" else None,
@@ -105,8 +106,10 @@ def setting_text(tables: Mapping[str, pd.DataFrame], key: str, default: str = "?
 def present_metrics(table: pd.DataFrame, wanted: Sequence[str] | None) -> list[str]:
     """Metrics of ``wanted`` (default, or "all" among them: every one) that the table holds,
     in a fixed order."""
+    from analysis.comparisons import display_key
+
     have = set(table.metric.unique()) if len(table) else set()
-    every = sorted(have, key=comparisons.display_key)
+    every = sorted(have, key=display_key)
     order = list(wanted) if wanted and "all" not in wanted else every
     return [m for m in order if m in have]
 

@@ -5,8 +5,7 @@ import configured
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
-from synthstudy import REPO_CONF, build_study, plotted, write_units
+from synthstudy import plotted, stage_runs
 
 from analysis import pooling
 from analysis.tables import registry as T
@@ -46,39 +45,19 @@ def test_a_table_without_a_rule_is_an_error():
                           configured.claims())
 
 
-def test_aggregate_stage_pools_seeds_and_compares_them(tmp_path):
+def test_aggregate_stage_pools_seeds_and_compares_them():
     """run_aggregate on two seeds' units: every table pooled, S2 from the representations
     (seed 2's stores are copies of seed 1's, so every final layer matches exactly)."""
-    from pipeline.stages.aggregate import run_aggregate
-    from pipeline.stages.analyze import run_analyze
-
-    analysis = OmegaConf.load(REPO_CONF / "analysis" / "default.yaml")
-    analysis.max_tokens = 5000  # interpolated from extract in the full config
-    analysis.per_tag.update(min_n=30, max_n=60)
-    analysis.sanity.update(dims=8, token_counts=[40, 100])
-    analysis.concentration.n_boot = 20
-    analysis.claims.n_permutations, analysis.rsa_max_rows = 10, 300  # small and quick
-    plot = OmegaConf.load(REPO_CONF / "plot" / "default.yaml")
-    plot.update(dpi=40, formats=["png"], workers=1)
-    runs = build_study(tmp_path / "stores")
-    seeds = {}
-    for seed in (1, 2):
-        extract, train = write_units(runs, tmp_path / f"seed{seed}", seed)
-        cfg = OmegaConf.create({"analysis": analysis, "seed": seed,
-                                "train": {"parallel": 1, "device": "cpu"}})
-        run_analyze(cfg, tmp_path / f"analyze{seed}", {"extract": extract, "train": train})
-        seeds[seed] = {"extract": extract, "train": train, "analyze": tmp_path / f"analyze{seed}"}
-    cfg = OmegaConf.create({"name": "synthetic", "analysis": analysis, "plot": plot,
-                            "aggregate": {"seeds": [1, 2], "ci": 0.95}, "train": {"device": "cpu"}})
-    summary = run_aggregate(cfg, tmp_path / "out", {"seeds": seeds})
+    summary, out = stage_runs()["aggregate"]
     assert summary["seeds"] == [1, 2]
-    written = {p.stem for p in (tmp_path / "out" / "tables").glob("*.parquet")}
-    analysed = {p.stem for p in (tmp_path / "analyze1" / "tables").glob("*.parquet")}
-    assert analysed <= written and "seeds" in written and "claims_over_seeds" in written
-    s2 = pd.read_parquet(tmp_path / "out" / "tables" / "seeds.parquet")
+    written = {p.stem for p in (out / "tables").glob("*.parquet")}
+    analysed = {p.stem for p in (stage_runs()["analyze"][1][1] / "tables").glob("*.parquet")}
+    assert analysed - {"nmt_stage_resamples"} <= written  # per seed only: not pooled
+    assert "seeds" in written and "claims_over_seeds" in written
+    s2 = pd.read_parquet(out / "tables" / "seeds.parquet")
     assert set(zip(s2.seed_a, s2.seed_b, strict=True)) == {(1, 2)}
     np.testing.assert_allclose(s2[s2.checkpoint == "final"].value, 1.0, atol=1e-6)
-    conv = pd.read_parquet(tmp_path / "out" / "tables" / "convergence.parquet")
+    conv = pd.read_parquet(out / "tables" / "convergence.parquet")
     assert (conv.n_seeds == 2).all() and {"ci_low", "ci_high"} <= set(conv.columns)
-    assert (tmp_path / "out" / "figures" / "s2_seed_to_seed.png").is_file()
-    assert "mean over seeds [1, 2]" in (tmp_path / "out" / "report.md").read_text()
+    assert (out / "figures" / "s2_seed_to_seed.png").is_file()
+    assert "mean over seeds [1, 2]" in (out / "report.md").read_text()

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
-from synthstudy import build_study, plotted, write_units
+from synthstudy import build_study, plotted, stage_runs, write_units
 
 from analysis import report
 
@@ -51,28 +51,17 @@ def test_markdown_table_format():
     assert report.markdown_table(pd.DataFrame()) == "_(none)_"
 
 
-def test_analyze_stage_writes_parquet_and_csv(tmp_path):
-    """run_analyze on synthetic train and extract units, with the real analysis config."""
-    from pipeline.stages.analyze import run_analyze
-
-    runs = build_study(tmp_path / "stores")
-    extract, train = write_units(runs[:2], tmp_path)  # the LM and the NMT model
-    analysis = OmegaConf.load(REPO / "conf" / "analysis" / "default.yaml")
-    analysis.max_tokens = 5000  # interpolated from extract in the full config
-    analysis.per_tag.update(min_n=30, max_n=60)
-    analysis.sanity.update(dims=8, token_counts=[40, 100])
-    analysis.concentration.n_boot = 20
-    analysis.claims.n_permutations, analysis.rsa_max_rows = 10, 300  # small and quick
-    cfg = OmegaConf.create({"analysis": analysis, "seed": 2,
-                            "train": {"parallel": 2, "device": "cpu"}})  # 2 processes
-    summary = run_analyze(cfg, tmp_path / "out", {"extract": extract, "train": train})
-    tables = tmp_path / "out" / "tables"
+def test_analyze_stage_writes_parquet_and_csv():
+    """run_analyze on synthetic train, extract and translate units, with the real analysis
+    config, in two processes."""
+    summary, out = stage_runs()["analyze"][1]
+    tables = out / "tables"
     for name, rows in summary["tables"].items():
         assert (tables / f"{name}.parquet").is_file() and (tables / f"{name}.csv").is_file()
         assert len(pd.read_parquet(tables / f"{name}.parquet")) == rows
     assert summary["tables"]["convergence"] > 0 and summary["tables"]["claims"] > 0
     conv = pd.read_parquet(tables / "convergence.parquet")
-    assert set(conv.seed) == {2} and set(conv.model) == {"lm", "nmt"}
+    assert set(conv.seed) == {1} and set(conv.model) == {"lm", "nmt"}
     models = pd.read_parquet(tables / "models.parquet").set_index("model")
     assert models.loc["lm", "test_ppl"] == 11.0 and models.loc["nmt", "family"] == "transformer"
     assert "C1/svcca" in summary["verdicts"]

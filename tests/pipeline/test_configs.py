@@ -1,17 +1,13 @@
-"""Every experiment config composes, the stages read their groups typed, and prepare's cache
-key ignores the model seed."""
+"""Every experiment config composes, and prepare's cache key ignores the model seed (the groups
+read typed, field for field: tests/pipeline/test_schema.py)."""
 
-import dataclasses
-import pickle
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-from pipeline.config import CONFIG_DIR, CONFIG_NAME, typed
+from pipeline.config import CONFIG_DIR, CONFIG_NAME
 from pipeline.plan import plan
-from pipeline.schema import GROUPS
 from pipeline.stages.registry import REGISTRY
 
 EXPERIMENTS = sorted(p.stem for p in Path(CONFIG_DIR, "experiment").glob("*.yaml"))
@@ -33,17 +29,6 @@ def test_experiment_composes_and_resolves(experiment, tmp_path):
     assert set(cfg.stages) <= set(REGISTRY)
     assert cfg.data.lm.vocab_size > 0 and cfg.data.bpe.vocab_size > 0
     assert Path(cfg.artifacts_dir) == tmp_path
-
-
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_the_stages_groups_read_typed_hold_the_config_and_pickle(experiment, tmp_path):
-    """prepare, train, extract and translate read their group as its schema's dataclass: the
-    same values as the config, and whole after pickling (a forked job receives it so)."""
-    cfg = make_cfg(f"experiment={experiment}", f"artifacts_dir={tmp_path}")
-    for group in ("data", "train", "extract", "translate"):
-        settings = typed(cfg[group], GROUPS[group])
-        assert dataclasses.asdict(settings) == OmegaConf.to_container(cfg[group], resolve=True)
-        assert pickle.loads(pickle.dumps(settings)) == settings
 
 
 def test_default_experiment_is_the_default_and_artifacts_live_in_the_repo():

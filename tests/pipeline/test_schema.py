@@ -3,6 +3,7 @@ file or on the command line, stop the run before any work, naming the key and wh
 set; every shipped experiment passes."""
 
 import dataclasses
+import pickle
 import typing
 from pathlib import Path
 
@@ -30,7 +31,9 @@ def test_every_experiment_passes_and_every_group_is_its_schema_field_for_field(e
     validate(cfg)
     plain = OmegaConf.to_container(cfg, resolve=True)
     for group, schema in GROUPS.items():  # every key a field, every field a value, unchanged
-        assert dataclasses.asdict(typed(plain[group], schema)) == plain[group], group
+        settings = typed(plain[group], schema)
+        assert dataclasses.asdict(settings) == plain[group], group
+        assert pickle.loads(pickle.dumps(settings)) == settings  # as a forked job receives it
 
 
 def test_byo_example_names_the_missing_revisions(tmp_path):
