@@ -276,18 +276,19 @@ def study_tables() -> dict[str, pd.DataFrame]:
     return {**tables, **translation_tables(in_order=True)}
 
 
-@functools.cache
+@shared
 def stage_runs() -> dict:
     """The analyze stage on two seeds of the whole study (each seed's extract and train units,
     and a translate unit of the NMT model; seed 1 analysed in two processes) and the aggregate
     stage on both: {"analyze": {seed: (summary, out dir)}, "aggregate": (summary, out dir)}.
-    Once per test process (the stores are in this process's scratch folder)."""
+    Once per test session: its folders are in the folder the processes share."""
     from omegaconf import OmegaConf
 
     from pipeline.stages.aggregate import run_aggregate
     from pipeline.stages.analyze import run_analyze
 
-    root = _scratch("stages")
+    folder = os.environ.get("SYNTHSTUDY_CACHE")
+    root = Path(folder) / "stage_runs" if folder else _scratch("stages")
     analysis = OmegaConf.load(REPO_CONF / "analysis" / "default.yaml")
     analysis.max_tokens = 5000  # interpolated from extract in the full config
     analysis.per_tag.update(min_n=30, max_n=60)
