@@ -6,20 +6,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+from conftest import compose
 from omegaconf import DictConfig
 
 from analysis.settings import AnalysisSettings, Claims, Learned, PlotSettings
 from data_prep.settings import DataConfig
-from pipeline.config import CONFIG_DIR, CONFIG_NAME, typed
+from pipeline.config import typed
 
 
 @functools.cache
-def composed(*overrides: str) -> DictConfig:
-    """The primary config (the `default` experiment unless overridden), composed once."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
-        return compose(CONFIG_NAME, overrides=["mirror=null", *overrides])
+def composed() -> DictConfig:
+    """The primary config (the `default` experiment), composed once per process."""
+    return compose("mirror=null")
 
 
 def analysis(**changes) -> AnalysisSettings:

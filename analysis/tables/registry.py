@@ -43,11 +43,6 @@ def table(name: str, what: str, keys: tuple[str, ...], pooling: str = MEAN,
     return name
 
 
-def pooled_names(pooling: str) -> list[str]:
-    """The registered tables that pool ``pooling``'s way."""
-    return [name for name, t in TABLES.items() if t.pooling == pooling]
-
-
 # ---------------------------------------------------------------------------- similarity
 
 _SIM = ("value", "baseline", "k_a", "k_b")

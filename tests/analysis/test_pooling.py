@@ -33,7 +33,7 @@ def test_every_analysis_table_has_a_pooling_rule():
     _, _, tables = plotted()  # the analyze stage's tables of the synthetic study
     pooled = pooling.aggregate([tables, tables], configured.claims())
     assert "nmt_stage_resamples" in tables and "nmt_stage_resamples" not in pooled
-    per_seed = set(T.pooled_names(T.PER_SEED))
+    per_seed = {name for name, t in T.TABLES.items() if t.pooling == T.PER_SEED}
     assert set(tables) - per_seed <= set(pooled), sorted(set(tables) - set(pooled))
     assert (pooled["convergence"].n_seeds == 1).all()  # the same seed twice
 

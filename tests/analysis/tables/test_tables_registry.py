@@ -24,7 +24,7 @@ OTHER_MEANINGS = {
 def test_every_table_the_analysis_writes_is_registered_with_unique_keys():
     tables = load_tables(stage_runs()["analyze"][1][1] / "tables")  # a seed's every table
     assert set(tables) <= set(T.TABLES), sorted(set(tables) - set(T.TABLES))
-    across = set(T.pooled_names(T.ACROSS))
+    across = {name for name, t in T.TABLES.items() if t.pooling == T.ACROSS}
     assert set(T.TABLES) - set(tables) == across  # made by the aggregate stage only
     for name, table in tables.items():
         keys = list(T.TABLES[name].keys)
