@@ -21,12 +21,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.settings import Learned
-
-
-def nearest(steps, share: float, final: float):
-    """Of ``steps`` (an array or Series), the position of the one nearest ``share`` of
-    ``final``."""
-    return int(np.abs(np.asarray(steps, dtype=float) - share * final).argmin())
+from analysis.steps import nearest
 
 
 def plateau_gain(checkpoints: pd.DataFrame, window: float) -> float:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from analysis import repstore
 from analysis.fields import setting
-from analysis.learned import nearest
+from analysis.steps import nearest
 from pipeline import checkpoints, jobs, store
 from pipeline.config import typed
 from pipeline.models import adapter
