@@ -142,8 +142,10 @@ def full_basis(x: np.ndarray, where: str = "", device: str = "cpu") -> Rep | Unu
 def compare(ba: Rep | Unusable, bb: Rep | Unusable, specs: Sequence[MetricSpec],
             shuffles: int, seed: int) -> list[dict]:
     """One row per metric for a pair of bases (value, k_a, k_b, n_tokens, baseline). A
-    metric that cannot be computed (an unusable representation, CCA with too few tokens for
-    its dims) gives a row with value NaN and its reason in ``na_reason``."""
+    metric that cannot be computed (an unusable representation, CCA with too few tokens or
+    too few distinct rows for its dims, mutual k-NN on rows that repeat differently in a and
+    b) gives a row with value NaN and its reason in ``na_reason``; ``n_rows_used``: the rows
+    RSA sampled, the distinct rows mutual k-NN ran on."""
     reasons: dict[int, str] = {}
     pairs: dict[int, tuple[sim.Prepared, sim.Prepared]] = {}
     for i, spec in enumerate(specs):

@@ -12,9 +12,10 @@ Modules: ``bases`` (input checks, centring, the rank cut, :class:`Basis`, the pr
 kernels, :class:`SimilarityResult`), ``registry`` (:class:`Measure`, :func:`similarity`,
 :func:`pairwise`, :func:`prepare`/:func:`compare_many`, the permutation nulls), one module per
 family that holds its functions and registers its metrics (``canonical``: CCA, SVCCA, PWCCA;
-``cka``; ``shape``: Procrustes; ``neighbours``: mutual k-NN; ``rdm``: RSA), ``baseline``
-(:func:`shuffled_baseline`). The registry imports no family; this package imports every
-family (so that they register) and re-exports the public names.
+``cka``; ``shape``: Procrustes; ``neighbours``: mutual k-NN; ``rdm``: RSA), ``repeats``
+(what the metrics do about repeated rows), ``baseline`` (:func:`shuffled_baseline`). The
+registry imports no family; this package imports every family (so that they register) and
+re-exports the public names.
 
 Conventions (each guards against a measured failure mode of public implementations):
 
@@ -45,6 +46,11 @@ Conventions (each guards against a measured failure mode of public implementatio
   ``allow_underdetermined=True``; CCA stays biased upward while tokens are only a few times
   the dims, so compare with :func:`shuffled_baseline` at the same (dims, tokens). CKA needs
   at least 3 tokens (4 debiased): with 2 it is 1 for any data.
+- Repeated rows (an embedding's: one per word type, so its rank is at most types - 1): the
+  CCA family (``Measure.rank_limited``) also refuses distinct rows - 1 <= dims used, a NaN
+  cell / ValueError naming the count; mutual k-NN runs over the rows distinct in both
+  representations (NaN with the reason where they repeat different rows); RSA sets
+  distances within rounding of 0 to 0, so copies tie exactly.
 - A representation without variance (every unit constant over the tokens, e.g. all zero)
   has no similarity to anything: the single-pair functions raise ValueError;
   :func:`pairwise` and :func:`shuffled_baseline` put NaN in its cells, say why in

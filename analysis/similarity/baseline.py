@@ -12,6 +12,7 @@ import torch
 from analysis.similarity.bases import Array, Basis, as_tensor, check_pair
 from analysis.similarity.canonical import google_pwcca
 from analysis.similarity.registry import compare_prepared, permuted_values, prepare
+from analysis.similarity.repeats import check_pair_distinct
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,7 +56,7 @@ def shuffled_baseline(
                          "the same tokens in the same order")
     real = compare_prepared(pa, pb)
     values = permuted_values(pa, pb, n_shuffles, seed)
-    if pa.undefined or pb.undefined:
+    if pa.undefined or pb.undefined or real.reason:  # e.g. mutual_knn, rows repeat unalike
         warnings.warn(f"shuffled_baseline: {real.reason}; the baseline is NaN", RuntimeWarning,
                       stacklevel=2)
         return Baseline(real.metric, np.nan, np.nan, values, pa.n_tokens, real.k_a, real.k_b,
@@ -69,6 +70,7 @@ def _google_baseline(a: Array | Basis, b: Array | Basis, n_shuffles: int, seed: 
                      kw: dict) -> Baseline:
     """The shuffled baseline of google/svcca's PWCCA, recomputed from the arrays."""
     check_pair(a, b, "pwcca", None, kw.get("allow_underdetermined", False))
+    check_pair_distinct(a, b, "pwcca", None, kw.get("allow_underdetermined", False))
     bt = as_tensor(b, "b")
     n = int(bt.shape[0])
     rng = np.random.default_rng(seed)

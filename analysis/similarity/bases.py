@@ -56,6 +56,8 @@ class Basis:
     so a truncation rule can be re-applied. ``rtol`` is the rank cut that was applied
     (relative to s_max), ``mean`` the per-unit means that centring removed (float64, dims),
     so that a full-rank basis still describes the raw rows: x ≈ u s vᵀ + mean.
+    ``n_distinct`` counts the input's distinct rows (exact equality; an embedding's repeat per
+    word type): the centred rank is at most n_distinct - 1 (the CCA family's row guard).
     """
 
     u: torch.Tensor
@@ -68,6 +70,7 @@ class Basis:
     method: str
     rtol: float = float("nan")
     mean: torch.Tensor | None = dataclasses.field(default=None, repr=False)
+    n_distinct: int | None = None
 
     @property
     def k(self) -> int:
@@ -88,8 +91,9 @@ class SimilarityResult:
     produced them (None where not computed), ``rhos`` the canonical correlations (descending,
     clipped to [0, 1]) and ``weights`` the PWCCA weights. ``kind`` says whether ``value`` is a
     "similarity" (1 = same) or a "distance" (0 = same); ``reason`` why ``value`` is NaN;
-    ``n_rows_used`` the tokens RSA used (a subsample above ``max_rows``), ``n_neighbors`` the
-    k of mutual k-NN. For mutual_knn and rsa, ``k_a``/``k_b`` are the dims.
+    ``n_rows_used`` the tokens RSA used (a subsample above ``max_rows``) or the distinct rows
+    mutual k-NN ran on, ``n_neighbors`` its k. For mutual_knn and rsa, ``k_a``/``k_b`` are
+    the dims.
     """
 
     metric: str
@@ -404,6 +408,7 @@ def basis(
         raise ValueError(f"method must be 'auto', 'svd' or 'gram', got {method!r}")
     xc, mean, dtype = centred_float64(x, "x")
     n_tokens, n_dims = xc.shape
+    n_distinct = count_distinct(xc)  # equal input rows stay equal after centring
     if rtol is None:
         rtol = default_rtol(n_tokens, n_dims, dtype)
     use_gram = method == "gram" or (method == "auto" and n_tokens > n_dims)
@@ -441,7 +446,13 @@ def basis(
         method="gram" if use_gram else "svd",
         rtol=float(rtol),
         mean=mean,
+        n_distinct=n_distinct,
     )
+
+
+def count_distinct(t: torch.Tensor) -> int:
+    """Number of distinct rows of ``t`` (exact equality; torch.unique: ~0.01 s at 5000 × 512)."""
+    return int(torch.unique(t, dim=0).shape[0])
 
 
 def gram_resolves(s: np.ndarray, rank: int, rtol: float) -> bool:

@@ -41,6 +41,7 @@ from analysis.similarity.registry import (
     cache_cross,
     register,
 )
+from analysis.similarity.repeats import check_pair_distinct
 
 # --------------------------------------------------------------------------- kernels
 
@@ -203,6 +204,7 @@ def pwcca(
     """
     if compat == "google":
         check_pair(a, b, "pwcca", None, allow_underdetermined)
+        check_pair_distinct(a, b, "pwcca", None, allow_underdetermined)
         if isinstance(a, Basis) or isinstance(b, Basis):
             raise ValueError("compat='google' needs the raw activations, not Basis objects")
         return google_pwcca(a, b, epsilon)
@@ -223,6 +225,7 @@ def _cca_family(
     allow: bool,
 ) -> SimilarityResult:
     n = check_pair(a, b, metric, k, allow)
+    check_pair_distinct(a, b, metric, k, allow)
     raw = not (isinstance(a, Basis) or isinstance(b, Basis))
     rtol_a = rtol_b = rtol
     if raw and method in ("auto", "gram"):
@@ -358,13 +361,14 @@ def _truncated(opts: Mapping[str, object]) -> str:
 
 
 # CCA is invariant to any invertible linear map of one side; SVCCA's variance cut and PWCCA's
-# weights are not, but SVCCA keeps the rotation and isotropic scaling invariance
+# weights are not, but SVCCA keeps the rotation and isotropic scaling invariance. All three
+# go to 1 once the directions kept reach the rank: rank_limited (tokens and distinct rows)
 register(basis_measure("cca", _cca_check, _via_compare("cca"), _CCA_OPTIONS, label="CCA",
                         order=0, invariant=SHAPE | {"invertible_linear"},
-                        truncation=_truncated))
+                        truncation=_truncated, rank_limited=True))
 register(basis_measure("svcca", _cca_check, _via_compare("svcca"),
                         {**_CCA_OPTIONS, **_TRUNC_OPTIONS, "variance": 0.99}, label="SVCCA",
-                        order=1, invariant=SHAPE, truncation=_truncated))
+                        order=1, invariant=SHAPE, truncation=_truncated, rank_limited=True))
 register(basis_measure("pwcca", _cca_check, _via_compare("pwcca"),
                         {**_CCA_OPTIONS, **_TRUNC_OPTIONS, "compat": "paper"}, label="PWCCA",
-                        order=2, symmetric=False, truncation=_truncated))
+                        order=2, symmetric=False, truncation=_truncated, rank_limited=True))

@@ -22,6 +22,7 @@ from analysis.similarity.bases import (
     unit_norm_rows,
 )
 from analysis.similarity.registry import Measure, register, similarity
+from analysis.similarity.repeats import copy_items, dot_tol, first_copies
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,8 +92,13 @@ def _rsa_prepare(x: Array | Basis, opts: dict, name: str) -> _RankedRDM:
         raise no_variance_error(name, n)
     z = r - r.mean(1, keepdim=True)  # Pearson correlation over the units
     z = unit_norm_rows(z, name, "constant", "their Pearson correlation")
-    iu = np.triu_indices(r.shape[0], 1)
-    rdm = 1.0 - mm(z, z.T).cpu().numpy()[iu]
+    sims, tol = mm(z, z.T), dot_tol(d)
+    labels, heads = copy_items(first_copies(sims, tol))
+    first = heads[labels]  # each row's first copy (itself if none): entries of copies are
+    i, j = _upper_triangle(r.shape[0])  # read from one place, the upper triangle of sims,
+    lo, hi = np.minimum(first[i], first[j]), np.maximum(first[i], first[j])  # so they tie
+    rdm = 1.0 - sims.cpu().numpy()[lo, hi]
+    rdm[np.abs(rdm) <= tol] = 0.0  # ±ulps around 0 (copies) would split ties
     ranks = _average_ranks(rdm)
     ranks -= (ranks.size + 1) / 2.0
     norm = float(np.sqrt(ranks @ ranks))
@@ -133,5 +139,12 @@ def rsa(
     Invariant to per-row positive affine maps x_i -> a_i x_i + b_i (a_i > 0, b_i added to
     every unit), to permutations of the units and to any orthogonal map that fixes the
     all-ones direction; not to general rotations or to adding a vector to every row.
+
+    Repeated rows (an embedding's) tie exactly, whatever the row order: distances within the
+    rounding of a dot product of unit vectors of 0 (|d| <= 16·dims·eps,
+    :func:`~analysis.similarity.repeats.dot_tol`; relative to the unit rows' norms) are set
+    to exactly 0 before ranking (rounding gave them ±1e-16 and split their ties), and rows
+    that are copies within that rounding take every distance from the first of them, so a
+    copy's distances to other rows tie with the original's.
     """
     return similarity(a, b, "rsa", max_rows=max_rows, sample_seed=sample_seed)

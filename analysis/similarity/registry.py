@@ -30,6 +30,7 @@ from analysis.similarity.bases import (
     no_variance_error,
     tokens_dims,
 )
+from analysis.similarity.repeats import check_distinct
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,7 +77,10 @@ class Measure:
     ``order`` (figures), ``kind`` (a similarity, or a distance the claims do not read),
     whether it is ``symmetric``, the transformations of one side it is ``invariant`` to by
     definition (S4 checks them), and ``truncation(opts)``: how a result names the directions
-    it used ("full", the numerical "rank", a variance share or a fixed k).
+    it used ("full", the numerical "rank", a variance share or a fixed k). ``rank_limited``:
+    the value goes to 1 once the directions it keeps reach the rank (the CCA family), so a
+    representation is refused when tokens - 1, or its distinct rows - 1 (an embedding's
+    rows repeat per word type), are not more than the directions kept.
     """
 
     name: str
@@ -90,6 +94,7 @@ class Measure:
     uses_bases: bool = False
     invariant: frozenset[str] = frozenset()
     truncation: Callable[[Mapping[str, object]], str] = lambda opts: "full"
+    rank_limited: bool = False
 
 
 # the transformations of one side a metric can be invariant to (Measure.invariant)
@@ -121,8 +126,9 @@ def measure(metric: str) -> Measure:
     return _REGISTRY[name]
 
 
-def _basis_prepare(check: Callable[[int, int, dict, str], None]):
-    """prepare() of a basis metric: token checks, then the (reused or new) basis."""
+def _basis_prepare(check: Callable[[int, int, dict, str], None], rows_of: str | None = None):
+    """prepare() of a basis metric: token checks, then the (reused or new) basis; with
+    ``rows_of`` (a rank-limited metric's name) the distinct-row guard on it."""
 
     def prepare(x: Array | Basis, opts: dict, name: str) -> BasisCache:
         n, d = tokens_dims(x, name)
@@ -138,6 +144,9 @@ def _basis_prepare(check: Callable[[int, int, dict, str], None]):
         )
         if b.rank == 0:
             raise no_variance_error(name, n)
+        if rows_of is not None:
+            check_distinct(b.n_distinct, n, d, opts.get("k"), rows_of, name,
+                           bool(opts.get("allow_underdetermined")))
         return BasisCache(b, kk)
 
     return prepare
@@ -165,8 +174,11 @@ def basis_measure(
     **kw,
 ) -> Measure:
     """The entry of a basis metric: ``check(name)`` (its token check) before the (reused or new)
-    basis, ``compare`` on two :class:`BasisCache`; ``kw``: the other :class:`Measure` fields."""
-    return Measure(name, _basis_prepare(check(name)), compare, options, uses_bases=True, **kw)
+    basis, ``compare`` on two :class:`BasisCache`; ``kw``: the other :class:`Measure` fields
+    (``rank_limited=True`` adds the distinct-row guard)."""
+    guard = name if kw.get("rank_limited") else None
+    return Measure(name, _basis_prepare(check(name), guard), compare, options, uses_bases=True,
+                   **kw)
 
 
 def _resolve(metric: str, kw: Mapping) -> tuple[Measure, dict]:

@@ -117,10 +117,15 @@ def test_cca_invariant_to_invertible_maps_but_cka_is_not(seed):
 )
 def test_arbitrary_input_gives_values_in_unit_interval(data, metric):
     """Any finite input, however degenerate: a value in [0, 1], or a ValueError exactly when
-    one side has no variance at all."""
+    one side has no variance at all, or (CCA family) its distinct rows - 1 <= its dims."""
     other = np.roll(data, 1, axis=0) + np.arange(data.shape[0])[:, None] % 3
     if np.ptp(data, axis=0).max() == 0:
         with pytest.raises(ValueError, match="no variance"):
+            METRICS[metric](data, other)
+        return
+    if metric != "cka" and min(len(np.unique(data, axis=0)),
+                               len(np.unique(other, axis=0))) - 1 <= data.shape[1]:
+        with pytest.raises(ValueError, match="distinct rows"):
             METRICS[metric](data, other)
         return
     res = METRICS[metric](data, other)

@@ -3,6 +3,7 @@ rsa, cka_debiased): each against a direct, naive implementation of its definitio
 invariances that definition implies, chance level, and the registry machinery itself."""
 
 import dataclasses
+import itertools
 import sys
 
 import configured
@@ -165,11 +166,13 @@ def test_mutual_knn_k_and_ties():
         assert sim.mutual_knn(x, y, k=k).value == pytest.approx(
             naive_mutual_knn(x, y, k), abs=1e-15
         )
-    dup = np.repeat(x[:40], 5, axis=0)  # every row has 4 exact copies: ties at the boundary
-    other = np.repeat(y[:40], 5, axis=0)
-    first = sim.mutual_knn(dup, other, k=6).value
-    assert first == sim.mutual_knn(dup, other, k=6).value  # deterministic
-    assert first == pytest.approx(naive_mutual_knn(dup, other, 6), abs=1e-12)  # stable ties
+    # the 26 directions of {-1, 0, 1}^3: distinct rows whose cosines tie at the boundary
+    # (4 at 1/√2, then 4 at 1/√3 for k=6); copies are merged (tests/analysis/similarity)
+    grid = np.array([p for p in itertools.product((-1, 0, 1), repeat=3) if any(p)], float)
+    other = rng.standard_normal((26, 3))
+    first = sim.mutual_knn(grid, other, k=6).value
+    assert first == sim.mutual_knn(grid, other, k=6).value  # deterministic
+    assert first == pytest.approx(naive_mutual_knn(grid, other, 6), abs=1e-12)  # stable ties
     for bad in (0, 199):
         with pytest.raises(ValueError, match="k < tokens - 1"):
             sim.mutual_knn(x, y, k=bad)
