@@ -1,9 +1,9 @@
 """The measures of NMT's training stages (Voita, Sennrich & Titov, EMNLP 2021), each a plain
-function of distributions, sentences or alignments: the KL divergence from the NMT's
-next-token distributions to a target-side n-gram LM's (count-based, `nltk.lm`), word-translation
-accuracy against a lexicon from IBM Model 1 alignments (`nltk.translate`), how far an
-alignment departs from monotone order (Kendall's tau, the fuzzy reordering score), and the
-curves over training (with sentence-bootstrap resamples) that claim C5 reads.
+function of distributions, sentences or alignments: the score of the NMT's translations under
+target-side n-gram LMs (count-based, `nltk.lm`), teacher-forced token accuracy by the pieces'
+training frequency, how far a word alignment departs from monotone order (the fuzzy reordering
+score, Kendall's tau), the teacher-forced KL divergence to the n-gram LMs (Chang & Bergen's
+reading), and the curves over training that claim C5 reads (analysis.claim_c5).
 """
 
 from __future__ import annotations
@@ -112,6 +112,26 @@ def kl_on_support(log_p: np.ndarray, q: np.ndarray, support: np.ndarray
     return kl, 1.0 - inside[:, 0]
 
 
+def sequence_logprob(t: TargetLM, pieces: Sequence[str], index: Mapping[str, int],
+                     support: np.ndarray) -> tuple[float, int, int]:
+    """The n-gram LM's log-probability (nats) of a piece sequence and its </s> (Voita et al.'s
+    target-side LM score of a translation), each next-piece distribution renormalised over
+    ``support`` as in :func:`kl_on_support`; ``index``: each piece's vocabulary entry.
+    Returns (sum over the pieces scored, pieces scored, pieces outside the support, unscored)."""
+    sequence = [*pieces, "</s>"]
+    history = ("<s>",) * max(t.lm.order - 1, 0)
+    total, scored, outside = 0.0, 0, 0
+    for j, piece in enumerate(sequence):
+        i = index.get(piece)
+        if i is None or not support[i]:
+            outside += 1
+            continue
+        q = next_token_probs(t, history + tuple(sequence[:j]))
+        total += float(np.log(q[i]) - np.log(q[support].sum()))
+        scored += 1
+    return total, scored, outside
+
+
 # ---------------------------------------------------------------------------- lexical translation
 
 def words(text: str) -> list[str]:
@@ -120,48 +140,33 @@ def words(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
 
-def ibm1_model(pairs: Iterable[tuple[Sequence[str], Sequence[str]]], iterations: int = 5):
-    """IBM Model 1 (`nltk.translate`) of P(target word | source word), trained on (source,
-    target) sentence pairs."""
-    from nltk.translate import AlignedSent, IBMModel1
-
-    return IBMModel1([AlignedSent(list(t), list(s)) for s, t in pairs], iterations)
-
-
-def ibm1_lexicon(model) -> dict[str, str]:
-    """{source word: its most probable translation} of an IBM Model 1; of equally probable
-    translations the first in sorted order (the table's own order follows Python's string
-    hashing, which differs between processes)."""
-    best: dict[str, tuple[float, str]] = {}
-    for target, row in model.translation_table.items():
-        if target is None:
-            continue
-        for source, prob in row.items():
-            if source is None or prob <= 0:
-                continue
-            have = best.get(source)
-            if have is None or prob > have[0] or (prob == have[0] and target < have[1]):
-                best[source] = (prob, target)
-    return {s: t for s, (_, t) in sorted(best.items())}
+def teacher_forced_hits(log_p: np.ndarray, target_ids: Sequence[int]) -> np.ndarray:
+    """Per reference piece, whether it is the model's most probable next piece given the
+    reference prefix (teacher-forced token accuracy); rows of ``log_p`` past the pieces
+    (</s>'s) are left out."""
+    ids = np.asarray(target_ids, dtype=int)
+    return np.asarray(log_p)[: len(ids)].argmax(-1) == ids
 
 
-def lexical_hits(source: Sequence[str], output: Sequence[str], lexicon: Mapping[str, str]
-                 ) -> tuple[int, int]:
-    """(source words with a lexicon entry whose translation is in the output, source words
-    with an entry), each occurrence counted."""
-    present = set(output)
-    found = [lexicon[s] in present for s in source if s in lexicon]
-    return sum(found), len(found)
+def frequency_ranks(counts: Mapping[str, int]) -> dict[str, int]:
+    """Each piece's rank by training frequency, 1 the most frequent; tied counts share the
+    best rank of the tie (competition ranking)."""
+    values = np.array(sorted(counts.values(), reverse=True))
+    return {w: int(np.searchsorted(-values, -c, side="left")) + 1 for w, c in counts.items()}
 
 
-def ibm1_alignment(model, source: Sequence[str], target: Sequence[str]) -> list[tuple[int, int]]:
-    """(source position, target position) links of IBM Model 1's best alignment of a pair,
-    each target word to its likeliest source word (links to NULL dropped)."""
-    from nltk.translate import AlignedSent
+def bucket_labels(edges: Sequence[int]) -> list[str]:
+    """The frequency buckets' names for rank ``edges`` [e1, e2, ...]: '1-e1', 'e1+1-e2', ...,
+    and '>e_last' (which holds pieces unseen in training too)."""
+    bounds = [0, *edges]
+    return [f"{lo + 1}-{hi}" for lo, hi in zip(bounds, bounds[1:], strict=False)] \
+        + [f">{bounds[-1]}"]
 
-    pair = AlignedSent(list(target), list(source))
-    model.align(pair)
-    return [(i, j) for j, i in pair.alignment if i is not None]
+
+def bucket_of(ranks: np.ndarray, edges: Sequence[int]) -> np.ndarray:
+    """Each rank's bucket index in :func:`bucket_labels` (NaN, unseen: the last)."""
+    r = np.where(np.isfinite(ranks), ranks, np.inf)
+    return np.searchsorted(np.asarray(edges, dtype=float), r, side="left")
 
 
 # ---------------------------------------------------------------------------- reordering
@@ -180,81 +185,152 @@ def kendall_tau(alignment: Iterable[tuple[int, int]]) -> float:
 
 
 def fuzzy_reordering_score(alignment: Iterable[tuple[int, int]]) -> float:
-    """Talbot et al.'s fuzzy reordering score: 1 - (chunks - 1) / (words - 1), where the
-    source words, in target order (one target position each), break into ``chunks`` runs of
-    consecutive, increasing source positions; 1 is monotone. NaN below two aligned words."""
+    """Talbot et al.'s (2011) fuzzy reordering score of the output's order against the source's:
+    1 - (C - 1) / (M - 1), where the aligned source words, listed in the order of the target
+    words they align to and framed by a sentence-start and a sentence-end marker (M words in
+    all), fall into C chunks of source-consecutive words. With m aligned words that is
+    1 - breaks / (m + 1), a break being a pair of neighbours whose source ranks are not
+    consecutive, the first word not the source's first, or the last not its last; 1 is
+    monotone, 0 (for m >= 2) reversed. Each source word counts once, at its first aligned
+    target position (ties in source order); source ranks count aligned words only, so an
+    unaligned source word is no break. NaN below two aligned words."""
     first: dict[int, int] = {}
     for s, t in sorted(set(alignment), key=lambda p: (p[1], p[0])):
-        first.setdefault(s, t)  # each source word at its first aligned target position
-    order = [s for s, _ in sorted(first.items(), key=lambda p: (p[1], p[0]))]
-    if len(order) < 2:
+        first.setdefault(s, t)
+    rank = {s: r for r, s in enumerate(sorted(first))}
+    order = [rank[s] for s, _ in sorted(first.items(), key=lambda p: (p[1], p[0]))]
+    m = len(order)
+    if m < 2:
         return float("nan")
-    chunks = 1 + sum(b != a + 1 for a, b in zip(order, order[1:], strict=False))
-    return 1 - (chunks - 1) / (len(order) - 1)
+    framed = [-1, *order, m]  # the sentence-start and -end markers
+    breaks = sum(b != a + 1 for a, b in zip(framed, framed[1:], strict=False))
+    return 1.0 - breaks / (m + 1)
 
 
 # ---------------------------------------------------------------------------- curves
 
-def orders(sentences: pd.DataFrame) -> list[int]:
-    """The n-gram orders a per-sentence table has KL sums for."""
-    return sorted(int(c.rsplit("_", 1)[1]) for c in sentences if c.startswith("kl_sum_"))
+def orders(sentences: pd.DataFrame, prefix: str = "kl_sum_") -> list[int]:
+    """The n-gram orders a per-sentence table has columns ``<prefix><order>`` for (KL sums;
+    ``lm_logprob_``: LM scores of the translations)."""
+    return sorted(int(c[len(prefix):]) for c in sentences if c.startswith(prefix))
+
+
+def _finite_mean(grid: np.ndarray, w: np.ndarray) -> np.ndarray:
+    has = np.isfinite(grid)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (np.where(has, grid, 0.0) @ w) / (has @ w)
+
+
+def _token_grid(tokens: pd.DataFrame, steps: np.ndarray, sentences: np.ndarray,
+                edges: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Hits and pieces per (step, sentence, frequency bucket) of a per-piece table."""
+    shape = (len(steps), len(sentences), len(edges) + 1)
+    hits, total = np.zeros(shape), np.zeros(shape)
+    i = np.searchsorted(steps, tokens.step.to_numpy())
+    j = np.searchsorted(sentences, tokens.sentence.to_numpy())
+    k = bucket_of(tokens.train_rank.to_numpy(dtype=float), edges)
+    np.add.at(hits, (i, j, k), tokens.hit.to_numpy(dtype=float))
+    np.add.at(total, (i, j, k), 1.0)
+    return hits, total
 
 
 def curves(sentences: pd.DataFrame, checkpoints: pd.DataFrame,
+           tokens: pd.DataFrame | None = None, edges: Sequence[int] = (),
            weights: np.ndarray | None = None) -> pd.DataFrame:
-    """One set's curves per step: ``kl_<order>``, the KL to each n-gram LM (mean over target
-    positions), ``lexical_accuracy`` (hits over source words with an entry) and
-    ``reordering`` (the mean Kendall-tau distance (1 - tau) / 2 over sentences with a tau),
-    from its per-sentence table; ``bleu`` from its per-checkpoint one. ``weights``: each
-    sentence's multiplicity (a bootstrap resample)."""
+    """One set's curves per step (columns step, measure, value), each from the columns its
+    per-sentence table has:
+
+    - ``lm_<order>``: the n-gram LM score of the greedy translations, mean log-probability per
+      piece (Voita et al.'s LM stage);
+    - ``token_accuracy`` and ``token_accuracy[<ranks>]``: teacher-forced token accuracy, over
+      all reference pieces and per bucket of training-frequency ranks ``edges`` (from the
+      per-piece ``tokens`` table);
+    - ``fuzzy_reordering`` and ``kendall_tau``: the mean over sentences with a score;
+    - ``kl_<order>``: the teacher-forced KL to each n-gram LM per target position (Chang &
+      Bergen's reading);
+    - ``lexical_accuracy`` (lexicon hits) and ``reordering`` (Kendall-tau distance
+      (1 - tau) / 2): the earlier readings, where the table has their columns;
+    - ``bleu``, from the per-checkpoint table.
+
+    ``weights``: each sentence's multiplicity (a bootstrap resample)."""
     s = sentences.sort_values(["step", "sentence"])
-    n_sent = s.sentence.nunique()
-    w = np.ones(n_sent) if weights is None else np.asarray(weights, dtype=float)
+    ids = np.sort(s.sentence.unique())
+    w = np.ones(len(ids)) if weights is None else np.asarray(weights, dtype=float)
     steps = np.sort(s.step.unique())
 
     def grid(column: str) -> np.ndarray:
-        return s[column].to_numpy(dtype=float).reshape(len(steps), n_sent)
+        return s[column].to_numpy(dtype=float).reshape(len(steps), len(ids))
 
-    positions, tau = grid("positions") @ w, grid("tau")
-    has_tau = np.isfinite(tau)
-    distance = np.where(has_tau, (1 - np.nan_to_num(tau)) / 2, 0.0)
+    out: dict[str, np.ndarray] = {}
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = {f"kl_{k}": (grid(f"kl_sum_{k}") @ w) / positions for k in orders(s)}
-        out["lexical_accuracy"] = (grid("lexical_hits") @ w) / (grid("lexical_total") @ w)
-        out["reordering"] = (distance @ w) / (has_tau @ w)
+        for k in orders(s, "lm_logprob_"):
+            out[f"lm_{k}"] = (grid(f"lm_logprob_{k}") @ w) / (grid("lm_pieces") @ w)
+        if tokens is not None and len(tokens):
+            hits, total = _token_grid(tokens, steps, ids, edges)
+            h, n = np.einsum("tsb,s->tb", hits, w), np.einsum("tsb,s->tb", total, w)
+            out["token_accuracy"] = h.sum(1) / n.sum(1)
+            for b, label in enumerate(bucket_labels(edges)):
+                out[f"token_accuracy[{label}]"] = h[:, b] / n[:, b]
+        if "fuzzy" in s:
+            out["fuzzy_reordering"] = _finite_mean(grid("fuzzy"), w)
+        if "tau" in s:
+            out["kendall_tau"] = _finite_mean(grid("tau"), w)
+        if orders(s):
+            positions = grid("positions") @ w
+            for k in orders(s):
+                out[f"kl_{k}"] = (grid(f"kl_sum_{k}") @ w) / positions
+        if "lexical_hits" in s:
+            out["lexical_accuracy"] = (grid("lexical_hits") @ w) / (grid("lexical_total") @ w)
+        if "tau" in s:
+            out["reordering"] = _finite_mean((1 - grid("tau")) / 2, w)
     out["bleu"] = checkpoints.set_index("step").bleu.reindex(steps).to_numpy(dtype=float)
     return pd.DataFrame([dict(step=int(st), measure=m, value=float(v[i]))
                          for m, v in out.items() for i, st in enumerate(steps)])
 
 
+def reference_values(reference: pd.DataFrame) -> dict[str, float]:
+    """The references' own value of each measure that has one (their LM scores, fuzzy
+    reordering score, Kendall's tau and Kendall-tau distance), from their per-sentence table."""
+    out: dict[str, float] = {}
+    for k in orders(reference, "lm_logprob_"):
+        out[f"lm_{k}"] = float(reference[f"lm_logprob_{k}"].sum() / reference.lm_pieces.sum())
+    for column, measure in (("fuzzy", "fuzzy_reordering"), ("tau", "kendall_tau")):
+        if column in reference:
+            v = reference[column].to_numpy(dtype=float)
+            out[measure] = float(np.nanmean(v)) if np.isfinite(v).any() else np.nan
+    if "tau" in reference:
+        out["reordering"] = (1 - out["kendall_tau"]) / 2
+    return out
+
+
 def unit_curves(sentences: pd.DataFrame, checkpoints: pd.DataFrame, reference: pd.DataFrame,
-                resamples: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A translate unit's curves per set (with the references' own reordering in
-    ``reference`` and the set's sentence count), and the same curves on ``resamples``
-    bootstrap resamples of each set's sentences (the same sentences at every step; BLEU is
-    not resampled)."""
+                resamples: int = 0, seed: int = 0, tokens: pd.DataFrame | None = None,
+                edges: Sequence[int] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A translate unit's curves per set, with the references' own value (``reference``), the
+    set's sentence count and the aligner behind the reordering scores (``aligner``); and the
+    same curves on ``resamples`` bootstrap resamples of each set's sentences (the same
+    sentences at every step; BLEU is not resampled; 0: none)."""
     rng = np.random.default_rng(seed)
     found, resampled = [], []
     for name, s in sentences.groupby("set", sort=True):
         ck = checkpoints[checkpoints.set == name]
-        ref = reference[reference.set == name]
-        c = curves(s, ck)
-        tau = ref.tau.to_numpy(dtype=float)
-        c["reference"] = np.where(c.measure == "reordering",
-                                  np.nanmean((1 - tau) / 2) if np.isfinite(tau).any()
-                                  else np.nan, np.nan)
+        tk = tokens[tokens.set == name] if tokens is not None and len(tokens) else None
+        c = curves(s, ck, tk, edges)
+        refs = reference_values(reference[reference.set == name])
+        c["reference"] = c.measure.map(refs).astype(float)
+        aligner = ",".join(sorted(s.aligner.unique())) if "aligner" in s else ""
         n = s.sentence.nunique()
-        found.append(c.assign(set=name, sentences=n))
+        found.append(c.assign(set=name, sentences=n, aligner=aligner))
         for r in range(1, resamples + 1):
             w = np.bincount(rng.integers(0, n, n), minlength=n)
-            rc = curves(s, ck.assign(bleu=np.nan), w)
+            rc = curves(s, ck.assign(bleu=np.nan), tk, edges, w)
             resampled.append(rc[rc.measure != "bleu"].assign(set=name, resample=r))
     empty = pd.DataFrame(columns=["step", "measure", "value", "set", "resample"])
     return (pd.concat(found, ignore_index=True) if found else pd.DataFrame(),
             pd.concat(resampled, ignore_index=True) if resampled else empty)
 
 
-__all__ = ["SMOOTHING", "TargetLM", "curves", "fit_ngram_lm", "fuzzy_reordering_score",
-           "ibm1_alignment", "ibm1_lexicon", "ibm1_model", "kendall_tau", "kl_on_support",
-           "lexical_hits", "next_token_probs", "orders",
-           "unit_curves", "words"]
+__all__ = ["SMOOTHING", "TargetLM", "bucket_labels", "bucket_of", "curves", "fit_ngram_lm",
+           "frequency_ranks", "fuzzy_reordering_score", "kendall_tau", "kl_on_support",
+           "next_token_probs", "orders", "reference_values", "sequence_logprob",
+           "teacher_forced_hits", "unit_curves", "words"]

@@ -83,10 +83,22 @@ class C4:
 
 @dataclass
 class C5:
-    kl_order: int = setting(ge=1, help="the n-gram LM whose KL minimum marks the LM stage")
-    share: float = setting(gt=0, le=1, help="lexical / reordering stage: share of final value")
-    resamples: int = setting(ge=0, help="bootstrap resamples of the sentences")
-    min_gap: float = setting(help="each stage this share of training after the last")
+    """NMT's training stages as Voita et al. (2021) measured them (analysis.claim_c5)."""
+
+    share: float = setting(gt=0, lt=1, help="a measure has made its stage from the step its "
+                           "monotone fit has made this share of its change")
+    bleu_threshold: float = setting(ge=0, help="the outputs are translations from the first "
+                                    "checkpoint with this greedy BLEU on bleu_set")
+    bleu_set: str = setting(choices=("test2016", "pud"))
+    lm_orders: list[int] = setting(ge=1, help="the n-gram LMs whose score peak marks the LM "
+                                   "stage (the latest of their peaks)")
+    lexical: str = setting(choices=("token_accuracy", "bleu"), help="the lexical stage's measure")
+    freq_buckets: list[int] = setting(ge=1, help="upper training-frequency ranks of the token "
+                                      "accuracy buckets (the last bucket open)")
+    kl_order: int = setting(ge=1, help="Chang & Bergen's reading: the n-gram LM whose KL "
+                            "minimum marks the LM stage")
+    min_gap: float = setting(help="a unit passes when each stage comes this share of training "
+                             "after the last")
 
 
 @dataclass

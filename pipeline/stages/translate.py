@@ -1,11 +1,14 @@
 """The translate stage, per translation model: at every checkpoint, on each configured set of
 sentence pairs, the measures of NMT's training stages (analysis.nmt_stages) per sentence: the
-KL divergence from its teacher-forced next-piece distributions to target-side n-gram LMs, the
-lexical accuracy and the reordering of its own translations, and BLEU per checkpoint.
+score of its greedy translations under target-side n-gram LMs, its teacher-forced token
+accuracy (per reference piece, with the piece's training-frequency rank), the fuzzy reordering
+score and Kendall's tau of the source-translation word alignment, the teacher-forced KL to the
+n-gram LMs (Chang & Bergen's reading), and BLEU per checkpoint.
 
-The n-gram LMs are fitted on the German side of the NMT's training pieces, the lexicon and the
-aligner (IBM Model 1) on its training words; both once per unit. Writes sentences.parquet,
-checkpoints.parquet, reference.parquet (the references' own reordering), lexicon.tsv and the
+The n-gram LMs are fitted on the German side of the NMT's training pieces, the aligner
+(analysis.word_alignment: eflomal, or IBM Model 1 when eflomal is not installed) on its
+training words; both once per unit. Writes sentences.parquet, tokens.parquet,
+checkpoints.parquet, reference.parquet (the references' own LM scores and reordering) and the
 translations (translations/<set>/<step>.txt).
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from pipeline.models import adapter
 from pipeline.stages.stage import Stage
 
 log = logging.getLogger(__name__)
+TABLES = ("sentences", "tokens", "checkpoints", "reference")
 
 
 @dataclass
@@ -36,9 +41,12 @@ class NgramConfig:
 
 
 @dataclass
-class LexiconConfig:
-    iterations: int = setting(ge=1, help="IBM Model 1 EM iterations")
-    max_pairs: int | None = setting(ge=1, help="the first N training pairs (null: all)")
+class AlignmentConfig:
+    aligner: str = setting(choices=("eflomal", "ibm1"), help="the source-translation word "
+                           "aligner (eflomal falls back to ibm1 when not installed)")
+    samplers: int = setting(ge=1, help="eflomal's independent samplers")
+    ibm1_iterations: int = setting(ge=1, help="IBM Model 1 EM iterations (the fallback)")
+    max_pairs: int | None = setting(ge=1, help="fit on the first N training pairs (null: all)")
 
 
 @dataclass
@@ -53,7 +61,7 @@ class TranslateConfig:
     max_len_b: int = setting(ge=1)
     batch_size: int = setting(ge=1)
     ngram: NgramConfig = setting()
-    lexicon: LexiconConfig = setting()
+    alignment: AlignmentConfig = setting()
     device: str = setting(choices=("cpu", "cuda"))
 
 
@@ -62,23 +70,39 @@ def translates(spec: dict) -> bool:
     return tuple(adapter(spec).sides_of(spec)) == ("source", "target")
 
 
-def _alignment_row(ibm, source: list[str], target: list[str]) -> dict:
+def _reordering(aligner, sources: list[list[str]], outputs: list[list[str]]) -> list[dict]:
+    """Per pair: the fuzzy reordering score and Kendall's tau of its word alignment."""
+    from analysis import nmt_stages as ns
+    from analysis import word_alignment as wa
+
+    return [{"fuzzy": ns.fuzzy_reordering_score(links), "tau": ns.kendall_tau(links),
+             "links": len(links), "aligner": aligner.name}
+            for links in wa.align(aligner, list(zip(sources, outputs, strict=True)))]
+
+
+def _lm_scores(targets: dict, pieces: list[str], index: dict, support) -> dict:
+    """A piece sequence's log-probability under each n-gram LM, and the pieces scored."""
     from analysis import nmt_stages as ns
 
-    links = ns.ibm1_alignment(ibm, source, target)
-    return {"tau": ns.kendall_tau(links), "fuzzy": ns.fuzzy_reordering_score(links),
-            "links": len(links)}
+    row = {}
+    for k, t in targets.items():
+        total, scored, outside = ns.sequence_logprob(t, pieces, index, support)
+        row[f"lm_logprob_{k}"] = total
+    row["lm_pieces"], row["lm_outside"] = scored, outside
+    return row
 
 
 def translate_model(name: str, spec: dict, model_dir: Path, data: Path, out: Path,
                     settings: TranslateConfig) -> dict:
-    """Every checkpoint of one translation model on each set: per-sentence rows of the three
-    measures, BLEU per checkpoint, the translations."""
+    """Every checkpoint of one translation model on each set: per-sentence rows of the
+    measures, per-piece rows of teacher-forced accuracy, BLEU per checkpoint, the
+    translations."""
     import numpy as np
     import sacrebleu
     from tqdm import tqdm
 
     from analysis import nmt_stages as ns
+    from analysis import word_alignment as wa
     from pipeline import translation
 
     start = time.perf_counter()
@@ -89,34 +113,42 @@ def translate_model(name: str, spec: dict, model_dir: Path, data: Path, out: Pat
     german = [line.split() for line in translation.lines(text / "train.de")]
     orders = sorted(set(settings.ngram.orders))
     lms = {k: ns.fit_ngram_lm(german, k, settings.ngram.smoothing) for k in orders}
+    ranks = ns.frequency_ranks(Counter(p for s in german for p in s))
     bitext = list(zip(map(ns.words, translation.lines(text / "raw.train.en")),
                       map(ns.words, translation.lines(text / "raw.train.de")), strict=True))
-    bitext = bitext[: settings.lexicon.max_pairs]
+    bitext = bitext[: settings.alignment.max_pairs]
     fitted = time.perf_counter()
-    ibm = ns.ibm1_model(bitext, settings.lexicon.iterations)
-    lexicon = ns.ibm1_lexicon(ibm)
+    aligner = wa.fit_aligner(bitext, settings.alignment.aligner, settings.alignment.samplers,
+                             settings.alignment.ibm1_iterations)
+    if aligner.name != settings.alignment.aligner:
+        log.warning("%s: eflomal is not installed; the reordering scores use IBM Model 1 "
+                    "(no distortion model)", name)
     aligned = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "lexicon.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in sorted(lexicon.items())),
-                                     encoding="utf-8")
 
     model, task = kind.load(spec, checkpoints.checkpoint_path(model_dir, int(table.step.iloc[0])),
                             data, settings.device)
     dictionary = task.target_dictionary
     vocab = [dictionary[i] for i in range(len(dictionary))]
+    index = {w: i for i, w in enumerate(vocab)}
     targets = {k: ns.TargetLM.over(lm, vocab) for k, lm in lms.items()}
     unk = lms[orders[0]].vocab.unk_label
     support = np.array([w != "<s>" and lms[orders[0]].vocab.lookup(w) != unk for w in vocab])
 
     sources = {p.name: [ns.words(t) for t in p.source_text] for p in pairs}
-    reference = pd.DataFrame([dict(set=p.name, sentence=i, **_alignment_row(
-        ibm, sources[p.name][i], ns.words(t))) for p in pairs for i, t in enumerate(p.target_text)])
+    reference = []
+    for p in pairs:
+        refs = _reordering(aligner, sources[p.name], [ns.words(t) for t in p.target_text])
+        reference += [dict(set=p.name, sentence=i, **_lm_scores(targets, t, index, support),
+                           **r) for i, (t, r) in enumerate(zip(p.target, refs, strict=True))]
     # each reference position's n-gram context; its distributions are recomputed at every
     # checkpoint (cached, they would take ~0.8 GB at 150 + 150 sentences, three orders)
     contexts = {p.name: [[("<s>",) * (max(orders) - 1) + tuple(t[:j]) for j in range(len(t) + 1)]
                          for t in p.target] for p in pairs}
+    piece_ranks = {p.name: [np.array([ranks.get(w, np.nan) for w in t], dtype=float)
+                            for t in p.target] for p in pairs}
 
-    rows, per_checkpoint = [], []
+    rows, tokens, per_checkpoint = [], [], []
     for step in tqdm(list(table.step), desc=f"{name}/translate", unit="ckpt", leave=False):
         kind.load_weights(model, checkpoints.checkpoint_path(model_dir, int(step)),
                           settings.device)
@@ -126,19 +158,22 @@ def translate_model(name: str, spec: dict, model_dir: Path, data: Path, out: Pat
                                          settings.max_len_a, settings.max_len_b,
                                          settings.batch_size)
             texts = [translation.detokenize(h) for h in hyps]
-            for i, (lp, hyp) in enumerate(zip(lprobs, texts, strict=True)):
+            outputs = [ns.words(t) for t in texts]
+            order = _reordering(aligner, sources[p.name], outputs)
+            for i, (lp, hyp) in enumerate(zip(lprobs, hyps, strict=True)):
                 row = dict(set=p.name, step=int(step), sentence=i, positions=len(lp))
                 for k, t in targets.items():
                     q = np.stack([ns.next_token_probs(t, c) for c in contexts[p.name][i]])
                     kl, outside = ns.kl_on_support(lp, q, support)
                     row[f"kl_sum_{k}"] = float(kl.sum())
                 row["outside_sum"] = float(outside.sum())
-                output = ns.words(hyp)
-                row["lexical_hits"], row["lexical_total"] = ns.lexical_hits(
-                    sources[p.name][i], output, lexicon)
-                row.update(_alignment_row(ibm, sources[p.name][i], output))
-                row["output_words"] = len(output)
+                row.update(_lm_scores(targets, hyp, index, support))
+                row.update(order[i], output_words=len(outputs[i]))
                 rows.append(row)
+                hits = ns.teacher_forced_hits(lp, [dictionary.index(w) for w in p.target[i]])
+                tokens.append(pd.DataFrame(dict(
+                    set=p.name, step=int(step), sentence=i, position=np.arange(len(hits)),
+                    hit=hits, train_rank=piece_ranks[p.name][i])))
             bleu = sacrebleu.corpus_bleu(texts, [p.target_text]).score
             per_checkpoint.append(dict(set=p.name, step=int(step), bleu=bleu,
                                        sentences=len(texts)))
@@ -147,24 +182,25 @@ def translate_model(name: str, spec: dict, model_dir: Path, data: Path, out: Pat
             (folder / f"{int(step)}.txt").write_text("".join(t + "\n" for t in texts),
                                                       encoding="utf-8")
     pd.DataFrame(rows).to_parquet(out / "sentences.parquet")
+    pd.concat(tokens, ignore_index=True).to_parquet(out / "tokens.parquet")
     pd.DataFrame(per_checkpoint).to_parquet(out / "checkpoints.parquet")
-    reference.to_parquet(out / "reference.parquet")
-    seconds = {"fit_ngram": round(fitted - start, 1), "fit_ibm1": round(aligned - fitted, 1),
+    pd.DataFrame(reference).to_parquet(out / "reference.parquet")
+    seconds = {"fit_ngram": round(fitted - start, 1), "fit_aligner": round(aligned - fitted, 1),
                "per_checkpoint": round((time.perf_counter() - aligned) / len(table), 1)}
     (out / "translate.json").write_text(json.dumps(
         {"sets": {p.name: len(p.source) for p in pairs}, "checkpoints": len(table),
-         "lexicon_entries": len(lexicon), "smoothing": settings.ngram.smoothing,
+         "aligner": aligner.name, "smoothing": settings.ngram.smoothing,
          "orders": orders, "seconds": seconds}, indent=1))
-    return {"checkpoints": len(table), "seconds": seconds}
+    return {"checkpoints": len(table), "aligner": aligner.name, "seconds": seconds}
 
 
 def validate_unit(unit: Path) -> None:
     """Raise store.Invalid when a translate unit's tables are missing or unreadable."""
-    for name in ("sentences.parquet", "checkpoints.parquet", "reference.parquet"):
+    for name in TABLES:
         try:
-            pd.read_parquet(Path(unit) / name, columns=["set"])
+            pd.read_parquet(Path(unit) / f"{name}.parquet", columns=["set"])
         except (OSError, ValueError) as err:
-            raise store.Invalid(f"{Path(unit) / name} unreadable ({err})") from None
+            raise store.Invalid(f"{Path(unit) / name}.parquet unreadable ({err})") from None
 
 
 def unit(cfg: DictConfig, name: str, spec: dict, out: Path, inputs: dict) -> dict:

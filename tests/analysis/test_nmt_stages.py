@@ -1,6 +1,6 @@
 """The NMT-stage measures against cases computed by hand: a KL divergence, an n-gram LM's
-add-one probabilities, a lexicon learnt from a toy corpus, and alignments whose Kendall's tau
-and fuzzy reordering score are known."""
+add-one probabilities and the LM score of a sequence, teacher-forced token accuracy and
+frequency buckets, and alignments whose Kendall's tau and fuzzy reordering score are known."""
 
 import math
 
@@ -48,63 +48,101 @@ def test_kl_on_the_support_renormalises_both_and_reports_the_mass_outside():
     assert outside[0] == pytest.approx(0.2, abs=1e-12)
 
 
-def test_a_lexicon_from_a_toy_corpus_and_the_accuracy_of_outputs():
-    pairs = [(["the", "house"], ["das", "haus"]), (["the", "book"], ["das", "buch"]),
-             (["a", "book"], ["ein", "buch"]), (["the", "house", "is", "small"],
-                                                 ["das", "haus", "ist", "klein"]),
-             (["the", "book", "is", "small"], ["das", "buch", "ist", "klein"])]
-    model = ns.ibm1_model(pairs, iterations=10)
-    lexicon = ns.ibm1_lexicon(model)
-    assert {lexicon[w] for w in ("house", "book", "the")} == {"haus", "buch", "das"}
-    toy = {"the": "das", "house": "haus", "book": "buch"}
-    assert ns.lexical_hits(["the", "house"], ["das", "haus"], toy) == (2, 2)
-    assert ns.lexical_hits(["a", "book"], ["ein", "auto"], toy) == (0, 1)  # 'a': no entry
-    assert ns.lexical_hits(["x"], ["y"], {}) == (0, 0)
-    # the model aligns a reordered pair: 'buch das' for 'the book' crosses
-    links = ns.ibm1_alignment(model, ["the", "book"], ["buch", "das"])
-    assert sorted(links) == [(0, 1), (1, 0)]
-    assert ns.kendall_tau(links) == -1.0
+def test_the_lm_score_of_a_sequence_by_hand():
+    """Add-one bigram LM of 'a b', 'a c' (6 vocabulary entries with <s>, <UNK>), renormalised
+    over the support {a, b, c, </s>}: P(a | <s>) = (3/8) / (6/8), P(b | a) = (2/8) / (6/8),
+    P(</s> | b) = (2/7) / (5/7). A piece outside the vocabulary is not scored, and the next
+    context (<UNK>, unseen) is uniform over the support."""
+    lm = ns.fit_ngram_lm([["a", "b"], ["a", "c"]], order=2, smoothing="laplace")
+    vocab = ["a", "b", "c", "</s>"]
+    t = ns.TargetLM.over(lm, vocab)
+    index = {w: i for i, w in enumerate(vocab)}
+    support = np.ones(4, bool)
+    total, scored, outside = ns.sequence_logprob(t, ["a", "b"], index, support)
+    assert total == pytest.approx(math.log(1 / 2) + math.log(1 / 3) + math.log(2 / 5), abs=1e-12)
+    assert (scored, outside) == (3, 0)
+    total, scored, outside = ns.sequence_logprob(t, ["a", "z"], index, support)
+    assert total == pytest.approx(math.log(1 / 2) + math.log(1 / 4), abs=1e-12)
+    assert (scored, outside) == (2, 1)
+
+
+def test_token_accuracy_and_frequency_buckets():
+    log_p = np.log(np.array([[0.1, 0.2, 0.7], [0.5, 0.3, 0.2], [0.2, 0.6, 0.2],
+                             [0.1, 0.1, 0.8]]))  # the last row: </s> after the reference
+    assert ns.teacher_forced_hits(log_p, [2, 1, 1]).tolist() == [True, False, True]
+    assert ns.frequency_ranks({"a": 5, "b": 3, "c": 3, "d": 1}) == {"a": 1, "b": 2, "c": 2,
+                                                                   "d": 4}
+    assert ns.bucket_labels([10, 100]) == ["1-10", "11-100", ">100"]
+    ranks = np.array([1, 10, 11, 100, 101, np.nan])  # unseen pieces: the last bucket
+    assert ns.bucket_of(ranks, [10, 100]).tolist() == [0, 0, 1, 1, 2, 2]
     assert ns.words("Ein Mann, der's sieht.") == ["ein", "mann", "der", "s", "sieht"]
 
 
+def talbot(chunks: int, words: int) -> float:
+    """Talbot et al.'s fuzzy reordering score, 1 - (C - 1) / (M - 1): C chunks of M words,
+    the sentence-start and -end markers counted among the words."""
+    return 1 - (chunks - 1) / (words - 1)
+
+
 @pytest.mark.parametrize("alignment, tau, fuzzy", [
-    ([(0, 0), (1, 1), (2, 2), (3, 3)], 1.0, 1.0),           # monotone
-    ([(0, 3), (1, 2), (2, 1), (3, 0)], -1.0, 0.0),          # reversed: 4 chunks
-    ([(0, 1), (1, 0), (2, 2), (3, 3)], 4 / 6, 1 - 2 / 3),   # one swap: 5 of 6 pairs concordant
-    ([(0, 2), (1, 3), (2, 0), (3, 1)], -2 / 6, 1 - 1 / 3),  # two blocks swapped: 2 chunks
+    # identity, 4 words: one chunk <s> 0 1 2 3 </s> of 6
+    ([(0, 0), (1, 1), (2, 2), (3, 3)], 1.0, talbot(1, 6)),
+    # full reversal: <s> | 3 | 2 | 1 | 0 | </s>, every word its own chunk
+    ([(0, 3), (1, 2), (2, 1), (3, 0)], -1.0, talbot(6, 6)),
+    # one adjacent swap at the start, target order 1 0 2 3: <s> | 1 | 0 | 2 3 </s>
+    ([(0, 1), (1, 0), (2, 2), (3, 3)], 4 / 6, talbot(4, 6)),
+    # two blocks swapped, 2 3 0 1: <s> | 2 3 | 0 1 | </s>
+    ([(0, 2), (1, 3), (2, 0), (3, 1)], -2 / 6, talbot(4, 6)),
+    # one adjacent swap inside 5 words, 0 1 3 2 4: <s> 0 1 | 3 | 2 | 4 </s> of 7
+    ([(0, 0), (1, 1), (2, 3), (3, 2), (4, 4)], 8 / 10, talbot(4, 7)),
 ])
 def test_reordering_of_known_alignments(alignment, tau, fuzzy):
     assert ns.kendall_tau(alignment) == pytest.approx(tau, abs=1e-12)
     assert ns.fuzzy_reordering_score(alignment) == pytest.approx(fuzzy, abs=1e-12)
+    # the values of the formula, written out: 1, 0, 0.4, 0.4, 0.5
+    assert [talbot(1, 6), talbot(6, 6), talbot(4, 6), talbot(4, 7)] == \
+        pytest.approx([1.0, 0.0, 0.4, 0.5])
+
+
+def test_the_fuzzy_score_counts_aligned_words_once_and_skips_unaligned_ones():
+    assert ns.fuzzy_reordering_score([(0, 0), (2, 1), (5, 2)]) == 1.0  # 1, 3, 4 unaligned
+    assert ns.fuzzy_reordering_score([(0, 0), (1, 0), (2, 1)]) == 1.0  # two words to one
+    assert ns.fuzzy_reordering_score([(0, 2), (0, 0), (1, 1)]) == 1.0  # first position counts
+    assert math.isnan(ns.fuzzy_reordering_score([(0, 0)]))
+    assert math.isnan(ns.fuzzy_reordering_score([]))
 
 
 def test_curves_pool_sentences_by_their_counts_and_weights():
-    """Two sentences at two steps: KL is summed over positions then divided by all positions,
-    lexical accuracy is hits over entries, reordering the mean (1 - tau) / 2 of the
-    sentences with a tau; bootstrap weights count a sentence that many times."""
+    """Two sentences at two steps: KL and the LM score are summed over positions then divided
+    by all positions, token accuracy is hits over pieces (per frequency bucket too), the
+    reordering scores the mean of the sentences with one; bootstrap weights count a sentence
+    that many times."""
     import pandas as pd
 
     s = pd.DataFrame(dict(step=[0, 0, 10, 10], sentence=[0, 1, 0, 1], positions=[2, 6] * 2,
-                          kl_sum_2=[4.0, 6.0, 1.0, 3.0], lexical_hits=[0, 1, 2, 3],
-                          lexical_total=[2, 4] * 2, tau=[np.nan, 0.5, 1.0, -1.0]))
+                          kl_sum_2=[4.0, 6.0, 1.0, 3.0], lm_logprob_2=[-8.0, -4.0, -2.0, -6.0],
+                          lm_pieces=[2, 2, 4, 4], tau=[np.nan, 0.5, 1.0, -1.0],
+                          fuzzy=[np.nan, 0.4, 1.0, 0.0]))
     ck = pd.DataFrame(dict(step=[0, 10], bleu=[0.0, 5.0]))
-    c = ns.curves(s, ck).set_index(["measure", "step"]).value
+    tokens = pd.DataFrame(dict(step=[0, 0, 0, 10, 10, 10], sentence=[0, 1, 1, 0, 1, 1],
+                               hit=[True, False, False, True, True, False],
+                               train_rank=[1, 5, np.nan, 1, 5, np.nan]))
+    c = ns.curves(s, ck, tokens, [1]).set_index(["measure", "step"]).value
     assert c["kl_2", 0] == pytest.approx(10 / 8) and c["kl_2", 10] == pytest.approx(4 / 8)
-    assert c["lexical_accuracy", 10] == pytest.approx(5 / 6)
-    assert c["reordering", 0] == pytest.approx(0.25) and c["reordering", 10] == 0.5
+    assert c["lm_2", 0] == pytest.approx(-12 / 4) and c["lm_2", 10] == pytest.approx(-8 / 8)
+    assert c["token_accuracy", 0] == pytest.approx(1 / 3)
+    assert c["token_accuracy", 10] == pytest.approx(2 / 3)
+    assert c["token_accuracy[1-1]", 0] == 1.0 and c["token_accuracy[>1]", 10] == 0.5
+    assert c["fuzzy_reordering", 0] == pytest.approx(0.4) and c["fuzzy_reordering", 10] == 0.5
+    assert c["kendall_tau", 0] == 0.5 and c["reordering", 0] == pytest.approx(0.25)
     assert c["bleu", 10] == 5.0
-    w = ns.curves(s, ck, weights=np.array([0, 2])).set_index(["measure", "step"]).value
-    assert w["kl_2", 0] == pytest.approx(12 / 12) and w["reordering", 10] == 1.0
+    w = ns.curves(s, ck, tokens, [1], weights=np.array([0, 2])).set_index(
+        ["measure", "step"]).value
+    assert w["kl_2", 0] == pytest.approx(12 / 12) and w["fuzzy_reordering", 10] == 0.0
+    assert w["token_accuracy", 10] == pytest.approx(0.5)
+    ref = pd.DataFrame(dict(set="x", sentence=[0, 1], lm_logprob_2=[-3.0, -5.0],
+                            lm_pieces=[2, 2], fuzzy=[0.5, np.nan], tau=[0.0, 1.0]))
+    assert ns.reference_values(ref) == pytest.approx(
+        {"lm_2": -2.0, "fuzzy_reordering": 0.5, "kendall_tau": 0.5, "reordering": 0.25})
 
 
-def test_the_lexicon_breaks_ties_by_the_word_whatever_the_table_order():
-    """Equally probable translations: the first in sorted order, in every table order (the
-    order of nltk's table follows string hashing, which differs between processes)."""
-    from types import SimpleNamespace
-
-    rows = {"haus": {"house": 0.4, "home": 0.1}, "heim": {"house": 0.4, "home": 0.6},
-            "das": {"the": 0.9, "house": 0.0}, None: {"house": 0.5}}
-    expected = {"house": "haus", "home": "heim", "the": "das"}
-    for order in (list(rows), list(rows)[::-1]):
-        table = {t: dict(reversed(list(rows[t].items()))) for t in order}
-        assert ns.ibm1_lexicon(SimpleNamespace(translation_table=table)) == expected
