@@ -145,10 +145,13 @@ def _values(values: Array) -> np.ndarray:
 class FrequencyMatched:
     """Difference mean(groups[0]) − mean(groups[1]) within word-frequency bins.
 
-    ``difference`` is the weighted mean of the per-bin differences, ``ci_low``/``ci_high`` its
-    stratified-bootstrap interval, ``bins`` one row per bin populated by both groups;
-    ``p_value`` the one-sided permutation p of difference > 0 (group labels permuted within
-    each frequency bin; NaN without permutations).
+    ``difference`` is the weighted mean of the per-bin differences of token means; ``ci_low``/
+    ``ci_high`` its percentile interval under the bootstrap that resamples units with
+    replacement within each bin and group; ``p_value`` the one-sided permutation p of
+    difference > 0 (group labels permuted among the units of each bin; NaN without
+    permutations). A unit is a word type (``unit == "type"``) or a token (``"token"``).
+    ``bins`` has one row per bin populated by both groups: token counts ``n_a``/``n_b``, unit
+    counts ``k_a``/``k_b``, token means, their difference and the bin's weight.
     """
 
     difference: float
@@ -159,6 +162,7 @@ class FrequencyMatched:
     weight: str
     n_dropped: int
     p_value: float = float("nan")
+    unit: str = "token"
 
 
 def frequency_matched_difference(
@@ -166,9 +170,10 @@ def frequency_matched_difference(
     group: Sequence | np.ndarray,
     freq: Array,
     *,
+    types: Sequence | np.ndarray | None = None,
     n_bins: int = 10,
     order: tuple | None = None,
-    weight: Literal["harmonic", "tokens", "first"] = "harmonic",
+    weight: Literal["harmonic", "units", "first"] = "harmonic",
     min_count: int = 1,
     n_boot: int = 1000,
     seed: int = 0,
@@ -177,21 +182,33 @@ def frequency_matched_difference(
 ) -> FrequencyMatched:
     """Compare two groups of tokens (e.g. function vs content words) at matched frequency.
 
-    Tokens outside the log-frequency range shared by both groups are dropped; the shared range
-    is cut into ``n_bins`` quantile bins of log(freq) over the pooled tokens, and bins with
-    fewer than ``min_count`` tokens of either group are dropped. The per-bin differences are
-    averaged with weights n_a·n_b/(n_a+n_b) (``"harmonic"``, Mantel–Haenszel style), n_a+n_b
-    (``"tokens"``) or n_a (``"first"``: standardised to the first group's frequencies).
+    With ``types`` (one word type per token) the unit of resampling is the type: its tokens
+    share its group label, so they are not independent draws. A type is its tokens with one
+    (type, group) pair, so a word never straddles groups, and its frequency is the geometric
+    mean of its tokens' (one value per word in the probe tables), so it never straddles bins.
+    Without ``types`` every token is its own unit (the token-level test).
+
+    Units outside the log-frequency range shared by both groups are dropped; the shared range
+    is cut into ``n_bins`` bins at quantiles of log(freq) over the pooled units, each group
+    weighted equally (:func:`_balanced_edges`); bins without both groups are dropped and bins
+    with fewer than ``min_count`` units of a group merged with the next (:func:`_merge_bins`).
+    Within a bin each group's mean is over its tokens (per-unit sums and counts); the per-bin
+    differences are averaged with weights k_a·k_b/(k_a+k_b) (``"harmonic"``, Mantel–Haenszel
+    style), k_a+k_b (``"units"``) or k_a (``"first"``: standardised to the first group), k
+    counting units (fixed under the bootstrap and the permutations).
     ``group`` is boolean (``order`` defaults to (True, False)) or two labels (default: sorted).
     ``n_dropped`` counts the tokens not used (NaN value, non-positive frequency, another
     group, outside the shared range, or in a dropped bin). ``n_perm`` permutations of the
-    group labels within each bin give the one-sided ``p_value`` of a difference > 0.
+    unit labels within each bin give the one-sided ``p_value`` of a difference > 0; the
+    bootstrap resamples units with replacement within each bin and group.
     """
     _check_ci(n_boot, ci)
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    if weight not in ("harmonic", "tokens", "first"):
-        raise ValueError(f"weight must be 'harmonic', 'tokens' or 'first', got {weight!r}")
+    if n_perm < 0:
+        raise ValueError(f"n_perm must be >= 0, got {n_perm}")
+    if weight not in ("harmonic", "units", "first"):
+        raise ValueError(f"weight must be 'harmonic', 'units' or 'first', got {weight!r}")
     vals = _values(values)
     freq = _values(freq)
     group = np.asarray(group)
@@ -199,53 +216,41 @@ def frequency_matched_difference(
         raise ValueError(
             f"shapes differ: values {vals.shape}, group {group.shape}, freq {freq.shape}"
         )
+    if types is not None and np.shape(types) != vals.shape:
+        raise ValueError(f"types has shape {np.shape(types)} but values {vals.shape}")
     if order is None:
         order = (True, False) if group.dtype == bool else tuple(np.unique(group))
     if len(order) != 2:
         raise ValueError(f"need exactly two groups, got {list(order)}; pass order=(g_a, g_b)")
     in_a, in_b = group == order[0], group == order[1]
     ok = ~np.isnan(vals) & np.isfinite(freq) & (freq > 0) & (in_a | in_b)
-    logf = np.log(np.where(ok, freq, 1.0))
     if not (ok & in_a).any() or not (ok & in_b).any():
         raise ValueError(f"both groups {order} need tokens with a value and a positive frequency")
-    lo = max(logf[ok & in_a].min(), logf[ok & in_b].min())
-    hi = min(logf[ok & in_a].max(), logf[ok & in_b].max())
-    ok &= (logf >= lo) & (logf <= hi)
-    if not (ok & in_a).any() or not (ok & in_b).any():
+    s, c, logf, is_a = _units(vals[ok], np.log(freq[ok]), in_a[ok],
+                              None if types is None else np.asarray(types)[ok])
+    lo = max(logf[is_a].min(), logf[~is_a].min())
+    hi = min(logf[is_a].max(), logf[~is_a].max())
+    keep = (logf >= lo) & (logf <= hi)
+    if not (keep & is_a).any() or not (keep & ~is_a).any():
         raise ValueError("the two groups share no word-frequency range: nothing to match")
-    edges = np.unique(np.quantile(logf[ok], np.linspace(0, 1, n_bins + 1)))
+    edges = _balanced_edges(logf[keep], is_a[keep], n_bins)
     bin_of = np.searchsorted(edges[1:-1], logf, side="right")
+    bin_of, spans = _merge_bins(np.where(keep, bin_of, -1), is_a, max(min_count, 1))
     rng = np.random.default_rng(seed)
     rows, boot, pooled = [], np.zeros(n_boot), []
-    for b in range(max(len(edges) - 1, 1)):
-        va = vals[ok & in_a & (bin_of == b)]
-        vb = vals[ok & in_b & (bin_of == b)]
-        if min(va.size, vb.size) < max(min_count, 1):
-            continue
-        w = {
-            "harmonic": va.size * vb.size / (va.size + vb.size),
-            "tokens": va.size + vb.size,
-            "first": va.size,
-        }[weight]
-        f_lo, f_hi = np.exp(edges[b]), np.exp(edges[min(b + 1, len(edges) - 1)])
-        rows.append(
-            dict(
-                bin=b,
-                freq_low=f_lo,
-                freq_high=f_hi,
-                n_a=va.size,
-                n_b=vb.size,
-                mean_a=va.mean(),
-                mean_b=vb.mean(),
-                diff=va.mean() - vb.mean(),
-                weight=float(w),
-            )
-        )
+    for b, (first, last) in enumerate(spans):
+        a, o = (bin_of == b) & is_a, (bin_of == b) & ~is_a
+        k_a, k_b = int(a.sum()), int(o.sum())
+        w = {"harmonic": k_a * k_b / (k_a + k_b), "units": k_a + k_b, "first": k_a}[weight]
+        mean_a, mean_b = s[a].sum() / c[a].sum(), s[o].sum() / c[o].sum()
+        rows.append(dict(bin=b, freq_low=np.exp(edges[first]),
+                         freq_high=np.exp(edges[min(last + 1, len(edges) - 1)]),
+                         n_a=int(c[a].sum()), n_b=int(c[o].sum()), k_a=k_a, k_b=k_b,
+                         mean_a=mean_a, mean_b=mean_b, diff=mean_a - mean_b, weight=float(w)))
         if n_boot:
-            boot += w * (_boot_means(va, n_boot, rng) - _boot_means(vb, n_boot, rng))
-        pooled.append((np.concatenate([va, vb]), va.size, w))
-    if not rows:
-        raise ValueError(f"no frequency bin holds >= {min_count} tokens of both groups")
+            boot += w * (_boot_ratios(s[a], c[a], n_boot, rng)
+                         - _boot_ratios(s[o], c[o], n_boot, rng))
+        pooled.append((np.r_[s[a], s[o]], np.r_[c[a], c[o]], k_a, w))
     bins = pd.DataFrame(rows)
     total_w = bins["weight"].sum()
     difference = float((bins["weight"] * bins["diff"]).sum() / total_w)
@@ -253,16 +258,96 @@ def frequency_matched_difference(
     n_dropped = int(vals.size - bins["n_a"].sum() - bins["n_b"].sum())
     p = _permutation_p(pooled, total_w, difference, n_perm, rng) if n_perm else float("nan")
     return FrequencyMatched(difference, ci_low, ci_high, bins, tuple(order), weight, n_dropped,
-                            p)
+                            p, "token" if types is None else "type")
 
 
-def _permutation_p(pooled: list, total_w: float, observed: float, n_perm: int, rng) -> float:
-    """One-sided p of the weighted difference under group labels permuted within bins."""
+def _balanced_edges(logf: np.ndarray, is_a: np.ndarray, n_bins: int) -> np.ndarray:
+    """Quantiles of the pooled units' log-frequency with each group weighted equally (the
+    midpoints of the cumulative weights, linearly interpolated): bins are fine wherever either
+    group is dense. Unweighted quantiles would follow the far more numerous content types and
+    put the frequent function words in one wide bin."""
+    w = np.where(is_a, 1.0 / is_a.sum(), 1.0 / (~is_a).sum())
+    order = np.argsort(logf, kind="stable")
+    x, w = logf[order], w[order]
+    cum = np.cumsum(w)
+    edges = np.interp(np.linspace(0, 1, n_bins + 1), (cum - w / 2) / cum[-1], x)
+    edges[0], edges[-1] = x[0], x[-1]
+    return edges  # repeated edges leave empty bins, which _merge_bins drops
+
+
+def _merge_bins(bin_of: np.ndarray, is_a: np.ndarray, min_count: int
+                ) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Bins of units (``bin_of``, -1: unused) in which both groups have ``min_count`` units.
+
+    Bins without a unit of one group have nothing to match and are dropped; the others are
+    merged upwards in frequency until each holds ``min_count`` units of both groups (a short
+    run at the top joins the bin below). Returns the merged bin of every unit (-1: unused)
+    and, per merged bin, the first and last original bin.
+    """
+    used = bin_of >= 0
+    n = int(bin_of.max()) + 1 if used.any() else 0
+    k_a = np.bincount(bin_of[used & is_a], minlength=n)
+    k_b = np.bincount(bin_of[used & ~is_a], minlength=n)
+    groups: list[list[int]] = []
+    run: list[int] = []
+    for b in np.flatnonzero((k_a > 0) & (k_b > 0)):
+        run.append(int(b))
+        if k_a[run].sum() >= min_count and k_b[run].sum() >= min_count:
+            groups.append(run)
+            run = []
+    if run and groups:
+        groups[-1] += run
+    if not groups:
+        raise ValueError(f"no frequency range holds >= {min_count} units of both groups")
+    merged = np.full(n + 1, -1)  # index -1 (unused units) reads the last entry: -1
+    for g, members in enumerate(groups):
+        merged[members] = g
+    return merged[bin_of], [(members[0], members[-1]) for members in groups]
+
+
+def _units(vals: np.ndarray, logf: np.ndarray, in_a: np.ndarray, types: np.ndarray | None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per unit (a (type, group) pair, or each token without types): sum of values, token
+    count, mean log frequency, and whether it is of the first group."""
+    if types is None:
+        return vals, np.ones(vals.size), logf, in_a
+    codes, _ = pd.factorize(types)
+    if (codes < 0).any():
+        raise ValueError("a token with a value and a frequency has no word type")
+    unit, _ = pd.factorize(2 * codes.astype(np.int64) + in_a)
+    count = np.bincount(unit).astype(float)
+    return (np.bincount(unit, vals), count, np.bincount(unit, logf) / count,
+            np.bincount(unit, in_a) > 0)
+
+
+def _boot_ratios(s: np.ndarray, c: np.ndarray, n_boot: int, rng: np.random.Generator
+                 ) -> np.ndarray:
+    """Token means of ``n_boot`` resamples (with replacement) of units with value sums ``s``
+    and token counts ``c``, drawn in chunks."""
+    k = s.size
+    out = np.empty(n_boot)
+    step = max(1, _BOOT_CHUNK // k)
+    for lo in range(0, n_boot, step):
+        idx = rng.integers(0, k, size=(min(n_boot, lo + step) - lo, k))
+        out[lo:lo + len(idx)] = s[idx].sum(axis=1) / c[idx].sum(axis=1)
+    return out
+
+
+def _permutation_p(pooled: list, total_w: float, observed: float, n_perm: int,
+                   rng: np.random.Generator) -> float:
+    """One-sided p of the weighted difference under unit labels permuted within bins: each
+    permutation marks k_a of a bin's units as the first group (a 0/1 row), so the group sums
+    are matrix-vector products."""
     null = np.zeros(n_perm)
-    for values, n_a, w in pooled:
-        order = np.argsort(rng.random((n_perm, values.size)), axis=1)
-        shuffled = values[order]
-        null += w * (shuffled[:, :n_a].mean(1) - shuffled[:, n_a:].mean(1))
+    for s, c, k_a, w in pooled:
+        k, s_all, c_all = s.size, s.sum(), c.sum()
+        step = max(1, _BOOT_CHUNK // k)
+        for lo in range(0, n_perm, step):
+            labels = np.zeros((min(n_perm, lo + step) - lo, k))
+            labels[:, :k_a] = 1.0
+            labels = rng.permuted(labels, axis=1)
+            s_a, c_a = labels @ s, labels @ c
+            null[lo:lo + len(labels)] += w * (s_a / c_a - (s_all - s_a) / (c_all - c_a))
     null /= total_w
     return float((1 + np.sum(null >= observed - 1e-12)) / (n_perm + 1))
 

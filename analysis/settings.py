@@ -31,9 +31,16 @@ class PerTag:
 
 @dataclass
 class Concentration:
-    n_boot: int = setting(ge=0, help="bootstrap of the function - content difference")
+    """C4's function - content difference: a word-type-level test within frequency bins."""
+
+    n_boot: int = setting(ge=0, help="bootstrap of the function - content difference "
+                          "(word types resampled within bin and group)")
+    n_perm: int = setting(ge=0, help="permutations of function/content labels among the word "
+                          "types of each bin behind the difference's p-value")
     tag_n_boot: int = setting(ge=0, help="per-tag bootstrap (0: means and medians only)")
-    freq_bins: int = setting(ge=1)
+    freq_bins: int = setting(ge=1, help="log-frequency bins of the function - content match")
+    min_types: int = setting(ge=1, help="word types of each class a frequency bin needs "
+                             "(fewer: merged with the next bin)")
     ci: float = setting(gt=0, lt=1)
 
 

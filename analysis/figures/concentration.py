@@ -80,11 +80,16 @@ def fig_function_content(tables: Mapping[str, pd.DataFrame], ps: PlotSettings
             ax.set_ylabel("c(function) − c(content)" if j == 0 else "")
             ax.legend(fontsize="xx-small")
     bins = int(t.freq_bins.iloc[0]) if "freq_bins" in t else "?"
-    caption = (f"F6b. Difference of mean concentration between function words "
-               f"({setting_text(tables, 'function_tags')}) and content words "
-               f"({setting_text(tables, 'content_tags')}) within {bins} word-frequency bins "
-               f"(weighted mean of per-bin differences), with its stratified-bootstrap 95% CI as "
-               f"a band; one line per layer. Expected (Saphra & Lopez 2019): gradients > 0 "
-               f"(claim C4).")
+    min_types = int(t.min_types.iloc[0]) if "min_types" in t else "?"
+    ci = setting_text(tables, "concentration.ci")
+    level = f"{float(ci):.0%}" if ci != "?" else "?"
+    caption = (f"F6b. Difference of mean concentration between function words (UPOS "
+               f"{setting_text(tables, 'function_tags')}) and content words (UPOS "
+               f"{setting_text(tables, 'content_tags')}; Brown's own tags mapped to UPOS), "
+               f"of the tokens F6's tags align to, within up to {bins} "
+               f"word-frequency bins (bins with fewer than {min_types} word types of a class "
+               f"merged; weighted mean of per-bin differences), with its {level} CI as a band from "
+               f"a bootstrap of word types within bin and class; one line per layer. Expected "
+               f"(Saphra & Lopez 2019): gradients > 0 (claim C4).")
     yield make_figure("f6b_function_content", fig, "F6b function vs content words", caption, axes,
                       inner_y=False)
