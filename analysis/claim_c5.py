@@ -126,9 +126,10 @@ def claim_c5(tables: Mapping[str, pd.DataFrame], cs: Any) -> list[dict]:
             else ""
         scope = f"set={key[2]}" + ("" if aligner in ("eflomal", "") else f", aligner={aligner}")
         n = int(unit.sentences.max()) if "sentences" in unit else 0
-        common = (f"translations from step {_fmt(start)} (BLEU on {c5.bleu_set} >= "
-                  f"{c5.bleu_threshold:g}); {c5.lexical} ({_change(unit, c5.lexical, start)}) "
-                  f"made {c5.share:g} of its change at {_fmt(steps['lexical'])}, fuzzy "
+        common = (f"the outputs are translations (BLEU on {c5.bleu_set} >= "
+                  f"{c5.bleu_threshold:g}) from step {_fmt(start)}; {c5.lexical} "
+                  f"({_change(unit, c5.lexical, start)}) made {c5.share:g} of its change at "
+                  f"{_fmt(steps['lexical'])}, fuzzy "
                   f"reordering [{aligner or '?'}] ({_change(unit, REORDERING, start)}) at "
                   f"{_fmt(steps['reordering'])}; last step {last:g}")
         peaks = ", ".join(f"{k}-gram {_fmt(steps[f'lm_{k}'])}" for k in c5.lm_orders)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from types import SimpleNamespace
 
+import matplotlib
 import numpy as np
 import pandas as pd
 
@@ -98,10 +99,12 @@ def _measure_panel(ax, g: pd.DataFrame, what: str, buckets: list[str]) -> None:
     elif what == "token_accuracy":
         part = g[g.measure.isin(["token_accuracy", *[f"token_accuracy[{b}]" for b in buckets]])]
         part = part.groupby(["measure", "step"], as_index=False).value.mean()
-        shade = {m: DEPTH_COLOURS[i % len(DEPTH_COLOURS)] for i, m in enumerate(
-            f"token_accuracy[{b}]" for b in buckets)}
+        shade = {f"token_accuracy[{b}]": matplotlib.colors.to_hex(c) for b, c in zip(
+            buckets, matplotlib.colormaps["viridis"](np.linspace(0.2, 0.9, len(buckets))),
+            strict=True)}
         draw_lines(ax, part, "measure", lambda m: shade.get(m, "#000000"), x="step",
-                   label=lambda m: "all" if m == "token_accuracy" else m[15:-1])
+                   order=["token_accuracy", *shade],
+                   label=lambda m: "all" if m == "token_accuracy" else f"ranks {m[15:-1]}")
     else:
         s = _series(g, what)
         ax.plot(s.step, s.value, color=STAGE_COLOURS.get(
