@@ -169,44 +169,67 @@ def _nmt(root: Path, tokens: pd.DataFrame, lower_first: bool, rng, seed: int
                              family="transformer")
 
 
+# The translate unit's stage curves per STEPS index. C5 (Voita et al.'s reading): BLEU reaches
+# 10 at step 1; in order, the LM score peaks at 1, token accuracy makes 90% of its change at 4
+# and the fuzzy reordering score at 16; reversed, the fuzzy score at 2, token accuracy at 16
+# and the LM peak at 16.
+SYNTH_C5 = {True: dict(lm_at=1, accuracy=[0.0, 0.1, 0.5, 0.9, 0.9, 0.9],
+                       fuzzy=[0.95, 0.95, 0.9, 0.85, 0.8, 0.7]),
+            False: dict(lm_at=16, accuracy=[0.0, 0.1, 0.1, 0.1, 0.2, 0.9],
+                        fuzzy=[0.95, 0.95, 0.7, 0.7, 0.7, 0.7])}
+
+
 def synth_translation(in_order: bool = True, n_sent: int = 30, seed: int = 0
-                      ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """A translate unit's tables (sentences, checkpoints, reference) over STEPS, built so
-    that the KL to every n-gram LM (orders 1-3) is smallest at step 2, lexical accuracy
-    settles from step 4 and reordering from step 8 (``in_order``), or reordering first,
-    then lexical accuracy, the KL smallest at the end."""
+                      ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A translate unit's tables (sentences, checkpoints, reference, tokens) over STEPS, built
+    so that C5 holds (``in_order``, see SYNTH_C5) or is reversed, and so that in its KL reading
+    the KL to every n-gram LM (orders 1-3) is smallest at step 2 (in order) or 16; the earlier
+    reading's lexical accuracy settles from step 4 and reordering from step 8 (in order), or
+    reordering first, then lexical accuracy."""
     rng = np.random.default_rng(seed)
     kl_at, lex_at, reord_at = (2, 4, 8) if in_order else (16, 4, 1)
-    rows = []
-    for step in STEPS:
+    c5 = SYNTH_C5[in_order]
+    rows, tokens = [], []
+    for k, step in enumerate(STEPS):
+        lm = -3.0 - abs(np.log2(1 + step) - np.log2(1 + c5["lm_at"]))
         for i in range(n_sent):
             positions = 10
             kl = 1.0 + abs(np.log2(1 + step) - np.log2(1 + kl_at)) + 0.05 * rng.random()
             lexical = min(1.0, (1 + step) / (1 + lex_at))
             reorder = min(1.0, (1 + step) / (1 + reord_at))
-            rows.append(dict(set="synth", step=step, sentence=i, positions=positions,
+            rows.append(dict(set="test2016", step=step, sentence=i, positions=positions,
                              kl_sum_1=positions * (kl + 0.5), kl_sum_2=positions * (kl + 0.2),
                              kl_sum_3=positions * kl,
                              outside_sum=0.0, lexical_hits=int(round(10 * lexical)),
                              lexical_total=10, tau=1 - 2 * 0.4 * reorder
-                             + 0.02 * rng.standard_normal(), fuzzy=np.nan, links=5,
-                             output_words=8))
+                             + 0.02 * rng.standard_normal(), fuzzy=c5["fuzzy"][k], links=5,
+                             lm_logprob_1=positions * (lm - 1), lm_logprob_2=positions * lm,
+                             lm_logprob_3=positions * (lm + 0.1), lm_pieces=positions,
+                             lm_outside=0, output_words=8, aligner="eflomal"))
+            hits = int(round(positions * c5["accuracy"][k]))
+            tokens.append(pd.DataFrame(dict(set="test2016", step=step, sentence=i,
+                                            position=range(positions),
+                                            hit=np.arange(positions) < hits,
+                                            train_rank=np.arange(positions) * 50.0 + 1)))
     sentences = pd.DataFrame(rows)
-    ckpts = pd.DataFrame(dict(set="synth", step=STEPS, bleu=[2.0 * np.log2(1 + s) for s in STEPS],
-                              sentences=n_sent))
-    reference = pd.DataFrame(dict(set="synth", sentence=range(n_sent), tau=0.3, fuzzy=np.nan,
-                                  links=5))
-    return sentences, ckpts, reference
+    ckpts = pd.DataFrame(dict(set="test2016", step=STEPS,
+                              bleu=[12.0 * np.log2(1 + s) for s in STEPS], sentences=n_sent))
+    reference = pd.DataFrame(dict(set="test2016", sentence=range(n_sent), tau=0.3, fuzzy=0.75,
+                                  links=5, lm_logprob_1=-50.0, lm_logprob_2=-40.0,
+                                  lm_logprob_3=-38.0, lm_pieces=10, lm_outside=0,
+                                  aligner="eflomal"))
+    return sentences, ckpts, reference, pd.concat(tokens, ignore_index=True)
 
 
 def translation_tables(in_order: bool = True, seed: int = 1) -> dict[str, pd.DataFrame]:
-    """The analyze stage's NMT-stage tables of :func:`synth_translation` (model "nmt")."""
+    """The analyze stage's NMT-stage tables of :func:`synth_translation` (model "nmt", its one
+    set named test2016, whose BLEU starts C5's reading)."""
     from analysis import nmt_stages
 
-    curves, resamples = nmt_stages.unit_curves(*synth_translation(in_order), resamples=30,
-                                               seed=0)
-    return {"nmt_stages": curves.assign(model="nmt", seed=seed),
-            "nmt_stage_resamples": resamples.assign(model="nmt", seed=seed)}
+    sentences, ckpts, reference, tokens = synth_translation(in_order)
+    curves, _ = nmt_stages.unit_curves(sentences, ckpts, reference, tokens=tokens,
+                                       edges=[10, 100])
+    return {"nmt_stages": curves.assign(model="nmt", seed=seed)}
 
 
 def write_units(runs: list[ModelRun], root: Path, seed: int = 1
@@ -300,8 +323,8 @@ def stage_runs() -> dict:
     runs = build_study(root / "stores")
     translate = root / "translate" / "nmt"
     translate.mkdir(parents=True)
-    for name, table in zip(("sentences", "checkpoints", "reference"), synth_translation(),
-                           strict=True):
+    for name, table in zip(("sentences", "checkpoints", "reference", "tokens"),
+                           synth_translation(), strict=True):
         table.to_parquet(translate / f"{name}.parquet")
     analyzed, seeds = {}, {}
     for seed, parallel in ((1, 2), (2, 1)):

@@ -32,7 +32,7 @@ def test_pool_means_and_t_intervals_over_seeds():
 def test_every_analysis_table_has_a_pooling_rule():
     _, _, tables = plotted()  # the analyze stage's tables of the synthetic study
     pooled = pooling.aggregate([tables, tables], configured.claims())
-    assert "nmt_stage_resamples" in tables and "nmt_stage_resamples" not in pooled
+    assert "nmt_stages" in tables and "nmt_stages" in pooled
     per_seed = {name for name, t in T.TABLES.items() if t.pooling == T.PER_SEED}
     assert set(tables) - per_seed <= set(pooled), sorted(set(tables) - set(pooled))
     assert (pooled["convergence"].n_seeds == 1).all()  # the same seed twice
@@ -52,7 +52,7 @@ def test_aggregate_stage_pools_seeds_and_compares_them():
     assert summary["seeds"] == [1, 2]
     written = {p.stem for p in (out / "tables").glob("*.parquet")}
     analysed = {p.stem for p in (stage_runs()["analyze"][1][1] / "tables").glob("*.parquet")}
-    assert analysed - {"nmt_stage_resamples"} <= written  # per seed only: not pooled
+    assert analysed <= written
     assert "seeds" in written and "claims_over_seeds" in written
     s2 = pd.read_parquet(out / "tables" / "seeds.parquet")
     assert set(zip(s2.seed_a, s2.seed_b, strict=True)) == {(1, 2)}
