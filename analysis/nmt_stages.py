@@ -304,30 +304,19 @@ def reference_values(reference: pd.DataFrame) -> dict[str, float]:
 
 
 def unit_curves(sentences: pd.DataFrame, checkpoints: pd.DataFrame, reference: pd.DataFrame,
-                resamples: int = 0, seed: int = 0, tokens: pd.DataFrame | None = None,
-                edges: Sequence[int] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A translate unit's curves per set, with the references' own value (``reference``), the
-    set's sentence count and the aligner behind the reordering scores (``aligner``); and the
-    same curves on ``resamples`` bootstrap resamples of each set's sentences (the same
-    sentences at every step; BLEU is not resampled; 0: none)."""
-    rng = np.random.default_rng(seed)
-    found, resampled = [], []
+                tokens: pd.DataFrame | None = None, edges: Sequence[int] = ()) -> pd.DataFrame:
+    """A translate unit's curves per set (:func:`curves`), with the references' own value
+    (``reference``), the set's sentence count and the aligner behind its reordering scores
+    (``aligner``)."""
+    found = []
     for name, s in sentences.groupby("set", sort=True):
-        ck = checkpoints[checkpoints.set == name]
         tk = tokens[tokens.set == name] if tokens is not None and len(tokens) else None
-        c = curves(s, ck, tk, edges)
+        c = curves(s, checkpoints[checkpoints.set == name], tk, edges)
         refs = reference_values(reference[reference.set == name])
         c["reference"] = c.measure.map(refs).astype(float)
         aligner = ",".join(sorted(s.aligner.unique())) if "aligner" in s else ""
-        n = s.sentence.nunique()
-        found.append(c.assign(set=name, sentences=n, aligner=aligner))
-        for r in range(1, resamples + 1):
-            w = np.bincount(rng.integers(0, n, n), minlength=n)
-            rc = curves(s, ck.assign(bleu=np.nan), tk, edges, w)
-            resampled.append(rc[rc.measure != "bleu"].assign(set=name, resample=r))
-    empty = pd.DataFrame(columns=["step", "measure", "value", "set", "resample"])
-    return (pd.concat(found, ignore_index=True) if found else pd.DataFrame(),
-            pd.concat(resampled, ignore_index=True) if resampled else empty)
+        found.append(c.assign(set=name, sentences=s.sentence.nunique(), aligner=aligner))
+    return pd.concat(found, ignore_index=True) if found else pd.DataFrame()
 
 
 __all__ = ["SMOOTHING", "TargetLM", "bucket_labels", "bucket_of", "curves", "fit_ngram_lm",

@@ -227,8 +227,7 @@ def translation_tables(in_order: bool = True, seed: int = 1) -> dict[str, pd.Dat
     from analysis import nmt_stages
 
     sentences, ckpts, reference, tokens = synth_translation(in_order)
-    curves, _ = nmt_stages.unit_curves(sentences, ckpts, reference, tokens=tokens,
-                                       edges=[10, 100])
+    curves = nmt_stages.unit_curves(sentences, ckpts, reference, tokens=tokens, edges=[10, 100])
     return {"nmt_stages": curves.assign(model="nmt", seed=seed)}
 
 

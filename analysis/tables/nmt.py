@@ -21,7 +21,7 @@ def translation_tables(units: Mapping[str, Path], seed: int, settings: AnalysisS
     for model, unit in sorted(units.items()):
         unit = Path(unit)
         tokens = unit / "tokens.parquet"
-        c, _ = nmt_stages.unit_curves(
+        c = nmt_stages.unit_curves(
             pd.read_parquet(unit / "sentences.parquet"),
             pd.read_parquet(unit / "checkpoints.parquet"),
             pd.read_parquet(unit / "reference.parquet"),

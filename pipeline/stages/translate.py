@@ -132,6 +132,8 @@ def translate_model(name: str, spec: dict, model_dir: Path, data: Path, out: Pat
     vocab = [dictionary[i] for i in range(len(dictionary))]
     index = {w: i for i, w in enumerate(vocab)}
     targets = {k: ns.TargetLM.over(lm, vocab) for k, lm in lms.items()}
+    # the pieces every LM knows: the lowest order's (a unigram LM has no </s>, so the end of a
+    # sentence is in neither the KL nor the LM score)
     unk = lms[orders[0]].vocab.unk_label
     support = np.array([w != "<s>" and lms[orders[0]].vocab.lookup(w) != unk for w in vocab])
 
