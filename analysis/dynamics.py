@@ -27,6 +27,7 @@ from analysis.tables import registry as T
 from analysis.tables.concentration import concentration_tables
 from analysis.tables.convergence import over_training, reference_late_cka
 from analysis.tables.per_tag import family_pooled, per_tag
+from analysis.tables.replication import learned_layers
 from analysis.tables.rows import concat, not_computed
 from analysis.tables.sanity import (
     seed_to_seed,
@@ -143,6 +144,8 @@ def across_seeds(seed_tables: Sequence[Mapping[str, pd.DataFrame]],
         for run in discover_runs(units["extract"], units["train"], seed):
             probes += [p for p in (Probe.open(run, probe) for probe in run.stores) if p.steps]
     pooled[T.SEEDS] = seed_to_seed(probes, settings)
+    pooled[T.LEARNED_LAYERS] = learned_layers(
+        pooled[T.SEEDS], [t.get(T.CONVERGENCE) for t in seed_tables], settings)
     pooled[T.SENSITIVITY_SUMMARY] = sensitivity_verdicts(
         pooled.get(T.SENSITIVITY, pd.DataFrame()), settings, pooled[T.SEEDS],
         pooled.get(T.CONVERGENCE))

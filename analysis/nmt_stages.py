@@ -3,7 +3,7 @@ function of distributions, sentences or alignments: the score of the NMT's trans
 target-side n-gram LMs (count-based, `nltk.lm`), teacher-forced token accuracy by the pieces'
 training frequency, how far a word alignment departs from monotone order (the fuzzy reordering
 score, Kendall's tau), the teacher-forced KL divergence to the n-gram LMs (Chang & Bergen's
-reading), and the curves over training that claim C5 reads (analysis.claim_c5).
+reading), and the curves over training that claim C5 reads (analysis.claims.c5).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Pooling several seeds' analysis tables: the mean over seeds of every measured column with a
-t-interval, and the claims evaluated per seed and on the mean curves. Pure pandas.
+t-interval, and the claims tested across seeds on each seed's unit rows. Pure pandas.
 
 How each table pools is its registry entry's (analysis/tables/registry.py); a table without
 one is an error, so a new table cannot silently drop out of the pooled report.
@@ -66,9 +66,9 @@ def pool_claims(per_seed: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
 
 def aggregate(runs: Sequence[Mapping[str, pd.DataFrame]], cs: Claims, level: float = 0.95
               ) -> dict[str, pd.DataFrame]:
-    """Pooled tables (and the claims per seed and on the pooled curves) from several seeds'
-    tables; every table of the runs is pooled, taken from the first seed, or re-evaluated, as
-    its registry entry says."""
+    """Pooled tables (and the claims tested across seeds) from several seeds' tables; every
+    table of the runs is pooled, taken from the first seed, or re-evaluated, as its registry
+    entry says."""
     names = sorted({name for t in runs for name in t})
     unknown = [n for n in names if n not in T.TABLES or T.TABLES[n].pooling == T.ACROSS]
     if unknown:
@@ -84,12 +84,13 @@ def aggregate(runs: Sequence[Mapping[str, pd.DataFrame]], cs: Claims, level: flo
                                  entry.dropped, level)
         elif entry.pooling == T.FIRST:
             out[name] = runs[0][name]
+    # every seed's unit rows: the detail under the verdicts, which test their seed means
     per_seed = pd.concat([t[T.CLAIMS] for t in runs if T.CLAIMS in t], ignore_index=True)
+    out[T.CLAIMS] = per_seed
+    out[T.CLAIMS_SUMMARY] = claims.summarize(per_seed)
+    out[T.ANSWER] = claims.answer(per_seed, cs)
     if len(per_seed):
         out[T.CLAIMS_OVER_SEEDS] = pool_claims(per_seed, level)
-        out[T.ANSWER] = claims.answer(per_seed, cs, level)
-    out[T.CLAIMS] = claims.evaluate(out, cs)  # on the mean curves
-    out[T.CLAIMS_SUMMARY] = claims.summarize(out[T.CLAIMS])
     return out
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.claims import CLAIMS
+from analysis.claims import CLAIMS, seeds_sentence
+from analysis.claims.seeds import PRIMARY
 from analysis.tables import registry as T
 from analysis.tables.rows import not_computed
 
@@ -67,45 +68,56 @@ def _figure_for(prefix: str, figures: Sequence[Mapping]) -> str:
     return ", ".join(links) + (f" (+{len(names) - 3})" if len(names) > 3 else "")
 
 
+def _interval(df: pd.DataFrame) -> list[str]:
+    return [f"{e:.3g} [{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) else
+            (f"{e:.3g}" if np.isfinite(e) else "")
+            for e, lo, hi in zip(df.effect, df.ci_low, df.ci_high, strict=True)]
+
+
 def answer_blocks(tables: Mapping[str, pd.DataFrame], figures: Sequence[Mapping]):
-    """The report's opening: per claim a verdict across metrics and seeds, the effect with its
-    interval, and the figures that show it; then the verdict per metric."""
+    """The report's opening: how many seeds the verdicts rest on, the verdict per claim (its
+    primary reading tested across seeds) with the effect and the figures that show it; then
+    the other readings and metrics as agreement, and whether each model learned and
+    finished."""
     a = tables.get(T.ANSWER, pd.DataFrame())
     if a.empty:
         return [("p", "No claim could be evaluated.")]
-    overall = a[a.metric == "all"].assign(
+    a = a.assign(effect_ci=_interval(a))
+    primary = a[a.role == PRIMARY].assign(
         figures=lambda d: [_figure_for(f, figures) for f in d.figure])
-    per_metric = a[a.metric != "all"].copy()
-    per_metric["effect"] = [
-        f"{e:.3g} [{lo:.3g}, {hi:.3g}]" if np.isfinite(e) else ""
-        for e, lo, hi in zip(per_metric.effect, per_metric.low, per_metric.high, strict=True)]
-    settings = tables.get(T.SETTINGS, pd.DataFrame(columns=["key", "value"]))
-    support = dict(zip(settings.key, settings.value, strict=True)).get("claims.support", "?")
+    agreement = a[a.role != PRIMARY]
     models = tables.get(T.MODELS, pd.DataFrame())
     blocks = [
-        ("p", "Do the papers' findings reproduce here? Each claim is checked on every unit "
-              "(model, probe, layer or stack) under every similarity metric, and on every seed. "
-              f"A metric supports a claim when at least {support} of its evaluations pass, "
-              "contradicts it at the mirror share, else is mixed; a claim **holds** when every "
-              "metric supports it, **does not hold** when every one contradicts it, and is "
-              "**mixed** otherwise (thresholds fixed in the config before any result)."),
-        ("table", overall[[c for c in ("claim", "statement", "verdict", "metrics_holding",
-                                       "robust", "metrics_significant", "evaluated", "figures")
-                           if c in overall]]),
-        ("p", "**robust**: the claim holds, with a pooled p below alpha, under at least the "
-              "configured share of the metrics. The pooled test takes every unit of a claim "
-              "and metric at once (all seeds, probes and layers or pairs): the mean of the "
-              "unit statistics signed so that the claim is positive, against sign flips of "
-              "each unit (the per-unit p-values beside it: C1 every ordering of the layers, "
-              "C2 tags reassigned between the families, C3 tokens re-paired with the "
-              "tagger's, C4 labels permuted within frequency bins, C5 sentences resampled "
-              "with replacement)."),
-        ("h3", "Per metric: the share of evaluations that pass and the effect"),
-        ("table", per_metric[[c for c in ("claim", "metric", "verdict", "pass_share",
-                                          "pooled_p", "robust", "significant_share",
-                                          "evaluated", "statistic",
-                                          "effect", "interval") if c in per_metric]]),
+        ("p", f"**{seeds_sentence(a)}**"),
+        ("p", "Do the papers' findings reproduce here? Each claim has one primary reading (a "
+              "metric and the smallest effect of interest, fixed in the config before any "
+              "run). The seed is the unit of replication: each seed's units (probes, layers, "
+              "taggers) are averaged, and the seed means are tested: a two-sided t-test "
+              "against 0 and an equivalence test (TOST within ± the smallest effect), both "
+              "Holm-adjusted across the claims. **holds**: significant and the interval at "
+              "or above the smallest effect; **reversed**: significant and the interval at or "
+              "below its negative; **no effect**: equivalent to 0; **inconclusive**: "
+              "otherwise. `p_signflip` is the exact sign-flip test over seeds beside it (no "
+              "smaller than `p_signflip_min`)."),
+        ("table", primary[[c for c in (
+            "claim", "statement", "verdict", "metric", "statistic", "min_effect", "n_seeds",
+            "effect_ci", "p_holm", "p_tost_holm", "p_signflip", "p_signflip_min", "reason",
+            "agreement", "figures") if c in primary]]),
+        ("h3", "Every other reading and metric (agreement, not votes; p not adjusted)"),
+        ("table", agreement[[c for c in (
+            "claim", "metric", "verdict", "n_seeds", "units", "effect_ci", "p", "p_signflip",
+            "p_tost", "statistic") if c in agreement]]),
     ]
+    layers = tables.get(T.LEARNED_LAYERS, pd.DataFrame())
+    if len(layers):
+        blocks += [("h3", "Has each layer learned and finished? (across seeds)"),
+                   ("p", "learned: over seed pairs, the gain of seed-vs-seed similarity from "
+                         "the initial to the final models, each minus its shuffled baseline, "
+                         "has its bootstrap interval above `learned.margin`; finished: the "
+                         "change over the last part of training (1 - sim(late, final), mean "
+                         "over seeds) is at most `learned.epsilon` x the seeds' spread "
+                         "(1 - sim(final a, final b))."),
+                   ("table", layers)]
     if len(models) and "learned" in models:
         # False only: None (NaN once pooled) is a series not evaluated here
         not_learned = models[models.learned.apply(lambda v: v is False or v is np.False_)]
@@ -153,8 +165,9 @@ def _sections(tables: Mapping[str, pd.DataFrame], notes: Sequence[str]):
         ("table", sizes_summary(tables))]
     yield "Claims, unit by unit", [
         ("list", [f"{k}: {v}" for k, v in CLAIMS.items()]),
-        ("p", "Verdict per claim and metric (PASS when every evaluated unit passes, FAIL when "
-              "any fails, NA when none could be evaluated); thresholds are in the settings."),
+        ("p", "Units per claim and metric reaching the claim's smallest effect of interest "
+              "(PASS), not reaching it (FAIL) and not evaluable (NA): the detail under the "
+              "verdicts, not evidence of its own (units of one seed share its training)."),
         ("table", summary),
         ("h3", "Every unit"),
         ("table", claims.drop(columns=[c for c in ("seed",) if c in claims])),
@@ -166,8 +179,10 @@ def _sections(tables: Mapping[str, pd.DataFrame], notes: Sequence[str]):
                   "top principal components of one side are removed (every final layer); "
                   "`rotation_scaling`, a random rotation with isotropic scaling leaves it "
                   "unchanged (for the metrics invariant to it by definition); "
-                  "`seeds_above_init` (several seeds), final-vs-final across seeds exceeds "
-                  "initial-vs-final."),
+                  "`own_init_retention` (several seeds; a diagnostic, not a gate): the "
+                  "layers whose final-vs-final similarity across seeds exceeds their "
+                  "initial-vs-final, i.e. that keep less of their initialisation than two "
+                  "seeds share."),
             ("table", s4)]
     na = not_computed(tables)
     if len(na):

@@ -66,31 +66,32 @@ class Sensitivity:
 
 @dataclass
 class C1:
-    min_rho: float = setting(ge=-1, le=1)
     min_layers: int = setting(ge=2)
     sides: list[str] = setting()
 
 
 @dataclass
-class C2b:
-    tolerance: float = setting(gt=0, lt=1, help="a curve is stable from the first checkpoint "
-                               "after which it stays within this share of its range of its end")
+class C3:
+    permutations: int = setting(ge=0, help="token re-pairings behind each unit's p (0: none)")
 
 
 @dataclass
-class C3:
-    margin: float = setting(ge=0)
+class Primary:
+    """A claim's primary reading, fixed before the run: the metric whose seed means decide it
+    and the smallest effect of interest (in the statistic's units)."""
+
+    metric: str = setting()
+    min_effect: float = setting(gt=0)
 
 
 @dataclass
 class C4:
-    min_difference: float = setting()
     sides: list[str] = setting()
 
 
 @dataclass
 class C5:
-    """NMT's training stages as Voita et al. (2021) measured them (analysis.claim_c5)."""
+    """NMT's training stages as Voita et al. (2021) measured them (analysis.claims.c5)."""
 
     share: float = setting(gt=0, lt=1, help="a measure has made its stage from the step its "
                            "monotone fit has made this share of its change")
@@ -104,30 +105,23 @@ class C5:
                                       "accuracy buckets (the last bucket open)")
     kl_order: int = setting(ge=1, help="Chang & Bergen's reading: the n-gram LM whose KL "
                             "minimum marks the LM stage")
-    min_gap: float = setting(help="a unit passes when each stage comes this share of training "
-                             "after the last")
 
 
 @dataclass
 class Claims:
-    """Thresholds of the claims, fixed before any result was looked at."""
+    """The claims' definitions, smallest effects and α, fixed before any result was looked at."""
 
-    convergence_threshold: float = setting(gt=0, le=1, help="similarity to final = converged")
-    sustained: bool = setting(help="... from the first step after which it stays above")
+    convergence_threshold: float = setting(gt=0, le=1, help="progress (share of a curve's "
+                                           "total change) from which a curve is converged")
     c1: C1 = setting()
-    c2b: C2b = setting()
     c3: C3 = setting()
     c4: C4 = setting()
     c5: C5 = setting()
-    support: float = setting(gt=0.5, le=1, help="a metric supports a claim when this share of "
-                             "its (unit, seed) evaluations pass")
+    primary: dict[str, Primary] = setting(help="per claim: the metric and smallest effect that "
+                                          "decide it")
     n_permutations: int = setting(ge=0, help="permutations behind each unit's p-value")
     alpha: float = setting(gt=0, lt=1)
-    robust_share: float = setting(gt=0, le=1, help="a claim is robust when this share of its "
-                                  "metrics support it with a pooled p below alpha")
-    pooled_exact_max: int = setting(ge=1, le=20, help="every sign assignment up to this many "
-                                    "units, else pooled_permutations random ones")
-    pooled_permutations: int = setting(ge=100)
+    level: float = setting(gt=0, lt=1, help="confidence level of the effects' intervals")
 
 
 @dataclass
@@ -144,6 +138,11 @@ class Learned:
     max_loss_change: float = setting(gt=0)
     late: float = setting(gt=0, lt=1, help="the late checkpoint: nearest this share of training")
     min_late_cka: float = setting(gt=0, le=1)
+    metrics: list[str] = setting(help="the metrics of the learned and finished tests")
+    margin: float = setting(ge=0, help="learned: the chance-corrected gain's lower bound above "
+                            "this")
+    n_boot: int = setting(ge=100, help="bootstrap resamples of the seed pairs")
+    epsilon: float = setting(gt=0, help="finished: late change <= epsilon x the seeds' spread")
 
 
 @dataclass
@@ -206,8 +205,8 @@ def flat(settings) -> dict[str, str]:
     return out
 
 
-NESTED = {"per_tag", "concentration", "sanity", "claims", "c1", "c3", "c4", "c5", "learned",
-          "sensitivity"}
+NESTED = {"per_tag", "concentration", "sanity", "claims", "c1", "c3", "c4", "c5", "primary",
+          "learned", "sensitivity"}
 
 __all__ = ["AnalysisSettings", "C1", "C3", "C4", "C5", "Claims", "Concentration", "Learned",
-           "PerTag", "PlotSettings", "Sanity", "Sensitivity", "flat"]
+           "PerTag", "PlotSettings", "Primary", "Sanity", "Sensitivity", "flat"]

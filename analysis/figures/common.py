@@ -207,12 +207,6 @@ def token_range(df: pd.DataFrame) -> str:
     return f"{int(min(n))}" if len(n) == 1 else f"{int(min(n))}–{int(max(n))}"
 
 
-def threshold_line(ax: plt.Axes, tables: Mapping[str, pd.DataFrame]) -> None:
-    thr = setting_text(tables, "claims.convergence_threshold", "")
-    if thr:
-        ax.axhline(float(thr), color="grey", lw=0.8, ls="--")
-
-
 def depth_order(d: pd.DataFrame, layer: str = "layer_a", depth: str = "depth_a"):
     """Layers in depth order and a layer -> colour function."""
     order = d.sort_values(depth)[layer].unique()
@@ -229,15 +223,15 @@ def tag_order(tags) -> list:
 # What to look for in each figure, one line, first in its caption (by the title's code)
 LOOK_FOR = {
     "F1": "the diagonal brightening from the bottom layers up over the checkpoints (C1).",
-    "F2": "lower layers' curves reaching the top of the plot earlier than higher ones (C1).",
-    "F3": "the POS curve flattening at its end before the topic curve does (C2).",
+    "F2": "lower layers' curves making most of their rise earlier than higher ones (C1).",
+    "F3": "the POS curve making most of its change before the topic curve does (C2).",
     "F4": "recurrent layers rising towards the taggers and the embedding falling (C3); the "
-          "POS tagger's curves settling before the topic tagger's (C2b).",
+          "POS tagger's curves making most of their change before the topic tagger's (C2b).",
     "F5": "which tags' curves reach the final representation first.",
     "F6": "function-word tags above content-word tags in gradient concentration.",
     "F6b": "the function minus content difference above zero in every frequency bin (C4).",
-    "F7": "the dotted verticals in C5's order: the smallest KL to the n-gram LM (grey) before "
-          "lexical accuracy (green) before reordering (purple) settles.",
+    "F7": "the dotted verticals in C5's order: the translations' n-gram LM-score peak (grey) "
+          "before lexical accuracy (green) before reordering (purple) has made its change.",
     "S1": "how far similarity of unrelated data sits above zero at each token count: the "
           "floor every other figure's values sit on.",
     "S2": "another seed's final model above the model's own initialisation (learned, not "

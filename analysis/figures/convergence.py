@@ -23,7 +23,6 @@ from analysis.figures.common import (
     slug,
     stack_name,
     step_axis,
-    threshold_line,
     token_range,
 )
 from analysis.settings import PlotSettings
@@ -64,7 +63,6 @@ def fig_convergence(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Ite
                 draw_lines(ax, d, "layer_a", colour, order=order)
                 baseline_lines(ax, d, "layer_a", colour)
                 _seed_bounds(ax, seeds, model, probe, side, metric, colour)
-                threshold_line(ax, tables)
                 step_axis(ax)
                 similarity_panel(ax, f"{stack_name(model, side)}: {metric_label(metric)}",
                                  "similarity to final", j == 0)
@@ -82,8 +80,10 @@ def fig_convergence(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Ite
         caption = (f"F2 ({probe}). Similarity of each layer at each checkpoint to the same layer "
                    f"at the final checkpoint ({token_range(g)} tokens); colour = depth (dark = "
                    f"input side). Dotted with crosses: shuffled-token baseline at the same size "
-                   f"(computed at the F1 checkpoints); dashed grey: the convergence threshold of "
-                   f"claim C1. Last column: k, the number of directions holding "
+                   f"(computed at the F1 checkpoints). Claim C1 reads each curve as progress, "
+                   f"(s_t - s_0) / (1 - s_0): a layer has converged once it stays at "
+                   f"{setting_text(tables, 'claims.convergence_threshold')} of its total change "
+                   f"(not at a raw similarity). Last column: k, the number of directions holding "
                    f"{setting_text(tables, 'variance')} of the variance (rule "
                    f"'{setting_text(tables, 'variance_rule')}'). Expected: lower layers converge "
                    f"first." + (" Flat lines (several seeds): dashed, the ceiling, each final "

@@ -15,10 +15,10 @@ from analysis.figures.common import (
     metric_label,
     panel_grid,
     present_metrics,
+    setting_text,
     similarity_panel,
     stack_figure,
     step_axis,
-    threshold_line,
     token_range,
 )
 from analysis.settings import PlotSettings
@@ -49,7 +49,6 @@ def fig_family(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator
                 draw_lines(ax, d, "tag_family", FAMILY_COLOURS.get,
                            label=lambda k: f"{k}-restricted")
                 baseline_lines(ax, d, "tag_family", FAMILY_COLOURS.get)
-                threshold_line(ax, tables)
                 step_axis(ax)
                 similarity_panel(ax, f"{layer}: {metric_label(metric)}", "similarity to final",
                                  j == 0)
@@ -60,7 +59,9 @@ def fig_family(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator
                    f" and compared separately, pooled as a mean weighted by the tag's token "
                    f"count; random: random subsets of N tokens of any tag (the size control). "
                    f"Dotted: shuffled baselines. Expected (Saphra & Lopez): POS stabilises "
-                   f"earlier than topic (claim C2), and than random subsets (C2 size).")
+                   f"earlier than topic (claim C2), and than random subsets (C2 size); the "
+                   f"claim reads each curve as progress, the share of its total change made "
+                   f"(converged at {setting_text(tables, 'claims.convergence_threshold')}).")
         yield stack_figure("F3", "f3_family", model, probe, "", fig, caption, axes, legend=True)
 
 
@@ -107,5 +108,7 @@ def fig_tagger(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator
                    f"another seed); dotted with crosses: shuffled baselines; dashed: the "
                    f"control taggers started from lstm_lm_paper's exact initial weights, whose "
                    f"early similarity measures that shared initialisation. Expected (Saphra & "
-                   f"Lopez 2019): the recurrent layer rises, the embedding falls (claim C3).")
+                   f"Lopez 2019): the recurrent layer rises, the embedding falls (claim C3); "
+                   f"the POS tagger's curves converge (as progress) before the topic "
+                   f"tagger's (C2b).")
         yield stack_figure("F4", "f4_tagger", model, probe, "", fig, caption, axes, legend=True)

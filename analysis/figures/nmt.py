@@ -11,7 +11,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
-from analysis.claim_c5 import REORDERING, stage_steps, translation_start
+from analysis.claims.c5 import REORDERING, stage_steps, translation_start
 from analysis.figures.common import (
     DEPTH_COLOURS,
     Figure,

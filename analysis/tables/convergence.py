@@ -127,7 +127,7 @@ def _delta_null(rows: list[dict], specs: Sequence[MetricSpec], b: Rep | Unusable
     first and the last checkpoint with the same permutations, so each permutation gives a
     change over training under no token correspondence. On the last checkpoint's rows,
     ``p_increase``/``p_decrease`` are the one-sided p of the observed change."""
-    n = settings.claims.n_permutations
+    n = settings.claims.c3.permutations
     if not n or not (isinstance(b, Rep) and isinstance(t, Rep)):
         return
     live = [(spec, row) for spec, row in zip(specs, rows, strict=True)

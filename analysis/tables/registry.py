@@ -95,15 +95,16 @@ SEEDS = table(
     "seeds", "S2: a final (or initial) layer vs the same model trained with another seed",
     ("model", "probe", "side", "layer", "seed_a", "seed_b", "checkpoint", "metric"),
     pooling=ACROSS)
+LEARNED_LAYERS = table(
+    "learned_layers", "a layer's learned and finished tests across seeds, per metric",
+    ("model", "probe", "side", "layer", "metric"), pooling=ACROSS)
 
 # ---------------------------------------------------------------------------- NMT stages
 
 NMT_STAGES = table(
-    "nmt_stages", "F7: a translation model's stage measures per set and checkpoint",
-    ("model", "seed", "set", "measure", "step"), pooled=("value", "reference"))
-NMT_STAGE_RESAMPLES = table(
-    "nmt_stage_resamples", "C5's sentence-bootstrap resamples of the stage curves",
-    ("model", "seed", "set", "measure", "step", "resample"), pooling=PER_SEED)
+    "nmt_stages", "F7, C5: a translation model's stage measures per set and checkpoint, with "
+    "the references' values", ("model", "seed", "set", "measure", "step"),
+    pooled=("value", "reference"))
 
 # ---------------------------------------------------------------------------- bookkeeping
 
@@ -127,13 +128,15 @@ SETTINGS = table(
 # ---------------------------------------------------------------------------- claims
 
 CLAIMS = table(
-    "claims", "a claim on one unit under one metric: its statistic, p and verdict",
+    "claims", "a claim on one unit and seed under one metric: its statistic, p and whether it "
+    "reaches the smallest effect",
     ("claim", "model", "seed", "probe", "scope", "metric"), pooling=EVALUATED)
 CLAIMS_SUMMARY = table(
     "claims_summary", "per claim and metric: units passing, failing and not evaluable",
     ("claim", "metric"), pooling=EVALUATED)
 ANSWER = table(
-    "answer", "the verdict per claim across metrics and seeds, with the effect",
+    "answer", "the verdict per claim tested across seeds (primary reading) and every other "
+    "reading and metric as agreement",
     ("claim", "metric"), pooling=EVALUATED)
 CLAIMS_OVER_SEEDS = table(
     "claims_over_seeds", "per claim unit: the mean statistic over seeds and seeds passing",

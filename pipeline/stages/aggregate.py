@@ -1,6 +1,7 @@
-"""The aggregate stage: several seeds' analyses pooled (mean and CI over seeds for every table,
-claims per seed and on the pooled curves), S2 (each final model against the same model
-trained with another seed), the figures with CI bands and the report.
+"""The aggregate stage: several seeds' analyses pooled (mean and CI over seeds for every table),
+the claims tested across seeds (the seed as the unit of replication), S2 (each final model
+against the same model trained with another seed) with each layer's learned and finished
+tests, the figures with CI bands and the report.
 
 inputs["seeds"] maps each seed of `aggregate.seeds` to that seed's train and extract units and
 analyze directory, found through their stage keys (pipeline.plan).
@@ -33,7 +34,8 @@ class AggregateConfig:
 
 def run_aggregate(cfg: DictConfig, out: Path, inputs: dict) -> dict:
     """Stage function: pooled tables, S2, figures and report under ``out``."""
-    from analysis import dynamics
+    from analysis import claims, dynamics
+    from analysis.tables import registry as T
     from pipeline.tables import load_tables, write_tables
 
     seeds = inputs["seeds"]
@@ -44,6 +46,11 @@ def run_aggregate(cfg: DictConfig, out: Path, inputs: dict) -> dict:
     pooled = dynamics.across_seeds(
         [load_tables(Path(s["analyze"]) / "tables") for _, s in sorted(seeds.items())], seeds,
         typed(cfg.analysis, AnalysisSettings), settings.ci)
+    answer = pooled.get(T.ANSWER)
+    if answer is not None and len(answer):
+        log.info("verdicts (%s):\n%s", claims.seeds_sentence(answer),
+                 answer[answer.role == "primary"][["claim", "metric", "n_seeds", "effect", "p_holm",
+                                                   "verdict"]].to_string(index=False))
     rows = write_tables(Path(out) / "tables", pooled)
     render(pooled, Path(out), typed(cfg.plot, PlotSettings),
            f"Learning dynamics: experiment '{cfg.name}', mean over seeds {sorted(seeds)}")

@@ -24,7 +24,7 @@ def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     """Stage function: every analysis table and the claims, under out/tables/."""
     import pandas as pd  # the analysis libraries load when the stage runs, not when planned
 
-    from analysis import dynamics
+    from analysis import claims, dynamics
     from analysis.tables import registry as T
     from pipeline.tables import write_tables
 
@@ -32,12 +32,14 @@ def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
                                     inputs.get("translate", {}), int(cfg.seed),
                                     typed(cfg.analysis, AnalysisSettings),
                                     workers=int(cfg.train.parallel))
-    summary = tables[T.CLAIMS_SUMMARY]
+    answer = tables[T.ANSWER]
+    primary = answer[answer.role == "primary"]
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
-        log.info("claims:\n%s", summary.drop(columns="statement").to_string(index=False))
+        log.info("verdicts (%s):\n%s", claims.seeds_sentence(answer), primary[
+            ["claim", "metric", "n_seeds", "effect", "verdict", "reason"]].to_string(index=False))
     rows = write_tables(Path(out) / "tables", tables)
     return {"tables": rows, "verdicts": {f"{r.claim}/{r.metric}": r.verdict
-                                         for r in summary.itertuples()}}
+                                         for r in answer.itertuples()}}
 
 
 STAGE = Stage("analyze", ("analysis",), ("train", "extract", "translate"),

@@ -61,3 +61,9 @@ def test_aggregate_stage_pools_seeds_and_compares_them():
     assert (conv.n_seeds == 2).all() and {"ci_low", "ci_high"} <= set(conv.columns)
     assert (out / "figures" / "s2_seed_to_seed.png").is_file()
     assert "mean over seeds [1, 2]" in (out / "report.md").read_text()
+    layers = pd.read_parquet(out / "tables" / "learned_layers.parquet").query("model == 'lm'")
+    # seed 2 copies seed 1: its initial models agree exactly as its final ones do, so no
+    # layer gains beyond chance: learned fails
+    assert len(layers) and not layers.learned.astype(bool).any()
+    answer = pd.read_parquet(out / "tables" / "answer.parquet")
+    assert (answer.n_seeds[answer.role == "primary"] <= 2).all()

@@ -24,9 +24,10 @@ def test_report_markdown_lists_settings_claims_and_every_figure():
     for key in ("variance_rule", "fixed_k", "claims.convergence_threshold", "max_tokens",
                 "per_tag.max_n"):
         assert f"`{key}`" in md
-    s = tables["claims_summary"]
-    for row in s.itertuples():  # every claim/metric verdict is in the report
-        assert re.search(rf"\| {row.claim} \| {row.metric} \|.*\| {row.verdict} \|", md)
+    a = tables["answer"]
+    for row in a[a.role == "primary"].itertuples():  # every claim's verdict opens the report
+        assert re.search(rf"\| {row.claim} \| [^|]* \| {row.verdict} \| {row.metric} \|", md)
+    assert "1 seed: no test across seeds; run scripts/reproduce.sh" in md.split("## Figures")[0]
     assert "per_tag_N" in md  # data sizes with the per-tag N
 
 

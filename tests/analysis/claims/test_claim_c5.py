@@ -1,4 +1,4 @@
-"""analysis.claim_c5 on synthetic curves whose stage steps are known: in order (PASS), in the
+"""analysis.claims.c5 on synthetic curves whose stage steps are known: in order (PASS), in the
 reverse order (FAIL), and undefined (NA, with the reason)."""
 
 import math
@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import claim_c5
-from analysis.settings import C5
+from analysis.claims import c5 as claim_c5
+from analysis.settings import C5, Primary
 
 STEPS = np.arange(0, 105, 5)  # 0, 5, ..., 100
 CS = SimpleNamespace(c5=C5(share=0.9, bleu_threshold=10.0, bleu_set="test2016", lm_orders=[2, 3],
-                           lexical="token_accuracy", freq_buckets=[10, 100], kl_order=3,
-                           min_gap=0.0))
+                           lexical="token_accuracy", freq_buckets=[10, 100], kl_order=3),
+                     primary={"C5": Primary(metric="nmt_stages", min_effect=0.02)})
 
 
 def ramp(start: float, end: float, v0: float, v1: float) -> np.ndarray:

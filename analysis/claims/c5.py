@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.claims.rows import FAIL, NA, PASS, fmt, row
 from analysis.progress import progress_step
+from analysis.settings import Claims
 from analysis.tables import registry as T
 
 VOITA, CHANG_BERGEN = "C5", "C5 KL (Chang & Bergen)"
-PASS, FAIL, NA = "PASS", "FAIL", "NA"
 REORDERING = "fuzzy_reordering"
 STATISTIC = {VOITA: "min(lexical - LM-score peak, reordering - lexical) / steps",
              CHANG_BERGEN: "min(lexical - KL minimum, reordering - lexical) / steps"}
@@ -80,24 +81,12 @@ def _change(unit: pd.DataFrame, measure: str, start: float) -> str:
     return f"{values[0]:.3g} -> {values[-1]:.3g}" if len(values) else "none"
 
 
-def _fmt(x: float) -> str:
-    return "never" if not np.isfinite(x) else f"{x:g}"
-
-
-def _row(claim: str, key: tuple, scope: str, value: float, threshold: float, verdict: str,
-         detail: str, n: int) -> dict:
-    return dict(claim=claim, model=key[0], seed=key[1], probe=key[2], scope=scope,
-                metric=T.NMT_STAGES, statistic=STATISTIC[claim], value=value,
-                threshold=threshold, ci_low=np.nan, ci_high=np.nan, n=n, p_value=np.nan,
-                verdict=verdict, detail=detail)
-
-
 def _undefined(c5: Any, start: float, steps: Mapping[str, float], first: str,
                max_bleu: float) -> str:
     """Why a unit's statistic is undefined."""
     if not np.isfinite(start):
         return (f"undefined: BLEU on {c5.bleu_set} never reaches {c5.bleu_threshold:g} "
-                f"(at most {_fmt(max_bleu)}): the outputs are never translations")
+                f"(at most {fmt(max_bleu)}): the outputs are never translations")
     names = {"lm_peak": f"the LM-score peak (orders {list(c5.lm_orders)})",
              "kl_min": f"the KL minimum ({c5.kl_order}-gram)",
              "lexical": f"{c5.lexical}'s progress", "reordering": "the reordering progress"}
@@ -106,16 +95,19 @@ def _undefined(c5: Any, start: float, steps: Mapping[str, float], first: str,
             f"from step {start:g} on, or no change there)")
 
 
-def claim_c5(tables: Mapping[str, pd.DataFrame], cs: Any) -> list[dict]:
+def claim_c5(tables: Mapping[str, pd.DataFrame], cs: Claims) -> list[dict]:
     """C5 and its Chang & Bergen reading per (model, seed, set) of the ``nmt_stages`` table:
-    the stage gap (:func:`stage_gap`) as ``value``, PASS above ``cs.c5.min_gap``; NA, with the
-    reason in ``detail``, where it is undefined. No p or CI per unit (the seeds test it)."""
+    the stage gap (:func:`stage_gap`) as ``value``, PASS at C5's smallest effect of interest;
+    NA, with the reason in ``detail``, where it is undefined. No p or CI per unit (the seeds
+    test it)."""
     curves = tables.get(T.NMT_STAGES)
     if curves is None or curves.empty:
         return []
     c5 = cs.c5
+    threshold = cs.primary[VOITA].min_effect
     rows = []
     for key, unit in curves.groupby(["model", "seed", "set"], sort=True):
+        unit_key = dict(zip(["model", "seed", "probe"], key, strict=True))
         model_seed = curves[(curves.model == key[0]) & (curves.seed == key[1])]
         bleu = model_seed[(model_seed.set == c5.bleu_set) & (model_seed.measure == "bleu")]
         start = translation_start(bleu, c5.bleu_threshold) if len(bleu) else np.nan
@@ -127,25 +119,26 @@ def claim_c5(tables: Mapping[str, pd.DataFrame], cs: Any) -> list[dict]:
         scope = f"set={key[2]}" + ("" if aligner in ("eflomal", "") else f", aligner={aligner}")
         n = int(unit.sentences.max()) if "sentences" in unit else 0
         common = (f"the outputs are translations (BLEU on {c5.bleu_set} >= "
-                  f"{c5.bleu_threshold:g}) from step {_fmt(start)}; {c5.lexical} "
+                  f"{c5.bleu_threshold:g}) from step {fmt(start)}; {c5.lexical} "
                   f"({_change(unit, c5.lexical, start)}) made {c5.share:g} of its change at "
-                  f"{_fmt(steps['lexical'])}, fuzzy "
+                  f"{fmt(steps['lexical'])}, fuzzy "
                   f"reordering [{aligner or '?'}] ({_change(unit, REORDERING, start)}) at "
-                  f"{_fmt(steps['reordering'])}; last step {last:g}")
-        peaks = ", ".join(f"{k}-gram {_fmt(steps[f'lm_{k}'])}" for k in c5.lm_orders)
+                  f"{fmt(steps['reordering'])}; last step {last:g}")
+        peaks = ", ".join(f"{k}-gram {fmt(steps[f'lm_{k}'])}" for k in c5.lm_orders)
         for claim, first, head in (
                 (VOITA, "lm_peak", f"LM score of the translations peaks at "
-                                   f"{_fmt(steps['lm_peak'])} ({peaks})"),
+                                   f"{fmt(steps['lm_peak'])} ({peaks})"),
                 (CHANG_BERGEN, "kl_min", f"teacher-forced KL to the {c5.kl_order}-gram LM "
-                                         f"smallest at {_fmt(steps['kl_min'])}")):
+                                         f"smallest at {fmt(steps['kl_min'])}")):
             value = stage_gap(steps[first], steps["lexical"], steps["reordering"], last)
             if not np.isfinite(value):
                 why = _undefined(c5, start, steps, first, max_bleu)
-                rows.append(_row(claim, key, scope, np.nan, c5.min_gap, NA,
-                                 f"{head}; {common}: {why}", n))
+                rows.append(row(claim, unit_key, scope, T.NMT_STAGES, STATISTIC[claim],
+                                np.nan, threshold, NA, f"{head}; {common}: {why}", n=n))
                 continue
-            rows.append(_row(claim, key, scope, value, c5.min_gap,
-                             PASS if value > c5.min_gap else FAIL, f"{head}; {common}", n))
+            rows.append(row(claim, unit_key, scope, T.NMT_STAGES, STATISTIC[claim], value,
+                            threshold, PASS if value >= threshold else FAIL,
+                            f"{head}; {common}", n=n))
     return rows
 
 
