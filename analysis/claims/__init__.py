@@ -19,9 +19,6 @@ from analysis.claims.units import (
     claim_c2b,
     claim_c3,
     claim_c4,
-    converged_step,
-    crossing_step,
-    progress,
 )
 from analysis.settings import Claims
 from analysis.tables import registry as T
@@ -65,5 +62,5 @@ def summarize(claims: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = ["CLAIMS", "CLAIM_COLUMNS", "answer", "claim_c1", "claim_c2", "claim_c2b",
-           "claim_c3", "claim_c4", "claim_c5", "converged_step", "crossing_step", "evaluate",
-           "progress", "seeds_sentence", "statement", "summarize"]
+           "claim_c3", "claim_c4", "claim_c5", "evaluate", "seeds_sentence", "statement",
+           "summarize"]

@@ -34,6 +34,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from analysis.claims.rows import FAIL, NA, PASS, SHARED, fmt, hash_seed, row
+from analysis.progress import converged_step
 from analysis.settings import Claims
 from analysis.tables.concentration import METRIC as CONCENTRATION_METRIC
 from analysis.tables.rows import ALL, POOLED
@@ -42,45 +43,6 @@ from analysis.tables.rows import ALL, POOLED
 def min_effect(cs: Claims, claim: str) -> float:
     """The smallest effect of interest of a claim (its primary reading's, for every reading)."""
     return cs.primary[claim].min_effect
-
-
-def crossing_step(steps: Sequence[float], values: Sequence[float], threshold: float,
-                  sustained: bool = True) -> float:
-    """The first step whose value is >= ``threshold`` (with ``sustained``: and stays so at
-    every later step); NaN if there is none. NaN values count as below the threshold."""
-    order = np.argsort(np.asarray(steps, dtype=float))
-    s = np.asarray(steps, dtype=float)[order]
-    above = np.nan_to_num(np.asarray(values, dtype=float)[order], nan=-np.inf) >= threshold
-    if not above.any():
-        return float("nan")
-    if not sustained:
-        return float(s[np.argmax(above)])
-    if not above[-1]:
-        return float("nan")
-    below = np.flatnonzero(~above)
-    return float(s[0] if below.size == 0 else s[below[-1] + 1])
-
-
-def progress(steps: Sequence[float], values: Sequence[float]) -> np.ndarray:
-    """A curve as progress, in step order: (v_t - v_0) / (v_T - v_0), the share of its total
-    change made by step t (for similarity to the final state, (s_t - s_0) / (1 - s_0)). A curve
-    that does not change (|v_T - v_0| below 1e-12 of its scale) is complete from its first step;
-    NaN stays NaN."""
-    order = np.argsort(np.asarray(steps, dtype=float), kind="stable")
-    v = np.asarray(values, dtype=float)[order]
-    change = v[-1] - v[0]
-    if not np.isfinite(change):
-        return np.full(v.shape, np.nan)
-    if abs(change) <= 1e-12 * max(1.0, float(np.nanmax(np.abs(v)))):
-        return np.ones_like(v)
-    return (v - v[0]) / change
-
-
-def converged_step(steps: Sequence[float], values: Sequence[float], threshold: float) -> float:
-    """The first step from which a curve's progress stays >= ``threshold`` (NaN for a curve
-    with a NaN at its ends); a point exactly at the threshold counts, whatever its rounding."""
-    s = np.sort(np.asarray(steps, dtype=float))
-    return crossing_step(s, progress(steps, values), threshold * (1 - 1e-9), sustained=True)
 
 
 def spearman_p(depth: Sequence, steps: Sequence, rho: float) -> float:

@@ -1,11 +1,13 @@
-"""analysis.progress: the step from which a curve has made a share of its change, either way."""
+"""analysis.progress: a curve as progress, and the step from which it has made a share of its
+change, either way."""
 
 import math
 
 import numpy as np
 import pytest
 
-from analysis.progress import progress_step
+from analysis.progress import converged_step, crossing_step, progress_step
+from analysis.progress import progress as progress_of
 
 STEPS = np.arange(0, 11) * 100  # 0, 100, ..., 1000
 
@@ -59,3 +61,23 @@ def test_unsorted_steps_are_sorted_first():
 def test_share_out_of_range_is_refused():
     with pytest.raises(ValueError):
         progress_step(STEPS, STEPS / 1000.0, 0.0)
+
+
+def test_progress_is_the_share_of_a_curves_change_either_way():
+    assert progress_of([0, 1, 2], [0.8, 0.9, 1.0]) == pytest.approx([0, 0.5, 1])
+    assert progress_of([2, 0, 1], [0.2, 1.0, 0.6]) == pytest.approx([0, 0.5, 1])  # falls
+    assert (progress_of([0, 1], [0.7, 0.7]) == 1).all()  # no change: complete from the start
+    assert np.isnan(progress_of([0, 1], [np.nan, 0.7])).all()
+    # a layer that keeps its init (0.92 at step 0) has converged once at 0.992 (90% of 0.08)
+    steps, values = [0, 1, 2, 4], [0.92, 0.95, 0.992, 1.0]
+    assert converged_step(steps, values, 0.9) == 2
+    assert crossing_step(steps, values, 0.9) == 0  # the raw rule: converged at init
+
+
+def test_crossing_step():
+    steps, vals = [0, 1, 2, 4, 8], [0.2, 0.95, 0.7, 0.93, 1.0]
+    assert crossing_step(steps, vals, 0.9, sustained=True) == 4
+    assert crossing_step(steps, vals, 0.9, sustained=False) == 1
+    assert np.isnan(crossing_step(steps, [0.1] * 5, 0.9))
+    assert crossing_step(steps[::-1], vals[::-1], 0.9) == 4  # order independent
+    assert np.isnan(crossing_step(steps, [1, 1, 1, 1, np.nan], 0.9))

@@ -143,26 +143,6 @@ def test_c2_size_compares_pos_with_random_subsets_of_its_size():
     assert (study.claim == "C2 size").any()
 
 
-def test_progress_is_the_share_of_a_curves_change_either_way():
-    assert claims.progress([0, 1, 2], [0.8, 0.9, 1.0]) == pytest.approx([0, 0.5, 1])
-    assert claims.progress([2, 0, 1], [0.2, 1.0, 0.6]) == pytest.approx([0, 0.5, 1])  # falls
-    assert (claims.progress([0, 1], [0.7, 0.7]) == 1).all()  # no change: complete from the start
-    assert np.isnan(claims.progress([0, 1], [np.nan, 0.7])).all()
-    # a layer that keeps its init (0.92 at step 0) has converged once at 0.992 (90% of 0.08)
-    steps, values = [0, 1, 2, 4], [0.92, 0.95, 0.992, 1.0]
-    assert claims.converged_step(steps, values, 0.9) == 2
-    assert claims.crossing_step(steps, values, 0.9) == 0  # the raw rule: converged at init
-
-
-def test_crossing_step():
-    steps, vals = [0, 1, 2, 4, 8], [0.2, 0.95, 0.7, 0.93, 1.0]
-    assert claims.crossing_step(steps, vals, 0.9, sustained=True) == 4
-    assert claims.crossing_step(steps, vals, 0.9, sustained=False) == 1
-    assert np.isnan(claims.crossing_step(steps, [0.1] * 5, 0.9))
-    assert claims.crossing_step(steps[::-1], vals[::-1], 0.9) == 4  # order independent
-    assert np.isnan(claims.crossing_step(steps, [1, 1, 1, 1, np.nan], 0.9))
-
-
 def test_summary_counts_units_by_verdict():
     rows = pd.DataFrame(dict(claim=["C1", "C1", "C2", "C3"], metric=["a", "a", "a", "a"],
                              verdict=["PASS", "FAIL", "NA", "PASS"]))
