@@ -246,12 +246,13 @@ table{border-collapse:collapse;font-size:0.8em;margin:0.5em 0}
 td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}
 figure{margin:1.5em 0}figcaption{font-size:0.9em;color:#333}code{background:#f3f3f3}
 details{margin:0.5em 0}summary{font-weight:bold;cursor:pointer}
-.PASS,.holds{background:#d8f0d8}.FAIL,.does-not-hold{background:#f6d5d5}
-.NA,.not-evaluated{background:#eee}.mixed{background:#fbefc9}
+.PASS,.holds{background:#d8f0d8}.FAIL,.reversed{background:#f6d5d5}
+.NA,.not-evaluated{background:#eee}.inconclusive{background:#fbefc9}
+.no-effect{background:#dde6f3}
 #broken{background:#f6d5d5;padding:0.5em}"""
 VERDICT_CLASSES = {"PASS": "PASS", "FAIL": "FAIL", "NA": "NA", "holds": "holds",
-                   "does not hold": "does-not-hold", "mixed": "mixed",
-                   "not evaluated": "not-evaluated"}
+                   "reversed": "reversed", "no effect": "no-effect",
+                   "inconclusive": "inconclusive", "not evaluated": "not-evaluated"}
 # marks the page when a figure fails to load (and counts them for a browser test)
 _CHECK = """<script>window.addEventListener('load', function () {
   var imgs = document.images, bad = 0;
