@@ -85,7 +85,11 @@ def learned_layers(seeds: pd.DataFrame, convergence: Sequence[pd.DataFrame],
         return pd.DataFrame(columns=COLUMNS)
     s = seeds[seeds.metric.isin(cfg.metrics)]
     parts = [c for c in convergence if c is not None and len(c)]
-    late = _late_rows(pd.concat(parts, ignore_index=True), cfg.late) if parts else None
+    late = _late_rows(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["model", "seed", "probe", "side", "layer_a", "metric", "tag", "step_a",
+                 "step_b", "value"]), cfg.late)
+    none = late.iloc[:0]
+    late_of = dict(iter(late.groupby(["model", "probe", "side", "layer_a", "metric"])))
     rows = []
     for (model, probe, side, layer, metric), g in s.groupby(
             ["model", "probe", "side", "layer", "metric"], sort=True):
@@ -101,9 +105,7 @@ def learned_layers(seeds: pd.DataFrame, convergence: Sequence[pd.DataFrame],
             test = dict(pairs=len(pairs), gain=np.nan, gain_low=np.nan, gain_high=np.nan,
                         learned=None)
             reasons.append("no initial checkpoint extracted")
-        mine = (late[(late.model == model) & (late.probe == probe) & (late.side == side)
-                     & (late.layer_a == layer) & (late.metric == metric)]
-                if late is not None else pd.DataFrame(columns=["late", "late_share"]))
+        mine = late_of.get((model, probe, side, layer, metric), none)
         done = finished_test(mine.late.to_numpy(), pairs["value"]["final"].to_numpy(),
                              cfg.epsilon)
         if not len(mine):
