@@ -170,7 +170,9 @@ def _sections(tables: Mapping[str, pd.DataFrame], notes: Sequence[str]):
               "verdicts, not evidence of its own (units of one seed share its training)."),
         ("table", summary),
         ("h3", "Every unit"),
-        ("table", claims.drop(columns=[c for c in ("seed",) if c in claims])),
+        # the seed column only where the rows come from several seeds (the aggregate's)
+        ("table", claims.drop(columns=["seed"]) if "seed" in claims
+         and claims.seed.nunique() <= 1 else claims),
     ]
     s4 = tables.get(T.SENSITIVITY_SUMMARY, pd.DataFrame())
     if len(s4):
