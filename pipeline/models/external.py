@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import checkpoints, store
+from pipeline import checkpoint_files, checkpoints, store
 from pipeline.models import ModelKind, Spec, adapter
 
 STEP = re.compile(r"(?:^|[_-])step_?(\d+)$|^checkpoint_\d+_(\d+)$")
@@ -63,11 +63,14 @@ class ExternalKind(ModelKind):
 def import_series(name: str, spec: Spec, out: Path) -> dict:
     """The train unit of an external series: a link per checkpoint under out/checkpoints/,
     checkpoints.csv (step, size, sha256; no losses or learning rates: unknown here),
-    an empty eval.json and source.json (where the series came from)."""
+    an empty eval.json and source.json (where the series came from). Every checkpoint is
+    opened first (pipeline.checkpoint_files): one that does not is refused with its step and
+    path, and nothing is written."""
     kind = adapter(spec)
     series = kind.series(spec)
     if not series:
         raise ValueError(f"model {name}: no checkpoints found in {kind.source(spec)}")
+    checkpoint_files.check_series(series)
     folder = Path(out) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
