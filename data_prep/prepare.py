@@ -14,6 +14,7 @@ import pandas as pd
 
 from data_prep import binarize, bpe, readers, splits, stats, vocab
 from data_prep.align import aligned_tags, encode_words
+from data_prep.errors import DataError
 from data_prep.settings import DataConfig, UserProbe
 from data_prep.sources import fetch
 from data_prep.tagsets import read_tag_map
@@ -58,8 +59,7 @@ def read_corpora(cfg: DataConfig, get: Callable[[str], Path]) -> pd.DataFrame:
     for split, name in (("train", "train"), ("valid", "dev"), ("test", "test")):
         rows += list(readers.read_pmb(get(PMB.format(split=name)), split))[:cap]
     for name, probe in user_probes(cfg).items():
-        found = list(readers.read_conllu(Path(probe.conllu), USER + name, "probe"))
-        rows += found[: probe.max_sentences]
+        rows += read_user_probe(name, probe)
     return pd.DataFrame(rows)
 
 
@@ -75,6 +75,20 @@ def user_probes(cfg: DataConfig) -> dict[str, UserProbe]:
         if not Path(probe.conllu).is_file():
             raise FileNotFoundError(f"data.probes.{name}.conllu: no file {probe.conllu}")
     return dict(cfg.probes)
+
+
+def read_user_probe(name: str, probe: UserProbe) -> list[dict]:
+    """The sentences of a user's CoNLL-U probe (its first ``max_sentences``); an error in it,
+    or a file without sentences, names its key as well as its file (and line)."""
+    key = f"data.probes.{name}"
+    try:
+        found = list(readers.read_conllu(Path(probe.conllu), USER + name, "probe"))
+    except DataError as e:
+        raise DataError(e.path, f"{key}: {e.message}", e.line) from None
+    if not found:
+        raise DataError(probe.conllu, f"{key}: no sentences in it (an empty file?); a probe "
+                        "corpus is CoNLL-U with UD's tags")
+    return found[: probe.max_sentences]
 
 
 def _write_lines(path: Path, lines) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,11 +21,42 @@ Row = dict
 
 
 def open_text(path: str | Path):
-    """Open plain or gzipped UTF-8 text."""
+    """Open plain or gzipped UTF-8 text (a byte-order mark at its start is dropped)."""
     path = Path(path)
     if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return gzip.open(path, "rt", encoding="utf-8-sig")
+    return open(path, encoding="utf-8-sig")
+
+
+def numbered_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of plain or gzipped UTF-8 text; a byte that is not UTF-8, or a gzip
+    file that is cut short or not gzip, is a DataError naming the file and line."""
+    lineno = 0
+    try:
+        with open_text(path) as f:
+            for lineno, line in enumerate(f, 1):
+                yield lineno, line
+    except UnicodeDecodeError:
+        line, what = _first_bad_byte(path)
+        raise DataError(path, what, line) from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise DataError(path, f"gzip file cut short or damaged after line {lineno} ({e})",
+                        lineno + 1) from None
+
+
+def _first_bad_byte(path: str | Path) -> tuple[int | None, str]:
+    """The line and column of the first byte that is not UTF-8 (decoding is per line: a
+    newline byte never occurs inside a multi-byte character)."""
+    opener = gzip.open if Path(path).suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                column = len(raw[:e.start].decode("utf-8")) + 1
+                return lineno, (f"not UTF-8: byte 0x{raw[e.start]:02x} at column {column} "
+                                f"({e.reason}); save the file as UTF-8")
+    return None, "not UTF-8"
 
 
 def brown_reader(zip_path: str | Path):
@@ -88,42 +120,49 @@ def _conllu_blocks(path: Path) -> Iterator[tuple[int, str, list[int]]]:
     block: list[str] = []
     lines: list[int] = []
     start = 1
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                if block:
-                    yield start, "".join(block), lines
-                block, lines, start = [], [], lineno + 1
-                continue
-            if not line.startswith("#"):
-                cols = line.rstrip("\n").split("\t")
-                if len(cols) != 10 or not _ID.match(cols[0]):
-                    raise DataError(path, "malformed CoNLL-U line: expected 10 tab-separated "
-                                    f"columns starting with a token id, got {line.rstrip()!r}",
-                                    lineno)
-                lines.append(lineno)
-            block.append(line)
+    for lineno, line in numbered_lines(path):
+        if not line.strip():
+            if block:
+                yield start, "".join(block), lines
+            block, lines, start = [], [], lineno + 1
+            continue
+        if not line.startswith("#"):
+            cols = line.rstrip("\n").split("\t")
+            if len(cols) != 10 or not _ID.match(cols[0]):
+                raise DataError(path, "malformed CoNLL-U line: expected 10 tab-separated "
+                                f"columns starting with a token id, got {line.rstrip()!r}",
+                                lineno)
+            lines.append(lineno)
+        block.append(line)
     if block:
         yield start, "".join(block), lines
 
 
 def read_conllu(path: str | Path, corpus: str, split: str) -> Iterator[Row]:
-    """UD CoNLL-U through `conllu`; multiword-token and empty-node lines are skipped."""
+    """UD CoNLL-U through `conllu`; multiword-token and empty-node lines are skipped. A
+    ``# newdoc`` comment starts a document that holds until the next (UD's rule); before any,
+    a sentence's document is its sent_id up to the last ``-`` (EWT's)."""
     path = Path(path)
+    doc = None
     for start, text, lines in _conllu_blocks(path):
         sentences = conllu.parse(text)
         if not sentences or not [t for t in sentences[0] if isinstance(t["id"], int)]:
             raise DataError(path, "empty sentence (comments but no token lines)", start)
         sent = sentences[0]
         for t, lineno in zip(sent, lines, strict=True):
+            if isinstance(t["id"], int) and t["upos"] in (None, "_"):
+                raise DataError(path, f"token {t['form']!r} has no UPOS tag (column 4 is '_'); "
+                                "a probe corpus needs UD's 17 tags", lineno)
             if isinstance(t["id"], int) and t["upos"] not in UPOS_TO_12:
                 raise DataError(path, f"UPOS {t['upos']!r} of {t['form']!r} is not one of UD's "
                                 f"17 tags ({', '.join(sorted(UPOS_TO_12))})", lineno)
         tokens = [t for t in sent if isinstance(t["id"], int)]
         upos = [t["upos"] for t in tokens]
         sent_id = sent.metadata.get("sent_id", f"{corpus}.{start}")
-        doc = sent.metadata.get("newdoc id") or sent_id.rsplit("-", 1)[0]
-        yield {"corpus": corpus, "split": split, "sent_id": sent_id, "doc_id": doc,
+        if "newdoc id" in sent.metadata or "newdoc" in sent.metadata:
+            doc = sent.metadata.get("newdoc id") or sent_id  # an unnamed one: its first sentence
+        yield {"corpus": corpus, "split": split, "sent_id": sent_id,
+               "doc_id": doc or sent_id.rsplit("-", 1)[0],
                "genre": None, "words": [t["form"] for t in tokens],
                "pos": [UPOS_TO_12[u] for u in upos], "upos": upos,
                "xpos": [t["xpos"] or "_" for t in tokens], "semtag": None}
@@ -154,27 +193,26 @@ def read_pmb(path: str | Path, split: str) -> Iterator[Row]:
             return row
         return None
 
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if line.startswith("# newdoc id"):
-                doc = line.split("=", 1)[1].strip()
-            elif line.startswith("# raw sent"):
-                row = flush()
-                if row:
-                    yield row
-                start = lineno
-            elif line.startswith("#") or not line.strip():
-                continue
-            else:
-                cols = line.split("\t")
-                if len(cols) != 7 or start is None:
-                    raise DataError(path, "malformed PMB line: expected 7 tab-separated "
-                                    f"columns after a '# raw sent' comment, got {line!r}", lineno)
-                for part in cols[0].split("~"):
-                    if part:
-                        words.append(part)
-                        tags.append(cols[3])
+    for lineno, line in numbered_lines(path):
+        line = line.rstrip("\n")
+        if line.startswith("# newdoc id"):
+            doc = line.split("=", 1)[1].strip()
+        elif line.startswith("# raw sent"):
+            row = flush()
+            if row:
+                yield row
+            start = lineno
+        elif line.startswith("#") or not line.strip():
+            continue
+        else:
+            cols = line.split("\t")
+            if len(cols) != 7 or start is None:
+                raise DataError(path, "malformed PMB line: expected 7 tab-separated "
+                                f"columns after a '# raw sent' comment, got {line!r}", lineno)
+            for part in cols[0].split("~"):
+                if part:
+                    words.append(part)
+                    tags.append(cols[3])
     row = flush()
     if row:
         yield row
@@ -183,9 +221,8 @@ def read_pmb(path: str | Path, split: str) -> Iterator[Row]:
 def read_parallel(src: str | Path, tgt: str | Path,
                   max_pairs: int | None = None) -> list[tuple[str, str]]:
     """Line-aligned parallel text; different lengths and empty lines are errors."""
-    with open_text(src) as fs, open_text(tgt) as ft:
-        a = [line.rstrip("\n") for line in fs]
-        b = [line.rstrip("\n") for line in ft]
+    a = [line.rstrip("\n") for _, line in numbered_lines(src)]
+    b = [line.rstrip("\n") for _, line in numbered_lines(tgt)]
     if len(a) != len(b):
         shorter, n = (src, len(a)) if len(a) < len(b) else (tgt, len(b))
         raise DataError(shorter, f"parallel files differ in length: {src} has {len(a)} lines, "

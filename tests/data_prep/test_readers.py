@@ -159,3 +159,62 @@ def test_a_users_conllu_names_the_line_of_a_bad_row_and_of_an_unknown_tag(tmp_pa
     path.write_text(CONLLU.replace("4\t.\t.\tPUNCT\t.\t_\t3\tpunct\t_\t_", "4 . . PUNCT"))
     with pytest.raises(DataError, match=r"mine.conllu:7: malformed CoNLL-U line"):
         list(readers.read_conllu(path, "user:mine", "probe"))
+
+
+def test_a_byte_that_is_not_utf8_names_its_line_and_column(tmp_path):
+    """Latin-1 'é' (0xe9) in line 6's form: the error gives that line and the character
+    column of the byte, in plain and gzipped files alike."""
+    raw = CONLLU.replace("3\tgo\tgo", "3\tgé\tgo").encode("utf-8").replace(b"\xc3\xa9", b"\xe9")
+    plain = tmp_path / "mine.conllu"
+    plain.write_bytes(raw)
+    packed = tmp_path / "mine.conllu.gz"
+    packed.write_bytes(gzip.compress(raw))
+    for path in (plain, packed):
+        with pytest.raises(DataError, match=rf"{path.name}:6: not UTF-8: byte 0xe9 at column 4"):
+            list(readers.read_conllu(path, "user:mine", "probe"))
+    with pytest.raises(DataError, match=r"x.en:2: not UTF-8: byte 0xff at column 3"):
+        (tmp_path / "x.en").write_bytes(b"a b\nc \xff\n")
+        (tmp_path / "x.de").write_bytes(b"a b\nc d\n")
+        readers.read_parallel(tmp_path / "x.en", tmp_path / "x.de")
+
+
+def test_a_cut_gzip_file_names_the_line_after_the_last_read(tmp_path):
+    packed = gzip.compress((CONLLU * 50).encode())
+    path = tmp_path / "t.conllu.gz"
+    path.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(DataError, match=r"t.conllu.gz:\d+: gzip file cut short"):
+        list(readers.read_conllu(path, "ewt", "test"))
+    path.write_bytes(b"not gzip at all\n")
+    with pytest.raises(DataError, match=r"t.conllu.gz:1: gzip file cut short or damaged"):
+        list(readers.read_pmb(path, "train"))
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_line(tmp_path):
+    path = tmp_path / "t.conllu"
+    path.write_bytes(b"\xef\xbb\xbf" + CONLLU.encode())
+    assert [r["sent_id"] for r in readers.read_conllu(path, "ewt", "test")] == ["s1", "s2"]
+
+
+def test_a_token_without_upos_names_its_line(tmp_path):
+    path = tmp_path / "t.conllu"
+    path.write_text(CONLLU.replace("1\tYes\tyes\tINTJ", "1\tYes\tyes\t_"))
+    with pytest.raises(DataError, match=r"t.conllu:10: token 'Yes' has no UPOS tag"):
+        list(readers.read_conllu(path, "ewt", "test"))
+
+
+def sentence(sent_id, word="Hi"):
+    return f"# sent_id = {sent_id}\n1\t{word}\t{word.lower()}\tINTJ\tUH\t_\t0\troot\t_\t_\n\n"
+
+
+def test_newdoc_holds_until_the_next_newdoc(tmp_path):
+    """UD: `# newdoc` starts a document that the following sentences belong to; before any,
+    a sentence's document is its sent_id up to the last '-'; an unnamed newdoc is named after
+    its first sentence."""
+    path = tmp_path / "t.conllu"
+    path.write_text(sentence("blog-0001") + "# newdoc id = n01\n" + sentence("n01001")
+                    + sentence("n01002") + sentence("n01003") + "# newdoc id = n02\n"
+                    + sentence("n02001") + sentence("n02002") + "# newdoc\n" + sentence("x7")
+                    + sentence("x8"))
+    rows = list(readers.read_conllu(path, "pud_en", "probe"))
+    assert [r["doc_id"] for r in rows] == ["blog", "n01", "n01", "n01", "n02", "n02", "x7",
+                                           "x7"]
