@@ -21,9 +21,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from pipeline import jobs, store
+from pipeline import costs, jobs, store
 from pipeline.config import model_specs
-from pipeline.models import adapter
 from pipeline.plan import Node, Target, explain, plan
 from pipeline.stages.registry import REGISTRY
 from pipeline.stages.stage import Stage
@@ -186,7 +185,7 @@ def _run_units(cfg: DictConfig, nodes: dict[str, Node], names: list[str]) -> dic
                                if name in cfg.force or not store.is_done(
                                    nodes[name].units[model].dir)
                                for p in unsound_inputs(cfg, nodes, stage, model)])
-    order = costliest_first(specs, data, nodes, tuple(names))
+    order = costliest_first(cfg, specs, data, nodes, tuple(names))
     chains = [[step(name, model) for name in names if model in nodes[name].units]
               for model in order]
     jobs.run_chains(chains, int(cfg.train.parallel))
@@ -205,18 +204,26 @@ def _prepared(nodes: dict[str, Node], names: list[str]) -> Path:
     return nodes[sources.pop()].dir
 
 
-def costliest_first(specs: dict[str, dict], data: Path, nodes: dict[str, Node] | None = None,
-                    names: tuple[str, ...] = ()) -> list[str]:
-    """Model names by training cost, the costliest first: it starts at once and the cheaper
-    models fill the other workers meanwhile. The cost is each model's measured time (its
-    newest finished ``names`` units, any key: another seed's) when every model has one, else
-    its adapter's estimate, which cannot weigh e.g. NMT's BLEU evaluations."""
-    measured = {m: sum(_last_seconds(nodes[n].units[m].dir.parent) for n in names
-                       if m in nodes[n].units)
-                for m in specs} if nodes and names else {}
-    if measured and all(v > 0 for v in measured.values()):
-        return sorted(specs, key=lambda m: -measured[m])
-    return sorted(specs, key=lambda m: -adapter(specs[m]).work(specs[m], data))
+def costliest_first(cfg: DictConfig, specs: dict[str, dict], data: Path,
+                    nodes: dict[str, Node], names: tuple[str, ...]) -> list[str]:
+    """Model names by the time of their chain of ``names`` stages, the longest first: it
+    starts at once and the shorter chains fill the other workers meanwhile. The times are
+    measured (each model's newest finished units, any key: another seed's) when every model
+    has them, else estimated from the stages' declared work and the cost table
+    (pipeline.costs); the order is logged with its times before any work."""
+    stages = {m: [REGISTRY[n] for n in names if m in nodes[n].units] for m in specs}
+    measured = {m: {s.name: _last_seconds(nodes[s.name].units[m].dir.parent)
+                    for s in stages[m]} for m in specs}
+    if all(sum(t.values()) > 0 for t in measured.values()):
+        times, how = measured, "measured in an earlier run"
+    else:
+        times = {m: costs.estimate(cfg, specs[m], data, stages[m]) for m in specs}
+        how = f"estimated from {costs.TABLE.name}"
+    order = sorted(specs, key=lambda m: -sum(times[m].values()))
+    log.info("chains, the longest first (%s):\n%s", how, "\n".join(
+        f"  {m:26s} {sum(times[m].values()):6.0f} s ("
+        + ", ".join(f"{n} {t:.0f}" for n, t in times[m].items()) + ")" for m in order))
+    return order
 
 
 def _last_seconds(unit_parent: Path) -> float:

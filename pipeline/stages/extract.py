@@ -208,14 +208,30 @@ def disk_estimate(spec: dict, n_checkpoints: int, data: Path, extract: ExtractCo
     return total
 
 
+def _checkpoints_read(cfg: DictConfig, spec: dict) -> int:
+    """How many of the checkpoints its training will write the model's extraction reads."""
+    steps = pd.DataFrame({"step": schedule(spec, typed(cfg.train, TrainConfig))})
+    return len(extracted_checkpoints(spec, steps, typed(cfg.extract, ExtractConfig)))
+
+
 def disk(cfg: DictConfig, spec: dict, data: Path) -> Disk:
     """The model's extraction in MB, of the checkpoints its training will write that it reads
     (the runner logs it before any work)."""
     extract = typed(cfg.extract, ExtractConfig)
-    steps = pd.DataFrame({"step": schedule(spec, typed(cfg.train, TrainConfig))})
-    n = len(extracted_checkpoints(spec, steps, extract))
-    mb = disk_estimate(spec, n, data, extract) / 1e6
+    mb = disk_estimate(spec, _checkpoints_read(cfg, spec), data, extract) / 1e6
     return Disk("extraction", f"extraction {mb:6.0f} MB", mb)
+
+
+def cost(cfg: DictConfig, spec: dict, data: Path) -> float:
+    """The model's extraction work: parameters x probe tokens read x checkpoints, three times
+    that with gradients (a backward pass costs about two forward ones)."""
+    extract = typed(cfg.extract, ExtractConfig)
+    probe_tokens = pd.read_parquet(Path(data) / "probe_tokens.parquet", columns=[
+        "probe", "side", "sent_index", "position"])
+    tokens = sum(len(probe_rows(probe_tokens, probe, extract.max_tokens_per_probe))
+                 for probe in model_probes(spec, probe_manifest(data), extract.probes))
+    return (float(adapter(spec).parameters(spec, data)) * tokens * _checkpoints_read(cfg, spec)
+            * (3 if extract.gradients else 1))
 
 
 def unit(cfg: DictConfig, name: str, spec: dict, out: Path, inputs: dict) -> dict:
@@ -228,4 +244,5 @@ def unit(cfg: DictConfig, name: str, spec: dict, out: Path, inputs: dict) -> dic
 
 
 STAGE = Stage("extract", ("extract",), ("prepare", "train"), code=("pipeline.stages.extract",),
-              unit=unit, resumable=True, check=validate_unit, data="prepare", disk=disk)
+              unit=unit, resumable=True, check=validate_unit, data="prepare", disk=disk,
+              cost=cost)

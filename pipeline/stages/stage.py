@@ -25,6 +25,9 @@ class Disk(NamedTuple):
 
 # (config, a model's preset, the prepared data) -> that model's disk estimate
 DiskFn = Callable[[DictConfig, dict, Path], Disk]
+# (config, a model's preset, the prepared data) -> that model's work in the stage's own unit
+# (e.g. parameters x tokens); pipeline/stage_costs.csv turns it into seconds per model kind
+CostFn = Callable[[DictConfig, dict, Path], float]
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class Stage:
     data: str | None = None
     # a per-model stage: each model's disk estimate, logged (with the totals) before any work
     disk: DiskFn | None = None
+    # a per-model stage: each model's work, from which the runner estimates each chain's time
+    # and starts the longest first (pipeline.costs)
+    cost: CostFn | None = None
     # a per-model stage: the title under which its finished units' summaries are logged as
     # one table after its group has run (None: not logged)
     table: str | None = None

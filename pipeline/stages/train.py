@@ -93,6 +93,12 @@ def disk(cfg: DictConfig, spec: dict, data: Path) -> Disk:
     return Disk("checkpoints", f"{len(schedule(spec, train)):2d} checkpoints, {mb:6.0f} MB", mb)
 
 
+def cost(cfg: DictConfig, spec: dict, data: Path) -> float:
+    """The model's training work: its adapter's parameters x tokens per update x updates
+    (its evaluations are in the seconds per unit its kind is calibrated to)."""
+    return adapter(spec).work(spec, data)
+
+
 def final_metrics(spec: dict, model_dir: Path, table: pd.DataFrame, data: Path, device: str,
                   earlier: float) -> dict:
     """The final checkpoint's evaluation; a metric the adapter names as ``rising`` (BLEU)
@@ -188,4 +194,4 @@ STAGE = Stage("train", ("seed", "train.device", "train.schedule", "train.max_val
                         "train.fairseq", "train.earlier_eval"), ("prepare",),
               code=("pipeline.stages.train", "pipeline.fairseq_plugin"), unit=unit,
               resumable=True, check=check, files=files, data="prepare", disk=disk,
-              table="trained models")
+              cost=cost, table="trained models")

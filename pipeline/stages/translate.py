@@ -29,6 +29,7 @@ from pipeline import checkpoints, jobs, store
 from pipeline.config import typed
 from pipeline.models import adapter
 from pipeline.stages.stage import Stage
+from pipeline.stages.train import TrainConfig, schedule
 
 log = logging.getLogger(__name__)
 TABLES = ("sentences", "tokens", "checkpoints", "reference")
@@ -205,6 +206,15 @@ def validate_unit(unit: Path) -> None:
             raise store.Invalid(f"{Path(unit) / name}.parquet unreadable ({err})") from None
 
 
+def cost(cfg: DictConfig, spec: dict, data: Path) -> float:
+    """The model's translate work: parameters x sentences x checkpoints (the reference models
+    fitted once per unit are in the seconds per unit its kind is calibrated to)."""
+    translate = typed(cfg.translate, TranslateConfig)
+    sentences = len(translate.sets) * (translate.max_sentences or 1000)
+    return (float(adapter(spec).parameters(spec, data)) * sentences
+            * len(schedule(spec, typed(cfg.train, TrainConfig))))
+
+
 def unit(cfg: DictConfig, name: str, spec: dict, out: Path, inputs: dict) -> dict:
     """Unit function: ``translate_model`` in its own process, with the configured threads."""
     return jobs.call_in_process("pipeline.stages.translate:translate_model", name, spec,
@@ -215,4 +225,4 @@ def unit(cfg: DictConfig, name: str, spec: dict, out: Path, inputs: dict) -> dic
 
 STAGE = Stage("translate", ("translate",), ("prepare", "train"),
               code=("pipeline.stages.translate",), unit=unit, check=validate_unit,
-              applies=translates, data="prepare")
+              applies=translates, data="prepare", cost=cost)

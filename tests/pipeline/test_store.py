@@ -1,6 +1,8 @@
 """The runner: atomic stage directories, cached reruns, force, per-model units, locks,
 validation of cached results, and why a stage reruns."""
 
+import dataclasses
+import re
 import logging
 import signal
 import subprocess
@@ -11,7 +13,7 @@ import pytest
 from conftest import REPO
 from omegaconf import OmegaConf
 
-from pipeline import plan, runner, store
+from pipeline import costs, plan, runner, store
 from pipeline.stages.registry import REGISTRY
 from pipeline.stages.stage import Disk, Stage
 
@@ -46,7 +48,7 @@ def fake(monkeypatch):
                                                                  run=prepare))
     monkeypatch.setitem(REGISTRY, "train", Stage("train", ("seed",), ("prepare",),
                                                                unit=train, data="prepare"))
-    monkeypatch.setattr(runner, "costliest_first", lambda specs, data, *rest: sorted(specs))
+    monkeypatch.setattr(runner, "costliest_first", lambda cfg, specs, *rest: sorted(specs))
     monkeypatch.setattr(runner, "_log_disk", lambda cfg, specs, data: None)
     return calls
 
@@ -213,20 +215,26 @@ def test_an_invalid_cached_result_is_recomputed_and_the_log_says_why(tmp_path, f
     assert "(config changed: data.x)" in caplog.text
 
 
-def test_models_are_ordered_by_their_measured_time_once_every_one_has_one(tmp_path, monkeypatch):
+def test_models_are_ordered_by_their_measured_time_once_every_one_has_one(tmp_path, monkeypatch,
+                                                                        caplog):
     monkeypatch.setitem(REGISTRY, "prepare", Stage("prepare", ("data",)))  # data is no DataConfig
+    train = REGISTRY["train"]
+    monkeypatch.setitem(REGISTRY, "train", dataclasses.replace(
+        train, cost=lambda cfg, spec, data: spec["size"]))
+    monkeypatch.setattr(costs, "rate", lambda stage, kind: 10.0)
     cfg = make_cfg(tmp_path, stages=["prepare", "train"])
     specs, nodes = dict(cfg.model), plan.plan(cfg)
-    monkeypatch.setattr(runner, "adapter", lambda spec: type(
-        "Estimate", (), {"work": lambda self, spec, data: spec["size"]})())
-    assert runner.costliest_first(specs, tmp_path, nodes, ("train",)) == ["b", "a"]  # estimate
+    with caplog.at_level(logging.INFO):
+        assert runner.costliest_first(cfg, specs, tmp_path, nodes, ("train",)) == ["b", "a"]
+    assert "estimated from stage_costs.csv" in caplog.text 
+    assert re.search(r"b +20 s \(train 20\)\n +a +10 s", caplog.text)
     for model, seconds in (("a", 900.0), ("b", 10.0)):  # another seed's units, measured
         unit = nodes["train"].units[model].dir.with_name("otherkey")
         unit.mkdir(parents=True)
         (unit / store.DONE).write_text(f'{{"seconds": {seconds}, "finished": "2026"}}')
-    assert runner.costliest_first(specs, tmp_path, nodes, ("train",)) == ["a", "b"]
+    assert runner.costliest_first(cfg, specs, tmp_path, nodes, ("train",)) == ["a", "b"]
     (unit / store.DONE).write_text("{damaged")  # b has no measurement: the estimate again
-    assert runner.costliest_first(specs, tmp_path, nodes, ("train",)) == ["b", "a"]
+    assert runner.costliest_first(cfg, specs, tmp_path, nodes, ("train",)) == ["b", "a"]
 
 
 @pytest.fixture
@@ -258,7 +266,7 @@ def test_the_runner_knows_stages_only_by_their_declarations(tmp_path, other_stag
                                                               monkeypatch, caplog):
     """Stages under other names run, and the runner finds their data, disk estimates and
     summary table through what they declare."""
-    monkeypatch.setattr(runner, "costliest_first", lambda specs, data, *rest: sorted(specs))
+    monkeypatch.setattr(runner, "costliest_first", lambda cfg, specs, *rest: sorted(specs))
     with caplog.at_level(logging.INFO):
         status = runner.run_pipeline(make_cfg(tmp_path, stages=["make", "fit"]))
     assert status == {"make": "ran", "fit a": "ran", "fit b": "ran"}
