@@ -7,16 +7,19 @@ downloaded at run time.
 ``revisions`` lists folders. Each is a revision (a folder with config.json), a Hugging Face
 cache folder of a model (``models--EleutherAI--pythia-70m``: its refs named ``step<N>``), or a
 folder of revision folders; a revision's step is read from its name. ``steps`` picks some.
-Words are split into the model's subwords (``is_split_into_words``); a word's state and
-gradient are its ``first`` or ``last`` subword's, or the ``mean`` over them (``subword``).
-A sentence is read after the tokenizer's BOS token (EOS where it has none), and its last
-subword predicts EOS.
+A sentence is read as running text (``hf_words``: its words joined by single spaces, subwords
+mapped to words by character offsets) after the tokenizer's BOS token (EOS where it has none),
+and its last subword predicts EOS; a word's state and gradient are its ``first`` or ``last``
+subword's, or the ``mean`` over them (``subword``). Gradients take one backward pass per batch
+(``hf_grads``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +27,12 @@ import numpy as np
 import pandas as pd
 
 from analysis.fields import REQUIRED, setting
-from pipeline.models import Spec, register
+from pipeline.checkpoints import CheckpointError
+from pipeline.models import Spec, hf_grads, register
 from pipeline.models.external import ExternalKind, step_of
+from pipeline.models.hf_words import TOKENIZATION, require_fast, word_pieces
 
+log = logging.getLogger(__name__)
 SUBWORD = ("first", "last", "mean")
 
 
@@ -40,6 +46,8 @@ class HFCausalLMConfig:
     subword: str = setting(choices=SUBWORD, help="a word's state: its first, last or mean "
                            "subword's")
     dtype: str = setting("float32", choices=("float32", "float64"))
+    tokenization: str = setting(TOKENIZATION, choices=(TOKENIZATION,), help="how a sentence's "
+                                "words are read (recorded in model.json; see hf_words)")
 
 
 @register("hf_causal_lm")
@@ -58,7 +66,7 @@ class HFCausalLM(ExternalKind):
         have = dict(found)
         missing = [s for s in wanted if s not in have]
         if missing:
-            raise FileNotFoundError(
+            raise CheckpointError(
                 f"revisions {[f'step{s}' for s in missing]} are not on this machine under "
                 f"{list(spec['revisions'])} (local: {sorted(have)}); download them first, e.g. "
                 "huggingface-cli download <model> --revision step<N>")
@@ -75,8 +83,8 @@ class HFCausalLM(ExternalKind):
         n = config.get("num_hidden_layers", config.get("n_layer"))
         d = config.get("hidden_size", config.get("n_embd"))
         if n is None or d is None:
-            raise ValueError(f"{self.source(spec)}: config.json names no layer count or width "
-                             "(num_hidden_layers/n_layer, hidden_size/n_embd)")
+            raise CheckpointError(f"{self.source(spec)}: config.json names no layer count or "
+                                  "width (num_hidden_layers/n_layer, hidden_size/n_embd)")
         return [("embed", "lm", int(d))] + [(f"layer_{i}", "lm", int(d))
                                              for i in range(1, int(n) + 1)]
 
@@ -90,8 +98,8 @@ class HFCausalLM(ExternalKind):
         """(model, tokenizer) of a revision; the tokenizer is the series' (the first's)."""
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(checkpoint, local_files_only=True,
-                                                  add_prefix_space=True)
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint, local_files_only=True)
+        require_fast(tokenizer, str(checkpoint))
         model = _model(checkpoint, spec["dtype"]).to(device)
         return model, tokenizer
 
@@ -125,9 +133,9 @@ def _revisions(folders: tuple[str, ...]) -> list[tuple[int, Path]]:
 
     def add(step: int | None, path: Path, why: str) -> None:
         if step is None:
-            raise ValueError(f"{path}: no step in its name ({why}: e.g. step1000)")
+            raise CheckpointError(f"{path}: no step in its name ({why}: e.g. step1000)")
         if step in found and found[step] != path:
-            raise ValueError(f"step {step} twice: {found[step]} and {path}")
+            raise CheckpointError(f"step {step} twice: {found[step]} and {path}")
         found[step] = path
 
     for folder in map(Path, folders):
@@ -140,106 +148,93 @@ def _revisions(folders: tuple[str, ...]) -> list[tuple[int, Path]]:
                     continue
                 snapshot = folder / "snapshots" / ref.read_text().strip()
                 if not (snapshot / "config.json").is_file():
-                    raise FileNotFoundError(f"{folder}: revision {ref.name} is referenced "
+                    raise CheckpointError(f"{folder}: revision {ref.name} is referenced "
                                             f"but not downloaded ({snapshot} has no config.json)")
                 add(step, snapshot, "a cache ref")
         elif folder.is_dir():
             children = sorted(p for p in folder.iterdir() if (p / "config.json").is_file())
             if not children:
-                raise FileNotFoundError(f"{folder}: no revision (a folder with config.json) "
+                raise CheckpointError(f"{folder}: no revision (a folder with config.json) "
                                         "in it, and not a Hugging Face cache folder")
             for child in children:
                 add(step_of(child.name), child, "a revision folder")
         else:
-            raise FileNotFoundError(f"revisions: no folder {folder}")
+            raise CheckpointError(f"revisions: no folder {folder}")
     return sorted(found.items())
 
 
-def word_pieces(tokenizer, words: list[str]) -> tuple[list[int], list[int]]:
-    """(the model's input ids, the word each id belongs to) of one sentence's words, after
-    the BOS (or EOS) token, whose word is -1."""
-    enc = tokenizer(list(words), is_split_into_words=True, add_special_tokens=False)
-    ids, owners = list(enc["input_ids"]), [-1 if w is None else w for w in enc.word_ids()]
-    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else \
-        tokenizer.eos_token_id
-    if start is not None:
-        ids, owners = [start, *ids], [-1, *owners]
-    if set(range(len(words))) - set(owners):
-        raise ValueError(f"words without subwords: {words}")
-    return ids, owners
-
-
-def _pool(values: np.ndarray, owners: np.ndarray, n_words: int, how: str) -> np.ndarray:
-    """[positions, dim] -> [n_words, dim]: each word's first, last or mean subword row."""
-    out = np.empty((n_words, values.shape[1]), dtype=values.dtype)
-    for w in range(n_words):
-        at = np.flatnonzero(owners == w)
-        out[w] = values[at[0]] if how == "first" else values[at[-1]] if how == "last" \
-            else values[at].mean(0)
+def _pool(values: np.ndarray, spans: list[tuple[int, int]], how: str) -> np.ndarray:
+    """[positions, dim] -> [words, dim]: each word's first, last or mean subword row."""
+    out = np.empty((len(spans), values.shape[1]), dtype=values.dtype)
+    for w, (lo, hi) in enumerate(spans):
+        out[w] = values[lo] if how == "first" else values[hi - 1] if how == "last" \
+            else values[lo:hi].mean(0)
     return out
 
 
-def own_position_grads(nll, states: tuple, valid) -> list:
-    """[d nll[:, t] / d state[:, t] for every position t] per state tensor: one backward pass
-    per position (a vmapped one, ``is_grads_batched``, took longer on CPU: it carries a
-    positions-sized batch through every layer)."""
-    import torch
-
-    out = [torch.zeros_like(s) for s in states]
-    for t in range(nll.shape[1]):
-        if not bool(valid[:, t].any()):
-            continue  # padding: no loss there
-        got = torch.autograd.grad(nll[:, t].sum(), states, retain_graph=True,
-                                  allow_unused=True)
-        for layer, d in enumerate(got):
-            if d is not None:
-                out[layer][:, t] = d[:, t]
-    return out
+def _report_shared(sents: list[pd.DataFrame], pieces: list) -> None:
+    """Log the subwords that span several words (each counts for every word it spans)."""
+    found = [f"sentence {int(s.sent_index.iloc[0])}: {d}" for s, p in zip(sents, pieces,
+                                                                        strict=True)
+             for d in p.shared]
+    if found:
+        more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+        log.warning("%d subwords span two or more words (the tokenizer merged a word with its "
+                    "neighbour); each counts as a subword of every word it spans: %s%s",
+                    len(found), "; ".join(found[:3]), more)
 
 
 def hf_states(model, tokenizer, rows: pd.DataFrame, grads: bool, batch_size: int,
-              subword: str = "last") -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Every hidden state (and the per-token gradient of that position's own next-token loss,
-    one backward pass per position) at each row's word, in the rows' order."""
+              subword: str = "last", one_pass: bool | None = None
+              ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every hidden state (and the per-token gradient of that position's own next-token loss)
+    at each row's word, in the rows' order. ``one_pass``: gradients from one backward pass
+    per batch (None: where the model's attention allows it, ``hf_grads``), else one per
+    position."""
     import torch
 
     sents = [g for _, g in rows.groupby("sent_index", sort=True)]
     pieces = [word_pieces(tokenizer, list(s.word.astype(str))) for s in sents]
-    # by length: a batch costs one backward pass per position of its longest sentence
-    order = np.argsort([len(ids) for ids, _ in pieces], kind="stable")
+    _report_shared(sents, pieces)
+    if grads and one_pass is None:
+        one_pass = hf_grads.one_pass_ok(model)
+    # by length: less padding (and, per position, fewer backward passes per batch)
+    order = np.argsort([len(p.ids) for p in pieces], kind="stable")
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
     found: dict[str, dict[int, dict[str, np.ndarray]]] = {"act": {}, "grad": {}}
-    for lo in range(0, len(sents), batch_size):
-        which = order[lo: lo + batch_size]
-        chunk = [pieces[i] for i in which]
-        width = max(len(ids) for ids, _ in chunk)
-        inp = torch.full((len(chunk), width), pad, dtype=torch.long)
-        target = torch.full((len(chunk), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for b, (ids, _) in enumerate(chunk):
-            inp[b, : len(ids)] = torch.tensor(ids)
-            nxt = ids[1:] + ([eos] if eos is not None else [])
-            target[b, : len(nxt)] = torch.tensor(nxt)
-            mask[b, : len(ids)] = 1
-        inp, target, mask = inp.to(device), target.to(device), mask.to(device)
-        with torch.set_grad_enabled(grads):
-            out = model(input_ids=inp, attention_mask=mask, output_hidden_states=True)
-        arrays = {"act": out.hidden_states}
-        if grads:
-            logits = out.logits.float() if out.logits.dtype == torch.float16 else out.logits
-            nll = torch.nn.functional.cross_entropy(
-                logits.transpose(1, 2), target, ignore_index=-100, reduction="none")
-            arrays["grad"] = own_position_grads(nll, out.hidden_states, target != -100)
-        names = ["embed"] + [f"layer_{i}" for i in range(1, len(out.hidden_states))]
-        for what, per_layer in arrays.items():
-            for b, (ids, owners) in enumerate(chunk):
-                sent = int(which[b])
-                found[what][sent] = {
-                    name: _pool(x[b, : len(ids)].detach().double().cpu().numpy(),
-                                np.asarray(owners), len(sents[sent]), subword)
-                    for name, x in zip(names, per_layer, strict=True)}
+    with hf_grads.vertical(model) if grads and one_pass else \
+            contextlib.nullcontext():
+        for lo in range(0, len(sents), batch_size):
+            which = order[lo: lo + batch_size]
+            chunk = [pieces[i] for i in which]
+            width = max(len(p.ids) for p in chunk)
+            inp = torch.full((len(chunk), width), pad, dtype=torch.long)
+            target = torch.full((len(chunk), width), -100, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for b, p in enumerate(chunk):
+                inp[b, : len(p.ids)] = torch.tensor(p.ids)
+                nxt = p.ids[1:] + ([eos] if eos is not None else [])
+                target[b, : len(nxt)] = torch.tensor(nxt)
+                mask[b, : len(p.ids)] = 1
+            inp, target, mask = inp.to(device), target.to(device), mask.to(device)
+            with torch.set_grad_enabled(grads):
+                out = model(input_ids=inp, attention_mask=mask, output_hidden_states=True)
+            arrays = {"act": out.hidden_states}
+            if grads:
+                logits = out.logits.float() if out.logits.dtype == torch.float16 else out.logits
+                nll = torch.nn.functional.cross_entropy(
+                    logits.transpose(1, 2), target, ignore_index=-100, reduction="none")
+                arrays["grad"] = hf_grads.one_pass_grads(nll, out.hidden_states) if one_pass \
+                    else hf_grads.own_position_grads(nll, out.hidden_states, target != -100)
+            names = ["embed"] + [f"layer_{i}" for i in range(1, len(out.hidden_states))]
+            for what, per_layer in arrays.items():
+                for b, p in enumerate(chunk):
+                    found[what][int(which[b])] = {
+                        name: _pool(x[b, : len(p.ids)].detach().double().cpu().numpy(),
+                                    p.spans, subword)
+                        for name, x in zip(names, per_layer, strict=True)}
     acts, grad = ({name: np.concatenate([found[what][s][name] for s in sorted(found[what])])
                    for name in next(iter(found[what].values()), {})}
                   for what in ("act", "grad"))

@@ -108,6 +108,7 @@ def model_manifest(name: str, spec: dict, steps: list[int], probes: dict[str, bo
             "reference": kind.reference, "tags": spec.get("tags"),
             "seed_offset": int(spec.get("seed_offset", 0)),
             "subword": spec.get("subword"),  # a subword model's word alignment (HF)
+            "tokenization": spec.get("tokenization"),  # how its words are read (HF)
             "layers": [{"name": n, "side": s, "dim": int(d)} for n, s, d in kind.layers(spec)],
             "steps": [int(s) for s in steps], "gradients": probes}
 
