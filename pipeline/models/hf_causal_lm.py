@@ -149,13 +149,13 @@ def _revisions(folders: tuple[str, ...]) -> list[tuple[int, Path]]:
                 snapshot = folder / "snapshots" / ref.read_text().strip()
                 if not (snapshot / "config.json").is_file():
                     raise CheckpointError(f"{folder}: revision {ref.name} is referenced "
-                                            f"but not downloaded ({snapshot} has no config.json)")
+                                          f"but not downloaded ({snapshot} has no config.json)")
                 add(step, snapshot, "a cache ref")
         elif folder.is_dir():
             children = sorted(p for p in folder.iterdir() if (p / "config.json").is_file())
             if not children:
                 raise CheckpointError(f"{folder}: no revision (a folder with config.json) "
-                                        "in it, and not a Hugging Face cache folder")
+                                      "in it, and not a Hugging Face cache folder")
             for child in children:
                 add(step_of(child.name), child, "a revision folder")
         else:
@@ -174,9 +174,8 @@ def _pool(values: np.ndarray, spans: list[tuple[int, int]], how: str) -> np.ndar
 
 def _report_shared(sents: list[pd.DataFrame], pieces: list) -> None:
     """Log the subwords that span several words (each counts for every word it spans)."""
-    found = [f"sentence {int(s.sent_index.iloc[0])}: {d}" for s, p in zip(sents, pieces,
-                                                                        strict=True)
-             for d in p.shared]
+    found = [f"sentence {int(s.sent_index.iloc[0])}: {d}"
+             for s, p in zip(sents, pieces, strict=True) for d in p.shared]
     if found:
         more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
         log.warning("%d subwords span two or more words (the tokenizer merged a word with its "

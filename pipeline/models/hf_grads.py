@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 
 import torch
 
 log = logging.getLogger(__name__)
 NAME = "pipeline_vertical"  # the registry key of the vertical attention
+_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> one_pass_ok
 
 
 class Unsupported(RuntimeError):
@@ -77,7 +79,13 @@ def one_pass_ok(model) -> bool:
     """Whether the vertical attention gives ``model`` its per-token gradients: its class lets
     the attention be set, and a forward pass calls it once per layer (a model with other
     position-mixing layers, or attention outside the registry, calls it fewer times). Logs why
-    not."""
+    not, once per model (its checkpoints are loaded into the same object)."""
+    if model not in _CHECKED:
+        _CHECKED[model] = _one_pass_ok(model)
+    return _CHECKED[model]
+
+
+def _one_pass_ok(model) -> bool:
     name = type(model).__name__
     can_set = getattr(model, "_can_set_attn_implementation", None)
     if can_set is not None and not can_set():
