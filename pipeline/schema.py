@@ -12,18 +12,20 @@ import dataclasses
 import difflib
 import operator
 import os
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationError
 
 from analysis.fields import setting
 from analysis.settings import AnalysisSettings, PlotSettings
 from data_prep.settings import DataConfig
-from pipeline.config import CONFIG_DIR, typed
+from pipeline.config import CONFIG_DIR, CONFIG_NAME, typed
 from pipeline.stages.aggregate import AggregateConfig
 from pipeline.stages.extract import ExtractConfig
 from pipeline.stages.registry import REGISTRY
@@ -73,43 +75,75 @@ def _runtime() -> tuple[dict, list[str], list[Path]]:
     return dict(hc.runtime.choices), list(hc.overrides.task), dirs or [Path(CONFIG_DIR)]
 
 
-def _has(path: Path, keys: list[str]) -> bool:
-    """Whether the YAML file sets the nested key (a defaults list does not count)."""
-    node = OmegaConf.load(path)
+def _node(path: Path, keys: list[str]) -> yaml.Node | None:
+    """The YAML node of the nested key in the file (a defaults list does not count), with its
+    line; None when the file does not set it. A `???` counts: it is where a value is asked."""
+    node = yaml.compose(path.read_text())
     for key in keys:
-        if not OmegaConf.is_dict(node) or key not in node:
-            return False
-        node = node[key]
-    return True
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        node = next((v for k, v in node.value if k.value == key), None)
+        if node is None:
+            return None
+    return node
+
+
+def _sources(key: str, cfg: DictConfig) -> tuple[str | None, list[tuple[Path, list[str]]]]:
+    """The selected experiment and the config files that may set ``key`` (dotted), the one
+    that wins first: the experiment file, the group's file or model preset (and the preset
+    it inherits); each with the keys below its package. (conf/pipeline.yaml, which sets
+    every top-level key, is not among them.)"""
+    choices, _, dirs = _runtime()
+    parts = key.split(".")
+    experiment = choices.get("experiment") or cfg.get("name")
+    names = []
+    if experiment:
+        names.append((f"experiment/{experiment}.yaml", parts))
+    if parts[0] == "model" and len(parts) > 1:
+        names.append((f"model/{parts[1]}.yaml", parts[2:]))
+        base = _inherited(_find(dirs, f"model/{parts[1]}.yaml"))
+        if base:
+            names.append((f"model/{base}.yaml", parts[2:]))
+    elif parts[0] in GROUPS:
+        names.append((f"{parts[0]}/{choices.get(parts[0], 'default')}.yaml", parts[1:]))
+    found = [(path, keys) for name, keys in names if (path := _find(dirs, name)) is not None]
+    return experiment, found
 
 
 def origin(key: str, cfg: DictConfig) -> str:
-    """Where ``key`` (dotted) was set: the command line, the experiment file, the group's file
-    or a model preset (and the preset it inherits)."""
-    choices, overrides, dirs = _runtime()
-    for o in overrides:
+    """Where ``key`` (dotted) was set: the command line (its last override of the key), the
+    experiment file, the group's file or a model preset (and the preset it inherits)."""
+    _, overrides, dirs = _runtime()
+    for o in reversed(overrides):  # the last of a key's overrides is the one that holds
         name = o.split("=", 1)[0].lstrip("+~")
         if key == name or key.startswith(name + "."):
             return f"the command line ({o})"
-    parts = key.split(".")
-    experiment = choices.get("experiment") or cfg.get("name")
-    candidates = []  # (file, the keys below its package)
-    if experiment:
-        candidates.append((f"experiment/{experiment}.yaml", parts))
-    if parts[0] == "model" and len(parts) > 1:
-        candidates.append((f"model/{parts[1]}.yaml", parts[2:]))
-        base = _inherited(_find(dirs, f"model/{parts[1]}.yaml"))
-        if base:
-            candidates.append((f"model/{base}.yaml", parts[2:]))
-    elif parts[0] in GROUPS:
-        candidates.append((f"{parts[0]}/{choices.get(parts[0], 'default')}.yaml", parts[1:]))
-    for name, keys in candidates:
-        path = _find(dirs, name)
-        if path is not None and _has(path, keys):
+    _, sources = _sources(key, cfg)
+    for path, keys in sources:
+        if _node(path, keys) is not None:
             return str(path)
-    if parts[0] == "mirror" and os.environ.get("PIPELINE_MIRROR"):
+    if key.split(".")[0] == "mirror" and os.environ.get("PIPELINE_MIRROR"):
         return "the environment (PIPELINE_MIRROR)"
-    return str(_find(dirs, "pipeline.yaml") or "conf/pipeline.yaml")
+    return str(_find(dirs, f"{CONFIG_NAME}.yaml") or f"conf/{CONFIG_NAME}.yaml")
+
+
+def _required(key: str, cfg: DictConfig, example: str) -> str:
+    """Which file leaves ``key`` as `???` (at which line, with that line's comment), whether
+    it is the experiment's, and how to give the value."""
+    experiment, sources = _sources(key, cfg)
+    main = _find(_runtime()[2], f"{CONFIG_NAME}.yaml")
+    for path, keys in sources + ([(main, key.split("."))] if main else []):
+        node = _node(path, keys)
+        if node is None or node.value != "???":
+            continue
+        line = node.start_mark.line + 1
+        comment = path.read_text().splitlines()[node.start_mark.line].partition("#")[2].strip()
+        where = f"{path}:{line}" + (f": {comment}" if comment else "")
+        who = (f"experiment {experiment}" if path.parent.name == "experiment"
+               and path.stem == experiment else path.name)
+        return (f"config error: {key} is required by {who} ({where}): give it on the command "
+                f"line, e.g. '{key}={example}'")
+    return f"config error: {key}: missing: this setting has no default (set in {origin(key, cfg)})"
 
 
 def _find(dirs: list[Path], name: str) -> Path | None:
@@ -143,28 +177,63 @@ def _merge_check(prefix: str, node: Any, schema: type, cfg: DictConfig,
         merged = OmegaConf.merge(base, node)
         return merged if partial else OmegaConf.to_object(merged)
     except ConfigKeyError as err:
-        key = f"{prefix}.{err.full_key}" if prefix else str(err.full_key)
-        parent = key.rsplit(".", 1)[0]
-        known = _fields_at(schema, err.full_key.rsplit(".", 1)[0] if "." in err.full_key
-                           else "")
-        close = difflib.get_close_matches(key.rsplit(".", 1)[-1], known, n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        _fail(key, f"unknown key; {parent} has: {', '.join(sorted(known))}{hint}", cfg)
+        key = _join(prefix, str(err.full_key))
+        within = str(err.full_key).rpartition(".")[0]
+        known = _fields_at(schema, within) + (list(GROUPS) + ["model"] if not prefix + within
+                                              else [])
+        _fail(key, unknown_key(key, known), cfg)
     except MissingMandatoryValue as err:
-        _fail(f"{prefix}.{err.full_key}", "missing: this setting has no default", cfg)
+        example = _example(_field_type(schema, str(err.full_key)))
+        raise ConfigError(_required(_join(prefix, str(err.full_key)), cfg, example)) from err
     except ValidationError as err:
-        key = f"{prefix}.{err.full_key}" if prefix else str(err.full_key)
-        _fail(key, str(err).splitlines()[0], cfg)
+        _fail(_join(prefix, str(err.full_key)), str(err).splitlines()[0], cfg)
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def unknown_key(key: str, known: list[str]) -> str:
+    """The problem of an unknown dotted ``key``: the keys its parent has, and the closest."""
+    parent, _, name = key.rpartition(".")
+    if not known:
+        return "unknown key"
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"unknown key; {parent or 'the top level'} has: {', '.join(sorted(known))}{hint}"
+
+
+def _field_type(schema: type, path: str) -> Any:
+    """The type of the (nested) field at dotted ``path`` of ``schema``; None if there is none.
+    A ``dict[str, X]`` field takes any name and holds X's; ``X | None`` is X."""
+    cls: Any = schema
+    for part in filter(None, path.split(".")):
+        if isinstance(cls, types.UnionType) or typing.get_origin(cls) is typing.Union:
+            cls = next((a for a in typing.get_args(cls) if a is not type(None)), None)
+        if typing.get_origin(cls) is dict:
+            cls = typing.get_args(cls)[1]
+        elif isinstance(cls, type) and dataclasses.is_dataclass(cls):
+            cls = typing.get_type_hints(cls).get(part)
+        else:
+            return None
+    if isinstance(cls, types.UnionType) or typing.get_origin(cls) is typing.Union:
+        cls = next((a for a in typing.get_args(cls) if a is not type(None)), None)
+    return cls
 
 
 def _fields_at(schema: type, path: str) -> list[str]:
     """The field names of the (nested) schema dataclass at dotted ``path``."""
-    cls = schema
-    for part in filter(None, path.split(".")):
-        cls = typing.get_type_hints(cls).get(part)
-        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
-            return []
+    cls = _field_type(schema, path)
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        return []
     return [f.name for f in dataclasses.fields(cls)]
+
+
+def _example(kind: Any) -> str:
+    """A placeholder value of a field's type, for a message saying how to give it."""
+    if typing.get_origin(kind) is list or kind is list:
+        return "[...]"
+    return {int: "N", float: "X", bool: "true"}.get(kind, "...")
 
 
 BOUNDS = {"ge": (operator.ge, ">="), "gt": (operator.gt, ">"), "le": (operator.le, "<="),
@@ -196,17 +265,13 @@ def _ranges(prefix: str, obj: Any, cfg: DictConfig) -> None:
 def _model_checks(cfg: DictConfig, models: dict) -> None:
     from pipeline.models import get, kinds
 
-    conf = Path(CONFIG_DIR) / "model"
     for name, spec in models.items():
         kind = spec.get("kind")
         partial = kind is None
         if partial:  # an experiment's deltas for a model that is not selected
-            preset = conf / f"{name}.yaml"
-            if not preset.is_file():
+            if not (Path(CONFIG_DIR) / "model" / f"{name}.yaml").is_file():
                 _fail(f"model.{name}", f"no preset conf/model/{name}.yaml", cfg)
-            kind = OmegaConf.load(preset).get("kind")
-            if kind is None and _inherited(preset):
-                kind = OmegaConf.load(conf / f"{_inherited(preset)}.yaml").get("kind")
+            kind = _preset_kind(name)
         if kind not in kinds():
             _fail(f"model.{name}.kind", f"unknown model kind {kind!r}; kinds: {kinds()}", cfg)
         schema = get(kind).Config
@@ -215,12 +280,43 @@ def _model_checks(cfg: DictConfig, models: dict) -> None:
             _ranges(f"model.{name}", checked, cfg)
 
 
+def _preset_kind(name: str) -> str | None:
+    """The kind of model preset conf/model/NAME.yaml (or of the preset it inherits)."""
+    preset = Path(CONFIG_DIR) / "model" / f"{name}.yaml"
+    if not preset.is_file():
+        return None
+    kind = OmegaConf.load(preset).get("kind")
+    if kind is None and _inherited(preset):
+        kind = OmegaConf.load(preset.with_name(f"{_inherited(preset)}.yaml")).get("kind")
+    return kind
+
+
+def known_keys(parent: str) -> list[str]:
+    """The keys the config node at dotted ``parent`` may have ("": the top level; a model
+    preset's are its kind's); empty when the schema does not say."""
+    from pipeline.models import get, kinds
+
+    group, _, rest = parent.partition(".")
+    if not parent:
+        return [f.name for f in dataclasses.fields(TopConfig)] + list(GROUPS) + ["model"]
+    if group in GROUPS:
+        return _fields_at(GROUPS[group], rest)
+    if group == "model" and rest:
+        name, _, within = rest.partition(".")
+        kind = _preset_kind(name)
+        return _fields_at(get(kind).Config, within) if kind in kinds() else []
+    return []
+
+
 def validate(cfg: DictConfig) -> None:
     """Check the whole config against the schema before any work; raises ConfigError."""
     try:
         plain = OmegaConf.to_container(cfg, resolve=True)
     except Exception as err:  # an interpolation that does not resolve
-        raise ConfigError(f"config error: {err}") from err
+        key = getattr(err, "full_key", None)
+        if not key:
+            raise ConfigError(f"config error: {' '.join(str(err).split())}") from err
+        _fail(str(key), str(err).splitlines()[0], cfg)
     plain.pop("hydra", None)
     top = {k: v for k, v in plain.items() if k not in GROUPS and k != "model"}
     checked = _merge_check("", top, TopConfig, cfg)
@@ -237,8 +333,33 @@ def validate(cfg: DictConfig) -> None:
     if plain.get("mirror") is not None and not Path(plain["mirror"]).is_dir():
         what = "does not exist" if not Path(plain["mirror"]).exists() else "is not a folder"
         _fail("mirror", f"{plain['mirror']} {what}", cfg)
+    if (blocker := file_in_the_way(plain["artifacts_dir"])) is not None:
+        _fail("artifacts_dir", f"{blocker} is a file, not a folder", cfg)
+    _probe_checks(cfg, plain["data"]["probes"])
     _analysis_checks(cfg, typed(plain["analysis"], AnalysisSettings),
                      typed(plain["plot"], PlotSettings))
+
+
+def file_in_the_way(folder: str | os.PathLike) -> Path | None:
+    """The file that stands where ``folder`` (to be made if absent) needs a folder: the path
+    itself or one of its parents; None when there is none."""
+    for path in (Path(folder), *Path(folder).parents):
+        if path.exists():
+            return None if path.is_dir() else path
+    return None
+
+
+def _probe_checks(cfg: DictConfig, probes: dict) -> None:
+    """The user's probe corpora: free names, files that exist."""
+    from data_prep.prepare import BUILT_IN_PROBES
+
+    for name, probe in probes.items():
+        if name in BUILT_IN_PROBES:
+            _fail(f"data.probes.{name}", "the name of a built-in probe "
+                  f"({', '.join(BUILT_IN_PROBES)}); choose another", cfg)
+        if not Path(probe["conllu"]).is_file():
+            what = "is not a file" if Path(probe["conllu"]).exists() else "does not exist"
+            _fail(f"data.probes.{name}.conllu", f"{probe['conllu']} {what}", cfg)
 
 
 def _analysis_checks(cfg: DictConfig, a: AnalysisSettings, p: PlotSettings) -> None:

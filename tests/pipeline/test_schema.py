@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import compose, run_pipeline
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from analysis.fields import REQUIRED
 from analysis.settings import AnalysisSettings
@@ -36,9 +36,17 @@ def test_every_experiment_passes_and_every_group_is_its_schema_field_for_field(e
         assert pickle.loads(pickle.dumps(settings)) == settings  # as a forked job receives it
 
 
-def test_byo_example_names_the_missing_revisions(tmp_path):
-    with pytest.raises(ConfigError, match="model.theirs.revisions: missing"):
+def test_byo_example_names_the_missing_revisions_the_experiment_and_how_to_give_them(tmp_path):
+    exp = Path(CONFIG_DIR, "experiment", "byo_example.yaml")
+    line = next(i for i, text in enumerate(exp.read_text().splitlines(), 1)
+                if text.strip().startswith("revisions: ???"))
+    with pytest.raises(ConfigError) as err:
         validate(compose("experiment=byo_example", f"artifacts_dir={tmp_path}", "mirror=null"))
+    assert str(err.value).startswith(
+        f"config error: model.theirs.revisions is required by experiment byo_example "
+        f"({exp}:{line}: revision folders,")
+    assert str(err.value).endswith("give it on the command line, e.g. "
+                                   "'model.theirs.revisions=[...]'")
 
 
 @pytest.mark.parametrize("override, message", [
@@ -48,7 +56,14 @@ def test_byo_example_names_the_missing_revisions(tmp_path):
     ("+analysis.per_tag.max_nn=50", "analysis.per_tag.max_nn: unknown key; analysis.per_tag "
                                     "has: freq_bins, max_n, metrics, min_n, min_tags, "
                                     "random_subsets; did you mean max_n?"),
-    ("+model.tagger_pos.hiden=3", "model.tagger_pos.hiden: unknown key"),
+    ("+model.tagger_pos.hiden=3", "model.tagger_pos.hiden: unknown key; model.tagger_pos has: "
+                                  "adaptive_softmax_cutoff,"),
+    ("+data.probes.mine.maxsent=3", "data.probes.mine.maxsent: unknown key; data.probes.mine "
+                                    "has: conllu, max_sentences; did you mean max_sentences?"),
+    ("+sed=1", "sed: unknown key; the top level has: aggregate, analysis, artifacts_dir,"),
+    ("+data.probes.pud.conllu=/dev/null", "data.probes.pud: the name of a built-in probe"),
+    ("+data.probes.mine.conllu=/absent.conllu", "data.probes.mine.conllu: /absent.conllu does "
+                                                "not exist"),
     ("model.lstm_lm_paper.dropout=1.5", "model.lstm_lm_paper.dropout: 1.5 must be < 1"),
     ("analysis.variance_rule=sum", "analysis.variance_rule: 'sum' is not one of ['s2', 's']"),
     ("plot.metrics=[svca]", "plot.metrics: ['svca'] are not computed by analysis.metrics"),
@@ -62,6 +77,43 @@ def test_bad_values_are_refused_naming_the_key(override, message, tmp_path):
         validate(compose("experiment=smoke", f"artifacts_dir={tmp_path}", "mirror=null",
                          override))
     assert message in str(err.value)
+
+
+def schema_nodes(schema: type, prefix: str) -> dict[str, type]:
+    """Every dataclass node of a schema by dotted key (a ``dict[str, X]`` field's entries as
+    ``KEY.any``), the schema itself included."""
+    out = {prefix: schema}
+    for name, kind in typing.get_type_hints(schema).items():
+        if typing.get_origin(kind) is dict:
+            name, kind = f"{name}.any", typing.get_args(kind)[1]
+        if dataclasses.is_dataclass(kind):
+            out.update(schema_nodes(kind, f"{prefix}.{name}"))
+    return out
+
+
+def test_an_unknown_key_anywhere_lists_the_keys_there(tmp_path):
+    cfg = compose("experiment=smoke", f"artifacts_dir={tmp_path}", "mirror=null")
+    nodes = {k: v for group, schema in GROUPS.items() for k, v in schema_nodes(schema,
+                                                                                group).items()}
+    nodes.update({f"model.{name}": get(spec.kind).Config for name, spec in cfg.model.items()})
+    assert "data.probes.any" in nodes and "analysis.claims.c1" in nodes
+    for key, schema in nodes.items():
+        bad = cfg.copy()
+        with open_dict(bad):
+            OmegaConf.update(bad, f"{key}.zz_unknown", 1, force_add=True)
+        with pytest.raises(ConfigError) as err:
+            validate(bad)
+        fields = ", ".join(sorted(f.name for f in dataclasses.fields(schema)))
+        assert f"config error: {key}.zz_unknown: unknown key; {key} has: {fields} (" \
+            in str(err.value), key
+
+
+def test_an_artifacts_dir_below_a_file_is_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+    for where in (tmp_path / "file", tmp_path / "file" / "below"):
+        with pytest.raises(ConfigError, match=f"artifacts_dir: {tmp_path / 'file'} is a file, "
+                                              "not a folder"):
+            validate(compose("experiment=smoke", f"artifacts_dir={where}", "mirror=null"))
 
 
 def test_a_mirror_that_is_no_folder_is_refused(tmp_path):
