@@ -14,3 +14,7 @@ class DataError(ValueError):
         self.message = message
         where = self.path if line is None else f"{self.path}:{line}"
         super().__init__(f"{where}: {message}")
+
+    def __reduce__(self):
+        """Pickled as its arguments: it crosses from a stage's process to the entry point."""
+        return type(self), (self.path, self.message, self.line)

@@ -71,9 +71,10 @@ def user_probes(cfg: DataConfig) -> dict[str, UserProbe]:
     """The user's CoNLL-U probe corpora (``data.probes``), checked to exist under free names."""
     for name, probe in cfg.probes.items():
         if name in BUILT_IN_PROBES:
-            raise ValueError(f"data.probes.{name}: the name of a built-in probe; choose another")
+            raise DataError(probe.conllu, f"data.probes.{name}: the name of a built-in probe; "
+                            "choose another")
         if not Path(probe.conllu).is_file():
-            raise FileNotFoundError(f"data.probes.{name}.conllu: no file {probe.conllu}")
+            raise DataError(probe.conllu, f"data.probes.{name}.conllu: no such file")
     return dict(cfg.probes)
 
 

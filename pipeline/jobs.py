@@ -15,6 +15,7 @@ import importlib
 import logging
 import multiprocessing
 import os
+import pickle
 import select
 import signal
 import sys
@@ -110,9 +111,23 @@ def _child_main(target: str, args: tuple, threads: int, conn, parent: int) -> No
         result = getattr(importlib.import_module(module), name)(*args)
         conn.send(("ok", result))
     except BaseException as err:  # sent to the parent, which re-raises it there
-        conn.send(("error", f"{type(err).__name__}: {err}\n{traceback.format_exc()}"))
+        conn.send(("error", (f"{type(err).__name__}: {err}\n{traceback.format_exc()}",
+                             _pickled(err))))
     finally:
         conn.close()
+
+
+def _pickled(err: BaseException) -> bytes | None:
+    """``err`` pickled when it is an Exception that comes back equal in type and message
+    (the parent raises it as itself: a data or checkpoint error stays one), else None."""
+    if not isinstance(err, Exception):
+        return None
+    try:
+        data = pickle.dumps(err)
+        back = pickle.loads(data)
+    except Exception:  # noqa: BLE001  not picklable: the parent gets the text only
+        return None
+    return data if type(back) is type(err) and str(back) == str(err) else None
 
 
 def _command_main(main: str, argv: list[str], log_path: str, env: dict[str, str], cwd: str,
@@ -173,7 +188,8 @@ def _server():
 def call_in_process(target: str, *args, threads: int = 1):
     """``module:function(*args)`` in a fresh process with ``threads`` torch threads, forked by
     multiprocessing's forkserver, which imports pipeline.preload once per run; returns the
-    result, or raises RuntimeError with the child's traceback."""
+    result, or raises the child's exception (RuntimeError where it does not pickle), its
+    cause a RuntimeError holding the child's traceback."""
     check_stop()
     ctx = _server()
     recv, send = ctx.Pipe(duplex=False)
@@ -188,9 +204,13 @@ def call_in_process(target: str, *args, threads: int = 1):
             status, payload = "error", f"the process exited with code {proc.exitcode}"
         proc.join()
     check_stop()
-    if status != "ok":
-        raise RuntimeError(f"{target} failed in its process: {payload}")
-    return payload
+    if status == "ok":
+        return payload
+    text, pickled = payload if isinstance(payload, tuple) else (payload, None)
+    failure = RuntimeError(f"{target} failed in its process: {text}")
+    if pickled is None:
+        raise failure
+    raise pickle.loads(pickled) from failure  # its own type; the child's traceback as cause
 
 
 def run_main(main: str, argv: Sequence[str], log_path: str | os.PathLike, env: dict[str, str],

@@ -46,3 +46,27 @@ def test_chains_run_side_by_side_in_order_and_a_failure_stops_only_its_chain():
     with pytest.raises(ValueError, match="chain a broke"):
         jobs.run_chains(chains, workers=2)
     assert done == ["b2", "b3"]
+
+
+
+def test_a_childs_own_error_reaches_the_parent_as_itself(tmp_path):
+    """A refused checkpoint in a stage's process is raised in the parent as that
+    CheckpointError (the entry point tells it in one line), the child's traceback its cause."""
+    from pipeline import checkpoints
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / checkpoints.CSV).write_text("step,bytes,sha256,file\n5,1,abc,step_0000005.pt\n")
+    with pytest.raises(checkpoints.CheckpointError, match="step_0000005.pt: checkpoint listed"
+                       ) as got:
+        jobs.call_in_process("pipeline.checkpoints:verify", tmp_path)
+    assert "Traceback" in str(got.value.__cause__)
+
+
+def test_a_data_error_pickles_as_itself():
+    import pickle
+
+    from data_prep.errors import DataError
+
+    back = pickle.loads(pickle.dumps(DataError("a.conllu", "bad row", 7)))
+    assert (type(back), str(back), back.path, back.line) == (DataError, "a.conllu:7: bad row",
+                                                             "a.conllu", 7)
