@@ -2,8 +2,8 @@
 validation of cached results, and why a stage reruns."""
 
 import dataclasses
-import re
 import logging
+import re
 import signal
 import subprocess
 import sys
@@ -226,7 +226,7 @@ def test_models_are_ordered_by_their_measured_time_once_every_one_has_one(tmp_pa
     specs, nodes = dict(cfg.model), plan.plan(cfg)
     with caplog.at_level(logging.INFO):
         assert runner.costliest_first(cfg, specs, tmp_path, nodes, ("train",)) == ["b", "a"]
-    assert "estimated from stage_costs.csv" in caplog.text 
+    assert "estimated from stage_costs.csv" in caplog.text
     assert re.search(r"b +20 s \(train 20\)\n +a +10 s", caplog.text)
     for model, seconds in (("a", 900.0), ("b", 10.0)):  # another seed's units, measured
         unit = nodes["train"].units[model].dir.with_name("otherkey")
