@@ -95,6 +95,7 @@ def test_hydra_full_error_still_shows_the_traceback(overrides, tmp_path):
             else "Could not find 'experiment/nope'") in result.stderr
 
 
+@pytest.mark.slow  # runs the prepare stage (about 6 s)
 def test_a_data_error_in_prepare_is_one_line(mirror, tmp_path):
     bad = tmp_path / "bad.conllu"
     bad.write_text("# sent_id = 1\n1\tThe\tthe\tDET\t_\t_\t2\tdet\t_\t_\n2\tcat\n\n")
