@@ -1,0 +1,157 @@
+"""pipeline.pruning on a tiny fairseq-free LM (Embedding → LSTM → Linear) with known weights."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pipeline.pruning import (
+    global_magnitude_masks,
+    n_to_prune,
+    prunable,
+    random_masks,
+    sparsity_of,
+)
+
+VOCAB, EMB, HID = 7, 4, 5
+COUNTED = ["emb.weight", "lstm.weight_ih_l0", "lstm.weight_hh_l0", "out.weight"]
+
+
+class TinyLM(nn.Module):
+    def __init__(self, tied: bool = False):
+        super().__init__()
+        self.emb = nn.Embedding(VOCAB, EMB)
+        self.lstm = nn.LSTM(EMB, HID if not tied else EMB, batch_first=True)
+        self.out = nn.Linear(HID if not tied else EMB, VOCAB)
+        if tied:
+            self.out.weight = self.emb.weight
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.out(self.lstm(self.emb(tokens))[0])
+
+
+def distinct_weights(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Counted weights set to ±(1..n)/n in a random order: every magnitude distinct."""
+    params = [p for p in model.parameters() if p.ndim >= 2]
+    n = sum(p.numel() for p in params)
+    rng = np.random.default_rng(seed)
+    values = rng.permutation(np.arange(1, n + 1) / n) * rng.choice([-1.0, 1.0], n)
+    with torch.no_grad():
+        at = 0
+        for p in params:
+            p.copy_(torch.from_numpy(values[at : at + p.numel()]).view_as(p))
+            at += p.numel()
+    return model
+
+
+def tiny(seed: int = 0, tied: bool = False) -> nn.Module:
+    torch.manual_seed(seed)
+    return distinct_weights(TinyLM(tied).double(), seed)
+
+
+def counted_weights(model: nn.Module) -> torch.Tensor:
+    return torch.cat([getattr(m, a).detach().flatten() for _, m, a in prunable(model)])
+
+
+TOKENS = torch.tensor([[1, 2, 3, 4, 5, 6], [6, 5, 0, 3, 2, 1]])
+
+
+def test_counted_parameters_are_the_matrices_once():
+    assert [name for name, _, _ in prunable(tiny())] == COUNTED
+    assert [name for name, _, _ in prunable(tiny(tied=True))] == COUNTED[:3]  # out = emb
+
+
+def test_zero_sparsity_is_bit_identical():
+    model = tiny()
+    pruned = global_magnitude_masks(model, 0.0)
+    assert list(pruned.state_dict()) == list(model.state_dict())  # same order, too
+    for name, value in model.state_dict().items():
+        assert torch.equal(pruned.state_dict()[name], value), name
+    assert torch.equal(pruned(TOKENS), model(TOKENS))
+
+
+@pytest.mark.parametrize("sparsity", [0.3, 0.95, 1.0])
+def test_original_untouched(sparsity):
+    model = tiny()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    global_magnitude_masks(model, sparsity)
+    random_masks(model, dict.fromkeys(COUNTED, sparsity), seed=0)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.1, 0.35, 0.5, 0.8, 0.95, 1.0])
+def test_magnitude_pruning_zeroes_the_round_s_n_smallest(sparsity):
+    model = tiny()
+    w = counted_weights(model)
+    n = w.numel()
+    zero = counted_weights(global_magnitude_masks(model, sparsity)) == 0
+    assert int(zero.sum()) == round(sparsity * n)
+    if 0 < zero.sum() < n:  # exactly the smallest magnitudes: distinct, so no ties
+        assert w[zero].abs().max() < w[~zero].abs().min()
+    _, overall = sparsity_of(global_magnitude_masks(model, sparsity))
+    assert overall == round(sparsity * n) / n
+
+
+def test_pruned_copy_runs_with_its_zeros_and_keeps_biases():
+    """The LSTM reads the pruned weights (its flat weight list follows prune.remove): the
+    copy computes what a model loaded with the same state dict computes."""
+    model = tiny()
+    pruned = global_magnitude_masks(model, 0.5)
+    loaded = tiny()
+    loaded.load_state_dict(pruned.state_dict())
+    assert torch.equal(pruned(TOKENS), loaded(TOKENS))
+    assert not torch.equal(pruned(TOKENS), model(TOKENS))
+    for name, p in model.named_parameters():
+        if p.ndim < 2:
+            assert torch.equal(p, dict(pruned.named_parameters())[name]), name
+
+
+def test_tied_weights_stay_tied_and_count_once():
+    model = tiny(tied=True)
+    pruned = global_magnitude_masks(model, 0.5)
+    assert pruned.out.weight is pruned.emb.weight
+    n = counted_weights(model).numel()
+    assert int((counted_weights(pruned) == 0).sum()) == round(0.5 * n)
+
+
+def test_ties_at_the_threshold_keep_the_count():
+    """Equal magnitudes across the threshold: which of them go is torch.topk's choice, the
+    count is still round(s·n), and every larger weight stays."""
+    model = tiny()
+    with torch.no_grad():
+        for _, m, a in prunable(model):
+            w = getattr(m, a)
+            w.copy_(torch.where(torch.arange(w.numel()).view_as(w) % 2 == 0, 1.0, -2.0))
+    w = counted_weights(model)
+    ones = int((w.abs() == 1).sum())
+    sparsity = 0.3
+    assert round(sparsity * w.numel()) < ones  # the threshold falls among the ties
+    after = counted_weights(global_magnitude_masks(model, sparsity))
+    assert int((after == 0).sum()) == round(sparsity * w.numel())
+    assert torch.equal(after[w.abs() == 2], w[w.abs() == 2])
+
+
+def test_round_is_pythons():
+    assert n_to_prune(0.5, 5) == 2 and n_to_prune(0.5, 7) == 4  # halves to even
+    with pytest.raises(ValueError, match="sparsity must be in"):
+        n_to_prune(1.5, 10)
+
+
+def test_random_control_keeps_each_parameters_sparsity():
+    model = tiny()
+    magnitude = global_magnitude_masks(model, 0.6)
+    per, overall = sparsity_of(magnitude)
+    assert len(set(per.values())) > 1  # the global mask prunes the parameters unequally
+    control = random_masks(model, per, seed=3)
+    control_per, control_overall = sparsity_of(control)
+    assert control_per == per and control_overall == overall
+    assert not torch.equal(counted_weights(control) == 0, counted_weights(magnitude) == 0)
+    same = counted_weights(random_masks(model, per, seed=3))
+    assert torch.equal(same, counted_weights(control))
+    assert not torch.equal(counted_weights(random_masks(model, per, seed=4)), same)
+
+
+def test_unknown_parameter_name_is_refused():
+    with pytest.raises(ValueError, match="not prunable parameters of this model: \\['out.bias'\\]"):
+        random_masks(tiny(), {"out.bias": 0.5}, seed=0)
