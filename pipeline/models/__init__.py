@@ -5,17 +5,20 @@ An adapter owns everything specific to its family, so the train, extract and eva
 and the analyses know no kind: fairseq-train flags, the parameter count (for the disk estimate),
 its layers and the probe sides it reads, how a checkpoint is loaded against the prepared data,
 the per-layer states and per-token gradients on probe sentences, and the final evaluation.
+A forward hook of each adapter (``project``) replaces one layer's state by a function of it (the
+compress stage's projections).
 Adding a family is one module with a ``@register("<kind>")`` class and one preset file: the
 modules of this package are found (pkgutil), not listed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import importlib
 import pkgutil
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +92,15 @@ class ModelKind:
         {layer: tokens × dim} in the order of the rows of that layer's side."""
         raise NotImplementedError
 
+    def project(self, model, spec: Spec, layer: str,
+                fn: Callable[[Any], Any]) -> contextlib.AbstractContextManager:
+        """A block in which every forward pass of ``model`` has ``layer``'s state (a name of
+        ``layers(spec)``; exactly the state ``states`` records under it) replaced by
+        ``fn(state)``, ``fn`` mapping [..., dim] tensors to [..., dim]: what the layers above
+        (and a recurrent layer's next step) read is the replaced state. The hook is removed
+        on leaving the block, also on an exception."""
+        raise NotImplementedError(f"model kind {self.kind!r} has no projection hook")
+
     def load(self, spec: Spec, checkpoint: Path, data: Path, device: str):
         """(model, task) of a checkpoint, in eval mode on ``device``: fairseq's loader with
         the adapter's data overrides (``task`` is what ``states`` reads the vocabulary from)."""
@@ -153,6 +165,34 @@ def scheduler_args(spec: Spec) -> list:
 def adam_betas(spec: Spec) -> str:
     """A preset's ``adam_betas`` as fairseq's --adam-betas reads them: "(0.9, 0.98)"."""
     return str(tuple(spec["adam_betas"]))
+
+
+def replace_output(points: Mapping[str, Any], layer: str,
+                   fn: Callable[[Any], Any]) -> contextlib.AbstractContextManager:
+    """``project`` where layer ``layer`` is the output of module ``points[layer]``, called once
+    per forward pass (per time step, in a recurrence): a forward hook, run before the module's
+    other hooks (so recorders see the replaced state), returns that output with ``fn`` applied
+    to it, or to its first element where it is a tuple (an LSTM cell's (h, c), a Transformer
+    layer's (x, attention, ...)). An unknown layer names the known ones."""
+    if layer not in points:
+        raise ValueError(f"no layer {layer!r} to project; the model's layers: {list(points)}")
+
+    def hook(module, inputs, output):
+        return (fn(output[0]), *output[1:]) if isinstance(output, tuple) else fn(output)
+
+    return hooked(lambda: [points[layer].register_forward_hook(hook, prepend=True)])
+
+
+@contextlib.contextmanager
+def hooked(install: Callable[[], list]) -> Iterator[None]:
+    """A block with the hooks that ``install`` registers (on entering it; it returns their
+    handles), removed on leaving it, also on an exception."""
+    handles = install()
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def register(kind: str):

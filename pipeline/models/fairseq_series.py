@@ -72,6 +72,9 @@ class FairseqSeries(ExternalKind):
         return self.inner(spec).states(model, task, spec, rows, label_column, grads,
                                        batch_size)
 
+    def project(self, model, spec, layer, fn):
+        return self.inner(spec).project(model, spec, layer, fn)
+
 
 @functools.cache
 def _series(folder: str) -> list[tuple[int, Path]]:

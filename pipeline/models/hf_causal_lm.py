@@ -11,7 +11,8 @@ A sentence is read as running text (``hf_words``: its words joined by single spa
 mapped to words by character offsets) after the tokenizer's BOS token (EOS where it has none),
 and its last subword predicts EOS; a word's state and gradient are its ``first`` or ``last``
 subword's, or the ``mean`` over them (``subword``). Gradients take one backward pass per batch
-(``hf_grads``).
+(``hf_grads``). A layer is projected (``project``) at the state ``output_hidden_states``
+records: the first block's input, a block's output, the last block's through the final norm.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import pandas as pd
 
 from analysis.fields import REQUIRED, setting
 from pipeline.checkpoints import CheckpointError
-from pipeline.models import Spec, hf_grads, register
+from pipeline.models import Spec, hf_grads, hooked, register, replace_output
 from pipeline.models.external import ExternalKind, step_of
 from pipeline.models.hf_words import TOKENIZATION, require_fast, word_pieces
 
@@ -110,6 +111,54 @@ class HFCausalLM(ExternalKind):
 
     def states(self, model, task, spec, rows, label_column, grads, batch_size):
         return hf_states(model, task, rows, grads, batch_size, spec["subword"])
+
+    def project(self, model, spec, layer, fn):
+        return hf_project(model, layer, fn)
+
+
+def hf_project(model, layer: str, fn) -> contextlib.AbstractContextManager:
+    """``project`` at the states transformers records as ``hidden_states``: "embed" is the
+    first block's input (a pre-hook replaces it), ``layer_i`` block i's output, and the last
+    layer the base model's ``last_hidden_state`` (after the final norm), which it records as
+    the last hidden state; refused where it records the last block's output instead."""
+    import torch
+
+    base, n = model.base_model, int(model.config.num_hidden_layers)
+    lists = [m for m in base.children() if isinstance(m, torch.nn.ModuleList) and len(m) == n]
+    if len(lists) != 1:
+        raise NotImplementedError(f"{type(model).__name__}: no single list of its {n} blocks "
+                                  "to hook a projection on")
+    blocks = lists[0]
+    points = {f"layer_{i}": block for i, block in enumerate(blocks[:-1], 1)}
+    names = ["embed", *points, f"layer_{n}"]
+    if layer not in names:
+        raise ValueError(f"no layer {layer!r} to project; the model's layers: {names}")
+    if layer in points:
+        return replace_output(points, layer, fn)
+    if layer == "embed":
+        def first_input(module, args, kwargs):
+            if args:
+                return (fn(args[0]), *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": fn(kwargs["hidden_states"])}
+
+        return hooked(lambda: [blocks[0].register_forward_pre_hook(
+            first_input, prepend=True, with_kwargs=True)])
+    if getattr(model.config, "tie_last_hidden_states", True) is False:
+        raise NotImplementedError(f"{type(model).__name__} records its last block's output, "
+                                  "not the final norm's: its last layer cannot be projected")
+
+    def final(module, args, output):
+        old = output.last_hidden_state
+        output.last_hidden_state = new = fn(old)
+        recorded = getattr(output, "hidden_states", None)
+        if recorded is not None:
+            if recorded[-1] is not old:
+                raise NotImplementedError(f"{type(model).__name__}: its last hidden state is "
+                                          "not last_hidden_state: cannot project it")
+            output.hidden_states = (*recorded[:-1], new)
+        return output
+
+    return hooked(lambda: [base.register_forward_hook(final, prepend=True)])
 
 
 def _model(checkpoint: Path, dtype: str):

@@ -7,6 +7,11 @@ respect to a state at t follows only paths within time step t (the recurrence ca
 forward in time and the loss at t cannot depend on later steps), so every layer's gradients
 come from one backward pass through a *vertical* recomputation of the cells with the previous
 step's states held constant.
+
+A layer is projected (``project``) by a hook on the module whose output it is: the embedding,
+or a cell, whose hidden output h is replaced (its memory c kept), the h that both the layer
+above and the cell's next time step read. The recomputation calls the same modules, so
+gradients within a projection block are the projected model's.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 import torch
 
 from analysis.fields import setting
-from pipeline.models import Spec, register, scheduler_args, words
+from pipeline.models import Spec, register, replace_output, scheduler_args, words
 
 
 class LSTMRecorder:
@@ -42,6 +47,12 @@ class LSTMRecorder:
     def stacked(self):
         """([B, T, H] hidden states per layer, [B, T, H] cell states per layer)."""
         return ([torch.stack(h, 1) for h in self.h], [torch.stack(c, 1) for c in self.c])
+
+
+def lstm_points(decoder) -> dict:
+    """The module whose output is each layer's state: the embedding, then each cell (its h)."""
+    return {"embed": decoder.embed_tokens,
+            **{f"lstm_{i}": cell for i, cell in enumerate(decoder.layers, 1)}}
 
 
 def lstm_states(model, inp: torch.Tensor, target: torch.Tensor | None, pad: int,
@@ -117,6 +128,9 @@ class LSTMLanguageModel(words.WordStreamKind):
     def layers(self, spec: Spec) -> list[tuple[str, str, int]]:
         return [("embed", "lm", spec["embed_dim"])] + [
             (f"lstm_{i + 1}", "lm", spec["hidden"]) for i in range(spec["layers"])]
+
+    def project(self, model, spec, layer, fn):
+        return replace_output(lstm_points(model.decoder), layer, fn)
 
 
 @register("lstm_tagger")

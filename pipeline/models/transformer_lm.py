@@ -6,6 +6,10 @@ Layers: the decoder's embedding output (token embedding × scale + sinusoidal po
 every layer's output (pre-norm, `normalize_before`: the residual stream, with the final
 LayerNorm after the last layer; post-norm: each layer's normalised output).
 Per-token gradients come from the causal-decoder recomputation (pipeline.models.causal).
+A layer is projected (``project``) by a hook on the module whose output is its recorded state:
+the embedding's dropout (identity in eval mode; its output is the first inner state) or the
+layer. The recomputation calls no layer's forward, so gradients read within a projection
+block are not the projected model's: read activations there.
 """
 
 from __future__ import annotations
@@ -16,7 +20,26 @@ from pathlib import Path
 import torch
 
 from analysis.fields import setting
-from pipeline.models import Spec, adam_betas, causal, register, scheduler_args, words
+from pipeline.models import (
+    Spec,
+    adam_betas,
+    causal,
+    register,
+    replace_output,
+    scheduler_args,
+    words,
+)
+
+
+def stack_points(stack, embed: str, prefix: str) -> dict:
+    """The module whose output is each recorded state of a fairseq Transformer encoder or
+    decoder: the embedding's dropout module (the last step of its embedding, called once per
+    pass; an encoder's quant-noise, which follows it, must be absent), then each layer."""
+    if getattr(stack, "quant_noise", None) is not None and hasattr(stack, "forward_embedding"):
+        raise NotImplementedError(f"{type(stack).__name__} applies quant-noise after its "
+                                  "embedding dropout: no module outputs its embedding state")
+    return {embed: stack.dropout_module,
+            **{f"{prefix}{i}": layer for i, layer in enumerate(stack.layers, 1)}}
 
 
 def transformer_lm_states(model, inp: torch.Tensor, target: torch.Tensor, pad: int,
@@ -78,3 +101,6 @@ class TransformerLanguageModel(words.WordStreamKind):
         d = spec["embed_dim"]
         return [("embed", "lm", d)] + [(f"layer_{i}", "lm", d)
                                        for i in range(1, spec["layers"] + 1)]
+
+    def project(self, model, spec, layer, fn):
+        return replace_output(stack_points(model.decoder, "embed", "layer_"), layer, fn)

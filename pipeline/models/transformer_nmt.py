@@ -3,6 +3,11 @@
 Layers: the encoder and decoder embedding outputs and every layer, with the decoder
 teacher-forced on the reference. Decoder gradients are each target token's loss at its own
 position (pipeline.models.causal); encoder gradients are of the sentence's loss.
+A layer is projected (``project``) by a hook on the module whose output is its recorded state:
+each side's embedding dropout (not the embedding table, which the two sides share) or the
+layer; the decoder's hooks act per step in incremental decoding too (greedy BLEU). Decoder
+gradients within a projection block are not the projected model's (the recomputation calls no
+layer's forward): read activations there.
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ from pipeline.models import (
     causal,
     dict_size,
     register,
+    replace_output,
     scheduler_args,
 )
+from pipeline.models.transformer_lm import stack_points
 
 
 def nmt_states(model, src: torch.Tensor, prev: torch.Tensor, target: torch.Tensor, pad: int,
@@ -143,6 +150,11 @@ class TransformerNMT(ModelKind):
         return ([("enc_embed", "source", d)] + [(f"enc_{i}", "source", d) for i in range(1, n + 1)]
                 + [("dec_embed", "target", d)]
                 + [(f"dec_{i}", "target", d) for i in range(1, n + 1)])
+
+    def project(self, model, spec, layer, fn):
+        points = {**stack_points(model.encoder, "enc_embed", "enc_"),
+                  **stack_points(model.decoder, "dec_embed", "dec_")}
+        return replace_output(points, layer, fn)
 
     def load_overrides(self, spec: Spec, data: Path) -> dict:
         return {"data": str(Path(data) / "nmt" / "bin")}
