@@ -10,8 +10,7 @@ step's states held constant.
 
 A layer is projected (``project``) by a hook on the module whose output it is: the embedding,
 or a cell, whose hidden output h is replaced (its memory c kept), the h that both the layer
-above and the cell's next time step read. The recomputation calls the same modules, so
-gradients within a projection block are the projected model's.
+above and the cell's next time step read.
 """
 
 from __future__ import annotations
