@@ -1,7 +1,8 @@
 """Final evaluation tools, used by the model adapters: loading a checkpoint, token-level loss
 and accuracy on a word stream (LM perplexity; tagger next-tag accuracy over word tags, not
-sentence ends, beside the majority-class baseline), and BLEU on Multi30k test2016 (sacrebleu on
-the detokenised fairseq-generate output)."""
+sentence ends, beside the majority-class baseline) or teacher-forced on translation pairs, of a
+checkpoint or of a loaded model (``token_metrics``: the compress stage's projected or pruned
+models), and BLEU on Multi30k test2016 (sacrebleu on the detokenised fairseq-generate output)."""
 
 from __future__ import annotations
 
@@ -28,17 +29,49 @@ def load_model(checkpoint: Path, overrides: dict):
 
 
 def stream_eval(checkpoint: Path, overrides: dict, split: str = "test",
-                device: str = "cpu") -> dict:
-    """Token-level loss and accuracy of an LM or tagger on a split (no dropout, no grad)."""
+                device: str = "cpu", limit: int | None = None) -> dict:
+    """Token-level loss and accuracy of an LM or tagger on a split (no dropout, no grad):
+    ``token_metrics`` of the checkpoint loaded against ``overrides``' data."""
+    model, _, task = load_model(checkpoint, overrides)
+    model.to(device)
+    task.load_dataset(split)
+    return token_metrics(model, task, split, device, limit)
+
+
+def first_items(dataset, n: int):
+    """A fairseq dataset restricted to its first ``n`` items (indices < n), batched and
+    collated as the whole one is."""
+    from fairseq.data import BaseWrapperDataset
+
+    class First(BaseWrapperDataset):
+        def ordered_indices(self):
+            order = self.dataset.ordered_indices()
+            return order[order < n]
+
+    return First(dataset)
+
+
+def token_metrics(model, task, split: str, device: str, limit: int | None = None) -> dict:
+    """Token-level loss (bits per target token, </s> included: fairseq's nll_loss) and
+    accuracy (over targets other than </s>) of a loaded model in eval mode on a split of its
+    task's data, loaded here if the task has not loaded it: an LM's or tagger's stream, or a
+    translation's pairs teacher-forced. ``limit``: its first N sequences in file order (token
+    blocks of a stream, sentence pairs), batched as the whole split is (64 a batch)."""
     import torch
     from fairseq import utils
 
-    model, cfg, task = load_model(checkpoint, overrides)
-    model.to(device)
-    task.load_dataset(split)
+    if model.training:
+        raise ValueError("token_metrics reads a model in eval mode (no dropout); call .eval()")
+    if limit is not None and limit < 1:
+        raise ValueError(f"token_metrics: limit {limit} reads no sequence (>= 1, or None: all)")
+    if split not in task.datasets:
+        task.load_dataset(split)
+    dataset = task.dataset(split)
+    if limit is not None:
+        dataset = first_items(dataset, limit)
     pad, eos = task.target_dictionary.pad(), task.target_dictionary.eos()
-    itr = task.get_batch_iterator(dataset=task.dataset(split), max_sentences=64,
-                                  num_workers=0).next_epoch_itr(shuffle=False)
+    itr = task.get_batch_iterator(dataset=dataset, max_sentences=64, num_workers=0,
+                                  disable_iterator_cache=True).next_epoch_itr(shuffle=False)
     nll = correct = n = n_words = 0
     counts = np.zeros(len(task.target_dictionary), dtype=np.int64)
     with torch.no_grad():

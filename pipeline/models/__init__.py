@@ -6,7 +6,8 @@ and the analyses know no kind: fairseq-train flags, the parameter count (for the
 its layers and the probe sides it reads, how a checkpoint is loaded against the prepared data,
 the per-layer states and per-token gradients on probe sentences, and the final evaluation.
 A forward hook of each adapter (``project``) replaces one layer's state by a function of it (the
-compress stage's projections).
+compress stage's projections), and ``quality`` measures a loaded model (so projected or pruned)
+on its held-out evaluation data.
 Adding a family is one module with a ``@register("<kind>")`` class and one preset file: the
 modules of this package are found (pkgutil), not listed.
 """
@@ -124,6 +125,21 @@ class ModelKind:
     def evaluate(self, spec: Spec, checkpoint: Path, data: Path, device: str) -> dict:
         """Final metrics of a trained model (test perplexity, accuracy, BLEU, ...)."""
         raise NotImplementedError
+
+    def quality(self, model, task, spec: Spec, data: Path, device: str,
+                limit: int | None) -> dict[str, float]:
+        """The quality of a loaded model (as ``load`` returns it, in eval mode; within a
+        ``project`` block, or a pruned copy) on its own held-out evaluation data, by the
+        names ``quality_keys`` gives; ``limit`` bounds the data read (each kind says how;
+        None: all of it)."""
+        raise NotImplementedError(f"model kind {self.kind!r} has no quality measure (the "
+                                  "compress stage reads the LMs, taggers and NMT)")
+
+    def quality_keys(self, spec: Spec) -> dict[str, bool]:
+        """The names ``quality`` returns, the primary one first, each with whether higher is
+        better (what k* and s* compare against the unprojected, unpruned model)."""
+        raise NotImplementedError(f"model kind {self.kind!r} has no quality measure (the "
+                                  "compress stage reads the LMs, taggers and NMT)")
 
     def work(self, spec: Spec, data: Path) -> float:
         """Relative training cost (parameters × tokens × updates), longest jobs first."""

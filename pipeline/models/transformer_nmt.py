@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from analysis.fields import REQUIRED, setting
-from pipeline import evaluate
+from pipeline import evaluate, translation
 from pipeline.models import (
     LRSchedule,
     ModelKind,
@@ -89,6 +89,22 @@ def nmt_batches(src_sents, tgt_sents, dictionary, batch_size: int, order=None):
 def side_sentences(rows: pd.DataFrame, side: str) -> list[pd.DataFrame]:
     part = rows[rows.side == side]
     return [g for _, g in part.groupby("sent_index", sort=True)]
+
+
+# greedy decoding as the translate stage's (conf/translate) and evaluate.bleu's: a translation
+# of at most 1.2 x source + 10 pieces
+GREEDY = {"beam": 1, "max_len_a": 1.2, "max_len_b": 10, "batch_size": 32}
+
+
+def nmt_quality(model, task, data: Path, device: str, limit: int | None) -> dict[str, float]:
+    """A loaded translation model's teacher-forced loss on the validation pairs (bits per
+    target piece, </s> included: fairseq's valid nll_loss, without label smoothing) and the
+    BLEU of its greedy translations of test2016 (the translate stage's decoding and sacrebleu);
+    ``limit``: the first N pairs of each (file order)."""
+    loss = evaluate.token_metrics(model, task, "valid", device, limit)["loss_bits"]
+    pairs = translation.load_pairs(data, "test2016", limit)
+    hyps = translation.translate(model, task.target_dictionary, pairs, **GREEDY)
+    return {"valid_loss": loss, "bleu": translation.bleu(hyps, pairs)}
 
 
 @dataclass
@@ -192,3 +208,10 @@ class TransformerNMT(ModelKind):
 
     def evaluate(self, spec: Spec, checkpoint: Path, data: Path, device: str) -> dict:
         return {"test_bleu": round(evaluate.bleu(checkpoint, data, spec["beam"], device), 2)}
+
+    def quality(self, model, task, spec, data, device, limit):
+        return nmt_quality(model, task, data, device, limit)
+
+    def quality_keys(self, spec):
+        return {"valid_loss": False, "bleu": True}
+

@@ -166,6 +166,21 @@ def evaluate_stream(spec: Spec, checkpoint: Path, data: Path, device: str = "cpu
             "majority_tag": result["dictionary"][majority]}
 
 
+def stream_quality(spec: Spec, model, task, device: str, limit: int | None) -> dict[str, float]:
+    """A loaded LM's validation perplexity (2 ** bits per token, </s> included: fairseq's
+    valid_ppl) or a tagger's validation accuracy (over word tags); ``limit``: the first N
+    token blocks of the valid stream (``tokens_per_sample`` tokens each)."""
+    result = evaluate.token_metrics(model, task, "valid", device, limit)
+    if spec.get("tags"):
+        return {"valid_accuracy": result["accuracy"]}
+    return {"valid_ppl": 2 ** result["loss_bits"]}
+
+
+def stream_quality_keys(spec: Spec) -> dict[str, bool]:
+    """``stream_quality``'s name and whether higher is better."""
+    return {"valid_accuracy": True} if spec.get("tags") else {"valid_ppl": False}
+
+
 @dataclass
 class WordStreamConfig(LRSchedule):
     """The settings every model on the word stream has (conf/model/lstm_lm_*.yaml,
@@ -189,7 +204,7 @@ class WordStreamConfig(LRSchedule):
 
 class WordStreamKind(ModelKind):
     """What the adapters of word-stream models share: their data flags, output layer and
-    criterion, probe batches, states through ``layer_states`` and evaluation."""
+    criterion, probe batches, states through ``layer_states``, evaluation and quality."""
 
     sides = ("lm",)
     # (model, inp, target, pad, grads) -> (acts, grads), each {layer: [B, T, dim]}
@@ -223,3 +238,9 @@ class WordStreamKind(ModelKind):
 
     def evaluate(self, spec: Spec, checkpoint: Path, data: Path, device: str) -> dict:
         return evaluate_stream(spec, checkpoint, data, device)
+
+    def quality(self, model, task, spec, data, device, limit):
+        return stream_quality(spec, model, task, device, limit)
+
+    def quality_keys(self, spec):
+        return stream_quality_keys(spec)
