@@ -99,7 +99,6 @@ def translate_model(name: str, spec: dict, model_dir: Path, data: Path, out: Pat
     measures, per-piece rows of teacher-forced accuracy, BLEU per checkpoint, the
     translations."""
     import numpy as np
-    import sacrebleu
     from tqdm import tqdm
 
     from analysis import nmt_stages as ns
@@ -177,7 +176,7 @@ def translate_model(name: str, spec: dict, model_dir: Path, data: Path, out: Pat
                 tokens.append(pd.DataFrame(dict(
                     set=p.name, step=int(step), sentence=i, position=np.arange(len(hits)),
                     hit=hits, train_rank=piece_ranks[p.name][i])))
-            bleu = sacrebleu.corpus_bleu(texts, [p.target_text]).score
+            bleu = translation.bleu(hyps, p)
             per_checkpoint.append(dict(set=p.name, step=int(step), bleu=bleu,
                                        sentences=len(texts)))
             folder = out / "translations" / p.name
