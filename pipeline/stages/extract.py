@@ -193,16 +193,22 @@ def extract_model(name: str, spec: dict, model_dir: Path, data: Path, out: Path,
     return summary
 
 
+def _rows_read(spec: dict, data: Path, extract: ExtractConfig) -> list[pd.DataFrame]:
+    """The token rows (probe, side, sentence, position) of each probe the model's extraction
+    reads, as ``extract_model`` caps them."""
+    probe_tokens = pd.read_parquet(Path(data) / "probe_tokens.parquet",
+                                   columns=["probe", "side", "sent_index", "position"])
+    return [probe_rows(probe_tokens, probe, extract.max_tokens_per_probe)
+            for probe in model_probes(spec, probe_manifest(data), extract.probes)]
+
+
 def disk_estimate(spec: dict, n_checkpoints: int, data: Path, extract: ExtractConfig) -> float:
     """Bytes one model's extraction of ``n_checkpoints`` checkpoints will write, from the
     probes' token counts and the model's layer widths."""
-    probe_tokens = pd.read_parquet(Path(data) / "probe_tokens.parquet",
-                                   columns=["probe", "side", "sent_index", "position"])
     itemsize = np.dtype(extract.dtype).itemsize
     layers = adapter(spec).layers(spec)
     total = 0.0
-    for probe in model_probes(spec, probe_manifest(data), extract.probes):
-        rows = probe_rows(probe_tokens, probe, extract.max_tokens_per_probe)
+    for rows in _rows_read(spec, data, extract):
         per_side = rows.side.value_counts()
         width = sum(int(per_side.get(side, 0)) * dim for _, side, dim in layers)
         total += width * itemsize * n_checkpoints * (2 if extract.gradients else 1)
@@ -227,10 +233,7 @@ def cost(cfg: DictConfig, spec: dict, data: Path) -> float:
     """The model's extraction work: parameters x probe tokens read x checkpoints, three times
     that with gradients (a backward pass costs about two forward ones)."""
     extract = typed(cfg.extract, ExtractConfig)
-    probe_tokens = pd.read_parquet(Path(data) / "probe_tokens.parquet", columns=[
-        "probe", "side", "sent_index", "position"])
-    tokens = sum(len(probe_rows(probe_tokens, probe, extract.max_tokens_per_probe))
-                 for probe in model_probes(spec, probe_manifest(data), extract.probes))
+    tokens = sum(len(rows) for rows in _rows_read(spec, data, extract))
     return (float(adapter(spec).parameters(spec, data)) * tokens * _checkpoints_read(cfg, spec)
             * (3 if extract.gradients else 1))
 
