@@ -119,12 +119,12 @@ def detokenize(pieces: list[str]) -> str:
     return "".join(pieces).replace("\u2581", " ").strip()
 
 
-def bleu(hyps: list[list[str]], pairs: Pairs) -> float:
-    """Corpus BLEU (sacrebleu) of translations given as pieces, detokenised, against the
-    pairs' reference texts."""
+def bleu(texts: list[str], pairs: Pairs) -> float:
+    """Corpus BLEU (sacrebleu) of detokenised translations against the pairs' reference
+    texts."""
     import sacrebleu
 
-    return sacrebleu.corpus_bleu([detokenize(h) for h in hyps], [pairs.target_text]).score
+    return sacrebleu.corpus_bleu(texts, [pairs.target_text]).score
 
 
 __all__ = ["SETS", "Pairs", "bleu", "detokenize", "load_pairs", "teacher_forced", "translate"]

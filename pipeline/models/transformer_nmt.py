@@ -104,7 +104,8 @@ def nmt_quality(model, task, data: Path, device: str, limit: int | None) -> dict
     loss = evaluate.token_metrics(model, task, "valid", device, limit)["loss_bits"]
     pairs = translation.load_pairs(data, "test2016", limit)
     hyps = translation.translate(model, task.target_dictionary, pairs, **GREEDY)
-    return {"valid_loss": loss, "bleu": translation.bleu(hyps, pairs)}
+    return {"valid_loss": loss,
+            "bleu": translation.bleu([translation.detokenize(h) for h in hyps], pairs)}
 
 
 @dataclass

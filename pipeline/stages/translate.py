@@ -176,7 +176,7 @@ def translate_model(name: str, spec: dict, model_dir: Path, data: Path, out: Pat
                 tokens.append(pd.DataFrame(dict(
                     set=p.name, step=int(step), sentence=i, position=np.arange(len(hits)),
                     hit=hits, train_rank=piece_ranks[p.name][i])))
-            bleu = translation.bleu(hyps, p)
+            bleu = translation.bleu(texts, p)
             per_checkpoint.append(dict(set=p.name, step=int(step), bleu=bleu,
                                        sentences=len(texts)))
             folder = out / "translations" / p.name
