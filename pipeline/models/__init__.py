@@ -127,19 +127,21 @@ class ModelKind:
         raise NotImplementedError
 
     def quality(self, model, task, spec: Spec, data: Path, device: str,
-                limit: int | None) -> dict[str, float]:
+                limit: int | None, decoding: Mapping | None = None) -> dict[str, float]:
         """The quality of a loaded model (as ``load`` returns it, in eval mode; within a
         ``project`` block, or a pruned copy) on its own held-out evaluation data, by the
         names ``quality_keys`` gives; ``limit`` bounds the data read (each kind says how;
-        None: all of it)."""
+        None: all of it). ``decoding`` (the translate config's beam, max_len_a, max_len_b,
+        batch_size) adds the measures that decode (a translation model's BLEU); None: the
+        teacher-forced ones only."""
         raise NotImplementedError(f"model kind {self.kind!r} has no quality measure (the "
                                   "compress stage reads the LMs, taggers and NMT)")
 
     def quality_keys(self, spec: Spec) -> dict[str, bool]:
         """The names ``quality`` returns, the primary one first, each with whether higher is
-        better (what k* and s* compare against the unprojected, unpruned model)."""
-        raise NotImplementedError(f"model kind {self.kind!r} has no quality measure (the "
-                                  "compress stage reads the LMs, taggers and NMT)")
+        better (what k* and s* compare against the unprojected, unpruned model); empty for a
+        kind without a quality measure (the compress stage has no unit for it)."""
+        return {}
 
     def work(self, spec: Spec, data: Path) -> float:
         """Relative training cost (parameters × tokens × updates), longest jobs first."""

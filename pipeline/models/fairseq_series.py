@@ -75,10 +75,10 @@ class FairseqSeries(ExternalKind):
     def project(self, model, spec, layer, fn):
         return self.inner(spec).project(model, spec, layer, fn)
 
-    def quality(self, model, task, spec, data, device, limit):
+    def quality(self, model, task, spec, data, device, limit, decoding=None):
         """Its adapter's, on the valid split of the series' own data folder (``dictionary``;
         an NMT's BLEU on the prepared test2016, which it must share the pieces of)."""
-        return self.inner(spec).quality(model, task, spec, data, device, limit)
+        return self.inner(spec).quality(model, task, spec, data, device, limit, decoding)
 
     def quality_keys(self, spec):
         return self.inner(spec).quality_keys(spec)

@@ -12,6 +12,7 @@ layer's forward): read activations there.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,21 +92,20 @@ def side_sentences(rows: pd.DataFrame, side: str) -> list[pd.DataFrame]:
     return [g for _, g in part.groupby("sent_index", sort=True)]
 
 
-# greedy decoding as the translate stage's (conf/translate) and evaluate.bleu's: a translation
-# of at most 1.2 x source + 10 pieces
-GREEDY = {"beam": 1, "max_len_a": 1.2, "max_len_b": 10, "batch_size": 32}
-
-
-def nmt_quality(model, task, data: Path, device: str, limit: int | None) -> dict[str, float]:
+def nmt_quality(model, task, data: Path, device: str, limit: int | None,
+                decoding: Mapping | None) -> dict[str, float]:
     """A loaded translation model's teacher-forced loss on the validation pairs (bits per
-    target piece, </s> included: fairseq's valid nll_loss, without label smoothing) and the
-    BLEU of its greedy translations of test2016 (the translate stage's decoding and sacrebleu);
-    ``limit``: the first N pairs of each (file order)."""
-    loss = evaluate.token_metrics(model, task, "valid", device, limit)["loss_bits"]
-    pairs = translation.load_pairs(data, "test2016", limit)
-    hyps = translation.translate(model, task.target_dictionary, pairs, **GREEDY)
-    return {"valid_loss": loss,
-            "bleu": translation.bleu([translation.detokenize(h) for h in hyps], pairs)}
+    target piece, </s> included: fairseq's valid nll_loss, without label smoothing) and, given
+    ``decoding`` (beam, max_len_a, max_len_b, batch_size: the translate stage's), the BLEU of
+    its translations of test2016 (sacrebleu); ``limit``: the first N pairs of each (file
+    order)."""
+    quality = {"valid_loss": evaluate.token_metrics(model, task, "valid", device,
+                                                    limit)["loss_bits"]}
+    if decoding is not None:
+        pairs = translation.load_pairs(data, "test2016", limit)
+        hyps = translation.translate(model, task.target_dictionary, pairs, **decoding)
+        quality["bleu"] = translation.bleu([translation.detokenize(h) for h in hyps], pairs)
+    return quality
 
 
 @dataclass
@@ -210,9 +210,9 @@ class TransformerNMT(ModelKind):
     def evaluate(self, spec: Spec, checkpoint: Path, data: Path, device: str) -> dict:
         return {"test_bleu": round(evaluate.bleu(checkpoint, data, spec["beam"], device), 2)}
 
-    def quality(self, model, task, spec, data, device, limit):
-        return nmt_quality(model, task, data, device, limit)
+    def quality(self, model, task, spec, data, device, limit, decoding=None):
+        return nmt_quality(model, task, data, device, limit, decoding)
 
     def quality_keys(self, spec):
-        return {"valid_loss": False, "bleu": True}
+        return {"valid_loss": False, "bleu": True}  # bleu: with decoding
 

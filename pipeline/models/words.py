@@ -239,7 +239,7 @@ class WordStreamKind(ModelKind):
     def evaluate(self, spec: Spec, checkpoint: Path, data: Path, device: str) -> dict:
         return evaluate_stream(spec, checkpoint, data, device)
 
-    def quality(self, model, task, spec, data, device, limit):
+    def quality(self, model, task, spec, data, device, limit, decoding=None):
         return stream_quality(spec, model, task, device, limit)
 
     def quality_keys(self, spec):

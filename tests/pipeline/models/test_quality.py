@@ -23,7 +23,6 @@ from exactness import float64_softmax  # noqa: F401  float64 log-softmax in thes
 from pipeline import evaluate, pruning, translation
 from pipeline.config import model_specs
 from pipeline.models import adapter, complete
-from pipeline.models import transformer_nmt as tn
 from pipeline.runtime import import_fairseq
 
 WORDS = [f"w{i}" for i in range(30)]
@@ -135,9 +134,16 @@ def case(request, data):
     return spec, model, task, args
 
 
-def quality(case, data, limit=LIMIT, model=None) -> dict[str, float]:
+def decoding() -> dict:
+    """The translate config's decoding, as the compress stage passes it."""
+    t = compose("experiment=smoke").translate
+    return {k: t[k] for k in ("beam", "max_len_a", "max_len_b", "batch_size")}
+
+
+def quality(case, data, limit=LIMIT, model=None, decode=True) -> dict[str, float]:
     spec, trained, task, _ = case
-    return adapter(spec).quality(model or trained, task, spec, data, "cpu", limit)
+    return adapter(spec).quality(model or trained, task, spec, data, "cpu", limit,
+                                 decoding() if decode else None)
 
 
 def primary(case) -> tuple[str, bool]:
@@ -146,10 +152,12 @@ def primary(case) -> tuple[str, bool]:
 
 
 def test_quality_names_its_keys(case, data):
+    """All of them given the decoding; without it the teacher-forced ones (no BLEU)."""
     spec = case[0]
     q = quality(case, data)
     assert list(q) == list(adapter(spec).quality_keys(spec))
     assert all(isinstance(v, float) and math.isfinite(v) for v in q.values())
+    assert list(quality(case, data, decode=False)) == [k for k in q if k != "bleu"]
 
 
 def test_the_valid_loss_is_fairseqs_criterion_on_the_first_n_sequences(case, data):
@@ -219,7 +227,7 @@ def test_on_a_saved_checkpoint_quality_is_the_evaluation_path_to_the_bit(case, d
     kind = adapter(spec)
     loaded, loaded_task = kind.load(spec, path, data, "cpu")
     for limit in (LIMIT, None):
-        q = kind.quality(loaded, loaded_task, spec, data, "cpu", limit)
+        q = kind.quality(loaded, loaded_task, spec, data, "cpu", limit, decoding())
         ref = evaluate.stream_eval(path, kind.load_overrides(spec, data), "valid", "cpu", limit)
         expected = {"valid_ppl": 2 ** ref["loss_bits"], "valid_accuracy": ref["accuracy"],
                     "valid_loss": ref["loss_bits"]}
@@ -232,7 +240,7 @@ def test_bleu_is_100_against_its_own_translations_within_the_limit(case, data, t
     if "bleu" not in adapter(spec).quality_keys(spec):
         pytest.skip("a translation model's measure")
     pairs = translation.load_pairs(data, "test2016", None)
-    hyps = translation.translate(model, task.target_dictionary, pairs, **tn.GREEDY)
+    hyps = translation.translate(model, task.target_dictionary, pairs, **decoding())
     own = [translation.detokenize(h) for h in hyps]
     assert sum(len(t.split()) for t in own[:LIMIT]) >= 4 * LIMIT  # 4-grams to count
     text = tmp_path / "nmt" / "text"
@@ -288,8 +296,7 @@ def test_a_kind_without_a_quality_measure_says_so():
     spec = {"kind": "hf_causal_lm"}
     with pytest.raises(NotImplementedError, match="hf_causal_lm.*no quality measure"):
         adapter(spec).quality(None, None, spec, None, "cpu", None)
-    with pytest.raises(NotImplementedError, match="hf_causal_lm.*no quality measure"):
-        adapter(spec).quality_keys(spec)
+    assert adapter(spec).quality_keys(spec) == {}
 
 
 def test_a_limit_below_one_is_refused(case, data):
