@@ -25,6 +25,10 @@ from analysis.similarity.bases import (
 )
 from analysis.similarity.repeats import check_pair_distinct
 
+# the two compressions, and the role of a compressed model (the compress stage's rows)
+PROJECTION, PRUNING = "projection", "pruning"
+OVER_TRAINING, REFERENCE = "over training", "reference"
+
 
 def _complete(q: torch.Tensor) -> torch.Tensor:
     """[q, q⊥]: the orthonormal D × m ``q`` completed to a D × D orthonormal basis (the
@@ -179,3 +183,50 @@ def largest_within(
     ss = _within(values_by_sparsity, reference, tolerance, higher_is_better)
     return ss[-1] if ss else None
 
+
+
+def log2_k_star(
+    values_by_k: dict[int, float], reference: float, tolerance: float, higher_is_better: bool
+) -> float:
+    """log2 of k*, interpolated: between the grid's k* and the k below it (outside the
+    tolerance, since k* is the smallest within), where the relative change, linear in log2 k,
+    crosses ``tolerance``. k* itself when it is the smallest k or its neighbour is NaN; NaN
+    when no k is within. Makes k* continuous, so that a seed mean or a difference over
+    training is not stuck on the grid's doublings."""
+    k = smallest_within(values_by_k, reference, tolerance, higher_is_better)
+    if k is None:
+        return math.nan
+    below = [j for j in values_by_k if j < k]
+    if not below or math.isnan(values_by_k[max(below)]):
+        return math.log2(k)
+    j = max(below)
+    r_j = relative_change(values_by_k[j], reference, higher_is_better)
+    r_k = relative_change(values_by_k[k], reference, higher_is_better)
+    if not math.isfinite(r_j):
+        return math.log2(k)
+    share = (r_j - tolerance) / (r_j - r_k)
+    return math.log2(j) + share * (math.log2(k) - math.log2(j))
+
+
+def interpolated_s_star(
+    values_by_sparsity: dict[float, float],
+    reference: float,
+    tolerance: float,
+    higher_is_better: bool,
+) -> float:
+    """s*, interpolated: between the grid's s* and the sparsity above it (outside the
+    tolerance, since s* is the largest within), where the relative change, linear in
+    sparsity, crosses ``tolerance``. s* itself when it is the largest sparsity or its
+    neighbour is NaN; NaN when none is within."""
+    s = largest_within(values_by_sparsity, reference, tolerance, higher_is_better)
+    if s is None:
+        return math.nan
+    above = [t for t in values_by_sparsity if t > s]
+    if not above or math.isnan(values_by_sparsity[min(above)]):
+        return s
+    t = min(above)
+    r_s = relative_change(values_by_sparsity[s], reference, higher_is_better)
+    r_t = relative_change(values_by_sparsity[t], reference, higher_is_better)
+    if not math.isfinite(r_t):
+        return s
+    return s + (tolerance - r_s) / (r_t - r_s) * (t - s)

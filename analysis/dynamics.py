@@ -24,6 +24,7 @@ from analysis.runs import ModelRun, Probe, discover_runs
 from analysis.settings import AnalysisSettings
 from analysis.tables import bookkeeping, nmt
 from analysis.tables import registry as T
+from analysis.tables.compression import compression_tables
 from analysis.tables.concentration import concentration_tables
 from analysis.tables.convergence import over_training, reference_late_cka
 from analysis.tables.per_tag import family_pooled, per_tag
@@ -108,9 +109,11 @@ def _sanity_probe(opened: Mapping[tuple[str, str], Probe], settings: AnalysisSet
 
 def analyze_units(extract_units: Mapping[str, Path], train_units: Mapping[str, Path],
                   translate_units: Mapping[str, Path], seed: int, settings: AnalysisSettings,
-                  workers: int = 1) -> dict[str, pd.DataFrame]:
-    """One seed's every table from its extract, train and translate units (model -> unit
-    directory): the stores' tables, the NMT stages, the models and the claims."""
+                  workers: int = 1, compress_units: Mapping[str, Path] | None = None
+                  ) -> dict[str, pd.DataFrame]:
+    """One seed's every table from its extract, train, translate and compress units (model ->
+    unit directory): the stores' tables, the NMT stages, compression, the models and the
+    claims."""
     runs = discover_runs(extract_units, train_units, seed)
     for found in (f for run in runs for root in run.stores.values()
                   for f in repstore.nonfinite(root)):
@@ -118,6 +121,7 @@ def analyze_units(extract_units: Mapping[str, Path], train_units: Mapping[str, P
     log.info("analyzing %d models: %s", len(runs), ", ".join(r.name for r in runs))
     tables = analyze(runs, settings, progress=True, workers=workers)
     tables.update(nmt.translation_tables(translate_units, seed, settings))
+    tables.update(compression_tables(compress_units or {}, seed, settings))
     late = pd.concat([tables.get(T.CONVERGENCE, pd.DataFrame()),
                       reference_late_cka(runs, settings)], ignore_index=True)
     tables[T.MODELS] = bookkeeping.models_table(runs, train_units, extract_units,

@@ -108,6 +108,18 @@ class C5:
 
 
 @dataclass
+class C6:
+    mid: float = setting(gt=0, lt=1, help="C6b: k* at the compressed checkpoint nearest this "
+                         "share of training against the last")
+
+
+@dataclass
+class Compression:
+    tolerance: float = setting(ge=0, help="k*, s*: the primary quality at most this share "
+                               "worse than the unprojected, unpruned model's")
+
+
+@dataclass
 class Claims:
     """The claims' definitions, smallest effects and α, fixed before any result was looked at."""
 
@@ -117,6 +129,7 @@ class Claims:
     c3: C3 = setting()
     c4: C4 = setting()
     c5: C5 = setting()
+    c6: C6 = setting()
     primary: dict[str, Primary] = setting(help="per claim: the metric and smallest effect that "
                                           "decide it")
     n_permutations: int = setting(ge=0, help="permutations behind each unit's p-value")
@@ -169,6 +182,7 @@ class AnalysisSettings:
     concentration: Concentration = setting()
     sanity: Sanity = setting()
     sensitivity: Sensitivity = setting()
+    compression: Compression = setting()
     claims: Claims = setting()
     learned: Learned = setting()
     device: str = setting(choices=("cpu", "cuda"), help="where the similarity products run")
@@ -205,8 +219,9 @@ def flat(settings) -> dict[str, str]:
     return out
 
 
-NESTED = {"per_tag", "concentration", "sanity", "claims", "c1", "c3", "c4", "c5", "primary",
-          "learned", "sensitivity"}
+NESTED = {"per_tag", "concentration", "sanity", "claims", "c1", "c3", "c4", "c5", "c6",
+          "primary", "learned", "sensitivity", "compression"}
 
-__all__ = ["AnalysisSettings", "C1", "C3", "C4", "C5", "Claims", "Concentration", "Learned",
+__all__ = ["AnalysisSettings", "C1", "C3", "C4", "C5", "C6", "Claims", "Compression",
+           "Concentration", "Learned",
            "PerTag", "PlotSettings", "Primary", "Sanity", "Sensitivity", "flat"]

@@ -27,6 +27,7 @@ from analysis.settings import AnalysisSettings, PlotSettings
 from data_prep.settings import DataConfig
 from pipeline.config import CONFIG_DIR, CONFIG_NAME, typed
 from pipeline.stages.aggregate import AggregateConfig
+from pipeline.stages.compress import CompressConfig
 from pipeline.stages.extract import ExtractConfig
 from pipeline.stages.registry import REGISTRY
 from pipeline.stages.train import TrainConfig
@@ -55,7 +56,8 @@ class TopConfig:
 
 
 GROUPS: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "extract": ExtractConfig,
-                           "translate": TranslateConfig, "analysis": AnalysisSettings,
+                           "translate": TranslateConfig, "compress": CompressConfig,
+                           "analysis": AnalysisSettings,
                            "plot": PlotSettings, "aggregate": AggregateConfig}
 
 

@@ -231,6 +231,52 @@ def translation_tables(in_order: bool = True, seed: int = 1) -> dict[str, pd.Dat
     return {"nmt_stages": curves.assign(model="nmt", seed=seed)}
 
 
+# The compress unit of the LM over STEPS[2:] (share = step / 16), three layers of DIM = 8: its
+# relative change of valid perplexity at k = 1, 2, 4, 8 per direction, and at sparsities 0.1 to
+# 0.9 per pruning. In order (C6-C6c hold): at the end SVCCA keeps the quality on 1 direction,
+# random on 8; PCA's k* falls from 4 (every earlier step) to 1 at the end; magnitude's s* rises
+# from 0.1 to 0.5 (random pruning: none within). Reversed: SVCCA needs all 8 (as random), PCA's
+# k* rises from 1 to 4 at the end, s* falls.
+def _changes(k_star: int) -> list[float]:
+    return [0.0 if k >= k_star else 1.0 for k in (1, 2, 4, 8)]
+
+
+def synth_compression(in_order: bool = True) -> pd.DataFrame:
+    """A compress unit's rows (pipeline.stages.compress.COLUMNS) built as described above."""
+    rows = []
+    steps = STEPS[2:]
+    for i, step in enumerate(steps):
+        last = step == steps[-1]
+        k_stars = {"pca": 1 if in_order == last else 4, "svcca": 1 if in_order and last else 8,
+                   "random": 8}
+        s_star = 0.1 + (0.4 * i / (len(steps) - 1) if in_order else 0.4 * (1 - i / 3))
+        common = dict(model="lm", role="over training", step=step, share=step / steps[-1],
+                      measure="valid_ppl", primary=True, reference=100.0, higher_better=False,
+                      fit_probe="synth")
+        for layer in ("embed", "lstm_1", "lstm_2"):
+            for method, k_star in k_stars.items():
+                for k, change in zip((1, 2, 4, 8), _changes(k_star), strict=True):
+                    rows.append(dict(common, compress="projection", layer=layer, side="lm",
+                                     dim=DIM, method=method, k=k, sparsity=np.nan,
+                                     value=100.0 * (1 + change), fit_tokens=400))
+        for method in ("magnitude", "random"):
+            for sparsity in np.round(np.arange(0.1, 1.0, 0.1), 1):
+                within = method == "magnitude" and sparsity <= s_star + 1e-9
+                rows.append(dict(common, compress="pruning", layer="", side="", dim=np.nan,
+                                 method=method, k=np.nan, sparsity=sparsity,
+                                 value=100.0 * (1.0 if within else 2.0), fit_tokens=np.nan))
+    return pd.DataFrame(rows)
+
+
+def compression_tables(in_order: bool = True, seed: int = 1) -> dict[str, pd.DataFrame]:
+    """The analyze stage's compression tables of :func:`synth_compression`."""
+    from analysis.tables.compression import compression_tables as tables
+
+    root = _scratch("compress")
+    synth_compression(in_order).to_parquet(root / "compression.parquet")
+    return tables({"lm": root}, seed, small_settings())
+
+
 def write_units(runs: list[ModelRun], root: Path, seed: int = 1
                 ) -> tuple[dict[str, Path], dict[str, Path]]:
     """The study's models laid out like the pipeline's per-model units: extract units with
@@ -295,7 +341,7 @@ def study_tables() -> dict[str, pd.DataFrame]:
     """Tables of the study built so that C1, C3, C4 and C5 should hold (computed once per
     run; do not modify)."""
     tables = dynamics.analyze(build_study(_scratch("pass")), small_settings(), progress=False)
-    return {**tables, **translation_tables(in_order=True)}
+    return {**tables, **translation_tables(in_order=True), **compression_tables(in_order=True)}
 
 
 @shared
@@ -325,13 +371,17 @@ def stage_runs() -> dict:
     for name, table in zip(("sentences", "checkpoints", "reference", "tokens"),
                            synth_translation(), strict=True):
         table.to_parquet(translate / f"{name}.parquet")
+    compress = root / "compress" / "lm"
+    compress.mkdir(parents=True)
+    synth_compression().to_parquet(compress / "compression.parquet")
     analyzed, seeds = {}, {}
     for seed, parallel in ((1, 2), (2, 1)):
         extract, train = write_units(runs, root / f"seed{seed}", seed)
         out = root / f"analyze{seed}"
         cfg = OmegaConf.create({"analysis": analysis, "seed": seed,
                                 "train": {"parallel": parallel, "device": "cpu"}})
-        units = {"extract": extract, "train": train, "translate": {"nmt": translate}}
+        units = {"extract": extract, "train": train, "translate": {"nmt": translate},
+                 "compress": {"lm": compress}}
         analyzed[seed] = run_analyze(cfg, out, units), out
         seeds[seed] = {"extract": extract, "train": train, "analyze": out}
     cfg = OmegaConf.create({"name": "synthetic", "analysis": analysis, "plot": plot,
@@ -348,7 +398,8 @@ def reversed_tables() -> dict[str, pd.DataFrame]:
     runs = build_study(_scratch("fail"), lower_first=False, towards_tagger=False,
                        function_concentrated=False)
     tables = dynamics.analyze(runs, small_settings(), progress=False)
-    return {**tables, **translation_tables(in_order=False)}
+    return {**tables, **translation_tables(in_order=False),
+            **compression_tables(in_order=False)}
 
 
 @shared

@@ -25,10 +25,17 @@ CLAIMS = {
           "(Voita et al. 2021: n-gram LM score of the translations, accuracy, reordering)",
     "C5 KL (Chang & Bergen)": "NMT training is a target-side LM first, then lexical "
                               "translation, then reordering (teacher-forced KL to n-gram LMs)",
+    "C6": "at the end of training a layer keeps the model's quality projected onto at most half "
+          "its width, and needs fewer SVCCA than random directions (Raghu et al. 2017)",
+    "C6b": "hypothesis of ours: the directions a layer needs (k*) fall over the second half of "
+           "training, as its representation converges",
+    "C6c": "hypothesis of ours: the share of weights one-shot magnitude pruning can remove "
+           "within the tolerance (s*) rises over training",
 }
 # the figure (name prefix) that shows each claim
 FIGURES = {"C1": "f2_convergence", "C2": "f3_family", "C2b": "f4_tagger", "C3": "f4_tagger",
-           "C4": "f6b_function_content", "C5": "f7_nmt_stages"}
+           "C4": "f6b_function_content", "C5": "f7_nmt_stages", "C6": "f8_compression",
+           "C6b": "f8_compression", "C6c": "f9_pruning"}
 PASS, FAIL, NA = "PASS", "FAIL", "NA"
 SHARED = " (shared init)"
 

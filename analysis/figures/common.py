@@ -232,6 +232,10 @@ LOOK_FOR = {
     "F6b": "the function minus content difference above zero in every frequency bin (C4).",
     "F7": "the dotted verticals in C5's order: the translations' n-gram LM-score peak (grey) "
           "before lexical accuracy (green) before reordering (purple) has made its change.",
+    "F8": "k* well below the width and below the random control's at the last checkpoint "
+          "(C6); k* falling over the second half of training (C6b).",
+    "F9": "the magnitude curves staying under the tolerance to higher sparsities than the "
+          "random ones, and s* rising over training (C6c).",
     "S1": "how far similarity of unrelated data sits above zero at each token count: the "
           "floor every other figure's values sit on.",
     "S2": "another seed's final model above the model's own initialisation (learned, not "

@@ -1,7 +1,8 @@
 """The stages, one module each, and their registry (pipeline.stages.registry):
 
-    prepare ─► train ─┬─► extract ─────┬─► analyze ─► plot
-                      └─► translate ───┘      └─────► aggregate (several seeds' analyses pooled)
+    prepare ─► train ─┬─► extract ─┬─► compress ─┬─► analyze ─► plot
+                      │             └─────────────┤      └─────► aggregate (seeds pooled)
+                      └─► translate ──────────────┘
                          (translation models only)
 
 Each stage module holds its work and declares ``STAGE``: the config its key depends on, the

@@ -3,7 +3,8 @@
 Reads the extract units (inputs["extract"]: model -> unit dir holding model.json and one
 representation store per probe), the train units (inputs["train"]: model -> unit dir with
 checkpoints.csv and eval.json) and the translate units of the translation models
-(inputs["translate"]), writes out/tables/<name>.parquet and .csv.
+(inputs["translate"]) and the compress units (inputs["compress"]), writes
+out/tables/<name>.parquet and .csv.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
     tables = dynamics.analyze_units(inputs["extract"], inputs["train"],
                                     inputs.get("translate", {}), int(cfg.seed),
                                     typed(cfg.analysis, AnalysisSettings),
-                                    workers=int(cfg.train.parallel))
+                                    workers=int(cfg.train.parallel),
+                                    compress_units=inputs.get("compress", {}))
     answer = tables[T.ANSWER]
     primary = answer[answer.role == "primary"]
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
@@ -42,5 +44,5 @@ def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
                                          for r in answer.itertuples()}}
 
 
-STAGE = Stage("analyze", ("analysis",), ("train", "extract", "translate"),
+STAGE = Stage("analyze", ("analysis",), ("train", "extract", "translate", "compress"),
               code=("pipeline.stages.analyze",), run=run_analyze)

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from pipeline.stages import aggregate, analyze, extract, plot, prepare, train, translate
+from pipeline.stages import (
+    aggregate,
+    analyze,
+    compress,
+    extract,
+    plot,
+    prepare,
+    train,
+    translate,
+)
 from pipeline.stages.stage import Stage
 
 REGISTRY: dict[str, Stage] = {
-    s.STAGE.name: s.STAGE for s in (prepare, train, extract, translate, analyze, plot,
-                                       aggregate)}
+    s.STAGE.name: s.STAGE for s in (prepare, train, extract, translate, compress, analyze,
+                                       plot, aggregate)}

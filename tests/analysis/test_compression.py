@@ -8,8 +8,10 @@ import torch
 from torch import nn
 
 from analysis.compression import (
+    interpolated_s_star,
     k_grid,
     largest_within,
+    log2_k_star,
     pca_basis,
     projector,
     random_basis,
@@ -168,3 +170,25 @@ def test_largest_within_sparsity():
     assert largest_within(bleu, 30.0, 0.01, higher_is_better=True) == 0.9
     assert largest_within(bleu, 30.0, 0.5, higher_is_better=True) == 0.9
     assert largest_within(bleu, 30.0, 0.7, higher_is_better=True) == 0.95
+
+
+def test_log2_k_star_interpolates_where_the_change_crosses_the_tolerance():
+    """Relative changes 0.3 at k=4 and 0.0 at k=8, tolerance 0.1: the crossing is 2/3 of the
+    way from log2 4 to log2 8; on the grid k* = 8."""
+    ppl = {1: 300.0, 2: 200.0, 4: 130.0, 8: 100.0, 16: 100.0}
+    assert smallest_within(ppl, 100.0, 0.1, higher_is_better=False) == 8
+    assert log2_k_star(ppl, 100.0, 0.1, higher_is_better=False) == pytest.approx(2 + 2 / 3)
+    assert log2_k_star(ppl, 100.0, 2.5, higher_is_better=False) == 0.0  # k* = 1: the grid's
+    assert math.isnan(log2_k_star({1: 300.0}, 100.0, 0.1, higher_is_better=False))
+    assert log2_k_star({1: float("nan"), 2: 100.0}, 100.0, 0.1, False) == 1.0
+    # a tolerance equal to k*'s own change lands on k* exactly
+    assert log2_k_star({2: 150.0, 4: 110.0}, 100.0, 0.1, False) == pytest.approx(2.0)
+
+
+def test_interpolated_s_star_between_the_last_within_and_the_next():
+    """Changes 0.02 at 0.5 and 0.12 at 0.6, tolerance 0.05: 30% of the way from 0.5 to 0.6."""
+    acc = {0.0: 0.9, 0.5: 0.9 * 0.98, 0.6: 0.9 * 0.88, 0.7: 0.1}
+    assert largest_within(acc, 0.9, 0.05, higher_is_better=True) == 0.5
+    assert interpolated_s_star(acc, 0.9, 0.05, higher_is_better=True) == pytest.approx(0.53)
+    assert interpolated_s_star({0.0: 0.9, 0.9: 0.9}, 0.9, 0.05, True) == 0.9  # the largest
+    assert math.isnan(interpolated_s_star({0.5: 0.1}, 0.9, 0.05, True))

@@ -1,0 +1,172 @@
+"""F8 and F9: how much of each layer (projection onto its top-k directions) and of the weights
+(one-shot pruning) a model needs over training (C6-C6c), for the models analysed over
+training."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import matplotlib
+import numpy as np
+import pandas as pd
+
+from analysis.compression import OVER_TRAINING, PROJECTION, PRUNING
+from analysis.figures.common import (
+    Figure,
+    make_figure,
+    panel_grid,
+    panel_title,
+    setting_text,
+    slug,
+    step_axis,
+)
+from analysis.settings import PlotSettings
+from analysis.tables import registry as T
+
+METHOD_COLOURS = {"pca": "#1f77b4", "svcca": "#d62728", "random": "#7f7f7f",
+                  "magnitude": "#2ca02c", "k99": "#000000"}
+
+
+def _mean(t: pd.DataFrame, keys: list[str], values: list[str]) -> pd.DataFrame:
+    """Means over seeds (a pooled table holds one row per key already)."""
+    return t.groupby(keys, as_index=False, dropna=False)[values].mean()
+
+
+def _tolerance(tables: Mapping[str, pd.DataFrame]) -> float:
+    return float(setting_text(tables, "compression.tolerance", "nan"))
+
+
+def _picked(steps: list[int]) -> list[int]:
+    """The first, middle and last of the compressed checkpoints."""
+    return sorted({steps[0], steps[len(steps) // 2], steps[-1]})
+
+
+def _curve_panel(ax, g: pd.DataFrame, tolerance: float) -> None:
+    for method, m in g.groupby("method", sort=True):
+        m = m.sort_values("k")
+        ax.plot(m.k, m.relative_change, color=METHOD_COLOURS.get(method, "#000000"),
+                marker="o", ms=2.5, lw=1.2, label=method)
+    if np.isfinite(tolerance):
+        ax.axhline(tolerance, color="black", ls=":", lw=0.9)
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+
+
+def _star_panel(ax, stars: pd.DataFrame, k99: pd.DataFrame) -> None:
+    for method, m in stars.groupby("method", sort=True):
+        m = m.sort_values("step")
+        ax.plot(m.step, 2.0 ** m.star, color=METHOD_COLOURS.get(method, "#000000"),
+                marker="o", ms=2.5, lw=1.2, label=f"k* {method}")
+    if len(k99):
+        k99 = k99.sort_values("step")
+        ax.plot(k99.step, k99.k, color=METHOD_COLOURS["k99"], ls="--", lw=1.0,
+                label="k at 99% variance")
+    ax.set_yscale("log", base=2)
+    step_axis(ax)
+
+
+def fig_compression(tables: Mapping[str, pd.DataFrame], ps: PlotSettings
+                    ) -> Iterator[Figure]:
+    """F8 per model analysed over training: one row per layer; the relative change of the
+    primary quality against k at the first, middle and last compressed checkpoints (PCA,
+    SVCCA, random directions), then k*(t) beside the 99%-variance k(t) of F2."""
+    rows = tables.get(T.COMPRESSION, pd.DataFrame())
+    summary = tables.get(T.COMPRESSION_SUMMARY, pd.DataFrame())
+    if rows.empty or summary.empty:
+        return
+    tolerance = _tolerance(tables)
+    dims = tables.get(T.INTRINSIC_DIM, pd.DataFrame())
+    proj = rows[(rows.compress == PROJECTION) & rows.primary & (rows.role == OVER_TRAINING)]
+    for model, g in proj.groupby("model", sort=True):
+        curves = _mean(g, ["step", "layer", "method", "k", "measure", "fit_probe", "side"],
+                       ["relative_change"])
+        layers = list(dict.fromkeys(g.layer))
+        steps = _picked(sorted(curves.step.unique()))
+        stars = summary[(summary.model == model) & (summary.compress == PROJECTION)]
+        stars = _mean(stars, ["step", "layer", "method"], ["star"])
+        fig, axes = panel_grid(len(layers), len(steps) + 1, w=2.2, h=1.5, legend=True)
+        for i, layer in enumerate(layers):
+            lg = curves[curves.layer == layer]
+            for j, step in enumerate(steps):
+                ax = axes[i, j]
+                _curve_panel(ax, lg[lg.step == step], tolerance)
+                ax.set_ylabel(f"{layer}\nrelative change" if j == 0 else "", fontsize="x-small")
+                if i == 0:
+                    panel_title(ax, f"step {step}")
+                ax.set_xlabel("k (directions kept)")
+            k99 = pd.DataFrame()
+            if len(dims):
+                probe, side = lg.fit_probe.iloc[0], lg.side.iloc[0]
+                d = dims[(dims.model == model) & (dims.layer == layer) & (dims.probe == probe)
+                         & (dims.side == side)]
+                k99 = _mean(d, ["step"], ["k"]) if len(d) else d
+            ax = axes[i, -1]
+            _star_panel(ax, stars[stars.layer == layer], k99)
+            ax.set_ylabel("k", fontsize="x-small")
+            if i == 0:
+                panel_title(ax, "k* over training")
+        measure = g.measure.iloc[0]
+        caption = (
+            f"F8 ({model}). Rows: layers. First columns: at the first, middle and last "
+            f"compressed checkpoints, the relative change of {measure} (positive = worse) when "
+            f"the layer's output is replaced by its projection onto k directions fitted on "
+            f"{g.fit_probe.iloc[0]} tokens: its own principal directions (PCA), its SVCCA "
+            f"directions against the same layer at the last checkpoint, or random ones "
+            f"(control); dotted: the tolerance {tolerance:g}. Last column: k* (the fewest "
+            f"directions within the tolerance, interpolated in log2 k) over training, with the "
+            f"layer's 99%-variance dimension k (F2's k pane, dashed). Raghu et al. (2017) kept "
+            f"CIFAR accuracy at 0.35 of five layers' width at the end of training.")
+        yield make_figure(slug("f8_compression", model), fig, f"F8 {model}", caption, axes,
+                          inner_y=False, legend=True, legend_title="directions")
+
+
+def fig_pruning(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator[Figure]:
+    """F9 per model analysed over training: the relative change of the primary quality against
+    the one-shot sparsity at each compressed checkpoint (magnitude solid, random dashed), and
+    s*(t)."""
+    rows = tables.get(T.COMPRESSION, pd.DataFrame())
+    summary = tables.get(T.COMPRESSION_SUMMARY, pd.DataFrame())
+    if rows.empty or summary.empty:
+        return
+    tolerance = _tolerance(tables)
+    pruned = rows[(rows.compress == PRUNING) & rows.primary & (rows.role == OVER_TRAINING)]
+    for model, g in pruned.groupby("model", sort=True):
+        curves = _mean(g, ["step", "method", "sparsity"], ["relative_change"])
+        steps = sorted(curves.step.unique())
+        shade = dict(zip(steps, matplotlib.colormaps["viridis"](np.linspace(0.1, 0.9,
+                                                                            len(steps))),
+                         strict=True))
+        fig, axes = panel_grid(1, 2, w=3.0, h=2.2, legend=True, wsp=0.7)
+        ax = axes[0, 0]
+        for (step, method), c in curves.groupby(["step", "method"], sort=True):
+            c = pd.concat([pd.DataFrame({"sparsity": [0.0], "relative_change": [0.0]}),
+                           c.sort_values("sparsity")])
+            ax.plot(c.sparsity, c.relative_change, color=shade[step], marker="o", ms=2,
+                    lw=1.2, ls="-" if method == "magnitude" else "--",
+                    label=f"step {step}" if method == "magnitude" else None)
+        if np.isfinite(tolerance):
+            ax.axhline(tolerance, color="black", ls=":", lw=0.9)
+        ax.set_yscale("symlog", linthresh=max(tolerance, 1e-3) if np.isfinite(tolerance)
+                      else 0.05)
+        ax.set_xlabel("share of weights pruned")
+        ax.set_ylabel("relative change", fontsize="x-small")
+        panel_title(ax, "quality vs sparsity")
+        stars = summary[(summary.model == model) & (summary.compress == PRUNING)]
+        ax = axes[0, 1]
+        for method, m in _mean(stars, ["step", "method"], ["star"]).groupby("method"):
+            m = m.sort_values("step")
+            ax.plot(m.step, m.star, color=METHOD_COLOURS.get(method, "#000000"), marker="o",
+                    ms=2.5, lw=1.2, label=f"s* {method}")
+        step_axis(ax)
+        ax.set_ylabel("s*", fontsize="x-small")
+        panel_title(ax, "s* over training")
+        ax.legend(fontsize="xx-small", loc="best")
+        caption = (
+            f"F9 ({model}). Left: the relative change of {g.measure.iloc[0]} (positive = "
+            f"worse; symlog) when the weight matrices are pruned one-shot, without retraining, "
+            f"to each sparsity by global magnitude (solid) or at random with the same sparsity "
+            f"per matrix (dashed), one colour per compressed checkpoint; dotted: the tolerance "
+            f"{tolerance:g}. Right: s*, the largest sparsity within the tolerance "
+            f"(interpolated), over training.")
+        yield make_figure(slug("f9_pruning", model), fig, f"F9 {model}", caption, axes,
+                          inner_y=False, legend=True, legend_title="checkpoint")
