@@ -56,7 +56,26 @@ def pca_basis(x: Array) -> tuple[torch.Tensor, torch.Tensor]:
     return b.mean, _complete(b.v)
 
 
-def svcca_basis(x: Array, y: Array, keep: float = 0.99) -> tuple[torch.Tensor, torch.Tensor]:
+def _by_variance_within_ties(loadings: torch.Tensor, rho: torch.Tensor, ties: float
+                             ) -> torch.Tensor:
+    """The loadings (D × m, ρ descending) with each run of canonical correlations within
+    ``ties`` of the previous one replaced by the same span's directions in x's variance order
+    (the left singular vectors of the run's loadings, scaled by their singular values): among
+    equal ρ the SVD's choice of directions is arbitrary (rounding picks it), e.g. every ρ is
+    1 for x against itself or an invertible linear map of it."""
+    out = loadings.clone()
+    start = 0
+    for i in range(1, len(rho) + 1):
+        if i == len(rho) or float(rho[i - 1] - rho[i]) > ties:
+            if i - start > 1:
+                u, s, _ = torch.linalg.svd(loadings[:, start:i], full_matrices=False)
+                out[:, start:i] = u * s
+            start = i
+    return out
+
+
+def svcca_basis(x: Array, y: Array, keep: float = 0.99, ties: float = 1e-9
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, U): the SVCCA directions of ``x`` against ``y`` (the same tokens; y is e.g. the
     same layer at the final checkpoint), by canonical correlation descending.
 
@@ -67,16 +86,18 @@ def svcca_basis(x: Array, y: Array, keep: float = 0.99) -> tuple[torch.Tensor, t
     U holds these min(k_x, k_y) loadings orthonormalised in order (QR), then the principal
     directions of x's remainder (x projected off them, by variance), then the directions
     where x has no variance, so that every k up to D is defined. The first k_x columns span
-    x's top-k_x principal subspace. Refuses the inputs :func:`analysis.similarity.svcca`
-    refuses (too few tokens or distinct rows for the dims).
+    x's top-k_x principal subspace. Canonical correlations within ``ties`` of each other are
+    one direction's worth of evidence: within such a run the directions go by x's variance,
+    so that against itself (every ρ = 1) the basis is x's principal one. Refuses the inputs
+    :func:`analysis.similarity.svcca` refuses (too few tokens or distinct rows for the dims).
     """
     bx, by = basis(x), basis(y)
     check_pair(bx, by, "svcca")
     check_pair_distinct(bx, by, "svcca", None, False)
     kx, ky = n_keep(bx.s, keep), n_keep(by.s, keep)
-    p, _, _ = safe_svd(pair_product(bx, by, kx, ky))  # p: kx × min(kx, ky), ρ descending
+    p, rho, _ = safe_svd(pair_product(bx, by, kx, ky))  # p: kx × min(kx, ky), ρ descending
     scaled = bx.v * bx.s_dev[: bx.k]  # X_cᵀU_x: the loading of each principal direction
-    q1 = _orthonormal(scaled[:, :kx] @ p)
+    q1 = _orthonormal(_by_variance_within_ties(scaled[:, :kx] @ p, rho, ties))
     rest = scaled - q1 @ (q1.T @ scaled)  # x's variance left outside the canonical span
     q2 = torch.linalg.svd(rest, full_matrices=False).U[:, : bx.rank - q1.shape[1]]
     return bx.mean, _complete(torch.cat([q1, q2], dim=1))

@@ -111,6 +111,10 @@ def test_svcca_basis_of_x_against_a_copy_spans_its_signal_first(against):
     xc = x - x.mean(0)
     assert rel(projector(mean, u, R)(x), x, xc) <= 1e-10
     assert rel(projector(mean, u, R - 1)(x), x, xc) > 1e-3
+    # every canonical correlation is 1: the order is x's principal one, not rounding's choice
+    pmean, pu = pca_basis(x)
+    for k in range(1, R + 1):
+        assert rel(projector(mean, u, k)(x), projector(pmean, pu, k)(x), xc) <= 1e-8, k
 
 
 def test_svcca_basis_refuses_too_few_tokens():
