@@ -132,7 +132,7 @@ def compress_step(kind, spec: dict, model, task, data: Path, root: Path, step: i
     reference = measure(model)
     higher = kind.quality_keys(spec)
     first = next(iter(higher))
-    n_fit = {}
+    fit_tokens = repstore.tokens(root).side.value_counts()
     rows = []
 
     def add(q: dict, **where) -> None:
@@ -142,9 +142,8 @@ def compress_step(kind, spec: dict, model, task, data: Path, root: Path, step: i
 
     for layer, side, dim in kind.layers(spec):
         bases = _fit(root, step, final, layer, dim, settings, seed)
-        n_fit[layer] = int((repstore.tokens(root).side == side).sum())
         where = dict(compress=PROJECTION, layer=layer, side=side, dim=dim, sparsity=np.nan,
-                     fit_tokens=n_fit[layer])
+                     fit_tokens=int(fit_tokens.get(side, 0)))
         for k in C.k_grid(dim)[:-1]:
             for method, (mean, u) in bases.items():
                 with kind.project(model, spec, layer, C.projector(mean, u, k)):
