@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 def test_smoke_runs_all_stages_and_writes_the_report(smoke_trained):
     _, args, _, _, _ = smoke_trained
-    every = "stages=[prepare,train,extract,translate,analyze,plot]"
+    every = "stages=[prepare,train,extract,translate,compress,analyze,plot]"
     all_stages = [a.replace("stages=[prepare,train]", every) for a in args]
     result = run_pipeline(*all_stages)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -20,11 +20,20 @@ def test_smoke_runs_all_stages_and_writes_the_report(smoke_trained):
     analyze, plot = nodes["analyze"].dir, nodes["plot"].dir  # (other tests analyse subsets)
     tables = {p.stem for p in (analyze / "tables").glob("*.parquet")}
     assert {"convergence", "tagger", "layer_matrix", "per_tag", "concentration",
-            "claims", "nmt_stages"} <= tables
+            "claims", "nmt_stages", "compression", "compression_summary"} <= tables
+    compression = pd.read_parquet(analyze / "tables" / "compression.parquet")
+    assert set(compression.model) == set(nodes["compress"].units)  # every kind with a quality
+    assert {"projection", "pruning"} == set(compression.compress)
+    assert "bleu" in set(compression.measure)  # decoded at the last checkpoint
+    full = compression[(compression.k == compression.dim) & (compression.measure != "bleu")]
+    assert len(full) and (full.relative_change.abs() <= 1e-5).all()  # float32's identity
+    claims = pd.read_parquet(analyze / "tables" / "claims.parquet")
+    assert {"C6", "C6b", "C6c"} <= set(claims.claim)
     c5 = pd.read_parquet(analyze / "tables" / "claims.parquet").query("claim == 'C5'")
     assert set(c5.probe) == {"test2016", "pud"}  # one row per set, NA ones with the reason
     assert all(v != "NA" or "undefined" in d for v, d in zip(c5.verdict, c5.detail, strict=True))
-    assert any(p.name.startswith("f7_nmt_stages") for p in (plot / "figures").glob("*.png"))
+    for figure in ("f7_nmt_stages", "f8_compression", "f9_pruning"):
+        assert any(p.name.startswith(figure) for p in (plot / "figures").glob("*.png"))
     captions = json.loads((plot / "captions.json").read_text())
     assert len(captions) >= 10
     pngs = list((plot / "figures").glob("*.png"))
