@@ -27,9 +27,19 @@ METHOD_COLOURS = {"pca": "#1f77b4", "svcca": "#d62728", "random": "#7f7f7f",
                   "magnitude": "#2ca02c", "k99": "#000000"}
 
 
-def _mean(t: pd.DataFrame, keys: list[str], values: list[str]) -> pd.DataFrame:
-    """Means over seeds (a pooled table holds one row per key already)."""
+def _mean(t: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
+    """``value``'s mean over seeds per key, with the pooled table's interval (ci_low,
+    ci_high: the aggregate's, over seeds) where it has one."""
+    values = [value] + [c for c in ("ci_low", "ci_high") if c in t]
     return t.groupby(keys, as_index=False, dropna=False)[values].mean()
+
+
+def _line(ax, x, g: pd.DataFrame, y: str, colour: str, transform=lambda v: v, **kw) -> None:
+    """A line, and its band over seeds where the pooled table has one."""
+    ax.plot(x, transform(g[y]), color=colour, marker="o", ms=2.5, lw=1.2, **kw)
+    if "ci_low" in g and g.ci_low.notna().any():
+        ax.fill_between(x, transform(g.ci_low), transform(g.ci_high), color=colour, alpha=0.2,
+                        lw=0)
 
 
 def _tolerance(tables: Mapping[str, pd.DataFrame]) -> float:
@@ -44,8 +54,8 @@ def _picked(steps: list[int]) -> list[int]:
 def _curve_panel(ax, g: pd.DataFrame, tolerance: float) -> None:
     for method, m in g.groupby("method", sort=True):
         m = m.sort_values("k")
-        ax.plot(m.k, m.relative_change, color=METHOD_COLOURS.get(method, "#000000"),
-                marker="o", ms=2.5, lw=1.2, label=method)
+        _line(ax, m.k, m, "relative_change", METHOD_COLOURS.get(method, "#000000"),
+              label=method)
     if np.isfinite(tolerance):
         ax.axhline(tolerance, color="black", ls=":", lw=0.9)
     ax.set_xscale("log", base=2)
@@ -55,8 +65,8 @@ def _curve_panel(ax, g: pd.DataFrame, tolerance: float) -> None:
 def _star_panel(ax, stars: pd.DataFrame, k99: pd.DataFrame) -> None:
     for method, m in stars.groupby("method", sort=True):
         m = m.sort_values("step")
-        ax.plot(m.step, 2.0 ** m.star, color=METHOD_COLOURS.get(method, "#000000"),
-                marker="o", ms=2.5, lw=1.2, label=f"k* {method}")
+        _line(ax, m.step, m, "star", METHOD_COLOURS.get(method, "#000000"),
+              lambda v: 2.0 ** v, label=f"k* {method}")
     if len(k99):
         k99 = k99.sort_values("step")
         ax.plot(k99.step, k99.k, color=METHOD_COLOURS["k99"], ls="--", lw=1.0,
@@ -79,11 +89,11 @@ def fig_compression(tables: Mapping[str, pd.DataFrame], ps: PlotSettings
     proj = rows[(rows.compress == PROJECTION) & rows.primary & (rows.role == OVER_TRAINING)]
     for model, g in proj.groupby("model", sort=True):
         curves = _mean(g, ["step", "layer", "method", "k", "measure", "fit_probe", "side"],
-                       ["relative_change"])
+                       "relative_change")
         layers = list(dict.fromkeys(g.layer))
         steps = _picked(sorted(curves.step.unique()))
         stars = summary[(summary.model == model) & (summary.compress == PROJECTION)]
-        stars = _mean(stars, ["step", "layer", "method"], ["star"])
+        stars = _mean(stars, ["step", "layer", "method"], "star")
         fig, axes = panel_grid(len(layers), len(steps) + 1, w=2.2, h=1.5, legend=True)
         for i, layer in enumerate(layers):
             lg = curves[curves.layer == layer]
@@ -99,7 +109,7 @@ def fig_compression(tables: Mapping[str, pd.DataFrame], ps: PlotSettings
                 probe, side = lg.fit_probe.iloc[0], lg.side.iloc[0]
                 d = dims[(dims.model == model) & (dims.layer == layer) & (dims.probe == probe)
                          & (dims.side == side)]
-                k99 = _mean(d, ["step"], ["k"]) if len(d) else d
+                k99 = d.groupby("step", as_index=False).k.mean() if len(d) else d
             ax = axes[i, -1]
             _star_panel(ax, stars[stars.layer == layer], k99)
             ax.set_ylabel("k", fontsize="x-small")
@@ -131,7 +141,7 @@ def fig_pruning(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterato
     tolerance = _tolerance(tables)
     pruned = rows[(rows.compress == PRUNING) & rows.primary & (rows.role == OVER_TRAINING)]
     for model, g in pruned.groupby("model", sort=True):
-        curves = _mean(g, ["step", "method", "sparsity"], ["relative_change"])
+        curves = _mean(g, ["step", "method", "sparsity"], "relative_change")
         steps = sorted(curves.step.unique())
         shade = dict(zip(steps, matplotlib.colormaps["viridis"](np.linspace(0.1, 0.9,
                                                                             len(steps))),
@@ -139,11 +149,12 @@ def fig_pruning(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterato
         fig, axes = panel_grid(1, 2, w=3.0, h=2.2, legend=True, wsp=0.7)
         ax = axes[0, 0]
         for (step, method), c in curves.groupby(["step", "method"], sort=True):
-            c = pd.concat([pd.DataFrame({"sparsity": [0.0], "relative_change": [0.0]}),
-                           c.sort_values("sparsity")])
-            ax.plot(c.sparsity, c.relative_change, color=shade[step], marker="o", ms=2,
-                    lw=1.2, ls="-" if method == "magnitude" else "--",
-                    label=f"step {step}" if method == "magnitude" else None)
+            zero = {col: [0.0] for col in ("sparsity", "relative_change", "ci_low", "ci_high")
+                    if col in c}  # the unpruned model
+            c = pd.concat([pd.DataFrame(zero), c.sort_values("sparsity")], ignore_index=True)
+            _line(ax, c.sparsity, c, "relative_change", shade[step],
+                  ls="-" if method == "magnitude" else "--",
+                  label=f"step {step}" if method == "magnitude" else None)
         if np.isfinite(tolerance):
             ax.axhline(tolerance, color="black", ls=":", lw=0.9)
         ax.set_yscale("symlog", linthresh=max(tolerance, 1e-3) if np.isfinite(tolerance)
@@ -153,10 +164,10 @@ def fig_pruning(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterato
         panel_title(ax, "quality vs sparsity")
         stars = summary[(summary.model == model) & (summary.compress == PRUNING)]
         ax = axes[0, 1]
-        for method, m in _mean(stars, ["step", "method"], ["star"]).groupby("method"):
+        for method, m in _mean(stars, ["step", "method"], "star").groupby("method"):
             m = m.sort_values("step")
-            ax.plot(m.step, m.star, color=METHOD_COLOURS.get(method, "#000000"), marker="o",
-                    ms=2.5, lw=1.2, label=f"s* {method}")
+            _line(ax, m.step, m, "star", METHOD_COLOURS.get(method, "#000000"),
+                  label=f"s* {method}")
         step_axis(ax)
         ax.set_ylabel("s*", fontsize="x-small")
         panel_title(ax, "s* over training")

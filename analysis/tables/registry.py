@@ -112,7 +112,7 @@ COMPRESSION = table(
     "compression", "F8, F9: a model's quality with one layer projected onto k directions, or "
     "its weights pruned one-shot, per checkpoint, and its change from the unchanged model",
     ("model", "seed", "step", "compress", "layer", "method", "k", "sparsity", "measure"),
-    pooled=("value", "reference", "relative_change"))
+    pooled=("relative_change", "value", "reference"))
 COMPRESSION_SUMMARY = table(
     "compression_summary", "C6: per checkpoint, k* (the fewest directions) or s* (the "
     "largest sparsity) within the tolerance; star interpolated, star_grid on the grid",
