@@ -150,13 +150,13 @@ def projector(mean: torch.Tensor, u: torch.Tensor, k: int) -> Projector:
     return Projector(mean.to(torch.float64), uk @ uk.T, int(k))
 
 
-def k_grid(d: int) -> list[int]:
-    """[1, 2, 4, …, D]: the powers of two below D, then D itself."""
-    if d < 1:
-        raise ValueError(f"k_grid needs d >= 1, got {d}")
+def k_grid(d: int, base: int = 2) -> list[int]:
+    """[1, base, base², …, D]: the powers of ``base`` below D, then D itself."""
+    if d < 1 or base < 2:
+        raise ValueError(f"k_grid needs d >= 1 and base >= 2, got d={d}, base={base}")
     grid = [1]
-    while grid[-1] * 2 < d:
-        grid.append(grid[-1] * 2)
+    while grid[-1] * base < d:
+        grid.append(grid[-1] * base)
     return grid if grid[-1] == d else grid + [d]
 
 

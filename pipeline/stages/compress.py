@@ -63,12 +63,16 @@ class CompressConfig:
     fit_probes: list[str] = setting(help="the fit tokens: the first of these probes the model "
                                     "extracted")
     directions: list[str] = setting(choices=("pca", "svcca", "random"))
+    k_base: int = setting(ge=2, help="k = 1, k_base, k_base², ... below the width, and the "
+                          "width")
     variance: float = setting(gt=0, le=1, help="svcca: the SVD cut on each side")
     sparsities: list[float] = setting(gt=0, lt=1)
     pruning: list[str] = setting(choices=("magnitude", "random"))
     limit: int | None = setting(ge=1, help="the first N evaluation sequences (null: all)")
     decode_at: list[float] = setting(ge=0, le=1, help="BLEU too at the checkpoints nearest "
                                      "these shares")
+    decode_methods: list[str] = setting(choices=("pca", "svcca", "random", "magnitude"),
+                                        help="... for these directions and prunings")
     decoding: Decoding = setting()
     device: str = setting(choices=("cpu", "cuda"))
 
@@ -120,14 +124,16 @@ def compress_step(kind, spec: dict, model, task, data: Path, root: Path, step: i
                   final: int, settings: CompressConfig, decoding: dict | None, seed: int
                   ) -> list[dict]:
     """One checkpoint's rows (the model holds its weights): every layer projected onto k of
-    each direction's columns, k on analysis.compression.k_grid, then every pruning."""
+    each direction's columns, k on analysis.compression.k_grid, then every pruning; with
+    ``decoding``, the decoded measures too for the unchanged model, the width's projection
+    and ``decode_methods``."""
     from analysis import compression as C
     from pipeline import pruning
 
-    device = settings.device
-
-    def measure(m) -> dict:
-        return kind.quality(m, task, spec, data, device, settings.limit, decoding)
+    def measure(m, method: str | None = None) -> dict:
+        decode = method is None or method in settings.decode_methods
+        return kind.quality(m, task, spec, data, settings.device, settings.limit,
+                            decoding if decode else None)
 
     reference = measure(model)
     higher = kind.quality_keys(spec)
@@ -144,10 +150,10 @@ def compress_step(kind, spec: dict, model, task, data: Path, root: Path, step: i
         bases = _fit(root, step, final, layer, dim, settings, seed)
         where = dict(compress=PROJECTION, layer=layer, side=side, dim=dim, sparsity=np.nan,
                      fit_tokens=int(fit_tokens.get(side, 0)))
-        for k in C.k_grid(dim)[:-1]:
+        for k in C.k_grid(dim, settings.k_base)[:-1]:
             for method, (mean, u) in bases.items():
                 with kind.project(model, spec, layer, C.projector(mean, u, k)):
-                    add(measure(model), method=method, k=k, **where)
+                    add(measure(model, method), method=method, k=k, **where)
         # at k = D every complete orthonormal basis projects onto the identity: measured once,
         # the row stands for each direction
         mean, u = next(iter(bases.values()))
@@ -159,11 +165,11 @@ def compress_step(kind, spec: dict, model, task, data: Path, root: Path, step: i
     for s in settings.sparsities:
         pruned = pruning.global_magnitude_masks(model, s)
         if "magnitude" in settings.pruning:
-            add(measure(pruned), method="magnitude", sparsity=s, **where)
+            add(measure(pruned, "magnitude"), method="magnitude", sparsity=s, **where)
         if "random" in settings.pruning:
             per_matrix, _ = pruning.sparsity_of(pruned)
             control = pruning.random_masks(model, per_matrix, stream_seed(seed, step, s))
-            add(measure(control), method="random", sparsity=s, **where)
+            add(measure(control, "random"), method="random", sparsity=s, **where)
         del pruned
     return rows
 
@@ -234,7 +240,7 @@ def cost(cfg: DictConfig, spec: dict, data: Path) -> float:
 
     settings = typed(cfg.compress, CompressConfig)
     kind = adapter(spec)
-    per_step = (sum(len(k_grid(d)) - 1 for _, _, d in kind.layers(spec))
+    per_step = (sum(len(k_grid(d, settings.k_base)) - 1 for _, _, d in kind.layers(spec))
                 * len(settings.directions) + len(kind.layers(spec))
                 + len(settings.sparsities) * len(settings.pruning) + 1)
     steps = schedule(spec, typed(cfg.train, TrainConfig))

@@ -148,6 +148,11 @@ def test_k_grid():
     assert k_grid(2) == [1, 2]
     assert k_grid(8) == [1, 2, 4, 8]
     assert k_grid(200) == [1, 2, 4, 8, 16, 32, 64, 128, 200]
+    assert k_grid(200, 4) == [1, 4, 16, 64, 200]
+    assert k_grid(128, 4) == [1, 4, 16, 64, 128]
+    assert k_grid(64, 4) == [1, 4, 16, 64]
+    with pytest.raises(ValueError, match="base >= 2"):
+        k_grid(8, 1)
 
 
 def test_smallest_within_lower_is_better():
