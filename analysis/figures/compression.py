@@ -147,7 +147,7 @@ def fig_pruning(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterato
                                                                             len(steps))),
                          strict=True))
         fig, axes = panel_grid(1, 2, w=3.0, h=2.2, legend=True, wsp=0.7)
-        ax = axes[0, 0]
+        ax = axes[0, 1]  # the last panel: its checkpoints are the figure's legend
         for (step, method), c in curves.groupby(["step", "method"], sort=True):
             zero = {col: [0.0] for col in ("sparsity", "relative_change", "ci_low", "ci_high")
                     if col in c}  # the unpruned model
@@ -159,11 +159,12 @@ def fig_pruning(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterato
             ax.axhline(tolerance, color="black", ls=":", lw=0.9)
         ax.set_yscale("symlog", linthresh=max(tolerance, 1e-3) if np.isfinite(tolerance)
                       else 0.05)
+        ax.set_ylim(bottom=-0.01)
         ax.set_xlabel("share of weights pruned")
         ax.set_ylabel("relative change", fontsize="x-small")
         panel_title(ax, "quality vs sparsity")
         stars = summary[(summary.model == model) & (summary.compress == PRUNING)]
-        ax = axes[0, 1]
+        ax = axes[0, 0]
         for method, m in _mean(stars, ["step", "method"], "star").groupby("method"):
             m = m.sort_values("step")
             _line(ax, m.step, m, "star", METHOD_COLOURS.get(method, "#000000"),
@@ -173,11 +174,12 @@ def fig_pruning(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterato
         panel_title(ax, "s* over training")
         ax.legend(fontsize="xx-small", loc="best")
         caption = (
-            f"F9 ({model}). Left: the relative change of {g.measure.iloc[0]} (positive = "
-            f"worse; symlog) when the weight matrices are pruned one-shot, without retraining, "
-            f"to each sparsity by global magnitude (solid) or at random with the same sparsity "
-            f"per matrix (dashed), one colour per compressed checkpoint; dotted: the tolerance "
-            f"{tolerance:g}. Right: s*, the largest sparsity within the tolerance "
-            f"(interpolated), over training.")
+            f"F9 ({model}). Left: s*, the largest one-shot sparsity whose "
+            f"{g.measure.iloc[0]} is within the tolerance (interpolated), over training, for "
+            f"global magnitude pruning and the random control. Right: the relative change of "
+            f"{g.measure.iloc[0]} (positive = worse; symlog) when the weight matrices are "
+            f"pruned one-shot, without retraining, to each sparsity by global magnitude "
+            f"(solid) or at random with the same sparsity per matrix (dashed), one colour per "
+            f"compressed checkpoint; dotted: the tolerance {tolerance:g}.")
         yield make_figure(slug("f9_pruning", model), fig, f"F9 {model}", caption, axes,
                           inner_y=False, legend=True, legend_title="checkpoint")
