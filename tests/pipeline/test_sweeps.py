@@ -19,7 +19,8 @@ def test_a_parallel_sweep_shares_prepare_and_the_aggregate_pools_it(smoke_prepar
     art = tmp_path
     shutil.copytree(smoke_prepared[0] / "smoke" / "prepare", art / "smoke" / "prepare")
     common = ["experiment=smoke", f"mirror={mirror}", f"artifacts_dir={art}", MODELS]
-    sweep = run_pipeline("-m", *common, "stages=[prepare,train,extract,analyze]", "seed=1,2",
+    sweep = run_pipeline("-m", *common, "stages=[prepare,train,extract,compress,analyze]",
+                         "seed=1,2",
                          "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "train.parallel=1")
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     assert len(list((art / "smoke" / "prepare").glob("*/.done.json"))) == 1  # shared

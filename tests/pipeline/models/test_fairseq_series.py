@@ -36,7 +36,8 @@ def test_a_fairseq_series_analyses_to_the_trained_models_tables(smoke_trained, m
     folder.mkdir()
     for ckpt in (train_units["lstm_lm_paper"] / "checkpoints").glob("step_*.pt"):
         shutil.copy(ckpt, folder / ckpt.name)
-    common = ["experiment=smoke", f"mirror={mirror}", "stages=[prepare,train,extract,analyze]"]
+    common = ["experiment=smoke", f"mirror={mirror}",
+              "stages=[prepare,train,extract,compress,analyze]"]
     trained = run_pipeline(*common, f"artifacts_dir={art}", "model=[lstm_lm_paper]")
     assert trained.returncode == 0, trained.stderr[-3000:]
     theirs = tmp_path / "art"
