@@ -51,7 +51,8 @@ class TopConfig:
     download: bool = setting()
     artifacts_dir: str = setting()
     name: str = setting(help="the experiment's artifact subtree")
-    seed: int = setting(ge=0, help="the models' initialisation and data order")
+    seed: int = setting(ge=0, help="the models' initialisation")
+    data_seed: int = setting(ge=0, help="the models' data order and dropout (default: seed)")
     dry_run: bool = setting()
 
 

@@ -17,14 +17,28 @@ wraps these fairseq functions, when the environment names a schedule:
   uninterrupted run has (fairseq fixes them once, with seed + 1, when it first builds the
   iterator; a resumed run would build them with seed + E).
 
+Two more seams serve branching (the stability and tickets stages train children from a
+parent's weights W_k):
+
+- `PIPELINE_DATA_SEED`: the data order (fairseq's batch iterator) and the per-update noise
+  (`Trainer._set_seed`: dropout) follow this seed instead of `--seed`, which then sets the
+  initialisation only;
+- `PIPELINE_REWIND=<steps>` with `PIPELINE_REWIND_DIR=dir`: at those updates (0: the
+  initialisation) a full checkpoint (weights, optimizer, learning-rate scheduler, data
+  position) is saved as fairseq saves `checkpoint_last.pt`, so that a child started from it
+  with `--continue-once` goes on exactly as this run did (with the same data seed);
+- `PIPELINE_MASK=file`: a {parameter name: 0/1 tensor} mask (a lottery ticket) is applied to
+  the weights before every update and to their gradients, so pruned weights stay exactly 0.
+
 A run resumed from fairseq's end-of-epoch checkpoint also replays the end-of-epoch learning
 rate step (fairseq saves that checkpoint before it steps, so the resumed run would skip a
 plateau shrink). With both, a resumed run writes the same bytes as an uninterrupted one.
 
 Each analysis checkpoint is fairseq's own checkpoint dict without optimizer state, so fairseq's
-loaders read it; one JSON line per checkpoint goes to `snapshots.jsonl`. The paths of this run
-(save dir, data) are left out of the stored config, so identical runs write byte-identical
-checkpoints wherever their artifacts live. fairseq's own `checkpoint_last.pt` (with optimizer
+loaders read it; one JSON line per checkpoint goes to `snapshots.jsonl` (with `batch`, a digest
+of its update's example ids). The paths of this run (save dir, data, a branch's start) are left
+out of the stored config, so identical runs write byte-identical checkpoints wherever their
+artifacts live. fairseq's own `checkpoint_last.pt` (with optimizer
 state) is kept for resuming. Environment: PIPELINE_SCHEDULE=0,1,2,4,... and
 PIPELINE_SNAPSHOT_DIR=dir; for the resume tests, PIPELINE_FAULT=<update>:<signal>:<whom>
 (whom: `group`, the run's process group as a terminal's Ctrl-C reaches it, or `parent`, the
@@ -34,6 +48,7 @@ pipeline process alone, PIPELINE_PID) sends that signal right after that update.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import inspect
 import json
 import logging
@@ -52,8 +67,12 @@ from data_prep.sources import sha256_file
 log = logging.getLogger("pipeline.schedule")
 SCHEDULE = {int(s) for s in os.environ.get("PIPELINE_SCHEDULE", "").split(",") if s.strip()}
 OUT = os.environ.get("PIPELINE_SNAPSHOT_DIR", "")
-STATE = {"tokens": 0, "train_loss": None, "valid_s": 0.0}
+STATE = {"tokens": 0, "train_loss": None, "valid_s": 0.0, "batch": None}
 FAULT = os.environ.get("PIPELINE_FAULT", "")
+DATA_SEED = os.environ.get("PIPELINE_DATA_SEED", "")
+REWIND = {int(s) for s in os.environ.get("PIPELINE_REWIND", "").split(",") if s.strip()}
+REWIND_DIR = os.environ.get("PIPELINE_REWIND_DIR", "")
+MASK = os.environ.get("PIPELINE_MASK", "")
 
 
 def snapshot_path(step: int) -> str:
@@ -69,7 +88,7 @@ def _records() -> dict[int, dict]:
 
 
 # where this run's files live: not part of the model (loaders are given the data explicitly)
-RUN_PATHS = frozenset({"save_dir", "data", "tags_data", "tensorboard_logdir"})
+RUN_PATHS = frozenset({"save_dir", "data", "tags_data", "tensorboard_logdir", "continue_once"})
 
 
 def portable_cfg(cfg) -> dict:
@@ -120,8 +139,37 @@ def write_snapshot(trainer, epoch_itr, valid_loss) -> None:
               "train_loss": STATE["train_loss"], "valid_loss": valid_loss,
               "lr": trainer.get_lr(), "file": os.path.basename(path),
               "bytes": os.path.getsize(path), "sha256": digest, "time": time.time(),
-              "save_s": round(time.perf_counter() - start, 3), "valid_s": STATE["valid_s"]}
+              "save_s": round(time.perf_counter() - start, 3), "valid_s": STATE["valid_s"],
+              "batch": STATE["batch"]}
     with open(os.path.join(OUT, "snapshots.jsonl"), "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def rewind_path(step: int) -> str:
+    return os.path.join(REWIND_DIR, f"step_{step:07d}.pt")
+
+
+def write_rewind(trainer, epoch_itr, valid_loss) -> None:
+    """A full checkpoint at this update, with what fairseq's own checkpoint holds (its
+    ``extra_state``: the data position and the validation loss that a plateau scheduler
+    reads), atomically; one JSON line per checkpoint to ``rewind.jsonl``."""
+    step = trainer.get_num_updates()
+    if getattr(epoch_itr, "_cur_epoch_itr", None) is None:  # no batch drawn yet (step 0)
+        position = {"version": 2, "epoch": epoch_itr.epoch, "iterations_in_epoch": 0,
+                    "shuffle": True}
+    else:
+        position = epoch_itr.state_dict()
+    extra = {"train_iterator": position, "val_loss": valid_loss}
+    if hasattr(checkpoint_utils.save_checkpoint, "best"):
+        extra["best"] = checkpoint_utils.save_checkpoint.best
+    os.makedirs(REWIND_DIR, exist_ok=True)
+    path = rewind_path(step)
+    trainer.consolidate_optimizer()  # as fairseq's save_checkpoint does first
+    trainer.save_checkpoint(path + ".tmp", extra)
+    os.replace(path + ".tmp", path)
+    record = {"step": step, "file": os.path.basename(path), "sha256": sha256_file(path),
+              "valid_loss": valid_loss}
+    with open(os.path.join(REWIND_DIR, "rewind.jsonl"), "a") as f:
         f.write(json.dumps(record) + "\n")
 
 
@@ -166,9 +214,16 @@ def _wrap_load_checkpoint(original):
                      len(SCHEDULE), 4 * n / 1e6, n, 4 * n * len(SCHEDULE) / 1e6)
         # step 0 (the initialisation), or a scheduled step whose snapshot a killed run did not
         # write after saving checkpoint_last
+        if MASK:
+            _apply_mask(trainer.model)
+        loss = None
+        if (step in SCHEDULE and step not in done) or (
+                step in REWIND and not os.path.exists(rewind_path(step))):
+            loss = _validate(trainer.cfg, trainer, trainer.task, epoch_itr)
         if step in SCHEDULE and step not in done:
-            write_snapshot(trainer, epoch_itr,
-                           _validate(trainer.cfg, trainer, trainer.task, epoch_itr))
+            write_snapshot(trainer, epoch_itr, loss)
+        if step in REWIND and not os.path.exists(rewind_path(step)):
+            write_rewind(trainer, epoch_itr, loss)
         return extra_state, epoch_itr
 
     return load_checkpoint
@@ -218,12 +273,17 @@ def _wrap_validate_and_save(original):
         valid_losses, should_stop = original(cfg, trainer, task, epoch_itr, valid_subsets,
                                              end_of_epoch)
         step = trainer.get_num_updates()
-        if step in SCHEDULE and not os.path.exists(snapshot_path(step)):
+        snapshot = step in SCHEDULE and not os.path.exists(snapshot_path(step))
+        rewind = step in REWIND and not os.path.exists(rewind_path(step))
+        if snapshot or rewind:
             loss = valid_losses[0]
             STATE["valid_s"] = 0.0  # fairseq validated on its own interval (counted there)
             if loss is None:
                 loss = _validate(cfg, trainer, task, epoch_itr)
-            write_snapshot(trainer, epoch_itr, loss)
+            if snapshot:
+                write_snapshot(trainer, epoch_itr, loss)
+            if rewind:
+                write_rewind(trainer, epoch_itr, loss)
         return valid_losses, should_stop
 
     return validate_and_save
@@ -238,10 +298,55 @@ def _wrap_save_checkpoint(original):
     return save_checkpoint
 
 
+def _wrap_data_seed(original):
+    """A Trainer method that reads ``cfg.common.seed`` for the data order or the update's
+    noise, run with PIPELINE_DATA_SEED in its place."""
+    def method(self, *args, **kwargs):
+        init = self.cfg.common.seed
+        self.cfg.common.seed = int(DATA_SEED)
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            self.cfg.common.seed = init
+
+    return method
+
+
+MASKS: dict = {}
+
+
+def _apply_mask(model) -> None:
+    """Zero the pruned weights (PIPELINE_MASK) and, once, hook their gradients to zero."""
+    if not MASKS:
+        masks = torch.load(MASK, map_location="cpu", weights_only=True)
+        params = dict(model.named_parameters())
+        unknown = sorted(set(masks) - set(params))
+        if unknown:
+            raise ValueError(f"{MASK}: no parameters {unknown} in this model")
+        for name, mask in masks.items():
+            mask = mask.to(params[name].device, params[name].dtype)
+            params[name].register_hook(lambda grad, m=mask: grad * m)
+            MASKS[name] = (params[name], mask)
+    with torch.no_grad():
+        for param, mask in MASKS.values():
+            param.mul_(mask)
+
+
+def _batch_digest(samples) -> str:
+    """A digest of the update's examples (their dataset ids, in order): which batch it was."""
+    ids = [int(i) for s in samples if s and "id" in s for i in s["id"].flatten().tolist()]
+    return hashlib.sha1(",".join(map(str, ids)).encode()).hexdigest()[:16]
+
+
 def _wrap_train_step(original):
     def train_step(self, samples, *args, **kwargs):
         STATE["tokens"] += sum(int(s.get("ntokens", 0)) for s in samples if s)
+        STATE["batch"] = _batch_digest(samples)
+        if MASK:
+            _apply_mask(self.model)
         output = original(self, samples, *args, **kwargs)
+        if MASK:
+            _apply_mask(self.model)
         if output is not None and "loss" in output:
             STATE["train_loss"] = float(output["loss"])
         if FAULT:
@@ -281,3 +386,6 @@ if SCHEDULE and OUT:
     FairseqTask.get_batch_iterator = _wrap_get_batch_iterator(FairseqTask.get_batch_iterator)
     Trainer.train_step = _wrap_train_step(Trainer.train_step)
     Trainer.save_checkpoint = _wrap_save_checkpoint(Trainer.save_checkpoint)
+    if DATA_SEED:
+        Trainer._set_seed = _wrap_data_seed(Trainer._set_seed)
+        Trainer.get_train_iterator = _wrap_data_seed(Trainer.get_train_iterator)
