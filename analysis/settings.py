@@ -114,6 +114,18 @@ class C6:
 
 
 @dataclass
+class C7:
+    by: float = setting(gt=0, lt=1, help="stable by this share of training")
+
+
+@dataclass
+class C8:
+    sparsity: float = setting(gt=0, lt=1, help="the first IMP round at least this sparse")
+    tolerance: float = setting(gt=0, help="matching: validation loss at most this share above "
+                               "the dense model's")
+
+
+@dataclass
 class Compression:
     tolerance: float = setting(ge=0, help="k*, s*: the primary quality at most this share "
                                "worse than the unprojected, unpruned model's")
@@ -130,6 +142,8 @@ class Claims:
     c4: C4 = setting()
     c5: C5 = setting()
     c6: C6 = setting()
+    c7: C7 = setting()
+    c8: C8 = setting()
     primary: dict[str, Primary] = setting(help="per claim: the metric and smallest effect that "
                                           "decide it")
     n_permutations: int = setting(ge=0, help="permutations behind each unit's p-value")
@@ -219,9 +233,9 @@ def flat(settings) -> dict[str, str]:
     return out
 
 
-NESTED = {"per_tag", "concentration", "sanity", "claims", "c1", "c3", "c4", "c5", "c6",
+NESTED = {"per_tag", "concentration", "sanity", "claims", "c1", "c3", "c4", "c5", "c6", "c7", "c8",
           "primary", "learned", "sensitivity", "compression"}
 
-__all__ = ["AnalysisSettings", "C1", "C3", "C4", "C5", "C6", "Claims", "Compression",
+__all__ = ["AnalysisSettings", "C1", "C3", "C4", "C5", "C6", "C7", "C8", "Claims", "Compression",
            "Concentration", "Learned",
            "PerTag", "PlotSettings", "Primary", "Sanity", "Sensitivity", "flat"]

@@ -123,7 +123,7 @@ def plan(cfg: DictConfig, seeds: bool = True) -> dict[str, Node]:
         elif stage.unit is not None:
             units = {}
             for model, spec in specs.items():
-                if stage.applies is not None and not stage.applies(spec):
+                if stage.applies is not None and not stage.applies(cfg, spec):
                     continue
                 inputs = {n: _input_key(nodes[n], model) for n in stage.needs}
                 if stage.files is not None:

@@ -30,6 +30,7 @@ from pipeline.stages.aggregate import AggregateConfig
 from pipeline.stages.compress import CompressConfig
 from pipeline.stages.extract import ExtractConfig
 from pipeline.stages.registry import REGISTRY
+from pipeline.stages.stability import StabilityConfig
 from pipeline.stages.train import TrainConfig
 from pipeline.stages.translate import TranslateConfig
 
@@ -58,6 +59,7 @@ class TopConfig:
 
 GROUPS: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "extract": ExtractConfig,
                            "translate": TranslateConfig, "compress": CompressConfig,
+                           "stability": StabilityConfig,
                            "analysis": AnalysisSettings,
                            "plot": PlotSettings, "aggregate": AggregateConfig}
 

@@ -31,11 +31,20 @@ CLAIMS = {
            "training, as its representation converges",
     "C6c": "hypothesis of ours: the share of weights one-shot magnitude pruning can remove "
            "within the tolerance (s*) rises over training",
+    "C7": "stability to SGD noise emerges early: two copies trained on from W_k with other data "
+          "orders end in one linearly connected basin from a rewind point within the first 10% "
+          "of training (Frankle et al. 2020)",
+    "C8": "iterative magnitude pruning rewound to the first stable point finds a subnetwork "
+          "that matches the dense model at >= 50% sparsity, where random pruning and the "
+          "re-initialised ticket do not (Frankle & Carbin 2019; Frankle et al. 2020)",
+    "C9": "hypothesis of ours: every layer makes 90% of its progress to its final "
+          "representation after the model has become stable",
 }
 # the figure (name prefix) that shows each claim
 FIGURES = {"C1": "f2_convergence", "C2": "f3_family", "C2b": "f4_tagger", "C3": "f4_tagger",
            "C4": "f6b_function_content", "C5": "f7_nmt_stages", "C6": "f8_compression",
-           "C6b": "f8_compression", "C6c": "f9_pruning"}
+           "C6b": "f8_compression", "C6c": "f9_pruning", "C7": "f10_commit",
+           "C8": "f11_tickets", "C9": "f10_commit"}
 PASS, FAIL, NA = "PASS", "FAIL", "NA"
 SHARED = " (shared init)"
 

@@ -44,5 +44,6 @@ def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
                                          for r in answer.itertuples()}}
 
 
-STAGE = Stage("analyze", ("analysis",), ("train", "extract", "translate", "compress"),
+STAGE = Stage("analyze", ("analysis",), ("train", "extract", "translate", "compress",
+                                         "stability"),
               code=("pipeline.stages.analyze",), run=run_analyze)

@@ -228,7 +228,7 @@ def validate_unit(unit: Path) -> None:
         raise store.Invalid(f"{Path(unit) / TABLE} unreadable ({err})") from None
 
 
-def compresses(spec: dict) -> bool:
+def compresses(cfg: DictConfig | None, spec: dict) -> bool:
     """Whether a model has a unit: its kind has a quality measure."""
     return bool(adapter(spec).quality_keys(spec))
 

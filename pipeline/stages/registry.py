@@ -9,11 +9,12 @@ from pipeline.stages import (
     extract,
     plot,
     prepare,
+    stability,
     train,
     translate,
 )
 from pipeline.stages.stage import Stage
 
 REGISTRY: dict[str, Stage] = {
-    s.STAGE.name: s.STAGE for s in (prepare, train, extract, translate, compress, analyze,
-                                       plot, aggregate)}
+    s.STAGE.name: s.STAGE for s in (prepare, train, extract, translate, compress, stability,
+                                       analyze, plot, aggregate)}

@@ -48,8 +48,9 @@ class Stage:
     # {name: content hash} of files outside the artifacts the stage (or a model's unit: its
     # preset as the second argument, None for a whole stage) reads; part of its key
     files: Callable[[DictConfig, dict | None], dict[str, str]] | None = None
-    # which models a per-model stage has a unit for (their preset; None: every model)
-    applies: Callable[[dict], bool] | None = None
+    # which models a per-model stage has a unit for (the config and their preset; None: every
+    # model)
+    applies: Callable[[DictConfig, dict], bool] | None = None
     # a per-model stage: the stage whose result is the prepared data its models read (what
     # their cost and disk estimates are computed from)
     data: str | None = None

@@ -66,7 +66,7 @@ class TranslateConfig:
     device: str = setting(choices=("cpu", "cuda"))
 
 
-def translates(spec: dict) -> bool:
+def translates(cfg: DictConfig | None, spec: dict) -> bool:
     """Whether a model translates (reads source and target sides): only those have a unit."""
     return tuple(adapter(spec).sides_of(spec)) == ("source", "target")
 

@@ -26,8 +26,8 @@ def test_the_fit_probe_is_the_first_listed_that_the_model_extracted(tmp_path):
 
 
 def test_only_kinds_with_a_quality_measure_have_a_unit():
-    assert compresses({"kind": "lstm_lm"}) and compresses({"kind": "transformer_nmt"})
-    assert not compresses({"kind": "hf_causal_lm"})
+    assert compresses(None, {"kind": "lstm_lm"}) and compresses(None, {"kind": "transformer_nmt"})
+    assert not compresses(None, {"kind": "hf_causal_lm"})
 
 
 def test_stream_seed_is_stable_across_processes():
