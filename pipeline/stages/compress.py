@@ -31,6 +31,7 @@ from analysis.fields import setting
 from analysis.steps import nearest
 from pipeline import checkpoints, jobs, store
 from pipeline.config import typed
+from pipeline.decoding import Decoding
 from pipeline.models import adapter
 from pipeline.stages.extract import ExtractConfig, extracted_checkpoints
 from pipeline.stages.stage import Stage
@@ -41,16 +42,6 @@ COLUMNS = ["model", "role", "step", "share", "compress", "layer", "side", "dim",
            "sparsity", "measure", "primary", "value", "reference", "higher_better", "fit_probe",
            "fit_tokens"]
 TABLE = "compression.parquet"
-
-
-@dataclass
-class Decoding:
-    """How BLEU's translations are decoded: the translate config's values, interpolated."""
-
-    beam: int = setting(ge=1)
-    max_len_a: float = setting(ge=0)
-    max_len_b: int = setting(ge=1)
-    batch_size: int = setting(ge=1)
 
 
 @dataclass

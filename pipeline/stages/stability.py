@@ -30,8 +30,8 @@ from omegaconf import DictConfig
 from analysis.fields import setting
 from pipeline import checkpoints, evaluate, jobs, store
 from pipeline.config import typed
+from pipeline.decoding import Decoding
 from pipeline.models import adapter
-from pipeline.stages.compress import Decoding
 from pipeline.stages.extract import ExtractConfig, extract_model
 from pipeline.stages.stage import Stage
 from pipeline.stages.train import TrainConfig, branch_model, rewind_steps
@@ -83,24 +83,34 @@ def _measure(kind, spec: dict, task, data: Path, settings: StabilityConfig):
     return measure
 
 
+def trained(model_dir: Path, last: int) -> bool:
+    """Whether a child's training has finished (its checkpoints table reaches ``last``)."""
+    return (Path(model_dir) / checkpoints.CSV).is_file() and int(
+        checkpoints.read_table(model_dir).step.iloc[-1]) == last
+
+
 def train_children(name: str, spec: dict, model_dir: Path, data: Path, out: Path,
                    train: TrainConfig, seed: int, child_seed: int) -> list[int]:
     """Each rewind point's child trained (or resumed; a finished one kept) into
-    out/children/<step>; returns the rewind points. Runs in the runner's process, as the
-    train stage does: fairseq-train is forked from it."""
+    out/children/<step>, ``train.parallel`` at a time, longest first; returns the rewind
+    points. Runs in the runner's process, as the train stage does: fairseq-train is forked
+    from it."""
     steps = rewind_steps(spec, train)
     if not steps:
         raise ValueError(f"{name}: train.rewind keeps no full checkpoint to branch from; "
                          "set it (e.g. experiment=stability)")
     last = int(spec["max_update"])
-    for k in steps:
-        child = child_dir(out, k)
-        if (child / checkpoints.CSV).is_file() and int(
-                checkpoints.read_table(child).step.iloc[-1]) == last:
-            continue
-        log.info("stability %s: child from update %d of %d (data seed %d)", name, k, last,
-                 child_seed)
-        branch_model(f"{name}@{k}", spec, data, model_dir, k, child, seed, child_seed, train)
+
+    def child(k: int):
+        def run() -> None:
+            log.info("stability %s: child from update %d of %d (data seed %d)", name, k,
+                     last, child_seed)
+            branch_model(f"{name}@{k}", spec, data, model_dir, k, child_dir(out, k), seed,
+                         child_seed, train)
+        return run
+
+    jobs.run_chains([[child(k)] for k in steps if not trained(child_dir(out, k), last)],
+                    train.parallel)
     return steps
 
 
