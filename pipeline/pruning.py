@@ -3,7 +3,9 @@ random control at the same per-parameter sparsity, and the sparsity a model has.
 
 Counted parameters: every parameter with ndim >= 2 (Linear and embedding weights, LSTM
 weight_ih/weight_hh, convolution kernels), each once however many modules share it (tied
-embeddings); biases and LayerNorm gains (1-D) are never pruned. Parameters are named as
+embeddings); biases and LayerNorm gains (1-D) are pruned only where named (``ticket_names``).
+Iterative magnitude pruning (lottery tickets) keeps its masks as {name: 0/1 tensor}:
+``imp_masks`` makes the next round's, ``random_like`` its control. Parameters are named as
 ``model.named_parameters()`` names them (a shared one by its first name). The model passed
 in is never changed: each function prunes a deep copy and returns it, its pruned weights
 plain tensors with zeros (``prune.remove`` applied), so it runs and saves like the original.
@@ -31,7 +33,7 @@ def prunable(
     found = [
         (name, *owners[id(param)])
         for name, param in model.named_parameters()
-        if param.ndim >= 2
+        if param.ndim >= 2 or names is not None
     ]
     if names is None:
         return found
@@ -40,8 +42,7 @@ def prunable(
     unknown = [name for name in wanted if name not in known]
     if unknown:
         raise ValueError(
-            f"not prunable parameters of this model: {unknown} (counted: every parameter with "
-            f"ndim >= 2, e.g. {sorted(known)[:5]})"
+            f"not parameters of this model: {unknown} (e.g. {sorted(known)[:5]})"
         )
     return [entry for entry in found if entry[0] in set(wanted)]
 
@@ -127,4 +128,72 @@ def sparsity_of(
         z = int((weight == 0).sum())
         per[name] = z / weight.numel()
         zeros, total = zeros + z, total + weight.numel()
+    return per, (zeros / total if total else 0.0)
+
+
+TICKET_PARTS = ("weights", "embeddings", "biases")
+
+
+def ticket_names(model: nn.Module, include: Iterable[str]) -> list[str]:
+    """The parameters a lottery ticket prunes, in model order: ``weights`` (every counted
+    parameter but the embeddings'), ``embeddings`` (those of ``nn.Embedding`` modules, tied
+    ones once) and ``biases`` (1-D parameters named ``bias``); never a LayerNorm gain."""
+    include = set(include)
+    unknown = include - set(TICKET_PARTS)
+    if unknown:
+        raise ValueError(f"ticket parts {sorted(unknown)}; known: {list(TICKET_PARTS)}")
+    embedding = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    names = []
+    for name, param in model.named_parameters():
+        if param.ndim >= 2:
+            part = "embeddings" if id(param) in embedding else "weights"
+        elif name.endswith("bias"):
+            part = "biases"
+        else:
+            continue
+        if part in include:
+            names.append(name)
+    return names
+
+
+def imp_masks(model: nn.Module, masks: dict[str, torch.Tensor], rate: float
+              ) -> dict[str, torch.Tensor]:
+    """The next round of iterative magnitude pruning: of the weights each mask keeps (the
+    model holds the last round's trained weights), the round(rate·kept) of smallest |w|
+    over all the masks' parameters together are removed (``prune.global_unstructured`` with
+    ``prune.L1Unstructured``, which prunes only among the entries a previous mask kept).
+    Ties at the threshold: ``torch.topk``'s choice (the count is exact). Returns new masks
+    (float 0/1 on the CPU) for the same names; ``model`` is not changed."""
+    copy_ = copy.deepcopy(model)
+    params = prunable(copy_, list(masks))
+    kept = int(sum(int(m.sum()) for m in masks.values()))
+    targets = [(module, attr) for _, module, attr in params]
+    with torch.no_grad():
+        for (name, module, attr) in params:
+            weight = getattr(module, attr)
+            prune.custom_from_mask(module, attr, masks[name].to(weight.device, weight.dtype))
+        prune.global_unstructured(targets, pruning_method=prune.L1Unstructured,
+                                  amount=n_to_prune(rate, kept))
+    return {name: getattr(module, attr + "_mask").detach().cpu().float()
+            for name, module, attr in params}
+
+
+def random_like(masks: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+    """Random masks with each tensor's count of zeros in ``masks`` (the control of a ticket:
+    the same sparsity per tensor), positions from ``torch.randperm`` with one CPU Generator
+    seeded with ``seed``, tensors in the given order."""
+    gen = torch.Generator().manual_seed(int(seed))
+    out = {}
+    for name, mask in masks.items():
+        flat = torch.ones(mask.numel())
+        flat[torch.randperm(mask.numel(), generator=gen)[:int((mask == 0).sum())]] = 0
+        out[name] = flat.view_as(mask)
+    return out
+
+
+def mask_sparsity(masks: dict[str, torch.Tensor]) -> tuple[dict[str, float], float]:
+    """Share of zeros in each mask, and over all of them together."""
+    per = {name: float((m == 0).sum()) / m.numel() for name, m in masks.items()}
+    total = sum(m.numel() for m in masks.values())
+    zeros = sum(int((m == 0).sum()) for m in masks.values())
     return per, (zeros / total if total else 0.0)

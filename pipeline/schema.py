@@ -31,6 +31,7 @@ from pipeline.stages.compress import CompressConfig
 from pipeline.stages.extract import ExtractConfig
 from pipeline.stages.registry import REGISTRY
 from pipeline.stages.stability import StabilityConfig
+from pipeline.stages.tickets import TicketsConfig
 from pipeline.stages.train import TrainConfig
 from pipeline.stages.translate import TranslateConfig
 
@@ -59,7 +60,7 @@ class TopConfig:
 
 GROUPS: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "extract": ExtractConfig,
                            "translate": TranslateConfig, "compress": CompressConfig,
-                           "stability": StabilityConfig,
+                           "stability": StabilityConfig, "tickets": TicketsConfig,
                            "analysis": AnalysisSettings,
                            "plot": PlotSettings, "aggregate": AggregateConfig}
 

@@ -45,5 +45,5 @@ def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
 
 
 STAGE = Stage("analyze", ("analysis",), ("train", "extract", "translate", "compress",
-                                         "stability"),
+                                         "stability", "tickets"),
               code=("pipeline.stages.analyze",), run=run_analyze)

@@ -10,6 +10,7 @@ from pipeline.stages import (
     plot,
     prepare,
     stability,
+    tickets,
     train,
     translate,
 )
@@ -17,4 +18,4 @@ from pipeline.stages.stage import Stage
 
 REGISTRY: dict[str, Stage] = {
     s.STAGE.name: s.STAGE for s in (prepare, train, extract, translate, compress, stability,
-                                       analyze, plot, aggregate)}
+                                       tickets, analyze, plot, aggregate)}

@@ -67,8 +67,10 @@ def child_dir(out: Path, step: int) -> Path:
     return Path(out) / "children" / f"step_{step:07d}"
 
 
-def _measure(kind, spec: dict, task, data: Path, settings: StabilityConfig):
-    """The path's measure of a loaded model: validation loss, and BLEU where decoded."""
+def measure_with(kind, spec: dict, task, data: Path, settings):
+    """The measure of a loaded model on a path (and of a ticket): validation loss, and BLEU
+    where decoded; ``settings``: the stability or tickets config (its limit, decode,
+    decode_limit, decoding and device)."""
     decoded = settings.decode and "bleu" in kind.quality_keys(spec)
 
     def measure(model) -> dict[str, float]:
@@ -131,7 +133,7 @@ def measure_paths(name: str, spec: dict, model_dir: Path, data: Path, out: Path,
                             settings.device)
     own = {k: v.clone() for k, v in model.state_dict().items()}
     alphas = np.linspace(0.0, 1.0, settings.alphas)
-    measure = _measure(kind, spec, task, data, settings)
+    measure = measure_with(kind, spec, task, data, settings)
     higher = kind.quality_keys(spec)
     paths = Path(out) / "paths"
     paths.mkdir(parents=True, exist_ok=True)
@@ -187,7 +189,7 @@ def validate_unit(unit: Path) -> None:
         children = pd.read_csv(Path(unit) / CHILDREN)
     except (OSError, ValueError) as err:
         raise store.Invalid(f"{unit}: stability table unreadable ({err})") from None
-    for child in children.dir:
+    for child in children.child:
         try:
             checkpoints.verify(Path(unit) / child)
         except checkpoints.CheckpointError as err:

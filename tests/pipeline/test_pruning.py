@@ -7,10 +7,14 @@ from torch import nn
 
 from pipeline.pruning import (
     global_magnitude_masks,
+    imp_masks,
+    mask_sparsity,
     n_to_prune,
     prunable,
+    random_like,
     random_masks,
     sparsity_of,
+    ticket_names,
 )
 
 VOCAB, EMB, HID = 7, 4, 5
@@ -152,6 +156,81 @@ def test_random_control_keeps_each_parameters_sparsity():
     assert not torch.equal(counted_weights(random_masks(model, per, seed=4)), same)
 
 
-def test_unknown_parameter_name_is_refused():
-    with pytest.raises(ValueError, match="not prunable parameters of this model: \\['out.bias'\\]"):
-        random_masks(tiny(), {"out.bias": 0.5}, seed=0)
+def test_unknown_parameter_name_is_refused_and_a_named_bias_is_pruned():
+    with pytest.raises(ValueError, match="not parameters of this model: \\['out.gain'\\]"):
+        random_masks(tiny(), {"out.gain": 0.5}, seed=0)
+    per, _ = sparsity_of(random_masks(tiny(), {"out.bias": 0.5}, seed=0), ["out.bias"])
+    assert per["out.bias"] == n_to_prune(0.5, tiny().out.bias.numel()) / tiny().out.bias.numel()
+
+
+def _expected_kept(n: int, rate: float, rounds: int) -> int:
+    """Weights left after ``rounds`` rounds removing round(rate·kept) each: ~ n·(1-rate)^r."""
+    kept = n
+    for _ in range(rounds):
+        kept -= n_to_prune(rate, kept)
+    return kept
+
+
+def test_imp_rounds_remove_a_fifth_of_the_remaining_weights_by_global_magnitude():
+    """Every magnitude distinct (no ties): round r keeps exactly the n·0.8^r weights (each
+    round's count rounded) of largest |w| among those the last round kept, over all tensors
+    together; the masks only ever shrink. With the weights unchanged between rounds, that is
+    the n·0.8^r largest of the original weights."""
+    model = tiny()
+    names = ticket_names(model, ["weights", "embeddings"])
+    assert names == COUNTED
+    masks = {n: torch.ones_like(dict(model.named_parameters())[n]) for n in names}
+    everything = torch.cat([dict(model.named_parameters())[n].detach().abs().flatten()
+                            for n in names])
+    n = everything.numel()
+    for r in range(1, 7):
+        new = imp_masks(model, masks, 0.2)
+        assert all(torch.all(new[k] <= masks[k]) for k in names)
+        _, overall = mask_sparsity(new)
+        kept = _expected_kept(n, 0.2, r)
+        assert int(sum((m == 0).sum() for m in new.values())) == n - kept
+        assert abs(overall - (1 - 0.8 ** r)) <= r / n  # each round's rounding: < 1 weight
+        flat = torch.cat([new[k].flatten() for k in names])
+        assert torch.equal(flat.bool(), everything >= everything.topk(kept).values.min())
+        masks = new
+
+
+def test_imp_prunes_among_the_kept_weights_of_the_trained_model():
+    """The next mask is chosen on the trained weights (here: new magnitudes), never revives a
+    pruned weight, and zero-valued kept weights go first (ties at |w| = 0: topk's choice)."""
+    model = tiny()
+    names = ticket_names(model, ["weights"])
+    assert "emb.weight" not in names and names == COUNTED[1:]
+    first = imp_masks(model, {k: torch.ones_like(dict(model.named_parameters())[k])
+                              for k in names}, 0.5)
+    retrained = tiny(seed=1)  # other weights where the ticket trained
+    second = imp_masks(retrained, first, 0.5)
+    kept_before = int(sum(m.sum() for m in first.values()))
+    assert int(sum(m.sum() for m in second.values())) == kept_before - n_to_prune(0.5,
+                                                                                   kept_before)
+    params = dict(retrained.named_parameters())
+    survivors = torch.cat([params[k].detach().abs()[first[k].bool()] for k in names])
+    chosen = torch.cat([params[k].detach().abs()[second[k].bool()] for k in names])
+    assert chosen.min() >= survivors.sort().values[n_to_prune(0.5, kept_before)]
+    assert all(torch.all(second[k] <= first[k]) for k in names)
+
+
+def test_biases_are_pruned_only_where_named_and_layernorm_gains_never():
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+    assert ticket_names(model, ["weights"]) == ["0.weight", "2.weight"]
+    assert ticket_names(model, ["weights", "biases"]) == ["0.weight", "0.bias", "1.bias",
+                                                          "2.weight", "2.bias"]
+    with pytest.raises(ValueError, match="ticket parts \\['gains'\\]"):
+        ticket_names(model, ["gains"])
+
+
+def test_the_random_control_has_each_tensors_sparsity_and_its_own_positions():
+    model = tiny()
+    names = ticket_names(model, ["weights", "embeddings"])
+    masks = {k: torch.ones_like(dict(model.named_parameters())[k]) for k in names}
+    for _ in range(3):
+        masks = imp_masks(model, masks, 0.2)
+    control = random_like(masks, seed=5)
+    assert mask_sparsity(control)[0] == mask_sparsity(masks)[0]
+    assert any(not torch.equal(control[k], masks[k]) for k in names)
+    assert all(torch.equal(control[k], random_like(masks, seed=5)[k]) for k in names)
