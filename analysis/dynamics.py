@@ -36,6 +36,7 @@ from analysis.tables.sanity import (
     sensitivity_verdicts,
     token_count_sanity,
 )
+from analysis.tables.stability import stability_tables
 from analysis.workers import process_pool
 
 log = logging.getLogger(__name__)
@@ -109,11 +110,14 @@ def _sanity_probe(opened: Mapping[tuple[str, str], Probe], settings: AnalysisSet
 
 def analyze_units(extract_units: Mapping[str, Path], train_units: Mapping[str, Path],
                   translate_units: Mapping[str, Path], seed: int, settings: AnalysisSettings,
-                  workers: int = 1, compress_units: Mapping[str, Path] | None = None
-                  ) -> dict[str, pd.DataFrame]:
-    """One seed's every table from its extract, train, translate and compress units (model ->
-    unit directory): the stores' tables, the NMT stages, compression, the models and the
-    claims."""
+                  workers: int = 1, compress_units: Mapping[str, Path] | None = None,
+                  stability_units: Mapping[str, Path] | None = None,
+                  tickets_units: Mapping[str, Path] | None = None,
+                  threshold: float = float("nan")) -> dict[str, pd.DataFrame]:
+    """One seed's every table from its extract, train, translate, compress, stability and
+    tickets units (model -> unit directory): the stores' tables, the NMT stages, compression,
+    stability (W_k stable at the relative barrier ``threshold``) and tickets, the models and
+    the claims."""
     runs = discover_runs(extract_units, train_units, seed)
     for found in (f for run in runs for root in run.stores.values()
                   for f in repstore.nonfinite(root)):
@@ -122,6 +126,8 @@ def analyze_units(extract_units: Mapping[str, Path], train_units: Mapping[str, P
     tables = analyze(runs, settings, progress=True, workers=workers)
     tables.update(nmt.translation_tables(translate_units, seed, settings))
     tables.update(compression_tables(compress_units or {}, seed, settings))
+    tables.update(stability_tables(stability_units or {}, tickets_units or {}, train_units,
+                                   extract_units, seed, settings, threshold))
     late = pd.concat([tables.get(T.CONVERGENCE, pd.DataFrame()),
                       reference_late_cka(runs, settings)], ignore_index=True)
     tables[T.MODELS] = bookkeeping.models_table(runs, train_units, extract_units,

@@ -37,6 +37,8 @@ CLAIMS = {
     "C8": "iterative magnitude pruning rewound to the first stable point finds a subnetwork "
           "that matches the dense model at >= 50% sparsity, where random pruning and the "
           "re-initialised ticket do not (Frankle & Carbin 2019; Frankle et al. 2020)",
+    "C8 k0": "the same with iterative magnitude pruning rewound to the initialisation (Frankle "
+             "& Carbin 2019, without late rewinding)",
     "C9": "hypothesis of ours: every layer makes 90% of its progress to its final "
           "representation after the model has become stable",
 }

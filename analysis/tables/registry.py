@@ -118,6 +118,27 @@ COMPRESSION_SUMMARY = table(
     "largest sparsity) within the tolerance; star interpolated, star_grid on the grid",
     ("model", "seed", "step", "compress", "layer", "method"), pooled=("star", "star_grid"))
 
+# ---------------------------------------------------------------------------- stability
+
+STABILITY_PATH = table(
+    "stability_path", "F10: a model's quality on the line between its and its child's last "
+    "weights, per rewind point", ("model", "seed", "step", "alpha", "measure"),
+    pooled=("value",), dropped=("child", "data_seed", "child_data_seed"))
+STABILITY = table(
+    "stability", "F10, C7: per rewind point, the barrier on that line, relative to its ends, "
+    "and whether W_k is stable", ("model", "seed", "step", "measure"),
+    pooled=("relative_barrier", "barrier", "end_model", "end_child"),
+    dropped=("stable", "alpha_max"))
+TICKETS = table(
+    "tickets", "F11, C8: each lottery ticket's and control's quality after training, and its "
+    "change from the dense model's", ("model", "seed", "method", "rewind", "round", "measure"),
+    pooled=("relative_change", "value", "dense", "sparsity", "rewind_step", "rewind_share"),
+    dropped=("dir", "stable"))
+FINAL_SIMILARITY = table(
+    "final_similarity", "a child's or a ticket's last layer vs the model's own last layer",
+    ("model", "seed", "other", "dir", "probe", "side", "layer", "metric"), pooled=_SIM,
+    dropped=("baseline_std",))
+
 # ---------------------------------------------------------------------------- bookkeeping
 
 CHECKPOINTS = table(

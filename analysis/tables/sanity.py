@@ -140,35 +140,43 @@ def seed_to_seed(probes: Sequence[Probe], settings: AnalysisSettings) -> pd.Data
     """S2: each layer of a model's final checkpoint vs the same layer of the same model
     trained with another seed, on the same tokens (the lowest seed's subsample), under every
     metric with its shuffled baseline; step 0 (two random initialisations) as the reference."""
-    specs = metric_specs(settings)
-    dev = settings.device
     groups: dict[tuple[str, str], list[Probe]] = {}
     for p in probes:
         groups.setdefault((p.run.name, p.name), []).append(p)
     rows = []
-    for (model, probe), group in sorted(groups.items()):
+    for (model, _), group in sorted(groups.items()):
         group = sorted(group, key=lambda p: p.run.seed)
         for i, a in enumerate(group):
             for b in group[i + 1:]:
-                for side, layers in a.layers.items():
-                    if not same_tokens(a.tokens[side], b.tokens.get(side, pd.DataFrame())):
-                        log.warning("%s/%s: seeds %d and %d have other %s tokens; skipped",
-                                    model, probe, a.run.seed, b.run.seed, side)
-                        continue
-                    idx = a.sample(side, settings)
-                    points = [("final", a.final, b.final)]
-                    if a.steps[0] == 0 and b.steps[0] == 0 and a.final and b.final:
-                        # the initial models (a reference keeps only its late checkpoints)
-                        points.insert(0, ("init", a.steps[0], b.steps[0]))
-                    for depth, layer in enumerate(layers):
-                        for point, step_a, step_b in points:
-                            ba = full_basis(a.array(step_a, layer, idx), device=dev)
-                            bb = full_basis(b.array(step_b, layer, idx), device=dev)
-                            seed = stable_seed(settings.seed, model, probe, layer, point)
-                            for row in compare(ba, bb, specs, settings.baseline_shuffles, seed):
-                                rows.append(dict(model=model, kind=a.run.kind, probe=probe,
-                                                 side=side, layer=layer, depth=depth,
-                                                 seed_a=a.run.seed, seed_b=b.run.seed,
-                                                 checkpoint=point, step_a=step_a,
-                                                 step_b=step_b, **row))
+                points = [("final", a.final, b.final)]
+                if a.steps[0] == 0 and b.steps[0] == 0 and a.final and b.final:
+                    # the initial models (a reference keeps only its late checkpoints)
+                    points.insert(0, ("init", a.steps[0], b.steps[0]))
+                rows += [dict(r, seed_a=a.run.seed, seed_b=b.run.seed)
+                         for r in layer_pairs(a, b, points, settings, model)]
     return pd.DataFrame(rows)
+
+
+def layer_pairs(a: Probe, b: Probe, points: Sequence[tuple[str, int, int]],
+                settings: AnalysisSettings, model: str) -> list[dict]:
+    """Each layer of ``a`` vs the same layer of ``b`` (two models of one architecture, on the
+    same tokens: ``a``'s subsample) at each (checkpoint label, step of a, step of b), under
+    every metric with its shuffled baseline; a side whose tokens differ is skipped, said."""
+    specs = metric_specs(settings)
+    rows = []
+    for side, layers in a.layers.items():
+        if not same_tokens(a.tokens[side], b.tokens.get(side, pd.DataFrame())):
+            log.warning("%s/%s: %s and %s have other %s tokens; skipped", model, a.name,
+                        a.run.name, b.run.name, side)
+            continue
+        idx = a.sample(side, settings)
+        for depth, layer in enumerate(layers):
+            for point, step_a, step_b in points:
+                ba = full_basis(a.array(step_a, layer, idx), device=settings.device)
+                bb = full_basis(b.array(step_b, layer, idx), device=settings.device)
+                seed = stable_seed(settings.seed, model, a.name, layer, point)
+                for row in compare(ba, bb, specs, settings.baseline_shuffles, seed):
+                    rows.append(dict(model=model, kind=a.run.kind, probe=a.name, side=side,
+                                     layer=layer, depth=depth, checkpoint=point,
+                                     step_a=step_a, step_b=step_b, **row))
+    return rows

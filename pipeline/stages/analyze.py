@@ -3,7 +3,8 @@
 Reads the extract units (inputs["extract"]: model -> unit dir holding model.json and one
 representation store per probe), the train units (inputs["train"]: model -> unit dir with
 checkpoints.csv and eval.json) and the translate units of the translation models
-(inputs["translate"]) and the compress units (inputs["compress"]), writes
+(inputs["translate"]), the compress units (inputs["compress"]) and the stability and tickets
+units (inputs["stability"], inputs["tickets"]; W_k stable by ``stability.threshold``), writes
 out/tables/<name>.parquet and .csv.
 """
 
@@ -33,7 +34,10 @@ def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
                                     inputs.get("translate", {}), int(cfg.seed),
                                     typed(cfg.analysis, AnalysisSettings),
                                     workers=int(cfg.train.parallel),
-                                    compress_units=inputs.get("compress", {}))
+                                    compress_units=inputs.get("compress", {}),
+                                    stability_units=inputs.get("stability", {}),
+                                    tickets_units=inputs.get("tickets", {}),
+                                    threshold=float(cfg.stability.threshold))
     answer = tables[T.ANSWER]
     primary = answer[answer.role == "primary"]
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
@@ -44,6 +48,6 @@ def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
                                          for r in answer.itertuples()}}
 
 
-STAGE = Stage("analyze", ("analysis",), ("train", "extract", "translate", "compress",
-                                         "stability", "tickets"),
+STAGE = Stage("analyze", ("analysis", "stability.threshold"),
+              ("train", "extract", "translate", "compress", "stability", "tickets"),
               code=("pipeline.stages.analyze",), run=run_analyze)

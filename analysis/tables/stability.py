@@ -1,0 +1,116 @@
+"""The stability and tickets tables (F10, F11, C7-C9): each rewind point's barrier on the line
+between the model's and its child's last weights and whether it is stable (analysis.stability,
+``stability.threshold``), each lottery ticket's quality against the dense model's, and how
+alike the children's and the tickets' final layers are to the model's own (S2's comparison)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import compression as C
+from analysis import stability as S
+from analysis.runs import Probe, discover_runs
+from analysis.settings import AnalysisSettings
+from analysis.tables.registry import (
+    FINAL_SIMILARITY,
+    STABILITY,
+    STABILITY_PATH,
+    TICKETS,
+)
+from analysis.tables.sanity import layer_pairs
+
+log = logging.getLogger(__name__)
+CHILD, TICKET = "child", "ticket"
+
+
+def barriers(path: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Per model, seed, rewind step and measure: the two ends, the barrier (and the α where it
+    is largest), the barrier relative to the mean of the ends, and whether W_k is stable by
+    the validation loss's relative barrier (the same rule read for every measure)."""
+    out = []
+    keys = ["model", "seed", "step", "share", "measure", "higher_better"]
+    for key, g in path.groupby(keys, sort=True):
+        r = dict(zip(keys, key, strict=True))
+        value, alpha = S.barrier(g.alpha, g.value, bool(r["higher_better"]))
+        own = float(g.value[g.alpha == 0].iloc[0])
+        child = float(g.value[g.alpha == 1].iloc[0])
+        rel = S.relative(value, (own + child) / 2)
+        out.append(dict(r, end_model=own, end_child=child, barrier=value, alpha_max=alpha,
+                        relative_barrier=rel, stable=bool(rel <= threshold),
+                        threshold=threshold))
+    return pd.DataFrame(out)
+
+
+def first_stable(table: pd.DataFrame) -> pd.DataFrame:
+    """Per model, seed and measure: the first stable rewind step and share (NaN: never on
+    the grid), and the training's last step."""
+    out = []
+    for (model, seed, measure), g in table.groupby(["model", "seed", "measure"], sort=True):
+        step = S.first_stable(g.step, g.stable)
+        last = float(g.step.max() / g.share.max()) if g.share.max() > 0 else float("nan")
+        out.append(dict(model=model, seed=seed, measure=measure, stable_step=step,
+                        stable_share=step / last if last == last else float("nan")))
+    return pd.DataFrame(out)
+
+
+def _probes(extract_dir: Path, train_dir: Path, label: str, seed: int) -> dict[str, Probe]:
+    (run,) = discover_runs({label: extract_dir}, {label: train_dir}, seed)
+    return {probe: Probe.open(run, probe) for probe in run.stores}
+
+
+def final_similarity(stability_units: Mapping[str, Path], tickets_units: Mapping[str, Path],
+                     train_units: Mapping[str, Path], extract_units: Mapping[str, Path],
+                     seed: int, settings: AnalysisSettings) -> pd.DataFrame:
+    """Each child's and each ticket's last layers against the model's own last layers, per
+    probe, layer and metric (the same tokens: the model's subsample)."""
+    rows = []
+    for kind, units, table, folder in ((CHILD, stability_units, "children.csv", "child"),
+                                       (TICKET, tickets_units, "tickets.parquet", "dir")):
+        for model, unit in sorted(units.items()):
+            if model not in extract_units:
+                continue
+            path = Path(unit) / table
+            other = pd.read_csv(path) if table.endswith(".csv") else pd.read_parquet(path)
+            own = _probes(extract_units[model], train_units[model], model, seed)
+            for where in sorted(set(other[folder]) - {""}):
+                extract = Path(unit) / where / "extract"
+                if not (extract / "model.json").is_file():
+                    continue
+                theirs = _probes(extract, Path(unit) / where, f"{model}/{where}", seed)
+                for probe, a in own.items():
+                    if probe in theirs:
+                        b = theirs[probe]
+                        rows += [dict(r, seed=seed, other=kind, dir=where) for r in layer_pairs(
+                            a, b, [("final", a.final, b.final)], settings, model)]
+    return pd.DataFrame(rows)
+
+
+def stability_tables(stability_units: Mapping[str, Path], tickets_units: Mapping[str, Path],
+                     train_units: Mapping[str, Path], extract_units: Mapping[str, Path],
+                     seed: int, settings: AnalysisSettings, threshold: float
+                     ) -> dict[str, pd.DataFrame]:
+    """The path rows and barriers of every stability unit, the tickets' rows with their
+    relative change from the dense model, and the final layers' similarity; none without a
+    stability unit."""
+    paths = [pd.read_parquet(Path(u) / "stability.parquet")
+             for _, u in sorted(stability_units.items())]
+    if not paths:
+        return {}
+    path = pd.concat(paths, ignore_index=True).assign(seed=seed)
+    out = {STABILITY_PATH: path, STABILITY: barriers(path, threshold)}
+    tickets = [pd.read_parquet(Path(u) / "tickets.parquet")
+               for _, u in sorted(tickets_units.items())]
+    if tickets:
+        t = pd.concat(tickets, ignore_index=True).assign(seed=seed)
+        t["relative_change"] = [C.relative_change(v, d, h) for v, d, h in
+                                zip(t.value, t.dense, t.higher_better, strict=True)]
+        out[TICKETS] = t
+    similarity = final_similarity(stability_units, tickets_units, train_units, extract_units,
+                                  seed, settings)
+    if len(similarity):
+        out[FINAL_SIMILARITY] = similarity
+    return out
