@@ -135,6 +135,9 @@ def analyze_units(extract_units: Mapping[str, Path], train_units: Mapping[str, P
     for row in not_computed(tables).itertuples():
         log.warning("%s: %d of %d %s rows not computed, e.g. %s", row.table, row.rows, row.of,
                     row.metric, row.example)
+    commit = claims.commit_events(tables, settings.claims)
+    if len(commit):
+        tables[T.COMMIT] = commit
     tables[T.CLAIMS] = claims.evaluate(tables, settings.claims)
     tables[T.CLAIMS_SUMMARY] = claims.summarize(tables[T.CLAIMS])
     tables[T.ANSWER] = claims.answer(tables[T.CLAIMS], settings.claims)

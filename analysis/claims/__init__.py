@@ -12,7 +12,7 @@ import pandas as pd
 
 from analysis.claims.c5 import claim_c5
 from analysis.claims.c6 import claims_c6
-from analysis.claims.c7 import claims_c7
+from analysis.claims.c7 import claims_c7, commit_events
 from analysis.claims.rows import CLAIM_COLUMNS, CLAIMS, FAIL, NA, PASS, statement
 from analysis.claims.seeds import answer, seeds_sentence
 from analysis.claims.units import (
@@ -66,5 +66,5 @@ def summarize(claims: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = ["CLAIMS", "CLAIM_COLUMNS", "answer", "claim_c1", "claim_c2", "claim_c2b",
-           "claim_c3", "claim_c4", "claim_c5", "claims_c6", "claims_c7", "evaluate",
-           "seeds_sentence", "statement", "summarize"]
+           "claim_c3", "claim_c4", "claim_c5", "claims_c6", "claims_c7", "commit_events",
+           "evaluate", "seeds_sentence", "statement", "summarize"]

@@ -116,6 +116,64 @@ def claim_c9(convergence: pd.DataFrame, stability: pd.DataFrame, cs: Claims) -> 
     return rows
 
 
+def _ticket_step(tickets: pd.DataFrame, cs: Claims) -> float:
+    """The earliest rewind step whose IMP ticket, at the first round at least ``c8.sparsity``
+    sparse, is within ``c8.tolerance`` of the dense model's validation loss (NaN: none)."""
+    imp = tickets[(tickets.method == IMP) & (tickets.measure == LOSS)
+                  & (tickets.sparsity >= cs.c8.sparsity)]
+    if imp.empty:
+        return np.nan
+    at = imp[imp["round"] == imp["round"].min()]
+    matching = at[at.relative_change <= cs.c8.tolerance]
+    return float(matching.rewind_step.min()) if len(matching) else np.nan
+
+
+def commit_events(tables: Mapping[str, pd.DataFrame], cs: Claims) -> pd.DataFrame:
+    """F10's time axis, per model and seed: when it becomes stable (``stable``), when a
+    rewound ticket first matches (``ticket``), when each layer converges (``layer``: C9's
+    metric, every probe and stack) and, for a translation model, C5's stage steps
+    (``lm_peak``, ``lexical``, ``reordering`` on ``c5.bleu_set``); step and share of
+    training, NaN where an event does not happen."""
+    from analysis.claims.c5 import stage_steps, translation_start
+
+    stability = tables.get(T.STABILITY)
+    if stability is None or stability.empty:
+        return pd.DataFrame()
+    rows = []
+    last = {(m, s): float(g.step.max() / g.share.max()) for (m, s), g in
+            stability[stability.share > 0].groupby(["model", "seed"])}
+    for r in first_stable(stability).itertuples():
+        if r.measure == LOSS:
+            rows.append(dict(model=r.model, seed=r.seed, event="stable", label="",
+                             depth=np.nan, step=r.stable_step))
+    tickets = tables.get(T.TICKETS, pd.DataFrame())
+    for (model, seed), g in (tickets.groupby(["model", "seed"]) if len(tickets) else []):
+        rows.append(dict(model=model, seed=seed, event="ticket", label="", depth=np.nan,
+                         step=_ticket_step(g, cs)))
+    conv = tables.get(T.CONVERGENCE, pd.DataFrame())
+    if len(conv):
+        conv = conv[(conv.tag == ALL) & (conv.metric == cs.primary["C9"].metric)
+                    & conv.model.isin(stability.model.unique())]
+        for (model, seed, probe, side, depth, layer), g in conv.groupby(
+                ["model", "seed", "probe", "side", "depth_a", "layer_a"], sort=True):
+            rows.append(dict(model=model, seed=seed, event="layer",
+                             label=f"{probe}/{side}/{layer}", depth=depth,
+                             step=converged_step(g.step_a, g.value, cs.convergence_threshold)))
+    stages = tables.get(T.NMT_STAGES, pd.DataFrame())
+    if len(stages):
+        stages = stages[stages.model.isin(stability.model.unique())
+                        & (stages.set == cs.c5.bleu_set)]
+        for (model, seed), unit in stages.groupby(["model", "seed"], sort=True):
+            bleu = unit[unit.measure == "bleu"]
+            steps = stage_steps(unit, translation_start(bleu, cs.c5.bleu_threshold), cs.c5)
+            rows += [dict(model=model, seed=seed, event=event, label="", depth=np.nan,
+                          step=steps[event]) for event in ("lm_peak", "lexical", "reordering")]
+    out = pd.DataFrame(rows)
+    out["share"] = [s / last.get((m, seed), np.nan) for m, seed, s in
+                    zip(out.model, out.seed, out.step, strict=True)]
+    return out
+
+
 def claims_c7(tables: Mapping[str, pd.DataFrame], cs: Claims) -> list[dict]:
     """C7, C8 and C9; none without a stability table."""
     stability = tables.get(T.STABILITY)

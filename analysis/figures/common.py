@@ -236,6 +236,10 @@ LOOK_FOR = {
           "(C6); k* falling over the second half of training (C6b).",
     "F9": "the magnitude curves staying under the tolerance to higher sparsities than the "
           "random ones, and s* rising over training (C6c).",
+    "F10": "the barrier falling below the threshold early (C7), every layer's convergence "
+           "after the stable point (C9), and where the rewound ticket matches (C8).",
+    "F11": "the late-rewound IMP curve under the tolerance at >= 50% sparsity, the random and "
+           "re-initialised controls above it (C8).",
     "S1": "how far similarity of unrelated data sits above zero at each token count: the "
           "floor every other figure's values sit on.",
     "S2": "another seed's final model above the model's own initialisation (learned, not "

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from analysis.figures.commit import fig_commit, fig_tickets
 from analysis.figures.common import Figure, use_tables
 from analysis.figures.compression import fig_compression, fig_pruning
 from analysis.figures.concentration import fig_concentration, fig_function_content
@@ -26,6 +27,7 @@ from analysis.workers import process_pool
 FIGURES: list[Callable[[Mapping[str, pd.DataFrame], PlotSettings], Iterator[Figure]]] = [
     fig_layer_matrix, fig_convergence, fig_family, fig_tagger, fig_per_tag,
     fig_concentration, fig_function_content, fig_nmt_stages, fig_compression, fig_pruning,
+    fig_commit, fig_tickets,
     fig_sanity_tokens, fig_seeds, fig_cka_vs_svcca, fig_sensitivity,
 ]
 

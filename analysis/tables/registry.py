@@ -134,6 +134,10 @@ TICKETS = table(
     "change from the dense model's", ("model", "seed", "method", "rewind", "round", "measure"),
     pooled=("relative_change", "value", "dense", "sparsity", "rewind_step", "rewind_share"),
     dropped=("dir", "stable"))
+COMMIT = table(
+    "commit", "F10: when a model becomes stable, when its rewound ticket matches, when each "
+    "layer converges and (NMT) its C5 stage steps", ("model", "seed", "event", "label"),
+    pooled=("step", "share"), dropped=())
 FINAL_SIMILARITY = table(
     "final_similarity", "a child's or a ticket's last layer vs the model's own last layer",
     ("model", "seed", "other", "dir", "probe", "side", "layer", "metric"), pooled=_SIM,
