@@ -108,6 +108,7 @@ def answer_blocks(tables: Mapping[str, pd.DataFrame], figures: Sequence[Mapping]
             "claim", "metric", "verdict", "n_seeds", "units", "effect_ci", "p", "p_signflip",
             "p_tost", "statistic") if c in agreement]]),
     ]
+    blocks += commit_blocks(tables)
     layers = tables.get(T.LEARNED_LAYERS, pd.DataFrame())
     if len(layers):
         blocks += [("h3", "Has each layer learned and finished? (across seeds)"),
@@ -142,6 +143,49 @@ def answer_blocks(tables: Mapping[str, pd.DataFrame], figures: Sequence[Mapping]
                          "checkpoints: `extract.reference_checkpoints=endpoint`)."),
                    ("table", models[parts])]
     return blocks
+
+
+def _share(x: float) -> str:
+    return f"{x:.1%}" if np.isfinite(x) else "never"
+
+
+def commit_sentences(events: pd.DataFrame) -> list[str]:
+    """Two sentences over the models of the commit table (means over its seeds): when each
+    becomes stable to SGD noise; when its layers converge and whether a rewound ticket
+    matches."""
+    e = events.groupby(["model", "event", "label"], as_index=False, dropna=False).agg(
+        step=("step", "mean"), share=("share", "mean"))
+    stable, layers = [], []
+    for model, g in e.groupby("model", sort=True):
+        at = g[g.event == "stable"]
+        share = float(at.share.iloc[0]) if len(at) else np.nan
+        stable.append(f"{model} from update {at.step.iloc[0]:g} ({_share(share)} of training)"
+                      if np.isfinite(share) else f"{model} at no rewind point of the grid")
+        conv = g[g.event == "layer"].dropna(subset=["share"]).sort_values("share")
+        ticket = g[g.event == "ticket"]
+        t = float(ticket.share.iloc[0]) if len(ticket) else np.nan
+        span = (f"its layers converge (C9) between {_share(conv.share.iloc[0])} "
+                f"({conv.label.iloc[0]}) and {_share(conv.share.iloc[-1])} "
+                f"({conv.label.iloc[-1]}) of training" if len(conv) else
+                "its layers' convergence is not measured")
+        tickets = ("" if ticket.empty else
+                   f", and a rewound ticket at least half sparse matches it from "
+                   f"{_share(t)} of training" if np.isfinite(t) else
+                   ", and no rewound ticket at least half sparse matches it")
+        layers.append(f"for {model}, {span}{tickets}")
+    return [f"Stable to SGD noise (two copies trained on with other data orders end in one "
+            f"linearly connected basin): {'; '.join(stable)}.",
+            f"{'; '.join(layers)[0].upper()}{'; '.join(layers)[1:]}."]
+
+
+def commit_blocks(tables: Mapping[str, pd.DataFrame]) -> list:
+    """The report's "When does each model commit?": two sentences, then the events."""
+    events = tables.get(T.COMMIT, pd.DataFrame())
+    if events.empty:
+        return []
+    return [("h3", "When does each model commit?"),
+            ("p", " ".join(commit_sentences(events))),
+            ("table", events.drop(columns=[c for c in ("ci_low", "ci_high") if c in events]))]
 
 
 ENDPOINT_COLUMNS = ("model", "epochs", "lr_share", "endpoint_lr", "late_loss_change",
