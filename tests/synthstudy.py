@@ -277,6 +277,76 @@ def compression_tables(in_order: bool = True, seed: int = 1) -> dict[str, pd.Dat
     return tables({"lm": root}, seed, small_settings())
 
 
+# The stability and tickets units of the LM: rewind points STEPS[:4]; on the line between the
+# LM's and each child's last weights the loss is 5 + 5·b·4α(1 - α), so the relative barrier is
+# b. In order: b falls from 0.015 to 0.002, under the 0.02 threshold everywhere (stable from
+# step 0: C7 holds, and every layer, converging from step 1 on, does so after it: C9 holds);
+# IMP rewound to step 0 stays within 0 of the dense loss to round 4 (59% sparse) while the
+# random (0.2) and re-initialised (0.1) controls do not (C8 holds). Reversed: b from 0.1 to
+# 0.05 (never stable), the ticket 0.2 worse than the dense model.
+REWIND = STEPS[:4]
+THRESHOLD = 0.02
+
+
+def synth_stability(in_order: bool = True) -> pd.DataFrame:
+    """A stability unit's rows (pipeline.stages.stability.COLUMNS) as described above."""
+    barriers = np.linspace(0.015, 0.002, len(REWIND)) if in_order else np.linspace(
+        0.1, 0.05, len(REWIND))
+    return pd.DataFrame([
+        dict(model="lm", step=k, share=k / STEPS[-1], child=f"children/step_{k:07d}",
+             data_seed=1, child_data_seed=1001, alpha=a, measure="valid_loss",
+             higher_better=False, value=5.0 + 5.0 * b * 4 * a * (1 - a))
+        for k, b in zip(REWIND, barriers, strict=True) for a in np.linspace(0, 1, 11)])
+
+
+def synth_tickets(in_order: bool = True) -> pd.DataFrame:
+    """A tickets unit's rows (pipeline.stages.tickets.COLUMNS) as described above."""
+    common = dict(model="lm", rewind="late", rewind_step=0, rewind_share=0.0, stable=in_order,
+                  measure="valid_loss", higher_better=False, dense=5.0)
+    rows = [dict(common, method="dense", rewind="", rewind_step=-1, round=0, sparsity=0.0,
+                 value=5.0, dir="")]
+    for r in range(1, 7):
+        change = (0.0 if r <= 4 else 0.05) if in_order else 0.2
+        rows.append(dict(common, method="imp", round=r, sparsity=1 - 0.8 ** r,
+                         value=5.0 * (1 + change), dir=f"imp_late/round_{r:02d}"))
+    for method, change in (("random", 0.2), ("reinit", 0.1)):
+        rows.append(dict(common, method=method, round=4, sparsity=1 - 0.8 ** 4,
+                         value=5.0 * (1 + change), dir=f"{method}_late/round_04"))
+    return pd.DataFrame(rows)
+
+
+def write_stability_units(root: Path, extract: Path, train: Path, in_order: bool = True
+                          ) -> tuple[Path, Path]:
+    """The LM's stability unit (each child's extraction the LM's own stores, linked) and
+    tickets unit under ``root``; returns (stability unit, tickets unit)."""
+    stability, tickets = root / "stability" / "lm", root / "tickets" / "lm"
+    rows = synth_stability(in_order)
+    for child in sorted(set(rows.child)):
+        where = stability / child
+        (where / "extract").mkdir(parents=True)
+        shutil.copy(train / "checkpoints.csv", where / "checkpoints.csv")
+        for item in extract.iterdir():
+            (where / "extract" / item.name).symlink_to(item.resolve())
+    rows.to_parquet(stability / "stability.parquet")
+    pd.DataFrame({"model": "lm", "step": REWIND, "child": sorted(set(rows.child))}).to_csv(
+        stability / "children.csv", index=False)
+    tickets.mkdir(parents=True)
+    synth_tickets(in_order).to_parquet(tickets / "tickets.parquet")
+    return stability, tickets
+
+
+def stability_tables(runs: list[ModelRun], in_order: bool = True, seed: int = 1
+                     ) -> dict[str, pd.DataFrame]:
+    """The analyze stage's stability and tickets tables of the synthetic units."""
+    from analysis.tables.stability import stability_tables as tables
+
+    root = _scratch("stability")
+    extract, train = write_units(runs, root, seed)
+    stability, tickets = write_stability_units(root, extract["lm"], train["lm"], in_order)
+    return tables({"lm": stability}, {"lm": tickets}, train, extract, seed, small_settings(),
+                  THRESHOLD)
+
+
 def write_units(runs: list[ModelRun], root: Path, seed: int = 1
                 ) -> tuple[dict[str, Path], dict[str, Path]]:
     """The study's models laid out like the pipeline's per-model units: extract units with
@@ -340,8 +410,13 @@ def shared(fn):
 def study_tables() -> dict[str, pd.DataFrame]:
     """Tables of the study built so that C1, C3, C4 and C5 should hold (computed once per
     run; do not modify)."""
-    tables = dynamics.analyze(build_study(_scratch("pass")), small_settings(), progress=False)
-    return {**tables, **translation_tables(in_order=True), **compression_tables(in_order=True)}
+    from analysis import claims
+
+    runs = build_study(_scratch("pass"))
+    tables = dynamics.analyze(runs, small_settings(), progress=False)
+    tables = {**tables, **translation_tables(in_order=True), **compression_tables(in_order=True),
+              **stability_tables(runs, in_order=True)}
+    return {**tables, "commit": claims.commit_events(tables, small_settings().claims)}
 
 
 @shared
@@ -377,11 +452,15 @@ def stage_runs() -> dict:
     analyzed, seeds = {}, {}
     for seed, parallel in ((1, 2), (2, 1)):
         extract, train = write_units(runs, root / f"seed{seed}", seed)
+        stability, tickets = write_stability_units(root / f"seed{seed}", extract["lm"],
+                                                   train["lm"])
         out = root / f"analyze{seed}"
         cfg = OmegaConf.create({"analysis": analysis, "seed": seed,
+                                "stability": {"threshold": THRESHOLD},
                                 "train": {"parallel": parallel, "device": "cpu"}})
         units = {"extract": extract, "train": train, "translate": {"nmt": translate},
-                 "compress": {"lm": compress}}
+                 "compress": {"lm": compress}, "stability": {"lm": stability},
+                 "tickets": {"lm": tickets}}
         analyzed[seed] = run_analyze(cfg, out, units), out
         seeds[seed] = {"extract": extract, "train": train, "analyze": out}
     cfg = OmegaConf.create({"name": "synthetic", "analysis": analysis, "plot": plot,
@@ -397,9 +476,12 @@ def reversed_tables() -> dict[str, pd.DataFrame]:
     run)."""
     runs = build_study(_scratch("fail"), lower_first=False, towards_tagger=False,
                        function_concentrated=False)
+    from analysis import claims
+
     tables = dynamics.analyze(runs, small_settings(), progress=False)
-    return {**tables, **translation_tables(in_order=False),
-            **compression_tables(in_order=False)}
+    tables = {**tables, **translation_tables(in_order=False),
+              **compression_tables(in_order=False), **stability_tables(runs, in_order=False)}
+    return {**tables, "commit": claims.commit_events(tables, small_settings().claims)}
 
 
 @shared

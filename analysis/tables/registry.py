@@ -125,13 +125,14 @@ STABILITY_PATH = table(
     "weights, per rewind point", ("model", "seed", "step", "alpha", "measure"),
     pooled=("value",), dropped=("child", "data_seed", "child_data_seed"))
 STABILITY = table(
-    "stability", "F10, C7: per rewind point, the barrier on that line, relative to its ends, "
+    "instability", "F10, C7: per rewind point, the barrier on that line, relative to its ends, "
     "and whether W_k is stable", ("model", "seed", "step", "measure"),
     pooled=("relative_barrier", "barrier", "end_model", "end_child"),
     dropped=("stable", "alpha_max"))
 TICKETS = table(
-    "tickets", "F11, C8: each lottery ticket's and control's quality after training, and its "
-    "change from the dense model's", ("model", "seed", "method", "rewind", "round", "measure"),
+    "lottery_tickets", "F11, C8: each lottery ticket's and control's quality after training, "
+    "and its change from the dense model's",
+    ("model", "seed", "method", "rewind", "round", "measure"),
     pooled=("relative_change", "value", "dense", "sparsity", "rewind_step", "rewind_share"),
     dropped=("dir", "stable"))
 COMMIT = table(

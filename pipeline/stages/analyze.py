@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from analysis.settings import AnalysisSettings
 from pipeline.config import typed
@@ -37,7 +37,8 @@ def run_analyze(cfg: DictConfig, out: Path, inputs: dict[str, Path]) -> dict:
                                     compress_units=inputs.get("compress", {}),
                                     stability_units=inputs.get("stability", {}),
                                     tickets_units=inputs.get("tickets", {}),
-                                    threshold=float(cfg.stability.threshold))
+                                    threshold=float(OmegaConf.select(
+                                        cfg, "stability.threshold", default=float("nan"))))
     answer = tables[T.ANSWER]
     primary = answer[answer.role == "primary"]
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):

@@ -19,7 +19,7 @@ EXPECTED = {
     "f5_per_tag_lm_synth_lm", "f5_per_tag_nmt_synth_source", "f5_per_tag_nmt_synth_target",
     "f6_concentration_lm_synth_lm", "f6_concentration_nmt_synth_source",
     "f6_concentration_nmt_synth_target", "f6b_function_content", "f7_nmt_stages_nmt",
-    "f8_compression_lm", "f9_pruning_lm",
+    "f8_compression_lm", "f9_pruning_lm", "f10_commit_lm", "f11_tickets_lm",
     "s1_token_count", "s3_cka_vs_svcca", "s4_sensitivity",
 }
 

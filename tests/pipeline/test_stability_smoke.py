@@ -73,9 +73,9 @@ def test_round_r_keeps_the_expected_share_of_the_weights(stability_run):
             rounds = sorted(chain.glob("round_*"))
             first = torch.load(rounds[0] / "mask.pt", weights_only=True)
             kept = sum(m.numel() for m in first.values())
-            for r, folder in enumerate(rounds, start=1):
+            for folder in rounds:  # round r keeps ~0.8^r of the weights
                 masks = torch.load(folder / "mask.pt", weights_only=True)
-                kept -= n_to_prune(0.2, kept)  # 20% of what the last round kept: ~0.8^r
+                kept -= n_to_prune(0.2, kept)  # 20% of what the last round kept
                 assert int(sum(int(m.sum()) for m in masks.values())) == kept, folder
 
 
@@ -95,7 +95,8 @@ def test_children_branch_with_another_data_seed_and_are_extracted(stability_run)
 def test_the_tables_claims_figures_and_report_section(stability_run):
     (analyze,) = [d for d in (stability_run / "analyze").iterdir() if (d / ".done.json").is_file()]
     tables = analyze / "tables"
-    for name in ("stability", "stability_path", "tickets", "commit", "final_similarity"):
+    for name in ("instability", "stability_path", "lottery_tickets", "commit",
+                 "final_similarity"):
         assert (tables / f"{name}.parquet").is_file(), name
     claims = pd.read_parquet(tables / "claims.parquet")
     assert {"C7", "C8", "C8 k0", "C9"} <= set(claims.claim)
