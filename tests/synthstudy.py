@@ -335,11 +335,12 @@ def write_stability_units(root: Path, extract: Path, train: Path, in_order: bool
     return stability, tickets
 
 
-def stability_tables(runs: list[ModelRun], in_order: bool = True, seed: int = 1
-                     ) -> dict[str, pd.DataFrame]:
-    """The analyze stage's stability and tickets tables of the synthetic units."""
+def stability_tables(runs: list[ModelRun], in_order: bool = True) -> dict[str, pd.DataFrame]:
+    """The analyze stage's stability and tickets tables of the synthetic units (the runs'
+    seed)."""
     from analysis.tables.stability import stability_tables as tables
 
+    seed = runs[0].seed
     root = _scratch("stability")
     extract, train = write_units(runs, root, seed)
     stability, tickets = write_stability_units(root, extract["lm"], train["lm"], in_order)

@@ -101,3 +101,13 @@ def test_the_commit_events_name_when_each_thing_happens():
     assert e.loc[("ticket", ""), "step"] == 50  # the late ticket matches, the init one not
     assert e.loc[("layer", "p/lm/embed"), "share"] == pytest.approx(0.3)
     assert e.loc[("layer", "p/lm/lstm"), "step"] == 600
+
+
+def test_c7_to_c9_pass_on_the_study_built_to_hold_and_fail_on_the_reversed_one():
+    from synthstudy import reversed_claims, study_claims
+
+    for claims, want in ((study_claims(), {PASS}), (reversed_claims(), {FAIL})):
+        rows = claims[claims.claim.isin(["C7", "C8", "C9"])
+                      & claims.metric.isin(["valid_loss", "svcca"])]
+        assert set(rows.claim) == {"C7", "C8", "C9"}
+        assert set(rows.verdict) == want, rows[["claim", "metric", "value", "detail"]]
