@@ -36,7 +36,7 @@ def test_an_uncalibrated_kind_gets_the_median_rate_of_its_stage(monkeypatch, cap
 
 def test_the_table_rates_every_stage_that_declares_its_work():
     declared = {s.name for s in REGISTRY.values() if s.cost is not None}
-    assert declared == {"train", "extract", "translate", "compress"}
+    assert declared == {"train", "extract", "translate", "compress", "stability", "tickets"}
     assert declared == {stage for stage, _ in costs.rates()}
     assert all(v > 0 for v in costs.rates().values())
 

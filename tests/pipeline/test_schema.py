@@ -134,7 +134,7 @@ def test_typo_in_an_experiment_file_stops_before_any_work_naming_key_and_file(tm
                           f"hydra.searchpath=[file://{tmp_path / 'conf'}]")
     assert result.returncode != 0
     assert "config error: analysis.claims.threshold: unknown key; analysis.claims has: " \
-        "alpha, c1, c3, c4, c5, c6, convergence_threshold," in result.stderr
+        "alpha, c1, c3, c4, c5, c6, c7, c8, convergence_threshold," in result.stderr
     assert ("did you mean convergence_threshold? "
             f"(set in {exp / 'typo.yaml'})") in result.stderr
     assert not (art / "typo" / "prepare").exists()  # no work was started

@@ -20,7 +20,9 @@ from pipeline.stages.stage import Disk, Stage
 
 def make_cfg(tmp_path, **kw):
     base = {"name": "t", "artifacts_dir": str(tmp_path), "stages": ["prepare"], "force": [],
-            "data": {"x": 1}, "train": {"parallel": 2}, "seed": 1, "extract": {},
+            "data": {"x": 1}, "seed": 1, "extract": {},
+            "train": {**OmegaConf.to_container(OmegaConf.load(REPO / "conf/train/cpu.yaml")),
+                      "parallel": 2},
             "analysis": {}, "plot": {}, "aggregate": {"seeds": [1]},
             "model": {"a": {"kind": "lstm_lm", "size": 1}, "b": {"kind": "lstm_lm", "size": 2}}}
     return OmegaConf.create({**base, **kw})
