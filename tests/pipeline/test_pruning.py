@@ -234,3 +234,17 @@ def test_the_random_control_has_each_tensors_sparsity_and_its_own_positions():
     assert mask_sparsity(control)[0] == mask_sparsity(masks)[0]
     assert any(not torch.equal(control[k], masks[k]) for k in names)
     assert all(torch.equal(control[k], random_like(masks, seed=5)[k]) for k in names)
+
+
+def test_imp_prunes_the_exact_count_when_magnitudes_tie():
+    """Ties at the threshold (every |w| = 1 here): which weights go is torch.topk's choice,
+    the count is exact."""
+    model = tiny()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1.0)
+    names = ticket_names(model, ["weights", "embeddings"])
+    ones = {k: torch.ones_like(dict(model.named_parameters())[k]) for k in names}
+    n = sum(m.numel() for m in ones.values())
+    masks = imp_masks(model, ones, 0.2)
+    assert int(sum((m == 0).sum() for m in masks.values())) == n_to_prune(0.2, n)
