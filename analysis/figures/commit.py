@@ -18,6 +18,7 @@ from analysis.figures.common import (
     make_figure,
     panel_grid,
     panel_title,
+    seed_mean,
     setting_text,
     slug,
     step_axis,
@@ -36,13 +37,8 @@ TICKET_STYLE = {("imp", "init"): ("#1f77b4", "-", "o", "IMP rewound to W_0"),
                 ("reinit", "late"): ("#ff7f0e", "", "^", "ticket re-initialised")}
 
 
-def _mean(t: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
-    values = [value] + [c for c in ("ci_low", "ci_high") if c in t]
-    return t.groupby(keys, as_index=False, dropna=False)[values].mean()
-
-
 def _barrier_panel(ax, stability: pd.DataFrame, threshold: float) -> None:
-    for measure, g in _mean(stability, ["measure", "step"], "relative_barrier").groupby(
+    for measure, g in seed_mean(stability, ["measure", "step"], "relative_barrier").groupby(
             "measure", sort=True):
         g = g.sort_values("step")
         colour = MEASURE_COLOURS.get(measure, "#000000")
@@ -134,7 +130,7 @@ def fig_tickets(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterato
         fig, axes = panel_grid(1, len(measures), w=3.0, h=2.2, legend=True, wsp=0.6)
         for ax, measure in zip(axes[0], measures, strict=True):
             m = g[g.measure == measure]
-            for (method, rewind), c in _mean(m, ["method", "rewind", "round", "sparsity"],
+            for (method, rewind), c in seed_mean(m, ["method", "rewind", "round", "sparsity"],
                                              "relative_change").groupby(["method", "rewind"]):
                 colour, ls, marker, label = TICKET_STYLE.get(
                     (method, rewind), ("#000000", "-", "o", f"{method} {rewind}"))

@@ -114,6 +114,13 @@ def present_metrics(table: pd.DataFrame, wanted: Sequence[str] | None) -> list[s
     return [m for m in order if m in have]
 
 
+def seed_mean(t: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
+    """``value``'s mean over seeds per key, with the pooled table's interval (ci_low,
+    ci_high: the aggregate's, over seeds) where it has one."""
+    values = [value] + [c for c in ("ci_low", "ci_high") if c in t]
+    return t.groupby(keys, as_index=False, dropna=False)[values].mean()
+
+
 def step_axis(ax: plt.Axes) -> None:
     """Training step on a symlog axis (linear below 1, so step 0 is shown); plain tick labels
     and no minor ticks (cheaper to draw than mathtext powers of ten)."""

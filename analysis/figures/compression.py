@@ -16,6 +16,7 @@ from analysis.figures.common import (
     make_figure,
     panel_grid,
     panel_title,
+    seed_mean,
     setting_text,
     slug,
     step_axis,
@@ -25,13 +26,6 @@ from analysis.tables import registry as T
 
 METHOD_COLOURS = {"pca": "#1f77b4", "svcca": "#d62728", "random": "#7f7f7f",
                   "magnitude": "#2ca02c", "k99": "#000000"}
-
-
-def _mean(t: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
-    """``value``'s mean over seeds per key, with the pooled table's interval (ci_low,
-    ci_high: the aggregate's, over seeds) where it has one."""
-    values = [value] + [c for c in ("ci_low", "ci_high") if c in t]
-    return t.groupby(keys, as_index=False, dropna=False)[values].mean()
 
 
 def _line(ax, x, g: pd.DataFrame, y: str, colour: str, transform=lambda v: v, **kw) -> None:
@@ -88,12 +82,12 @@ def fig_compression(tables: Mapping[str, pd.DataFrame], ps: PlotSettings
     dims = tables.get(T.INTRINSIC_DIM, pd.DataFrame())
     proj = rows[(rows.compress == PROJECTION) & rows.primary & (rows.role == OVER_TRAINING)]
     for model, g in proj.groupby("model", sort=True):
-        curves = _mean(g, ["step", "layer", "method", "k", "measure", "fit_probe", "side"],
+        curves = seed_mean(g, ["step", "layer", "method", "k", "measure", "fit_probe", "side"],
                        "relative_change")
         layers = list(dict.fromkeys(g.layer))
         steps = _picked(sorted(curves.step.unique()))
         stars = summary[(summary.model == model) & (summary.compress == PROJECTION)]
-        stars = _mean(stars, ["step", "layer", "method"], "star")
+        stars = seed_mean(stars, ["step", "layer", "method"], "star")
         fig, axes = panel_grid(len(layers), len(steps) + 1, w=2.2, h=1.5, legend=True)
         for i, layer in enumerate(layers):
             lg = curves[curves.layer == layer]
@@ -141,7 +135,7 @@ def fig_pruning(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterato
     tolerance = _tolerance(tables)
     pruned = rows[(rows.compress == PRUNING) & rows.primary & (rows.role == OVER_TRAINING)]
     for model, g in pruned.groupby("model", sort=True):
-        curves = _mean(g, ["step", "method", "sparsity"], "relative_change")
+        curves = seed_mean(g, ["step", "method", "sparsity"], "relative_change")
         steps = sorted(curves.step.unique())
         shade = dict(zip(steps, matplotlib.colormaps["viridis"](np.linspace(0.1, 0.9,
                                                                             len(steps))),
@@ -165,7 +159,7 @@ def fig_pruning(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterato
         panel_title(ax, "quality vs sparsity")
         stars = summary[(summary.model == model) & (summary.compress == PRUNING)]
         ax = axes[0, 0]
-        for method, m in _mean(stars, ["step", "method"], "star").groupby("method"):
+        for method, m in seed_mean(stars, ["step", "method"], "star").groupby("method"):
             m = m.sort_values("step")
             _line(ax, m.step, m, "star", METHOD_COLOURS.get(method, "#000000"),
                   label=f"s* {method}")
