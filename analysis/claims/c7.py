@@ -24,9 +24,8 @@ from analysis.progress import converged_step
 from analysis.settings import Claims
 from analysis.tables import registry as T
 from analysis.tables.rows import ALL
-from analysis.tables.stability import first_stable
+from analysis.tables.stability import LOSS, first_stable
 
-LOSS = "valid_loss"
 IMP, RANDOM, REINIT, INIT, LATE = "imp", "random", "reinit", "init", "late"
 
 

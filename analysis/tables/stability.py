@@ -25,12 +25,14 @@ from analysis.tables.sanity import layer_pairs
 
 log = logging.getLogger(__name__)
 CHILD, TICKET = "child", "ticket"
+LOSS = "valid_loss"  # the measure whose barrier decides stability (the stages' validation loss)
 
 
 def barriers(path: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """Per model, seed, rewind step and measure: the two ends, the barrier (and the α where it
-    is largest), the barrier relative to the mean of the ends, and whether W_k is stable by
-    the validation loss's relative barrier (the same rule read for every measure)."""
+    is largest), the barrier relative to the mean of the ends, and whether W_k is stable:
+    that relative barrier at most ``threshold`` (every measure read alike; the validation
+    loss's decides, ``LOSS``)."""
     out = []
     keys = ["model", "seed", "step", "share", "measure", "higher_better"]
     for key, g in path.groupby(keys, sort=True):
@@ -108,6 +110,12 @@ def stability_tables(stability_units: Mapping[str, Path], tickets_units: Mapping
         t = pd.concat(tickets, ignore_index=True).assign(seed=seed)
         t["relative_change"] = [C.relative_change(v, d, h) for v, d, h in
                                 zip(t.value, t.dense, t.higher_better, strict=True)]
+        stable = first_stable(out[STABILITY])
+        stable = stable[stable.measure == LOSS].set_index("model").stable_step
+        # whether the ticket's rewind point is stable by this analysis's rule
+        t["stable"] = [step >= stable.get(m, float("nan")) and method != "dense"
+                       for m, step, method in zip(t.model, t.rewind_step, t.method,
+                                                  strict=True)]
         out[TICKETS] = t
     similarity = final_similarity(stability_units, tickets_units, train_units, extract_units,
                                   seed, settings)
