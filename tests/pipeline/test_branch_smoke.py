@@ -35,6 +35,13 @@ def _seed(extra) -> int:
     return next((int(a.split("=")[1]) for a in extra if a.startswith("data_seed=")), 1)
 
 
+@pytest.fixture(scope="module")
+def parent(smoke_prepared, mirror, tmp_path_factory) -> Path:
+    """The smoke LM trained with full checkpoints at 0 and 30% of training."""
+    art, _, _ = smoke_prepared
+    return _trained(art, tmp_path_factory.mktemp("branch"), mirror)
+
+
 def _records(unit: Path) -> dict[int, dict]:
     with open(unit / "checkpoints" / "snapshots.jsonl") as f:
         return {r["step"]: r for r in map(json.loads, f)}
@@ -55,9 +62,7 @@ def _branch(parent: Path, k: int, out: Path, data_seed: int, steps: list[int]) -
 
 
 def test_a_branch_with_the_parents_data_seed_writes_its_checkpoints_byte_for_byte(
-        smoke_prepared, mirror, tmp_path):
-    art, _, _ = smoke_prepared
-    parent = _trained(art, tmp_path / "art", mirror)
+        parent, tmp_path):
     kept = train.rewind_table(parent)
     table = pd.read_csv(parent / "checkpoints.csv")
     last = int(table.step.iloc[-1])
@@ -74,9 +79,7 @@ def test_a_branch_with_the_parents_data_seed_writes_its_checkpoints_byte_for_byt
 
 
 def test_a_branch_with_another_data_seed_starts_from_the_same_weights_on_other_batches(
-        smoke_prepared, mirror, tmp_path):
-    art, _, _ = smoke_prepared
-    parent = _trained(art, tmp_path / "art", mirror)
+        parent, tmp_path):
     k = int(train.rewind_table(parent).step.iloc[-1])
     nxt = int(next(s for s in pd.read_csv(parent / "checkpoints.csv").step if s > k))
     child = tmp_path / "other"
@@ -91,10 +94,10 @@ def test_a_branch_with_another_data_seed_starts_from_the_same_weights_on_other_b
 
 
 def test_the_data_seed_changes_the_data_order_not_the_initialisation(
-        smoke_prepared, mirror, tmp_path):
+        parent, smoke_prepared, mirror):
     art, _, _ = smoke_prepared
-    root = tmp_path / "art"
-    one, two = _trained(art, root, mirror), _trained(art, root, mirror, "data_seed=2")
+    one = parent
+    two = _trained(art, parent.parents[3], mirror, "data_seed=2")
     assert one != two
     assert (one / "checkpoints" / "step_0000000.pt").read_bytes() == (
         two / "checkpoints" / "step_0000000.pt").read_bytes()
