@@ -107,3 +107,27 @@ def test_the_tables_claims_figures_and_report_section(stability_run):
     report = (plot / "report.md").read_text()
     section = report.split("### When does each model commit?")[1]
     assert section.lstrip().startswith("Stable to SGD noise")
+
+
+def test_the_paths_ends_are_each_models_own_loss_exactly(stability_run):
+    """α = 0 and 1 on the line reproduce the model's and the child's own validation loss,
+    measured on their own checkpoints (torch.lerp's ends are exact)."""
+    from pipeline import checkpoints, evaluate
+    from pipeline.models import adapter
+
+    model_name = "lstm_lm_paper"
+    parent = _unit(stability_run, "train", model_name)
+    unit = _unit(stability_run, "stability", model_name)
+    config = json.loads((unit / ".done.json").read_text())["config"]
+    spec, limit = config["model"], config["stability.limit"]
+    prepared = next(d for d in (stability_run / "prepare").iterdir() if d.is_dir())
+    path = pd.read_parquet(unit / "stability.parquet")
+    last = int(pd.read_csv(parent / "checkpoints.csv").step.iloc[-1])
+    kind = adapter(spec)
+    model, task = kind.load(spec, checkpoints.checkpoint_path(parent, last), prepared, "cpu")
+    own = evaluate.token_metrics(model, task, "valid", "cpu", limit)["loss_bits"]
+    for child, g in path[path.measure == "valid_loss"].groupby("child"):
+        kind.load_weights(model, checkpoints.checkpoint_path(unit / child, last), "cpu")
+        theirs = evaluate.token_metrics(model, task, "valid", "cpu", limit)["loss_bits"]
+        assert g[g.alpha == 0].value.iloc[0] == own, child
+        assert g[g.alpha == 1].value.iloc[0] == theirs, child
