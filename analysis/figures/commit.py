@@ -88,10 +88,12 @@ def fig_commit(tables: Mapping[str, pd.DataFrame], ps: PlotSettings) -> Iterator
     for model, g in stability.groupby("model", sort=True):
         e = events[events.model == model] if len(events) else events
         n_rows = len(e.label.unique()) + len(e.event.unique()) if len(e) else 2
+        height = 2.6 + 0.17 * n_rows
         fig, (top, bottom) = plt.subplots(
-            2, 1, figsize=(8.0, 2.6 + 0.17 * n_rows),
+            2, 1, figsize=(8.0, height),
             gridspec_kw={"height_ratios": [1.8, max(1.0, 0.17 * n_rows)]})
-        fig.subplots_adjust(left=0.24, right=0.76, hspace=0.25, top=0.9, bottom=0.1)
+        fig.subplots_adjust(left=0.24, right=0.76, hspace=0.25, top=1 - 0.6 / height,
+                            bottom=0.55 / height)  # inches: the title, the step axis
         _barrier_panel(top, g, threshold)
         panel_title(top, "barrier between two copies trained on from each rewind point")
         if len(e):
