@@ -139,12 +139,12 @@ def commit_events(tables: Mapping[str, pd.DataFrame], cs: Claims) -> pd.DataFram
     if stability is None or stability.empty:
         return pd.DataFrame()
     rows = []
-    last = {(m, s): float(g.step.max() / g.share.max()) for (m, s), g in
-            stability[stability.share > 0].groupby(["model", "seed"])}
-    for r in first_stable(stability).itertuples():
-        if r.measure == LOSS:
-            rows.append(dict(model=r.model, seed=r.seed, event="stable", label="",
-                             depth=np.nan, step=r.stable_step))
+    stable = first_stable(stability)
+    stable = stable[stable.measure == LOSS]
+    last = stable.set_index(["model", "seed"]).last_step.to_dict()
+    for r in stable.itertuples():
+        rows.append(dict(model=r.model, seed=r.seed, event="stable", label="", depth=np.nan,
+                         step=r.stable_step))
     tickets = tables.get(T.TICKETS, pd.DataFrame())
     for (model, seed), g in (tickets.groupby(["model", "seed"]) if len(tickets) else []):
         rows.append(dict(model=model, seed=seed, event="ticket", label="", depth=np.nan,

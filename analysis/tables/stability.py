@@ -55,7 +55,8 @@ def first_stable(table: pd.DataFrame) -> pd.DataFrame:
         step = S.first_stable(g.step, g.stable)
         last = float(g.step.max() / g.share.max()) if g.share.max() > 0 else float("nan")
         out.append(dict(model=model, seed=seed, measure=measure, stable_step=step,
-                        stable_share=step / last if last == last else float("nan")))
+                        stable_share=step / last if last == last else float("nan"),
+                        last_step=last))
     return pd.DataFrame(out)
 
 
@@ -64,30 +65,26 @@ def _probes(extract_dir: Path, train_dir: Path, label: str, seed: int) -> dict[s
     return {probe: Probe.open(run, probe) for probe in run.stores}
 
 
-def final_similarity(stability_units: Mapping[str, Path], tickets_units: Mapping[str, Path],
+def final_similarity(others: list[tuple[str, str, Path, str]],
                      train_units: Mapping[str, Path], extract_units: Mapping[str, Path],
                      seed: int, settings: AnalysisSettings) -> pd.DataFrame:
     """Each child's and each ticket's last layers against the model's own last layers, per
-    probe, layer and metric (the same tokens: the model's subsample)."""
+    probe, layer and metric (the same tokens: the model's subsample); ``others``: (``CHILD``
+    or ``TICKET``, model, unit, the child's or ticket's folder in it), those extracted read."""
     rows = []
-    for kind, units, table, folder in ((CHILD, stability_units, "children.csv", "child"),
-                                       (TICKET, tickets_units, "tickets.parquet", "dir")):
-        for model, unit in sorted(units.items()):
-            if model not in extract_units:
-                continue
-            path = Path(unit) / table
-            other = pd.read_csv(path) if table.endswith(".csv") else pd.read_parquet(path)
-            own = _probes(extract_units[model], train_units[model], model, seed)
-            for where in sorted(set(other[folder]) - {""}):
-                extract = Path(unit) / where / "extract"
-                if not (extract / "model.json").is_file():
-                    continue
-                theirs = _probes(extract, Path(unit) / where, f"{model}/{where}", seed)
-                for probe, a in own.items():
-                    if probe in theirs:
-                        b = theirs[probe]
-                        rows += [dict(r, seed=seed, other=kind, dir=where) for r in layer_pairs(
-                            a, b, [("final", a.final, b.final)], settings, model)]
+    own: dict[str, dict[str, Probe]] = {}
+    for kind, model, unit, where in others:
+        extract = Path(unit) / where / "extract"
+        if model not in extract_units or not (extract / "model.json").is_file():
+            continue
+        if model not in own:
+            own[model] = _probes(extract_units[model], train_units[model], model, seed)
+        theirs = _probes(extract, Path(unit) / where, f"{model}/{where}", seed)
+        for probe, a in own[model].items():
+            if probe in theirs:
+                b = theirs[probe]
+                rows += [dict(r, seed=seed, other=kind, dir=where) for r in layer_pairs(
+                    a, b, [("final", a.final, b.final)], settings, model)]
     return pd.DataFrame(rows)
 
 
@@ -104,8 +101,13 @@ def stability_tables(stability_units: Mapping[str, Path], tickets_units: Mapping
         return {}
     path = pd.concat(paths, ignore_index=True).assign(seed=seed)
     out = {STABILITY_PATH: path, STABILITY: barriers(path, threshold)}
+    others = [(CHILD, model, u, child) for model, u in sorted(stability_units.items())
+              for child in pd.read_csv(Path(u) / "children.csv").child]
     tickets = [pd.read_parquet(Path(u) / "tickets.parquet")
                for _, u in sorted(tickets_units.items())]
+    others += [(TICKET, model, tickets_units[model], where) for t in tickets
+               for model, where in sorted(set(zip(t.model, t.dir, strict=True)))
+               if where]
     if tickets:
         t = pd.concat(tickets, ignore_index=True).assign(seed=seed)
         t["relative_change"] = [C.relative_change(v, d, h) for v, d, h in
@@ -117,8 +119,7 @@ def stability_tables(stability_units: Mapping[str, Path], tickets_units: Mapping
                        for m, step, method in zip(t.model, t.rewind_step, t.method,
                                                   strict=True)]
         out[TICKETS] = t
-    similarity = final_similarity(stability_units, tickets_units, train_units, extract_units,
-                                  seed, settings)
+    similarity = final_similarity(others, train_units, extract_units, seed, settings)
     if len(similarity):
         out[FINAL_SIMILARITY] = similarity
     return out
