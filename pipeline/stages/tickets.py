@@ -43,6 +43,7 @@ from pipeline.stages.stage import Stage
 from pipeline.stages.train import (
     TrainConfig,
     branch_model,
+    drop_resume_state,
     fairseq_args,
     hook_env,
     rewind_steps,
@@ -82,23 +83,18 @@ class TicketsConfig:
 
 def late_point(stability_dir: Path, threshold: float) -> tuple[int, bool]:
     """(k_late, whether it is stable): the first rewind point from which every later one is
-    stable by the validation loss barrier's rule; the last rewind point, unstable, if none."""
-    from analysis import stability as S
+    stable by the validation loss barrier's rule (the analysis's own tables); the last rewind
+    point, unstable, if none."""
+    from analysis.tables.stability import barriers, first_stable
 
     rows = pd.read_parquet(Path(stability_dir) / STABILITY_TABLE)
-    rows = rows[rows.measure == LOSS]
-    steps, stable = [], []
-    for step, g in rows.groupby("step", sort=True):
-        value, _ = S.barrier(g.alpha, g.value, False)
-        ends = (g.value[g.alpha == 0].iloc[0] + g.value[g.alpha == 1].iloc[0]) / 2
-        steps.append(int(step))
-        stable.append(S.relative(value, ends) <= threshold)
-    first = S.first_stable(steps, stable)
-    return (steps[-1], False) if first != first else (int(first), True)
+    table = barriers(rows[rows.measure == LOSS].assign(seed=0), threshold)
+    first = float(first_stable(table).stable_step.iloc[0])
+    return (int(table.step.max()), False) if first != first else (int(first), True)
 
 
 def make_mask(name: str, spec: dict, data: Path, trained_checkpoint: Path,
-              previous: Path | None, prune: list[str], rate: float, out: Path) -> dict:
+              previous: Path | None, prune: list[str], rate: float, out: Path) -> None:
     """Round r's mask from round r-1's (None: every weight kept) and the weights
     ``trained_checkpoint`` holds (round r-1's last); written to ``out``."""
     import torch
@@ -112,10 +108,9 @@ def make_mask(name: str, spec: dict, data: Path, trained_checkpoint: Path,
              else {n: torch.ones_like(params[n], device="cpu") for n in names})
     new = pruning.imp_masks(model, masks, rate)
     store.write_with(out, lambda tmp: torch.save(new, tmp))
-    return {"sparsity": pruning.mask_sparsity(new)[1]}
 
 
-def random_mask(like: Path, seed: int, out: Path) -> dict:
+def random_mask(like: Path, seed: int, out: Path) -> None:
     """The random control of the mask in ``like``, written to ``out``."""
     import torch
 
@@ -123,7 +118,6 @@ def random_mask(like: Path, seed: int, out: Path) -> dict:
 
     masks = pruning.random_like(torch.load(like, weights_only=True), seed)
     store.write_with(out, lambda tmp: torch.save(masks, tmp))
-    return {"sparsity": pruning.mask_sparsity(masks)[1]}
 
 
 def ticket_dir(out: Path, method: str, rewind: str, r: int) -> Path:
@@ -177,8 +171,7 @@ def _schedule(name: str, spec: dict, data: Path, model_dir: Path, out: Path,
             args = fairseq_args(spec, data, where / "fairseq", fresh, train, last)
             env = hook_env(where, [0, last], threads, data_seed + offset, mask=ticket)
             run_fairseq(f"{name}/{method}/{r}", args, env, where, threads, last)
-            for extra in (where / "fairseq").glob("checkpoint*.pt"):
-                extra.unlink()
+            drop_resume_state(where)
         return run
 
     chains = []

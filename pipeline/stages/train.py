@@ -133,8 +133,6 @@ def rewind_table(model_dir: Path) -> pd.DataFrame:
 
 def rewind_checkpoint(model_dir: Path, step: int) -> Path:
     """The full checkpoint at ``step``, checked against its recorded sha256 first."""
-    from data_prep.sources import sha256_file
-
     table = rewind_table(model_dir)
     rows = table[table.step == step]
     if rows.empty:
@@ -142,7 +140,7 @@ def rewind_checkpoint(model_dir: Path, step: int) -> Path:
             f"{model_dir}: no full checkpoint at update {step} to branch from (kept: "
             f"{list(table.step)}; train.rewind sets them)")
     path = Path(model_dir) / REWIND / rows.file.iloc[0]
-    if sha256_file(path) != rows.sha256.iloc[0]:
+    if checkpoints.content_hash(path) != rows.sha256.iloc[0]:
         raise checkpoints.CheckpointError(f"{path} changed since training (sha256 differs)")
     return path
 
@@ -175,6 +173,14 @@ def hook_env(model_dir: Path, steps: list[int], threads: int, data_seed: int | N
     if mask is not None:
         env["PIPELINE_MASK"] = str(mask)
     return env
+
+
+def drop_resume_state(model_dir: Path, keep: str | None = None) -> None:
+    """Delete a finished run's fairseq checkpoints (but ``keep``): a finished run is not
+    resumed from them, and the hook has written what is analysed."""
+    for extra in (Path(model_dir) / "fairseq").glob("checkpoint*.pt"):
+        if extra.name != keep:
+            extra.unlink()
 
 
 def run_fairseq(name: str, args: list[str], env: dict[str, str], model_dir: Path,
@@ -222,9 +228,7 @@ def train_model(name: str, spec: dict, data: Path, model_dir: Path, seed: int,
         raise RuntimeError(f"model {name}: scheduled checkpoints {missing} were not written")
     metrics = final_metrics(spec, model_dir, table, data, train.device, train.earlier_eval)
     store.write_text(model_dir / "eval.json", json.dumps(metrics, indent=2))
-    for extra in (model_dir / "fairseq").glob("checkpoint*.pt"):
-        if extra.name != "checkpoint_last.pt":  # keep only the latest full checkpoint
-            extra.unlink()
+    drop_resume_state(model_dir, keep="checkpoint_last.pt")  # the latest full checkpoint
     kept = rewind_table(model_dir) if rewind else pd.DataFrame({"step": []})
     if sorted(kept.step) != rewind:
         raise RuntimeError(f"model {name}: rewind checkpoints {rewind} expected, "
@@ -252,8 +256,7 @@ def branch_model(name: str, spec: dict, data: Path, parent_dir: Path, step: int,
                    data_seed + int(spec["seed_offset"]), mask=mask)
     table = run_fairseq(name, args + ["--continue-once", str(start)], env, model_dir,
                         train.threads, last)
-    for extra in (model_dir / "fairseq").glob("checkpoint*.pt"):
-        extra.unlink()  # a finished child is not resumed
+    drop_resume_state(model_dir)
     return table
 
 
