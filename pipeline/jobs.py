@@ -232,21 +232,34 @@ def run_main(main: str, argv: Sequence[str], log_path: str | os.PathLike, env: d
             tick()
 
 
-def run_chains(chains: Sequence[Sequence[Callable[[], None]]], workers: int) -> None:
-    """Run each chain's steps in order, ``workers`` chains at a time. A failing chain stops only
-    itself (the others finish and stay cached); the failures are raised together at the end.
-    A signal stops everything at once."""
+def run_chains(chains: Sequence[Sequence[Callable]], workers: int) -> None:
+    """Run each chain's steps in order, ``workers`` chains at a time. A step may return a
+    list of more chains: they start then, beside the rest of its own (branches that need
+    only what the step made). A failing chain stops only itself (the others finish and stay
+    cached); the failures are raised together at the end. A signal stops everything at
+    once."""
     errors: list[BaseException] = []
+    futures: list = []
+    lock = threading.Lock()
 
     def chain(steps):
         for step in steps:
             check_stop()
-            step()
+            branches = step()
+            if isinstance(branches, list):
+                with lock:
+                    futures.extend(pool.submit(chain, b) for b in branches)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(chain, c) for c in chains]
+        futures.extend(pool.submit(chain, c) for c in chains)
+        done = 0
         try:
-            for future in futures:
+            # a chain adds its branches before it ends, so once every future so far has
+            # ended, none is left to add one
+            while done < len(futures):
+                with lock:
+                    future = futures[done]
+                done += 1
                 try:
                     future.result()
                 except Interrupted:
@@ -255,8 +268,9 @@ def run_chains(chains: Sequence[Sequence[Callable[[], None]]], workers: int) -> 
                     errors.append(err)
         except BaseException:
             STOP.set()
-            for future in futures:
-                future.cancel()
+            with lock:
+                for future in futures:
+                    future.cancel()
             stop_children()
             raise
     if len(errors) == 1:

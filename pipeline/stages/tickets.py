@@ -127,28 +127,36 @@ def ticket_dir(out: Path, method: str, rewind: str, r: int) -> Path:
 def _schedule(name: str, spec: dict, data: Path, model_dir: Path, out: Path,
               settings: TicketsConfig, train: TrainConfig, points: dict[str, int],
               seed: int, data_seed: int) -> list[list]:
-    """The tickets' work as chains of steps (each a callable): per rewind point, its rounds in
-    order, each making its mask then training its ticket, the controls after their round."""
+    """The tickets' work as chains of steps (callables, jobs.run_chains): per rewind point,
+    its rounds in order, each making its mask and then training its ticket; a control round's
+    mask step starts its controls as chains of their own, beside the later rounds."""
     last = int(spec["max_update"])
     final = checkpoints.checkpoint_path(model_dir, last)
     threads = train.threads
     offset = int(spec["seed_offset"])
 
-    def mask_then_train(label: str, k: int, r: int):
-        def run() -> None:
+    def mask(label: str, k: int, r: int):
+        def run() -> list[list]:
             where = ticket_dir(out, IMP, label, r)
-            if trained(where, last):
-                return
-            where.mkdir(parents=True, exist_ok=True)
             before = ticket_dir(out, IMP, label, r - 1)
             if not (where / MASK).is_file():
+                where.mkdir(parents=True, exist_ok=True)
                 jobs.call_in_process(
                     "pipeline.stages.tickets:make_mask", name, spec, data,
                     final if r == 1 else checkpoints.checkpoint_path(before, last),
                     None if r == 1 else before / MASK, settings.prune, settings.rate,
                     where / MASK, threads=threads)
-            branch_model(f"{name}/{label}/{r}", spec, data, model_dir, k, where, seed,
-                         data_seed, train, steps=sorted({k, last}), mask=where / MASK)
+            if label == LATE and r in settings.control_rounds:
+                return [[control(m, label, k, r)] for m in settings.controls]
+            return []
+        return run
+
+    def ticket(label: str, k: int, r: int):
+        def run() -> None:
+            where = ticket_dir(out, IMP, label, r)
+            if not trained(where, last):
+                branch_model(f"{name}/{label}/{r}", spec, data, model_dir, k, where, seed,
+                             data_seed, train, steps=sorted({k, last}), mask=where / MASK)
         return run
 
     def control(method: str, label: str, k: int, r: int):
@@ -157,10 +165,10 @@ def _schedule(name: str, spec: dict, data: Path, model_dir: Path, out: Path,
             if trained(where, last):
                 return
             where.mkdir(parents=True, exist_ok=True)
-            ticket = ticket_dir(out, IMP, label, r) / MASK
+            imp = ticket_dir(out, IMP, label, r) / MASK
             if method == RANDOM:
                 if not (where / MASK).is_file():
-                    jobs.call_in_process("pipeline.stages.tickets:random_mask", ticket,
+                    jobs.call_in_process("pipeline.stages.tickets:random_mask", imp,
                                          seed * 1000 + r, where / MASK, threads=threads)
                 branch_model(f"{name}/{method}/{r}", spec, data, model_dir, k, where, seed,
                              data_seed, train, steps=sorted({k, last}), mask=where / MASK)
@@ -169,20 +177,14 @@ def _schedule(name: str, spec: dict, data: Path, model_dir: Path, out: Path,
             log.info("tickets %s: round %d's mask on a fresh initialisation (seed %d)", name,
                      r, fresh)
             args = fairseq_args(spec, data, where / "fairseq", fresh, train, last)
-            env = hook_env(where, [0, last], threads, data_seed + offset, mask=ticket)
+            env = hook_env(where, [0, last], threads, data_seed + offset, mask=imp)
             run_fairseq(f"{name}/{method}/{r}", args, env, where, threads, last)
             drop_resume_state(where)
         return run
 
-    chains = []
-    for label, k in points.items():
-        steps = []
-        for r in range(1, settings.rounds + 1):
-            steps.append(mask_then_train(label, k, r))
-            if label == LATE and r in settings.control_rounds:
-                steps += [control(m, label, k, r) for m in settings.controls]
-        chains.append(steps)
-    return chains
+    return [[step for r in range(1, settings.rounds + 1)
+             for step in (mask(label, k, r), ticket(label, k, r))]
+            for label, k in points.items()]
 
 
 def measure_tickets(name: str, spec: dict, model_dir: Path, data: Path, out: Path,

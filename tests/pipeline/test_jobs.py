@@ -49,6 +49,24 @@ def test_chains_run_side_by_side_in_order_and_a_failure_stops_only_its_chain():
 
 
 
+def test_a_step_starts_its_branches_beside_the_rest_of_its_chain_and_all_are_awaited():
+    """One chain, two workers: the first step's branch meets the chain's next step at a
+    barrier (a timeout if it waited for the chain's end); a branch's failure is raised after
+    everything else has run."""
+    meet, done = threading.Barrier(2, timeout=10), []
+
+    def fail():
+        raise ValueError("branch c broke")
+
+    def fork():
+        done.append("a1")
+        return [[meet.wait, lambda: done.append("b2")], [fail]]
+
+    with pytest.raises(ValueError, match="branch c broke"):
+        jobs.run_chains([[fork, meet.wait, lambda: done.append("a3")]], workers=2)
+    assert sorted(done) == ["a1", "a3", "b2"]
+
+
 def test_a_childs_own_error_reaches_the_parent_as_itself(tmp_path):
     """A refused checkpoint in a stage's process is raised in the parent as that
     CheckpointError (the entry point tells it in one line), the child's traceback its cause."""
