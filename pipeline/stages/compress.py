@@ -26,7 +26,6 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from analysis import repstore
-from analysis.compression import OVER_TRAINING, PROJECTION, PRUNING, REFERENCE
 from analysis.fields import setting
 from analysis.steps import nearest
 from pipeline import checkpoints, jobs, store
@@ -139,7 +138,7 @@ def compress_step(kind, spec: dict, model, task, data: Path, root: Path, step: i
 
     for layer, side, dim in kind.layers(spec):
         bases = _fit(root, step, final, layer, dim, settings, seed)
-        where = dict(compress=PROJECTION, layer=layer, side=side, dim=dim, sparsity=np.nan,
+        where = dict(compress=C.PROJECTION, layer=layer, side=side, dim=dim, sparsity=np.nan,
                      fit_tokens=int(fit_tokens.get(side, 0)))
         for k in C.k_grid(dim, settings.k_base)[:-1]:
             for method, (mean, u) in bases.items():
@@ -152,7 +151,7 @@ def compress_step(kind, spec: dict, model, task, data: Path, root: Path, step: i
             full = measure(model)
         for method in bases:
             add(full, method=method, k=dim, **where)
-    where = dict(compress=PRUNING, layer="", side="", dim=np.nan, k=np.nan, fit_tokens=np.nan)
+    where = dict(compress=C.PRUNING, layer="", side="", dim=np.nan, k=np.nan, fit_tokens=np.nan)
     for s in settings.sparsities:
         pruned = pruning.global_magnitude_masks(model, s)
         if "magnitude" in settings.pruning:
@@ -170,6 +169,8 @@ def compress_model(name: str, spec: dict, model_dir: Path, extract_dir: Path, da
     """The chosen checkpoints of one model, each into out/steps/<step>.parquet as it
     finishes (a resumed run keeps those), then out/compression.parquet."""
     from tqdm import tqdm
+
+    from analysis import compression as C
 
     start = time.perf_counter()
     kind = adapter(spec)
@@ -198,7 +199,7 @@ def compress_model(name: str, spec: dict, model_dir: Path, extract_dir: Path, da
         rows = compress_step(kind, spec, model, task, data, root, step, stored[-1], settings,
                              decoding, seed)
         table = pd.DataFrame(rows).assign(
-            model=name, role=REFERENCE if kind.reference else OVER_TRAINING, step=step,
+            model=name, role=C.REFERENCE if kind.reference else C.OVER_TRAINING, step=step,
             share=step / final, fit_probe=probe)
         store.write_with(path, lambda tmp, t=table[COLUMNS]: t.to_parquet(tmp, index=False))
     table = pd.concat([pd.read_parquet(folder / f"step_{s:07d}.parquet") for s in steps],

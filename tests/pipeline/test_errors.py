@@ -140,3 +140,12 @@ def test_what_hydra_refuses_is_one_line_naming_the_override(override, says):
         compose("experiment=smoke", override)
     line = one_line(err.value)
     assert line is not None and line.startswith(says), line
+
+
+def test_the_entry_point_imports_no_torch_before_a_stage_runs():
+    """A refused command line answers in about a second: torch (over a second to import) is
+    imported by the stages that compute, not by the entry point, the plan or the registry."""
+    code = "import sys, pipeline.__main__; print(sorted({'torch', 'scipy'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
