@@ -142,13 +142,16 @@ def _store_ready(root: Path, rows: pd.DataFrame, layer_info: dict, probe_entry: 
 
 
 def extract_model(name: str, spec: dict, model_dir: Path, data: Path, out: Path,
-                  extract: ExtractConfig) -> dict:
-    """Every extracted checkpoint of one model on each of its probe sets, into out/<probe>/.
-    Resumable: a step is skipped only when its done marker and every array are sound."""
+                  extract: ExtractConfig, last_only: bool = False) -> dict:
+    """Every extracted checkpoint of one model (``last_only``: its last) on each of its probe
+    sets, into out/<probe>/. Resumable: a step is skipped only when its done marker and every
+    array are sound."""
     from tqdm import tqdm  # in the unit's own process (``unit``), not the runner's
 
     kind = adapter(spec)
     table = extracted_checkpoints(spec, checkpoints.verify(model_dir), extract)
+    if last_only:
+        table = table.iloc[-1:]
     manifest = probe_manifest(data)
     probe_tokens = pd.read_parquet(Path(data) / "probe_tokens.parquet")
     layer_info = {n: {"side": s, "dim": int(d)} for n, s, d in kind.layers(spec)}

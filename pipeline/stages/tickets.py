@@ -218,7 +218,8 @@ def measure_tickets(name: str, spec: dict, model_dir: Path, data: Path, out: Pat
             rows.append(dict(t, measure=m, value=v, dense=dense[m],
                              higher_better=higher.get(m, False)))
         if settings.extract:
-            extract_model(f"{name}/{t['dir']}", spec, where, data, where / "extract", extract)
+            extract_model(f"{name}/{t['dir']}", spec, where, data, where / "extract", extract,
+                          last_only=True)  # compared with the model's last (final_similarity)
     return rows
 
 

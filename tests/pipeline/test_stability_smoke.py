@@ -57,6 +57,9 @@ def test_every_tickets_pruned_weights_stay_zero_and_it_starts_from_w_k(stability
                 state = torch.load(path, weights_only=False)["model"]
                 for name, mask in masks.items():
                     assert torch.all(state[name][mask == 0] == 0), (t.dir, path.name, name)
+            steps = pd.read_csv(where / "checkpoints.csv").step
+            assert json.loads((where / "extract" / "model.json").read_text())["steps"] == [
+                int(steps.iloc[-1])], t.dir  # only the last is extracted (and compared)
             first = torch.load(_checkpoints(where)[0], weights_only=False)["model"]
             if t.method != "reinit":  # rewound: W_k's kept weights, bit for bit
                 start = torch.load(train.rewind_checkpoint(parent, int(t.rewind_step)),
