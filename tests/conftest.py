@@ -76,14 +76,18 @@ def units(nodes, stage: str) -> dict[str, Path]:
 def pytest_xdist_make_scheduler(config, log):
     """Under pytest-xdist, the tests that read the shared smoke training (their node ids carry
     its fixture parameter, ``[smoke]``) run in one process, in order, so that none sees
-    another's changes to those artifacts half-made; the others are spread over the rest.
-    (xdist's own loadgroup does not group under pytest 9: it renames a node id pytest no
-    longer reads.)"""
+    another's changes to those artifacts half-made; the tests of an end-to-end module
+    (``*_smoke.py``) stay in one process, so that its module fixture (a whole experiment) runs
+    once; the others are spread over the rest. (xdist's own loadgroup does not group under
+    pytest 9: it renames a node id pytest no longer reads.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class SmokeGroup(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "smoke" if SMOKE_ID.search(nodeid) else nodeid
+            if SMOKE_ID.search(nodeid):
+                return "smoke"
+            module = nodeid.split("::")[0]
+            return module if module.endswith("_smoke.py") else nodeid
 
     return SmokeGroup(config, log)
 
